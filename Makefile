@@ -1,0 +1,63 @@
+# Stork's build. The two commands of the quick start are `make demo` and `make test`; both build
+# everything they need (the test control plane's binaries are cached outside the checkout, see
+# hack/testbin.sh).
+
+SHELL := /usr/bin/env bash
+GO ?= go
+BIN := $(CURDIR)/bin
+CONTROLLER_GEN := $(BIN)/controller-gen
+# Test timeouts are generous: the machine has two cores and e2e tests start several clusters.
+TEST_TIMEOUT ?= 30m
+GO_PACKAGES := ./...
+
+.PHONY: all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
+
+all: build
+
+## build: compile the three commands into bin/
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## generate: deepcopy functions and CRD manifests from the kubebuilder markers in api/
+generate: $(CONTROLLER_GEN)
+	$(CONTROLLER_GEN) object paths=./api/...
+	rm -f deploy/crds/*.yaml
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/crds
+
+$(CONTROLLER_GEN): hack/tools/gen/go.mod hack/tools/gen/go.sum
+	cd hack/tools/gen && $(GO) build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen
+
+## verify-generated: fail if generated files differ from what `make generate` produces
+verify-generated: generate
+	@if [ -n "$$(git status --porcelain -- api deploy/crds)" ]; then \
+		git status --short -- api deploy/crds; git diff --stat -- api deploy/crds; \
+		echo "generated files are stale: run 'make generate' and commit the result"; exit 1; fi
+
+fmt-check:
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+
+vet:
+	$(GO) vet $(GO_PACKAGES)
+
+lint: fmt-check vet
+
+## testbin: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl and minio (cached)
+testbin:
+	@hack/testbin.sh
+
+## test: everything — generated files, formatting, vet, unit, integration and e2e tests
+test: verify-generated lint
+	STORK_TESTBIN="$$(hack/testbin.sh)" && export STORK_TESTBIN && \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
+
+## test-unit: only the tests that need no control plane
+test-unit:
+	$(GO) test -short -count=1 $(GO_PACKAGES)
+
+## demo: a local control plane with simulated nodes in three zones, Stork's CRDs and a file:// BackupLocation
+demo:
+	STORK_TESTBIN="$$(hack/testbin.sh)" && export STORK_TESTBIN && \
+		$(GO) run ./e2e/demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,141 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BackupSpec names the Snapshot to copy and the location to copy it to.
+// +kubebuilder:validation:XValidation:rule="has(self.snapshotName) == has(oldSelf.snapshotName)",message="snapshotName is immutable"
+type BackupSpec struct {
+	// SnapshotName is the Snapshot, in this namespace, that this Backup copies. Empty
+	// for Backups imported by sync from a location another cluster writes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="snapshotName is immutable"
+	SnapshotName string `json:"snapshotName,omitempty"`
+	// BackupLocation, in this namespace, that holds the backup.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="backupLocation is immutable"
+	BackupLocation string `json:"backupLocation"`
+	// DeletionPolicy is Retain (default: deleting the object keeps the data in the
+	// location, and sync would bring the object back) or Delete.
+	// +optional
+	// +kubebuilder:default=Retain
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// BackupPhase is where a Backup is in its life.
+// +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed;Deleting
+type BackupPhase string
+
+const (
+	BackupPending         BackupPhase = "Pending"
+	BackupInProgress      BackupPhase = "InProgress"
+	BackupCompleted       BackupPhase = "Completed"
+	BackupPartiallyFailed BackupPhase = "PartiallyFailed"
+	BackupFailed          BackupPhase = "Failed"
+	BackupDeleting        BackupPhase = "Deleting"
+)
+
+// BackupVolume records one volume in a backup: enough to restore it in another cluster.
+type BackupVolume struct {
+	// ClaimName of the source PersistentVolumeClaim.
+	ClaimName string `json:"claimName"`
+	// Driver that owned the source volume.
+	// +optional
+	Driver string `json:"driver,omitempty"`
+	// StorageClassName of the source claim.
+	// +optional
+	StorageClassName string `json:"storageClassName,omitempty"`
+	// Topology of the source volume's data.
+	// +optional
+	Topology Topology `json:"topology,omitempty"`
+	// SizeBytes is the claim's requested size.
+	// +optional
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// RepositorySnapshotID is the ID of the volume's tree in the backup repository.
+	// +optional
+	RepositorySnapshotID string `json:"repositorySnapshotID,omitempty"`
+	// Phase of this volume's upload.
+	// +optional
+	Phase VolumePhase `json:"phase,omitempty"`
+	// Message says why the upload failed, when it did.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Progress of this volume's upload.
+	// +optional
+	Progress Progress `json:"progress,omitempty"`
+}
+
+// BackupStatus records what the backup holds and how the copy went.
+type BackupStatus struct {
+	// Phase summarises the conditions.
+	// +optional
+	Phase BackupPhase `json:"phase,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Progressing, Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Cluster is the ID of the cluster the data came from.
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+	// SourceNamespace is the namespace the data came from.
+	// +optional
+	SourceNamespace string `json:"sourceNamespace,omitempty"`
+	// Zones of the source volumes.
+	// +optional
+	Zones []string `json:"zones,omitempty"`
+	// Volumes in the backup.
+	// +optional
+	// +listType=map
+	// +listMapKey=claimName
+	Volumes []BackupVolume `json:"volumes,omitempty"`
+	// ResourceCount is how many Kubernetes objects the backup holds.
+	// +optional
+	ResourceCount int32 `json:"resourceCount,omitempty"`
+	// Progress over all volumes.
+	// +optional
+	Progress Progress `json:"progress,omitempty"`
+	// Imported is true for a Backup made by sync from its location's contents.
+	// +optional
+	Imported bool `json:"imported,omitempty"`
+	// TimeRange of the copy.
+	// +optional
+	TimeRange `json:",inline"`
+}
+
+// Backup is a Snapshot's copy in a BackupLocation, with the application's Kubernetes objects.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sbk,categories=stork
+// +kubebuilder:printcolumn:name="Snapshot",type=string,JSONPath=`.spec.snapshotName`
+// +kubebuilder:printcolumn:name="Location",type=string,JSONPath=`.spec.backupLocation`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.progress.bytesDone`,priority=1
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.progress.bytesTotal`,priority=1
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.status.cluster`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Backup struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   BackupSpec   `json:"spec"`
+	Status BackupStatus `json:"status,omitempty"`
+}
+
+// BackupList is a list of Backups.
+// +kubebuilder:object:root=true
+type BackupList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Backup `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Backup{}, &BackupList{})
+}

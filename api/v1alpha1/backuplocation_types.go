@@ -1,0 +1,138 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BackupLocationAccessMode says whether Stork may write to a location.
+// +kubebuilder:validation:Enum=ReadWrite;ReadOnly
+type BackupLocationAccessMode string
+
+const (
+	// AccessReadWrite lets Stork write backups to, and prune, the location.
+	AccessReadWrite BackupLocationAccessMode = "ReadWrite"
+	// AccessReadOnly only lets Stork list and restore backups, e.g. another
+	// cluster's bucket during disaster recovery.
+	AccessReadOnly BackupLocationAccessMode = "ReadOnly"
+)
+
+// BackupLocationPhase summarises the Available condition.
+// +kubebuilder:validation:Enum=Pending;Available;Unavailable
+type BackupLocationPhase string
+
+const (
+	BackupLocationPending     BackupLocationPhase = "Pending"
+	BackupLocationAvailable   BackupLocationPhase = "Available"
+	BackupLocationUnavailable BackupLocationPhase = "Unavailable"
+)
+
+// S3Options are the settings of an s3:// location beyond its bucket.
+type S3Options struct {
+	// Endpoint is the S3 API's base URL, for S3-compatible stores such as MinIO
+	// (e.g. https://minio.example:9000). Empty means AWS.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/]+(/.*)?$`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Region of the bucket. Required by AWS; MinIO accepts any value.
+	// +optional
+	Region string `json:"region,omitempty"`
+	// ForcePathStyle addresses the bucket as ENDPOINT/BUCKET rather than BUCKET.ENDPOINT,
+	// as most S3-compatible stores need.
+	// +optional
+	ForcePathStyle bool `json:"forcePathStyle,omitempty"`
+}
+
+// BackupLocationSpec says where backups are kept and how to reach them.
+// +kubebuilder:validation:XValidation:rule="!has(self.s3) || self.url.startsWith('s3://')",message="s3 options are only valid with an s3:// url"
+type BackupLocationSpec struct {
+	// URL of the object store and the prefix in it: s3://BUCKET[/PREFIX],
+	// gs://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX] or file:///ABSOLUTE/DIR.
+	// It cannot change: backups already made there would be lost from view.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(s3|gs|azblob)://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$') || self.matches('^file:///.+')",message="url must be s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX] or file:///ABSOLUTE/DIR"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="url is immutable: create a new BackupLocation for another bucket"
+	URL string `json:"url"`
+
+	// S3 holds the options of an s3:// URL.
+	// +optional
+	S3 *S3Options `json:"s3,omitempty"`
+
+	// CredentialsSecretRef names a Secret with the store's credentials. Keys by store:
+	// s3: accessKeyID, secretAccessKey (and optionally sessionToken);
+	// gs: serviceAccount.json; azblob: accountName, accountKey. Not used by file://.
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// EncryptionKeySecretRef names the Secret key that holds the repository's
+	// passphrase. Every backup is encrypted; there is no default key.
+	EncryptionKeySecretRef SecretKeyReference `json:"encryptionKeySecretRef"`
+
+	// Default marks the location used by Snapshots and schedules that name none.
+	// +optional
+	Default bool `json:"default,omitempty"`
+
+	// AccessMode is ReadWrite (default) or ReadOnly.
+	// +optional
+	// +kubebuilder:default=ReadWrite
+	AccessMode BackupLocationAccessMode `json:"accessMode,omitempty"`
+
+	// SyncPeriod is how often the location is checked and its backups listed into
+	// Backup objects. At least 10s.
+	// +optional
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="syncPeriod must be at least 10s"
+	SyncPeriod *metav1.Duration `json:"syncPeriod,omitempty"`
+}
+
+// BackupLocationStatus is what Stork last saw of the location.
+type BackupLocationStatus struct {
+	// Phase summarises the Available condition.
+	// +optional
+	Phase BackupLocationPhase `json:"phase,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Available.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// RepositoryID identifies the backup repository found at the URL.
+	// +optional
+	RepositoryID string `json:"repositoryID,omitempty"`
+	// LastValidationTime is when access was last checked.
+	// +optional
+	LastValidationTime *metav1.Time `json:"lastValidationTime,omitempty"`
+	// LastSyncTime is when the location's backups were last listed.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+}
+
+// BackupLocation is an object store where Stork keeps backups.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=bl,categories=stork
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="Access",type=string,JSONPath=`.spec.accessMode`
+// +kubebuilder:printcolumn:name="Default",type=boolean,JSONPath=`.spec.default`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BackupLocation struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   BackupLocationSpec   `json:"spec"`
+	Status BackupLocationStatus `json:"status,omitempty"`
+}
+
+// BackupLocationList is a list of BackupLocations.
+// +kubebuilder:object:root=true
+type BackupLocationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BackupLocation `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&BackupLocation{}, &BackupLocationList{})
+}

@@ -1,0 +1,88 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types shared by several kinds. Each kind documents which it sets.
+const (
+	// ConditionReady is True when the object's work is complete and usable
+	// (a Snapshot that can be restored, a Backup that is safely in its location, …).
+	ConditionReady = "Ready"
+	// ConditionAvailable is True when a BackupLocation can be read and, unless it is
+	// read-only, written.
+	ConditionAvailable = "Available"
+	// ConditionValid is False when the spec cannot be acted on (unknown PVC, PVC of
+	// another driver, unknown time zone, …); the message names the field.
+	ConditionValid = "Valid"
+	// ConditionProgressing is True while work is being done.
+	ConditionProgressing = "Progressing"
+)
+
+// Progress counts work done against work known. Totals may grow while work is
+// discovered, so done/total is a lower bound of the fraction left until Phase is final.
+type Progress struct {
+	// BytesDone is how many bytes have been processed.
+	// +optional
+	BytesDone int64 `json:"bytesDone,omitempty"`
+	// BytesTotal is how many bytes there are to process, when known.
+	// +optional
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// ItemsDone counts finished items (files, volumes or objects, as the owner says).
+	// +optional
+	ItemsDone int64 `json:"itemsDone,omitempty"`
+	// ItemsTotal counts items to process, when known.
+	// +optional
+	ItemsTotal int64 `json:"itemsTotal,omitempty"`
+}
+
+// SecretKeyReference names one key of a Secret in the namespace of the object that holds it.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key in the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// SecretReference names a Secret in the namespace of the object that holds it.
+type SecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Topology is where something lives, from the widest failure domain to the narrowest.
+type Topology struct {
+	// Region, from the node label topology.kubernetes.io/region.
+	// +optional
+	Region string `json:"region,omitempty"`
+	// Zone, from the node label topology.kubernetes.io/zone.
+	// +optional
+	Zone string `json:"zone,omitempty"`
+	// Rack, from the node label stork.dev/rack.
+	// +optional
+	Rack string `json:"rack,omitempty"`
+}
+
+// Labels on Nodes that Stork reads for topology. Region and zone are the well-known
+// Kubernetes labels; Kubernetes has none for racks.
+const (
+	LabelRegion = "topology.kubernetes.io/region"
+	LabelZone   = "topology.kubernetes.io/zone"
+	LabelRack   = "stork.dev/rack"
+)
+
+// TimeRange is when work started and ended.
+type TimeRange struct {
+	// StartTime is when the work started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime is when the work reached a final phase.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}

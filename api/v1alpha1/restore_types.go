@@ -1,0 +1,213 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RestoreSource is what to restore from: exactly one of snapshotName or backupName.
+// +kubebuilder:validation:XValidation:rule="has(self.snapshotName) != has(self.backupName)",message="set exactly one of source.snapshotName or source.backupName"
+type RestoreSource struct {
+	// SnapshotName restores a Snapshot of this namespace on the cluster that took it.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	SnapshotName string `json:"snapshotName,omitempty"`
+	// BackupName restores a Backup of this namespace, from any cluster that can read
+	// its location.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	BackupName string `json:"backupName,omitempty"`
+}
+
+// ZoneMappingMode says how restored volumes are placed across zones.
+// +kubebuilder:validation:Enum=Keep;Map;Spread
+type ZoneMappingMode string
+
+const (
+	// ZoneKeep puts each volume in the zone it came from.
+	ZoneKeep ZoneMappingMode = "Keep"
+	// ZoneMap puts each volume in the zone its source zone maps to; an unmapped
+	// source zone fails that volume.
+	ZoneMap ZoneMappingMode = "Map"
+	// ZoneSpread spreads the volumes over the target cluster's zones.
+	ZoneSpread ZoneMappingMode = "Spread"
+)
+
+// ZoneMapping says where restored volumes go.
+// +kubebuilder:validation:XValidation:rule="self.mode == 'Map' ? has(self.zones) && size(self.zones) > 0 : !has(self.zones) || size(self.zones) == 0",message="zoneMapping.zones is required with mode Map and not allowed otherwise"
+type ZoneMapping struct {
+	// Mode is Keep (default), Map or Spread.
+	// +kubebuilder:default=Keep
+	Mode ZoneMappingMode `json:"mode"`
+	// Zones maps a source zone to a target zone, with mode Map.
+	// +optional
+	Zones map[string]string `json:"zones,omitempty"`
+}
+
+// ExistingObjectPolicy says what a restore does with an object that already exists.
+// +kubebuilder:validation:Enum=Fail;Skip;Update
+type ExistingObjectPolicy string
+
+const (
+	// ExistingFail fails that object (the default): nothing is overwritten.
+	ExistingFail ExistingObjectPolicy = "Fail"
+	// ExistingSkip leaves the existing object as it is.
+	ExistingSkip ExistingObjectPolicy = "Skip"
+	// ExistingUpdate replaces the existing object's spec (for a PVC: its data).
+	ExistingUpdate ExistingObjectPolicy = "Update"
+)
+
+// RestoreSpec says what to restore and how to map it into this cluster.
+type RestoreSpec struct {
+	// Source to restore from.
+	Source RestoreSource `json:"source"`
+	// NamespaceMapping maps a source namespace to a target namespace; unmapped
+	// namespaces restore into themselves.
+	// +optional
+	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty"`
+	// ClaimNameMapping renames PersistentVolumeClaims: source name to target name.
+	// +optional
+	ClaimNameMapping map[string]string `json:"claimNameMapping,omitempty"`
+	// StorageClassMapping maps a source StorageClass to a target StorageClass.
+	// +optional
+	StorageClassMapping map[string]string `json:"storageClassMapping,omitempty"`
+	// ZoneMapping says in which zones the volumes are restored.
+	// +optional
+	ZoneMapping *ZoneMapping `json:"zoneMapping,omitempty"`
+	// VolumesOnly restores the volumes (as PVCs) and none of the other objects.
+	// +optional
+	VolumesOnly bool `json:"volumesOnly,omitempty"`
+	// IncludeKinds restores only objects of these kinds (e.g. ConfigMap, Deployment);
+	// empty means all kinds in the backup.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	IncludeKinds []string `json:"includeKinds,omitempty"`
+	// ExcludeKinds never restores objects of these kinds.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ExcludeKinds []string `json:"excludeKinds,omitempty"`
+	// ExistingObjectPolicy is Fail (default), Skip or Update.
+	// +optional
+	// +kubebuilder:default=Fail
+	ExistingObjectPolicy ExistingObjectPolicy `json:"existingObjectPolicy,omitempty"`
+}
+
+// RestorePhase is where a Restore is in its life.
+// +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed
+type RestorePhase string
+
+const (
+	RestorePending         RestorePhase = "Pending"
+	RestoreInProgress      RestorePhase = "InProgress"
+	RestoreCompleted       RestorePhase = "Completed"
+	RestorePartiallyFailed RestorePhase = "PartiallyFailed"
+	RestoreFailed          RestorePhase = "Failed"
+)
+
+// RestoreVolumeStatus is the state of one restored volume.
+type RestoreVolumeStatus struct {
+	// SourceClaim is the claim's name in the source.
+	SourceClaim string `json:"sourceClaim"`
+	// TargetNamespace the claim is restored into.
+	// +optional
+	TargetNamespace string `json:"targetNamespace,omitempty"`
+	// TargetClaim is the restored claim's name.
+	// +optional
+	TargetClaim string `json:"targetClaim,omitempty"`
+	// Node the data was restored on, for node-local drivers.
+	// +optional
+	Node string `json:"node,omitempty"`
+	// Zone the data was restored in.
+	// +optional
+	Zone string `json:"zone,omitempty"`
+	// Phase of this volume's restore.
+	// +optional
+	Phase VolumePhase `json:"phase,omitempty"`
+	// Reason is a CamelCase word for why the phase is what it is.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says it to a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Progress of this volume's restore.
+	// +optional
+	Progress Progress `json:"progress,omitempty"`
+}
+
+// ObjectResult says what happened to one restored Kubernetes object.
+type ObjectResult struct {
+	// Kind of the object.
+	Kind string `json:"kind"`
+	// Namespace the object was restored into.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// Name of the object.
+	Name string `json:"name"`
+	// Result: Created, Updated, Skipped or Failed.
+	// +kubebuilder:validation:Enum=Created;Updated;Skipped;Failed
+	Result string `json:"result"`
+	// Message says why, for Skipped and Failed.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// RestoreStatus is how the restore went.
+type RestoreStatus struct {
+	// Phase summarises the conditions.
+	// +optional
+	Phase RestorePhase `json:"phase,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Valid, Progressing, Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Volumes restored, one entry per source claim.
+	// +optional
+	// +listType=map
+	// +listMapKey=sourceClaim
+	Volumes []RestoreVolumeStatus `json:"volumes,omitempty"`
+	// Objects restored, with their results.
+	// +optional
+	Objects []ObjectResult `json:"objects,omitempty"`
+	// Progress over all volumes.
+	// +optional
+	Progress Progress `json:"progress,omitempty"`
+	// TimeRange of the restore.
+	// +optional
+	TimeRange `json:",inline"`
+}
+
+// Restore brings a Snapshot or a Backup back as new PersistentVolumeClaims and objects.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=srestore,categories=stork
+// +kubebuilder:printcolumn:name="Snapshot",type=string,JSONPath=`.spec.source.snapshotName`
+// +kubebuilder:printcolumn:name="Backup",type=string,JSONPath=`.spec.source.backupName`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.progress.bytesDone`,priority=1
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.progress.bytesTotal`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.spec == oldSelf.spec",fieldPath=".spec",message="spec is immutable: a Restore is one request; create a new Restore"
+type Restore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RestoreSpec   `json:"spec"`
+	Status RestoreStatus `json:"status,omitempty"`
+}
+
+// RestoreList is a list of Restores.
+// +kubebuilder:object:root=true
+type RestoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Restore `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Restore{}, &RestoreList{})
+}

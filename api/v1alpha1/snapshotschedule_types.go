@@ -1,0 +1,164 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConcurrencyPolicy says what a schedule does when a run is due while the previous one
+// is still going.
+// +kubebuilder:validation:Enum=Forbid;Allow
+type ConcurrencyPolicy string
+
+const (
+	// ConcurrencyForbid skips the run (the default).
+	ConcurrencyForbid ConcurrencyPolicy = "Forbid"
+	// ConcurrencyAllow starts it anyway.
+	ConcurrencyAllow ConcurrencyPolicy = "Allow"
+)
+
+// Retention says which of a schedule's Snapshots (and their Backups) to keep. A Snapshot
+// is kept when any rule keeps it; with every rule zero, all are kept.
+type Retention struct {
+	// KeepLast keeps the newest N.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	KeepLast int32 `json:"keepLast,omitempty"`
+	// KeepHourly keeps the newest of each of the last N hours that have one.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	KeepHourly int32 `json:"keepHourly,omitempty"`
+	// KeepDaily keeps the newest of each of the last N days that have one.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	KeepDaily int32 `json:"keepDaily,omitempty"`
+	// KeepWeekly keeps the newest of each of the last N ISO weeks that have one.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	KeepWeekly int32 `json:"keepWeekly,omitempty"`
+	// KeepMonthly keeps the newest of each of the last N months that have one.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	KeepMonthly int32 `json:"keepMonthly,omitempty"`
+}
+
+// SnapshotTemplate is the Snapshot a schedule creates at each run.
+type SnapshotTemplate struct {
+	// Labels and annotations for the Snapshots.
+	// +optional
+	Metadata SnapshotTemplateMetadata `json:"metadata,omitempty"`
+	// Spec of the Snapshots.
+	Spec SnapshotSpec `json:"spec"`
+}
+
+// SnapshotTemplateMetadata is the part of ObjectMeta a template may set.
+type SnapshotTemplateMetadata struct {
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// SnapshotScheduleSpec says when to take Snapshots and how many to keep.
+type SnapshotScheduleSpec struct {
+	// Schedule in cron format: five fields (minute hour day-of-month month day-of-week),
+	// six with a leading seconds field, or a descriptor such as @hourly or @every 15m.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9][0-9a-z.]*|[^ ]+( +[^ ]+){4,5})$')",message="schedule must be a cron expression of 5 or 6 fields, @every DURATION, or @hourly/@daily/@weekly/@monthly/@yearly"
+	Schedule string `json:"schedule"`
+	// TimeZone of the schedule, an IANA name such as Europe/Paris. Default UTC.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
+	TimeZone string `json:"timeZone,omitempty"`
+	// Suspend stops new runs; runs already going finish.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+	// Template of the Snapshots to create.
+	Template SnapshotTemplate `json:"template"`
+	// Retention of the Snapshots this schedule created.
+	// +optional
+	Retention Retention `json:"retention,omitempty"`
+	// ConcurrencyPolicy is Forbid (default) or Allow.
+	// +optional
+	// +kubebuilder:default=Forbid
+	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
+}
+
+// ScheduleRun is one run of a schedule.
+type ScheduleRun struct {
+	// SnapshotName created by the run; empty when the run was skipped.
+	// +optional
+	SnapshotName string `json:"snapshotName,omitempty"`
+	// ScheduledTime the run was due.
+	ScheduledTime metav1.Time `json:"scheduledTime"`
+	// Phase the Snapshot reached, or Skipped.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// Message about the run.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// SnapshotScheduleStatus says when the schedule ran and what came of it.
+type SnapshotScheduleStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Valid (cron expression and time zone understood).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// LastScheduleTime is when a run last started.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+	// LastSuccessfulTime is when a run last ended Ready.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+	// NextScheduleTime is when the next run is due.
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+	// LastResult is the phase of the last finished run.
+	// +optional
+	LastResult string `json:"lastResult,omitempty"`
+	// History of the most recent runs, newest first.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	History []ScheduleRun `json:"history,omitempty"`
+}
+
+// SnapshotSchedule takes Snapshots on a cron schedule and keeps a chosen number of them.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ssched,categories=stork
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
+// +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Last",type=date,JSONPath=`.status.lastScheduleTime`
+// +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.lastResult`
+// +kubebuilder:printcolumn:name="Next",type=string,JSONPath=`.status.nextScheduleTime`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SnapshotSchedule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SnapshotScheduleSpec   `json:"spec"`
+	Status SnapshotScheduleStatus `json:"status,omitempty"`
+}
+
+// SnapshotScheduleList is a list of SnapshotSchedules.
+// +kubebuilder:object:root=true
+type SnapshotScheduleList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SnapshotSchedule `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SnapshotSchedule{}, &SnapshotScheduleList{})
+}

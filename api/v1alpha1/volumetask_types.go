@@ -1,0 +1,150 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// VolumeTaskType is the work a VolumeTask asks for.
+// +kubebuilder:validation:Enum=Snapshot;DeleteSnapshot;Restore;Upload;Download
+type VolumeTaskType string
+
+const (
+	// TaskSnapshot captures a volume on its node.
+	TaskSnapshot VolumeTaskType = "Snapshot"
+	// TaskDeleteSnapshot removes a captured snapshot's data.
+	TaskDeleteSnapshot VolumeTaskType = "DeleteSnapshot"
+	// TaskRestore makes a new volume from a snapshot on the node.
+	TaskRestore VolumeTaskType = "Restore"
+	// TaskUpload copies a snapshot into a BackupLocation.
+	TaskUpload VolumeTaskType = "Upload"
+	// TaskDownload makes a new volume from a backup in a BackupLocation.
+	TaskDownload VolumeTaskType = "Download"
+)
+
+// VolumeTaskSpec is one unit of work on one volume, for the agent on one node. Stork's
+// controllers create VolumeTasks; the agent of spec.nodeName (and only that one) does them.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new VolumeTask"
+// +kubebuilder:validation:XValidation:rule="!(self.type in ['Upload', 'Download']) || has(self.backupLocation)",message="backupLocation is required for Upload and Download tasks"
+// +kubebuilder:validation:XValidation:rule="!(self.type in ['DeleteSnapshot', 'Restore', 'Upload']) || has(self.snapshotID)",message="snapshotID is required for DeleteSnapshot, Restore and Upload tasks"
+type VolumeTaskSpec struct {
+	// Type of work.
+	Type VolumeTaskType `json:"type"`
+	// Driver that does the work.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Driver string `json:"driver"`
+	// NodeName whose agent does the work.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	NodeName string `json:"nodeName"`
+	// VolumeName is the PersistentVolume to read (Snapshot, Upload) or, for Restore and
+	// Download, the name to give the new volume.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	VolumeName string `json:"volumeName"`
+	// SnapshotID is the driver's snapshot to delete, restore or upload.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	SnapshotID string `json:"snapshotID,omitempty"`
+	// BackupLocation, in the task's namespace, for Upload and Download.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	BackupLocation string `json:"backupLocation,omitempty"`
+	// RepositorySnapshotID is the backup to download, for Download.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	RepositorySnapshotID string `json:"repositorySnapshotID,omitempty"`
+	// Tags recorded with an upload (cluster, namespace, claim, snapshot, zone).
+	// +optional
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
+// VolumeTaskPhase is where a VolumeTask is.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed
+type VolumeTaskPhase string
+
+const (
+	TaskPending   VolumeTaskPhase = "Pending"
+	TaskRunning   VolumeTaskPhase = "Running"
+	TaskSucceeded VolumeTaskPhase = "Succeeded"
+	TaskFailed    VolumeTaskPhase = "Failed"
+)
+
+// VolumeTaskStatus is written by the agent doing the task.
+type VolumeTaskStatus struct {
+	// Phase of the task.
+	// +optional
+	Phase VolumeTaskPhase `json:"phase,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Progressing, Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Progress of the work.
+	// +optional
+	Progress Progress `json:"progress,omitempty"`
+	// Attempts counts the times an agent started the task; a restarted agent resumes or
+	// fails the task, and gives up after a bounded number of attempts.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// AgentID identifies the agent process that last worked on the task.
+	// +optional
+	AgentID string `json:"agentID,omitempty"`
+	// SnapshotID made by a Snapshot task.
+	// +optional
+	SnapshotID string `json:"snapshotID,omitempty"`
+	// RepositorySnapshotID made by an Upload task.
+	// +optional
+	RepositorySnapshotID string `json:"repositorySnapshotID,omitempty"`
+	// Path of the volume made by a Restore or Download task, on the node.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// SizeBytes of the data the task produced.
+	// +optional
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// Reason is a CamelCase word for why the task failed.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says it to a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// TimeRange of the work.
+	// +optional
+	TimeRange `json:",inline"`
+}
+
+// VolumeTask is one unit of work on one volume for the agent of one node: the way Stork's
+// controllers hand work to node agents through the API server rather than by RPC, so that
+// either side can restart and pick the work up from the objects.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=vtask,categories=stork
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="Volume",type=string,JSONPath=`.spec.volumeName`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.progress.bytesDone`,priority=1
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.progress.bytesTotal`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type VolumeTask struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   VolumeTaskSpec   `json:"spec"`
+	Status VolumeTaskStatus `json:"status,omitempty"`
+}
+
+// VolumeTaskList is a list of VolumeTasks.
+// +kubebuilder:object:root=true
+type VolumeTaskList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []VolumeTask `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&VolumeTask{}, &VolumeTaskList{})
+}

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"stork.dev/stork/internal/version"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "storkctl",
+		Short:         "Stork's command line: snapshots, backups and restores of Kubernetes applications",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print storkctl's version",
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
+	})
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "storkctl:", err)
+		os.Exit(1)
+	}
+}

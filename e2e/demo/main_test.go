@@ -1,0 +1,40 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"stork.dev/stork/e2e/harness"
+)
+
+// TestDemo runs `make demo`'s program without waiting and checks the story it tells.
+func TestDemo(t *testing.T) {
+	harness.RequireBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, &out, 0, false); err != nil {
+		t.Fatalf("demo failed: %v\noutput:\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`Kubernetes v1\.37\.2 up in`),
+		regexp.MustCompile(`node-zone-c-2\s+region-1\s+zone-c\s+rack-2\s+True`),
+		regexp.MustCompile(`BackupLocation stork-demo/local → file:///`),
+		regexp.MustCompile(`spec\.url: Invalid value: .*url must be s3://BUCKET`),
+		regexp.MustCompile(`pod stork-demo/hello bound to node-zone-[abc]-[12]`),
+		regexp.MustCompile(`export KUBECONFIG=/\S+/demo/kubeconfig`),
+		regexp.MustCompile(`all stopped, nothing left running\.`),
+	} {
+		if !want.MatchString(got) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Log("demo output:\n" + strings.TrimSpace(got))
+	}
+}

@@ -1,0 +1,14 @@
+// Package harness runs real Kubernetes control planes and a real MinIO server on one machine,
+// with no Docker and no kubelet, for Stork's integration and e2e tests and for the demo.
+//
+// The binaries (etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl, minio)
+// are built from pinned Go modules by hack/testbin.sh into a cache outside the checkout; the
+// harness finds them through $STORK_TESTBIN. A cluster is etcd and kube-apiserver started by
+// controller-runtime's envtest, plus kube-controller-manager and kube-scheduler as plain
+// processes, with Stork's CRDs installed and simulated Nodes kept Ready by a heartbeat. Every file
+// of an Env lives under one root directory, and every process names a path under it on its
+// command line: Close stops everything and proves nothing is left, and a watchdog process kills
+// what is left if the test binary dies first.
+//
+// It may import anything of Stork's; nothing but tests and the demo may import it.
+package harness

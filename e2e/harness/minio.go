@@ -1,0 +1,111 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// MinIO is a real MinIO server on a loopback port, with one bucket.
+type MinIO struct {
+	// Endpoint is the server's base URL, http://127.0.0.1:PORT.
+	Endpoint string
+	// Host is 127.0.0.1:PORT.
+	Host      string
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	// Client is a minio-go client with the root credentials.
+	Client  *minio.Client
+	Process *Process
+}
+
+// StartMinIO starts a MinIO server with its data under the root, random root credentials, and
+// an empty bucket, and returns once the bucket exists.
+func (e *Env) StartMinIO(ctx context.Context, name string) (*MinIO, error) {
+	dir, err := e.dir(name)
+	if err != nil {
+		return nil, err
+	}
+	port, err := e.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	consolePort, err := e.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	m := &MinIO{
+		Host:      fmt.Sprintf("127.0.0.1:%d", port),
+		AccessKey: "stork-" + randomHex(6),
+		SecretKey: randomHex(20),
+		Bucket:    "stork-backups",
+	}
+	m.Endpoint = "http://" + m.Host
+	m.Process, err = e.StartProcess(name, e.Bins.Path("minio"), []string{
+		"server", filepath.Join(dir, "data"),
+		"--address", m.Host,
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
+		"--quiet",
+	}, []string{
+		"MINIO_ROOT_USER=" + m.AccessKey,
+		"MINIO_ROOT_PASSWORD=" + m.SecretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+		// Keep MinIO's own config and certs under the root, not in $HOME.
+		"HOME=" + dir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, m.Process, m.Endpoint+"/minio/health/live", time.Minute); err != nil {
+		return nil, err
+	}
+	m.Client, err = minio.New(m.Host, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""), Secure: false})
+	if err != nil {
+		return nil, fmt.Errorf("making a MinIO client: %w", err)
+	}
+	if err := m.Client.MakeBucket(ctx, m.Bucket, minio.MakeBucketOptions{}); err != nil {
+		return nil, fmt.Errorf("making bucket %s in MinIO: %w", m.Bucket, err)
+	}
+	return m, nil
+}
+
+// waitHTTP polls url until it answers 200, failing early if the process exits.
+func waitHTTP(ctx context.Context, p *Process, url string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		select {
+		case <-p.Exited():
+			return fmt.Errorf("%s exited while starting: %v\n%s", p.Name, p.ExitError(), p.LogTail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy at %s: %w\n%s", p.Name, url, ctx.Err(), p.LogTail(30))
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,8 @@
+// Package restore brings data back: the Restore controller, which turns a Snapshot or a Backup
+// into new PersistentVolumeClaims and recreated Kubernetes objects in this or another cluster,
+// mapping namespaces, claim names, storage classes and zones, with a policy for objects that
+// already exist.
+//
+// It may import api/, drivers/, the backup engine (to read repositories) and Kubernetes
+// libraries; nothing of Stork's imports it but the commands.
+package restore

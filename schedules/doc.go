@@ -1,0 +1,8 @@
+// Package schedules runs SnapshotSchedules: it creates Snapshots from a template at the times a
+// cron expression (robfig/cron/v3, with time zones) names, skips runs while one is going when
+// asked to, catches up at most once after downtime, and applies retention
+// (keepLast/Hourly/Daily/Weekly/Monthly) to the Snapshots and Backups it made.
+//
+// It may import api/ and Kubernetes libraries; it acts only through Snapshot objects, never
+// through drivers or the backup engine.
+package schedules
