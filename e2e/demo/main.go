@@ -195,7 +195,7 @@ func createLocation(ctx context.Context, c client.Client, bucket string) error {
 func schedulePod(ctx context.Context, cluster *harness.Cluster) (string, error) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "hello"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "hello", Image: "registry.k8s.io/pause:3.10"}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "hello", Image: "registry.k8s.io/pause:3.10"}}},
 	}
 	// The namespace's default ServiceAccount comes from kube-controller-manager.
 	if err := cluster.WaitFor(ctx, time.Minute, "the default ServiceAccount of "+namespace, func(ctx context.Context) (bool, error) {
