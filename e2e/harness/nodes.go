@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	kubeschedv1 "k8s.io/kube-scheduler/config/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,28 +102,40 @@ func (c *Cluster) StopHeartbeat(node string) {
 }
 
 // heartbeat renews the node's Lease and, when status is set or the Ready condition is older
-// than a minute, reports the node Ready.
+// than a minute, reports the node Ready. kube-controller-manager writes to the same Node (taints,
+// annotations), so both writes retry on conflict with a fresh read, as the kubelet does.
 func (c *Cluster) heartbeat(ctx context.Context, name string, status bool) error {
+	if err := retry.RetryOnConflict(retry.DefaultBackoff, func() error { return c.renewLease(ctx, name) }); err != nil {
+		return fmt.Errorf("renewing the lease of node %s: %w", name, err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultBackoff, func() error { return c.reportReady(ctx, name, status) }); err != nil {
+		return fmt.Errorf("reporting node %s Ready: %w", name, err)
+	}
+	return nil
+}
+
+func (c *Cluster) renewLease(ctx context.Context, name string) error {
 	now := metav1.NewMicroTime(time.Now())
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: corev1.NamespaceNodeLease, Name: name}}
 	err := c.Client.Get(ctx, client.ObjectKeyFromObject(lease), lease)
 	switch {
 	case apierrors.IsNotFound(err):
 		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To[int32](40), RenewTime: &now}
-		err = c.Client.Create(ctx, lease)
-	case err == nil:
-		lease.Spec.RenewTime = &now
-		err = c.Client.Update(ctx, lease)
+		return c.Client.Create(ctx, lease)
+	case err != nil:
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("renewing the lease of node %s: %w", name, err)
-	}
+	lease.Spec.RenewTime = &now
+	return c.Client.Update(ctx, lease)
+}
+
+func (c *Cluster) reportReady(ctx context.Context, name string, force bool) error {
 	node := &corev1.Node{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
-		return fmt.Errorf("reading node %s: %w", name, err)
+		return err
 	}
 	ready := findCondition(node.Status.Conditions, corev1.NodeReady)
-	if !status && ready != nil && ready.Status == corev1.ConditionTrue && time.Since(ready.LastHeartbeatTime.Time) < time.Minute {
+	if !force && ready != nil && ready.Status == corev1.ConditionTrue && time.Since(ready.LastHeartbeatTime.Time) < time.Minute {
 		return nil
 	}
 	if node.Status.Capacity == nil {
@@ -136,9 +149,9 @@ func (c *Cluster) heartbeat(ctx context.Context, name string, status bool) error
 		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}}
 		node.Status.NodeInfo = corev1.NodeSystemInfo{KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64"}
 	}
-	t := metav1.NewTime(now.Time)
+	now := metav1.Now()
 	cond := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-		Message: "simulated by the Stork test harness", LastHeartbeatTime: t, LastTransitionTime: t}
+		Message: "simulated by the Stork test harness", LastHeartbeatTime: now, LastTransitionTime: now}
 	if ready != nil {
 		if ready.Status == corev1.ConditionTrue {
 			cond.LastTransitionTime = ready.LastTransitionTime
@@ -147,10 +160,7 @@ func (c *Cluster) heartbeat(ctx context.Context, name string, status bool) error
 	} else {
 		node.Status.Conditions = append(node.Status.Conditions, cond)
 	}
-	if err := c.Client.Status().Update(ctx, node); err != nil {
-		return fmt.Errorf("reporting node %s Ready: %w", name, err)
-	}
-	return nil
+	return c.Client.Status().Update(ctx, node)
 }
 
 func findCondition(conds []corev1.NodeCondition, t corev1.NodeConditionType) *corev1.NodeCondition {
