@@ -1,0 +1,313 @@
+package objstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	azblobsdk "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/azureblob"
+	"gocloud.dev/blob/fileblob"
+	"gocloud.dev/blob/gcsblob"
+	"gocloud.dev/blob/memblob"
+	"gocloud.dev/blob/s3blob"
+	"gocloud.dev/gcerrors"
+	"gocloud.dev/gcp"
+	"golang.org/x/oauth2/google"
+)
+
+// S3Options are the settings of an s3:// store beyond its bucket.
+type S3Options struct {
+	// Endpoint is the base URL of an S3-compatible store (MinIO); empty means AWS.
+	Endpoint string
+	// Region of the bucket; us-east-1 when empty.
+	Region string
+	// ForcePathStyle addresses the bucket as ENDPOINT/BUCKET.
+	ForcePathStyle bool
+}
+
+// Credentials are passed in explicitly, from a Secret or the command line: the store never
+// falls back to ambient credentials (environment, instance metadata), so a backup always goes
+// where its BackupLocation says, with the identity it names.
+type Credentials struct {
+	// AccessKeyID, SecretAccessKey and SessionToken are for s3://.
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	// GCSServiceAccountJSON is a service account key file, for gs://.
+	GCSServiceAccountJSON []byte
+	// AzureAccountName and AzureAccountKey are a shared key, for azblob://.
+	AzureAccountName string
+	AzureAccountKey  string
+}
+
+// Config says which store to open.
+type Config struct {
+	// URL is s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX],
+	// file:///DIR or mem://.
+	URL         string
+	S3          S3Options
+	Credentials Credentials
+}
+
+// Store is an object store with the few operations a backup repository needs, each retried
+// with backoff on transient errors.
+type Store struct {
+	bucket *blob.Bucket
+	desc   string
+	// attempts and baseDelay bound the retries of one operation.
+	attempts  int
+	baseDelay time.Duration
+}
+
+// Open opens the store named by cfg.URL.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing store URL %q: %w", cfg.URL, err)
+	}
+	prefix := strings.Trim(u.Path, "/")
+	var b *blob.Bucket
+	switch u.Scheme {
+	case "s3":
+		b, err = openS3(ctx, u.Host, cfg)
+	case "gs":
+		b, err = openGCS(ctx, u.Host, cfg.Credentials)
+	case "azblob":
+		b, err = openAzure(ctx, u.Host, cfg.Credentials)
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			return nil, fmt.Errorf("store URL %q: a file URL needs an absolute path, as file:///DIR", cfg.URL)
+		}
+		prefix = ""
+		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: true, NoTempDir: false})
+	case "mem":
+		prefix = ""
+		b = memblob.OpenBucket(nil)
+	default:
+		return nil, fmt.Errorf("store URL %q: unsupported scheme %q (use s3, gs, azblob, file or mem)", cfg.URL, u.Scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", redact(cfg.URL), err)
+	}
+	if prefix != "" {
+		b = blob.PrefixedBucket(b, prefix+"/")
+	}
+	return &Store{bucket: b, desc: redact(cfg.URL), attempts: 5, baseDelay: 100 * time.Millisecond}, nil
+}
+
+func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, error) {
+	c := cfg.Credentials
+	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
+		return nil, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
+	}
+	region := cfg.S3.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	awsCfg := aws.Config{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken),
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.S3.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.S3.Endpoint)
+		}
+		o.UsePathStyle = cfg.S3.ForcePathStyle
+		// Checksums only when the operation requires them: S3-compatible stores differ in
+		// which of the newer default checksum headers they accept.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return s3blob.OpenBucket(ctx, client, bucket, nil)
+}
+
+func openGCS(ctx context.Context, bucket string, c Credentials) (*blob.Bucket, error) {
+	if len(c.GCSServiceAccountJSON) == 0 {
+		return nil, errors.New("gs credentials are missing: need a service account JSON key")
+	}
+	creds, err := google.CredentialsFromJSON(ctx, c.GCSServiceAccountJSON, "https://www.googleapis.com/auth/devstorage.read_write")
+	if err != nil {
+		return nil, fmt.Errorf("reading the GCS service account key: %w", err)
+	}
+	client, err := gcp.NewHTTPClient(gcp.DefaultTransport(), gcp.CredentialsTokenSource(creds))
+	if err != nil {
+		return nil, err
+	}
+	return gcsblob.OpenBucket(ctx, client, bucket, nil)
+}
+
+func openAzure(ctx context.Context, containerName string, c Credentials) (*blob.Bucket, error) {
+	if c.AzureAccountName == "" || c.AzureAccountKey == "" {
+		return nil, errors.New("azblob credentials are incomplete: need accountName and accountKey")
+	}
+	cred, err := azblobsdk.NewSharedKeyCredential(c.AzureAccountName, c.AzureAccountKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading the Azure shared key: %w", err)
+	}
+	u := fmt.Sprintf("https://%s.blob.core.windows.net/%s", c.AzureAccountName, containerName)
+	client, err := container.NewClientWithSharedKeyCredential(u, cred, nil)
+	if err != nil {
+		return nil, err
+	}
+	return azureblob.OpenBucket(ctx, client, nil)
+}
+
+// redact drops user information from a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
+
+// String names the store for messages.
+func (s *Store) String() string { return s.desc }
+
+// Close releases the store's resources.
+func (s *Store) Close() error { return s.bucket.Close() }
+
+// ErrNotFound is returned (wrapped) when an object does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// retry runs op until it succeeds, fails permanently, or runs out of attempts. The SDKs retry
+// single requests too; this covers what they give up on, such as a connection reset in the
+// middle of a body, with exponential backoff and jitter.
+func (s *Store) retry(ctx context.Context, what string, op func() error) error {
+	var err error
+	for attempt := 0; attempt < s.attempts; attempt++ {
+		if attempt > 0 {
+			delay := s.baseDelay << (attempt - 1)
+			delay += time.Duration(rand.Int64N(int64(delay)/2 + 1))
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s in %s: %w (last error: %v)", what, s.desc, ctx.Err(), err)
+			case <-time.After(delay):
+			}
+		}
+		if err = op(); err == nil || !transient(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return fmt.Errorf("%s in %s: %w", what, s.desc, ErrNotFound)
+	}
+	return fmt.Errorf("%s in %s: %w", what, s.desc, err)
+}
+
+func transient(err error) bool {
+	switch gcerrors.Code(err) {
+	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// PutNew writes an object that must not exist yet. Objects of a repository are written once:
+// when the key exists already, PutNew reports ok=false and leaves it alone. Keys named by the
+// hash of their content make that harmless; for other keys the caller decides.
+func (s *Store) PutNew(ctx context.Context, key string, data []byte) (ok bool, err error) {
+	exists := false
+	err = s.retry(ctx, "writing "+key, func() error {
+		err := s.bucket.WriteAll(ctx, key, data, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream"})
+		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+			exists = true
+			return nil
+		}
+		return err
+	})
+	return err == nil && !exists, err
+}
+
+// Get reads a whole object.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	var data []byte
+	err := s.retry(ctx, "reading "+key, func() (err error) {
+		data, err = s.bucket.ReadAll(ctx, key)
+		return err
+	})
+	return data, err
+}
+
+// GetRange reads length bytes of an object from offset.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+	var data []byte
+	err := s.retry(ctx, fmt.Sprintf("reading %s [%d,+%d)", key, offset, length), func() error {
+		r, err := s.bucket.NewRangeReader(ctx, key, offset, length, nil)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		data, err = io.ReadAll(r)
+		if err == nil && int64(len(data)) != length {
+			return fmt.Errorf("short read: %d of %d bytes", len(data), length)
+		}
+		return err
+	})
+	return data, err
+}
+
+// Object is one listed object.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// List calls fn for every object under prefix, in key order.
+func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		var obj *blob.ListObject
+		err := s.retry(ctx, "listing "+prefix, func() (err error) {
+			obj, err = it.Next(ctx)
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if obj == nil {
+			return nil
+		}
+		if err := fn(Object{Key: obj.Key, Size: obj.Size}); err != nil {
+			return err
+		}
+	}
+}
+
+// Delete removes an object; deleting one that does not exist is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	err := s.retry(ctx, "deleting "+key, func() error { return s.bucket.Delete(ctx, key) })
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Exists reports whether an object exists.
+func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
+	var ok bool
+	err := s.retry(ctx, "looking up "+key, func() (err error) {
+		ok, err = s.bucket.Exists(ctx, key)
+		return err
+	})
+	return ok, err
+}

@@ -1,0 +1,229 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+
+	"stork.dev/stork/backup/objstore"
+)
+
+func memStore(t *testing.T) *objstore.Store {
+	t.Helper()
+	s, err := objstore.Open(context.Background(), objstore.Config{URL: "mem://"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+var pass = UserKey{Passphrase: "correct horse battery staple"}
+
+func TestInitOpenKeys(t *testing.T) {
+	ctx := context.Background()
+	raw := randomBytes(32)
+	cases := []struct {
+		name    string
+		init    UserKey
+		open    UserKey
+		wantErr string
+	}{
+		{"passphrase", pass, pass, ""},
+		{"raw key", UserKey{Raw: raw}, UserKey{Raw: raw}, ""},
+		{"wrong passphrase", pass, UserKey{Passphrase: "incorrect horse"}, "wrong key"},
+		{"raw for passphrase repo", pass, UserKey{Raw: raw}, "wrong key"},
+		{"short passphrase", UserKey{Passphrase: "short"}, pass, "at least 8 characters"},
+		{"no key", UserKey{}, pass, "at least 8 characters"},
+		{"short raw", UserKey{Raw: raw[:16]}, pass, "32 bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := memStore(t)
+			r, err := Init(ctx, s, tc.init, InitOptions{})
+			if err == nil {
+				r.Close()
+				r, err = Open(ctx, s, tc.open)
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestInitTwiceAndOpenEmpty(t *testing.T) {
+	ctx := context.Background()
+	s := memStore(t)
+	if _, err := Open(ctx, s, pass); !errors.Is(err, ErrNoRepository) {
+		t.Fatalf("open of an empty store: %v", err)
+	}
+	r, err := Init(ctx, s, pass, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := Init(ctx, s, pass, InitOptions{}); err == nil || !strings.Contains(err.Error(), "already holds a repository") {
+		t.Fatalf("second init: %v", err)
+	}
+}
+
+func TestWriterDedupAndLoad(t *testing.T) {
+	ctx := context.Background()
+	s := memStore(t)
+	r, err := Init(ctx, s, pass, InitOptions{PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := r.NewWriter(ctx, 2)
+	var ids []ID
+	var blobs [][]byte
+	for i := range 40 {
+		data := randomBytes(100 << 10)
+		if i%2 == 0 {
+			data = bytes.Repeat([]byte("compressible "), 8000)
+			data[0] = byte(i)
+		}
+		id, err := w.Add(DataBlob, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Add(DataBlob, data); err != nil { // a duplicate in the same session
+			t.Fatal(err)
+		}
+		ids, blobs = append(ids, id), append(blobs, data)
+	}
+	st, err := w.Flush()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BlobsAdded != 40 || st.BlobsReused != 40 || st.PacksWritten < 2 {
+		t.Errorf("stats %+v: want 40 added, 40 reused, several packs", st)
+	}
+	if st.BytesStored >= st.BytesAdded {
+		t.Errorf("stored %d bytes for %d: compression did not help half-compressible data", st.BytesStored, st.BytesAdded)
+	}
+	r.Close()
+
+	// A fresh open sees everything through the index files.
+	r2, err := Open(ctx, s, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if r2.BlobCount() != 40 {
+		t.Fatalf("reopened repository indexes %d blobs, want 40", r2.BlobCount())
+	}
+	for i, id := range ids {
+		got, err := r2.LoadBlob(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, blobs[i]) {
+			t.Fatalf("blob %d differs after the round trip", i)
+		}
+	}
+	// A second session adds nothing new.
+	w2 := r2.NewWriter(ctx, 1)
+	for _, b := range blobs {
+		if _, err := w2.Add(DataBlob, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := w2.Flush(); err != nil || st.BlobsAdded != 0 {
+		t.Fatalf("second session: %+v, %v", st, err)
+	}
+}
+
+func TestDamagedPackIsNamed(t *testing.T) {
+	ctx := context.Background()
+	s := memStore(t)
+	r, err := Init(ctx, s, pass, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w := r.NewWriter(ctx, 1)
+	id, err := w.Add(DataBlob, randomBytes(5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pack, e, _ := r.Lookup(id)
+	key := packKey(pack)
+	data, err := s.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[e.Offset+40] ^= 0x01
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutNew(ctx, key, data); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.LoadBlob(ctx, id)
+	var d *DamagedError
+	if !errors.As(err, &d) || d.Object != key {
+		t.Fatalf("loading a blob from a damaged pack: %v; want a DamagedError naming %s", err, key)
+	}
+}
+
+func TestSnapshots(t *testing.T) {
+	ctx := context.Background()
+	s := memStore(t)
+	r, err := Init(ctx, s, pass, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	id1, err := r.SaveSnapshot(ctx, &Snapshot{Paths: []string{"/a"}, Tags: map[string]string{"pvc": "data"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := r.Snapshots(ctx)
+	if err != nil || len(all) != 1 || all[0].ID != id1 || all[0].Tags["pvc"] != "data" {
+		t.Fatalf("snapshots %+v, %v", all, err)
+	}
+	if got, err := r.FindSnapshot(ctx, id1.String()[:8]); err != nil || got.ID != id1 {
+		t.Fatalf("find by prefix: %v %v", got.ID, err)
+	}
+	if _, err := r.FindSnapshot(ctx, "ffffffff"); err == nil {
+		t.Fatal("found a snapshot that does not exist")
+	}
+}
+
+func TestDecodeEntriesRejectsGarbage(t *testing.T) {
+	good := encodeEntries(nil, []PackEntry{{Type: DataBlob, Offset: 0, Length: 100, RawLength: 50}})
+	cases := map[string][]byte{
+		"empty":           nil,
+		"count too large": {0xff, 0xff, 0xff, 0x0f, 1, 2, 3},
+		"bad type":        append(append([]byte{}, good[:4]...), append([]byte{9}, good[5:]...)...),
+	}
+	for name, b := range cases {
+		if _, _, err := decodeEntries(b, 0); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, _, err := decodeEntries(good, 50); err == nil {
+		t.Error("accepted an entry outside the pack")
+	}
+}

@@ -1,0 +1,425 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"stork.dev/stork/backup/objstore"
+)
+
+// FormatVersion is the repository format this package reads and writes (docs/repository-format.md).
+const FormatVersion = 1
+
+// Config is a repository's settings, fixed at init and stored sealed in the config object.
+type Config struct {
+	Version int `json:"version"`
+	// ID identifies the repository (random).
+	ID string `json:"id"`
+	// Chunker is the content-defined chunking algorithm and its sizes.
+	Chunker ChunkerParams `json:"chunker"`
+	// PackSize is the size a pack is closed at.
+	PackSize int `json:"packSize"`
+	Created  time.Time `json:"created"`
+}
+
+// ChunkerParams configure content-defined chunking.
+type ChunkerParams struct {
+	Algorithm string `json:"algorithm"`
+	MinSize   int    `json:"minSize"`
+	AvgSize   int    `json:"avgSize"`
+	MaxSize   int    `json:"maxSize"`
+	// Key keys the gear table (see masterKeys.Chunker); not stored in the config.
+	Key []byte `json:"-"`
+}
+
+// DefaultChunker is what new repositories chunk with: keyed FastCDC averaging 1 MiB (see
+// docs/performance.md for the measurements behind the choice).
+var DefaultChunker = ChunkerParams{Algorithm: "fastcdc-v1.0.0", MinSize: 256 << 10, AvgSize: 1 << 20, MaxSize: 4 << 20}
+
+// DefaultPackSize closes packs at 32 MiB: few objects per backup, bounded memory per uploader.
+const DefaultPackSize = 32 << 20
+
+// Repository is an opened backup repository in an object store.
+type Repository struct {
+	store *objstore.Store
+	cfg   Config
+	keys  *masterKeys
+	c     *crypter
+
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+
+	mu    sync.RWMutex
+	index map[ID]location
+	packs []ID
+	// packNum finds a pack's number in packs.
+	packNum map[ID]uint32
+}
+
+// location is an indexed blob's place: about 60 bytes of map entry per blob (32 key, 17
+// value, plus Go map overhead), so a million blobs (a TiB at 1 MiB chunks) take ~100 MB.
+type location struct {
+	pack      uint32
+	offset    uint32
+	length    uint32
+	rawLength uint32
+	typ       BlobType
+}
+
+// InitOptions tune a new repository; zero values take the defaults.
+type InitOptions struct {
+	Chunker  ChunkerParams
+	PackSize int
+}
+
+// Init makes a new repository in the store, which must hold none yet.
+func Init(ctx context.Context, store *objstore.Store, key UserKey, opts InitOptions) (*Repository, error) {
+	if err := key.Validate(); err != nil {
+		return nil, err
+	}
+	if ok, err := store.Exists(ctx, "config"); err != nil {
+		return nil, err
+	} else if ok {
+		return nil, fmt.Errorf("%s already holds a repository", store)
+	}
+	mk, err := newMasterKeys()
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config{Version: FormatVersion, Chunker: opts.Chunker, PackSize: opts.PackSize, Created: time.Now().UTC()}
+	if cfg.Chunker.Algorithm == "" {
+		cfg.Chunker = DefaultChunker
+	}
+	if cfg.PackSize == 0 {
+		cfg.PackSize = DefaultPackSize
+	}
+	idBytes := sha256.Sum256(mk.ID)
+	cfg.ID = fmt.Sprintf("%x", idBytes[:8])
+	r, err := newRepository(store, cfg, mk)
+	if err != nil {
+		return nil, err
+	}
+	keyData, keyID, err := wrapKeys(mk, key)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.PutNew(ctx, "keys/"+keyID.String(), keyData); err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The config goes last: a repository whose init died half-way has no config and can be
+	// initialised again.
+	ok, err := store.PutNew(ctx, "config", r.c.seal(nil, plain))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s: another process initialised a repository at the same time", store)
+	}
+	return r, nil
+}
+
+func newRepository(store *objstore.Store, cfg Config, mk *masterKeys) (*Repository, error) {
+	c, err := newCrypter(mk.Encryption, mk.ID)
+	if err != nil {
+		return nil, err
+	}
+	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	if err != nil {
+		return nil, err
+	}
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxBlobSize*2))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Chunker.Key = mk.Chunker
+	return &Repository{store: store, cfg: cfg, keys: mk, c: c, zenc: zenc, zdec: zdec,
+		index: map[ID]location{}, packNum: map[ID]uint32{}}, nil
+}
+
+// ErrNoRepository means the store holds no repository.
+var ErrNoRepository = errors.New("no repository here: initialise one first (storkctl repo init)")
+
+// Open opens the repository in the store with the user key and loads its index.
+func Open(ctx context.Context, store *objstore.Store, key UserKey) (*Repository, error) {
+	if err := key.Validate(); err != nil {
+		return nil, err
+	}
+	sealedCfg, err := store.Get(ctx, "config")
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", store, ErrNoRepository)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var mk *masterKeys
+	err = store.List(ctx, "keys/", func(o objstore.Object) error {
+		data, err := store.Get(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		k, err := unwrapKeys(data, key)
+		if errors.Is(err, ErrWrongKey) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.Key, err)
+		}
+		mk = k
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	if mk == nil {
+		return nil, fmt.Errorf("%s: %w", store, ErrWrongKey)
+	}
+	c, err := newCrypter(mk.Encryption, mk.ID)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := c.open(nil, sealedCfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: config: %w", store, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(plain, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: decoding config: %w", store, err)
+	}
+	if cfg.Version != FormatVersion {
+		return nil, fmt.Errorf("%s: repository format %d; this Stork reads format %d", store, cfg.Version, FormatVersion)
+	}
+	r, err := newRepository(store, cfg, mk)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+var errStop = errors.New("stop")
+
+// Config returns the repository's settings.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Store returns the object store the repository lives in.
+func (r *Repository) Store() *objstore.Store { return r.store }
+
+// Close releases the repository's resources (not the store).
+func (r *Repository) Close() {
+	r.zenc.Close()
+	r.zdec.Close()
+}
+
+// LoadIndex reads every index file into memory.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	return r.store.List(ctx, "index/", func(o objstore.Object) error {
+		sealed, err := r.store.Get(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		if id := ID(sha256.Sum256(sealed)); !strings.HasSuffix(o.Key, id.String()) {
+			return fmt.Errorf("%s is damaged: its content hashes to %s", o.Key, id)
+		}
+		packs, err := r.decodeIndex(sealed)
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.Key, err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, p := range packs {
+			r.addPackLocked(p.ID, p.Entries)
+		}
+		return nil
+	})
+}
+
+// IndexedPack is one pack's entries in an index file.
+type IndexedPack struct {
+	ID      ID
+	Entries []PackEntry
+}
+
+func (r *Repository) addPackLocked(pack ID, entries []PackEntry) {
+	n, ok := r.packNum[pack]
+	if !ok {
+		n = uint32(len(r.packs))
+		r.packs = append(r.packs, pack)
+		r.packNum[pack] = n
+	}
+	for _, e := range entries {
+		r.index[e.ID] = location{pack: n, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
+	}
+}
+
+// encodeIndex seals an index file: per pack its ID and entries, zstd-compressed.
+func (r *Repository) encodeIndex(packs []IndexedPack) []byte {
+	var plain []byte
+	plain = append(plain, byte(FormatVersion))
+	for _, p := range packs {
+		plain = append(plain, p.ID[:]...)
+		plain = encodeEntries(plain, p.Entries)
+	}
+	return r.c.seal(nil, r.zenc.EncodeAll(plain, nil))
+}
+
+func (r *Repository) decodeIndex(sealed []byte) ([]IndexedPack, error) {
+	compressed, err := r.c.open(nil, sealed)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.zdec.DecodeAll(compressed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decompressing index: %w", err)
+	}
+	if len(plain) < 1 || plain[0] != FormatVersion {
+		return nil, errors.New("index has an unknown format version")
+	}
+	plain = plain[1:]
+	var packs []IndexedPack
+	for len(plain) > 0 {
+		if len(plain) < 32 {
+			return nil, errors.New("index truncated")
+		}
+		var p IndexedPack
+		copy(p.ID[:], plain)
+		p.Entries, plain, err = decodeEntries(plain[32:], maxPackSize)
+		if err != nil {
+			return nil, fmt.Errorf("pack %s: %w", p.ID, err)
+		}
+		packs = append(packs, p)
+	}
+	return packs, nil
+}
+
+// Has reports whether a blob is in the index.
+func (r *Repository) Has(id ID) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.index[id]
+	return ok
+}
+
+// BlobCount is the number of indexed blobs.
+func (r *Repository) BlobCount() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.index)
+}
+
+// Lookup returns where a blob is.
+func (r *Repository) Lookup(id ID) (pack ID, e PackEntry, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	l, ok := r.index[id]
+	if !ok {
+		return ID{}, PackEntry{}, false
+	}
+	return r.packs[l.pack], PackEntry{Type: l.typ, ID: id, Offset: l.offset, Length: l.length, RawLength: l.rawLength}, true
+}
+
+// DamagedError names the object that holds data failing verification.
+type DamagedError struct {
+	Object string
+	Detail string
+}
+
+func (e *DamagedError) Error() string { return fmt.Sprintf("damaged object %s: %s", e.Object, e.Detail) }
+
+// LoadBlob reads, decrypts, decompresses and verifies one blob.
+func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
+	pack, e, ok := r.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("blob %s is not in the index", id)
+	}
+	sealed, err := r.store.GetRange(ctx, packKey(pack), int64(e.Offset), int64(e.Length))
+	if err != nil {
+		return nil, err
+	}
+	return r.OpenBlob(packKey(pack), e, sealed, nil)
+}
+
+// OpenBlob decrypts, decompresses and verifies a sealed blob read from object key, appending
+// the plaintext to dst.
+func (r *Repository) OpenBlob(key string, e PackEntry, sealed, dst []byte) ([]byte, error) {
+	plain, err := r.c.open(nil, sealed)
+	if err != nil {
+		return nil, &DamagedError{Object: key, Detail: fmt.Sprintf("blob %s at offset %d: %v", e.ID, e.Offset, err)}
+	}
+	start := len(dst)
+	switch {
+	case len(plain) == 0:
+		return nil, &DamagedError{Object: key, Detail: fmt.Sprintf("blob %s is empty", e.ID)}
+	case plain[0] == 0:
+		dst = append(dst, plain[1:]...)
+	case plain[0] == 1:
+		if dst, err = r.zdec.DecodeAll(plain[1:], dst); err != nil {
+			return nil, &DamagedError{Object: key, Detail: fmt.Sprintf("blob %s: decompressing: %v", e.ID, err)}
+		}
+	default:
+		return nil, &DamagedError{Object: key, Detail: fmt.Sprintf("blob %s: unknown encoding %d", e.ID, plain[0])}
+	}
+	if uint32(len(dst)-start) != e.RawLength || r.c.blobID(dst[start:]) != e.ID {
+		return nil, &DamagedError{Object: key, Detail: fmt.Sprintf("blob %s: content does not match its ID", e.ID)}
+	}
+	return dst, nil
+}
+
+// encodeBlob compresses data unless that saves under 3%, and seals it.
+func (r *Repository) encodeBlob(dst, data []byte) []byte {
+	buf := make([]byte, 1, len(data)/2+64)
+	buf[0] = 1
+	buf = r.zenc.EncodeAll(data, buf)
+	if len(buf)-1 > len(data)-len(data)/32 {
+		buf = append(append(buf[:0], 0), data...)
+	}
+	return r.c.seal(dst, buf)
+}
+
+// putJSON seals v as JSON under prefix/ID, where ID is the SHA-256 of the sealed bytes,
+// written once.
+func (r *Repository) putJSON(ctx context.Context, prefix string, v any) (ID, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return ID{}, err
+	}
+	sealed := r.c.seal(nil, plain)
+	id := ID(sha256.Sum256(sealed))
+	_, err = r.store.PutNew(ctx, prefix+id.String(), sealed)
+	return id, err
+}
+
+// getJSON reads a sealed JSON object and decodes it into v, verifying its name.
+func (r *Repository) getJSON(ctx context.Context, key string, id ID, v any) error {
+	sealed, err := r.store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if ID(sha256.Sum256(sealed)) != id {
+		return &DamagedError{Object: key, Detail: "content does not match its name"}
+	}
+	plain, err := r.c.open(nil, sealed)
+	if err != nil {
+		return &DamagedError{Object: key, Detail: err.Error()}
+	}
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	if err := dec.Decode(v); err != nil {
+		return &DamagedError{Object: key, Detail: "decoding: " + err.Error()}
+	}
+	return nil
+}

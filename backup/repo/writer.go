@@ -1,0 +1,213 @@
+package repo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Writer adds blobs to a repository: it packs them, uploads full packs in the background, and
+// writes index files for uploaded packs every few packs and at Flush. Blobs become visible to
+// other writers only through index files, and a snapshot only through its snapshot object, which
+// the caller writes after Flush: a writer killed at any point leaves packs (and maybe index files)
+// that the next backup reuses or prune removes, never a visible half-made snapshot.
+type Writer struct {
+	r *Repository
+
+	mu      sync.Mutex
+	cur     *packBuilder
+	pending map[ID]bool // added in this session, not necessarily uploaded yet
+	done    []IndexedPack
+	err     error
+
+	uploads *errgroup.Group
+	// ctx is the uploads' context, cancelled at the first failure (and when Flush has waited);
+	// parent is the caller's.
+	ctx, parent context.Context
+	slots       chan struct{}
+
+	// Stats of the session.
+	stats WriterStats
+}
+
+// WriterStats count what a Writer did.
+type WriterStats struct {
+	BlobsAdded   int64
+	BlobsReused  int64
+	BytesAdded   int64 // plaintext bytes of new blobs
+	BytesStored  int64 // sealed bytes of new blobs
+	PacksWritten int64
+}
+
+type packBuilder struct {
+	buf     []byte
+	entries []PackEntry
+}
+
+// indexEvery writes an index file after this many uploaded packs, so that a backup killed in the
+// middle loses at most that many packs' worth of reuse.
+const indexEvery = 4
+
+// NewWriter starts a writing session with at most uploaders packs in flight.
+func (r *Repository) NewWriter(ctx context.Context, uploaders int) *Writer {
+	if uploaders < 1 {
+		uploaders = 1
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	return &Writer{r: r, pending: map[ID]bool{}, uploads: g, ctx: gctx, parent: ctx, slots: make(chan struct{}, uploaders)}
+}
+
+// Add stores data as a blob of type t unless the repository or this session has it already,
+// and returns its ID. It is safe for concurrent use; compression and encryption run in the
+// caller's goroutine.
+func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
+	id := w.r.c.blobID(data)
+	_, _, err := w.AddWithID(t, id, data)
+	return id, err
+}
+
+// AddWithID is Add for a caller that computed the ID already; it reports whether the blob was
+// new.
+func (w *Writer) AddWithID(t BlobType, id ID, data []byte) (ID, bool, error) {
+	if len(data) > maxBlobSize {
+		return id, false, fmt.Errorf("blob of %d bytes is over the %d limit", len(data), maxBlobSize)
+	}
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return id, false, err
+	}
+	if w.pending[id] || w.r.Has(id) {
+		w.stats.BlobsReused++
+		w.mu.Unlock()
+		return id, false, nil
+	}
+	w.pending[id] = true
+	w.mu.Unlock()
+
+	sealed := w.r.encodeBlob(nil, data)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cur == nil {
+		w.cur = &packBuilder{buf: make([]byte, 0, w.r.cfg.PackSize+maxBlobSize/4)}
+	}
+	w.cur.entries = append(w.cur.entries, PackEntry{Type: t, ID: id, Offset: uint32(len(w.cur.buf)), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
+	w.cur.buf = append(w.cur.buf, sealed...)
+	w.stats.BlobsAdded++
+	w.stats.BytesAdded += int64(len(data))
+	w.stats.BytesStored += int64(len(sealed))
+	if len(w.cur.buf) >= w.r.cfg.PackSize {
+		return id, true, w.startUploadLocked()
+	}
+	return id, true, nil
+}
+
+// startUploadLocked hands the current pack to an uploader, waiting for a free slot so memory
+// stays bounded by (uploaders+1) packs.
+func (w *Writer) startUploadLocked() error {
+	p := w.cur
+	w.cur = nil
+	w.mu.Unlock()
+	defer w.mu.Lock()
+	select {
+	case w.slots <- struct{}{}:
+	case <-w.ctx.Done():
+		return w.firstErr()
+	}
+	w.uploads.Go(func() error {
+		defer func() { <-w.slots }()
+		if err := w.upload(p); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+func (w *Writer) firstErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	return w.ctx.Err()
+}
+
+// upload seals the pack header, writes the pack, and records it for the next index file.
+func (w *Writer) upload(p *packBuilder) error {
+	header := w.r.c.seal(nil, encodeEntries(nil, p.entries))
+	p.buf = append(p.buf, header...)
+	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(len(header)))
+	id := ID(sha256.Sum256(p.buf))
+	if _, err := w.r.store.PutNew(w.ctx, packKey(id), p.buf); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.done = append(w.done, IndexedPack{ID: id, Entries: p.entries})
+	w.stats.PacksWritten++
+	var batch []IndexedPack
+	if len(w.done) >= indexEvery {
+		batch, w.done = w.done, nil
+	}
+	w.mu.Unlock()
+	if batch != nil {
+		return w.writeIndex(w.ctx, batch)
+	}
+	return nil
+}
+
+// writeIndex writes an index file for uploaded packs and adds them to the in-memory index.
+func (w *Writer) writeIndex(ctx context.Context, packs []IndexedPack) error {
+	sealed := w.r.encodeIndex(packs)
+	id := ID(sha256.Sum256(sealed))
+	if _, err := w.r.store.PutNew(ctx, "index/"+id.String(), sealed); err != nil {
+		return err
+	}
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	for _, p := range packs {
+		w.r.addPackLocked(p.ID, p.Entries)
+	}
+	return nil
+}
+
+// Flush uploads the last pack, waits for every upload and writes the remaining index. After
+// Flush every blob added is durable and indexed. The Writer cannot be used afterwards.
+func (w *Writer) Flush() (WriterStats, error) {
+	w.mu.Lock()
+	var err error
+	if w.cur != nil && len(w.cur.entries) > 0 {
+		err = w.startUploadLocked()
+	}
+	w.mu.Unlock()
+	if werr := w.uploads.Wait(); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return w.stats, err
+	}
+	w.mu.Lock()
+	batch := w.done
+	w.done = nil
+	w.mu.Unlock()
+	if err := w.parent.Err(); err != nil {
+		return w.stats, fmt.Errorf("writer cancelled: %w", err)
+	}
+	if len(batch) > 0 {
+		if err := w.writeIndex(w.parent, batch); err != nil {
+			return w.stats, err
+		}
+	}
+	return w.stats, nil
+}
