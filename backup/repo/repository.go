@@ -28,7 +28,7 @@ type Config struct {
 	// Chunker is the content-defined chunking algorithm and its sizes.
 	Chunker ChunkerParams `json:"chunker"`
 	// PackSize is the size a pack is closed at.
-	PackSize int `json:"packSize"`
+	PackSize int       `json:"packSize"`
 	Created  time.Time `json:"created"`
 }
 
@@ -339,7 +339,9 @@ type DamagedError struct {
 	Detail string
 }
 
-func (e *DamagedError) Error() string { return fmt.Sprintf("damaged object %s: %s", e.Object, e.Detail) }
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("damaged object %s: %s", e.Object, e.Detail)
+}
 
 // LoadBlob reads, decrypts, decompresses and verifies one blob.
 func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
