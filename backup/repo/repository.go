@@ -345,6 +345,11 @@ func (e *DamagedError) Error() string {
 
 // LoadBlob reads, decrypts, decompresses and verifies one blob.
 func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
+	return r.LoadBlobInto(ctx, id, nil)
+}
+
+// LoadBlobInto is LoadBlob appending to dst, to reuse a buffer.
+func (r *Repository) LoadBlobInto(ctx context.Context, id ID, dst []byte) ([]byte, error) {
 	pack, e, ok := r.Lookup(id)
 	if !ok {
 		return nil, fmt.Errorf("blob %s is not in the index", id)
@@ -353,7 +358,7 @@ func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.OpenBlob(packKey(pack), e, sealed, nil)
+	return r.OpenBlob(packKey(pack), e, sealed, dst)
 }
 
 // OpenBlob decrypts, decompresses and verifies a sealed blob read from object key, appending

@@ -1,0 +1,295 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"stork.dev/stork/backup/repo"
+)
+
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	// Include restores only these slash-separated paths (relative to the snapshot's root) and
+	// what is below them; empty restores everything.
+	Include []string
+	// Workers bounds the files written at once; default GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called about every 200ms and at the end.
+	Progress func(Progress)
+}
+
+// Restore writes a snapshot's tree into target, which is created if missing. Every chunk is
+// verified against its ID; names that could escape target are refused, and no existing symlink
+// is followed. Files are restored sparse: all-zero chunks become holes.
+func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target string, opts RestoreOptions) error {
+	s, err := r.LoadSnapshot(ctx, snap)
+	if err != nil {
+		return err
+	}
+	if opts.Workers < 1 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return fmt.Errorf("making restore target %s: %w", abs, err)
+	}
+	for i, inc := range opts.Include {
+		clean := path.Clean("/" + inc)[1:]
+		if clean == "" {
+			opts.Include = nil // the root includes everything
+			break
+		}
+		opts.Include[i] = clean
+	}
+	rs := &restorer{r: r, opts: opts, root: abs}
+	// Totals come from a first pass over the trees, which are small and cached by the OS.
+	if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
+		if n.Type == TypeFile {
+			rs.filesTotal++
+			rs.bytesTotal += n.Size
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	a := &archiver{opts: BackupOptions{Progress: opts.Progress}, filesTotal: rs.filesTotal, bytesTotal: rs.bytesTotal}
+	rs.progress = a
+	stop := a.reportProgress()
+	defer stop()
+	return rs.restoreDir(ctx, s.Tree, "", abs)
+}
+
+
+type restorer struct {
+	r                      *repo.Repository
+	opts                   RestoreOptions
+	root                   string
+	filesTotal, bytesTotal int64
+	progress               *archiver // shares the progress counters and reporter
+}
+
+// included says whether rel is to be restored, or is a directory on the way to something that is.
+func (rs *restorer) included(rel string) (self, below bool) {
+	if len(rs.opts.Include) == 0 {
+		return true, true
+	}
+	for _, inc := range rs.opts.Include {
+		if rel == inc || strings.HasPrefix(rel, inc+"/") {
+			return true, true
+		}
+		if rel == "" || strings.HasPrefix(inc, rel+"/") {
+			below = true
+		}
+	}
+	return false, below
+}
+
+// walk visits the included nodes of a tree, depth first.
+func (rs *restorer) walk(ctx context.Context, id repo.ID, rel string, fn func(string, *Node) error) error {
+	t, err := loadTree(ctx, rs.r, id)
+	if err != nil {
+		return err
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		p := path.Join(rel, n.Name)
+		self, below := rs.included(p)
+		if self {
+			if err := fn(p, n); err != nil {
+				return err
+			}
+		}
+		if n.Type == TypeDir && below {
+			if err := rs.walk(ctx, *n.Subtree, p, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// restoreDir restores one directory's entries into dir, which exists and is a real directory.
+func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string) error {
+	t, err := loadTree(ctx, rs.r, id)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rs.opts.Workers)
+	var dirs []*Node
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		relPath := path.Join(rel, n.Name)
+		p := filepath.Join(dir, n.Name) // n.Name is a single checked component
+		self, below := rs.included(relPath)
+		if !self && !(below && n.Type == TypeDir) {
+			continue
+		}
+		switch n.Type {
+		case TypeDir:
+			if err := mkdirNoFollow(p); err != nil {
+				return err
+			}
+			if err := rs.restoreDir(ctx, *n.Subtree, relPath, p); err != nil {
+				return err
+			}
+			dirs = append(dirs, n)
+		case TypeFile:
+			g.Go(func() error { return rs.restoreFile(gctx, n, p) })
+		case TypeSymlink:
+			if err := os.Symlink(n.LinkTarget, p); err != nil {
+				return fmt.Errorf("restoring symlink %s: %w", p, err)
+			}
+			if err := applyMeta(p, n, true); err != nil {
+				return err
+			}
+		case TypeHardlink:
+			// Hard links are restored after the file they name, which the walk order of
+			// the backup put earlier; the target must be inside the restore.
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			first := path.Clean("/" + n.LinkTarget)[1:]
+			if first == "" {
+				return fmt.Errorf("hard link %s names the root", relPath)
+			}
+			if err := os.Link(filepath.Join(rs.root, filepath.FromSlash(first)), p); err != nil {
+				return fmt.Errorf("restoring hard link %s: %w", p, err)
+			}
+			g, gctx = errgroup.WithContext(ctx)
+			g.SetLimit(rs.opts.Workers)
+		case TypeFifo:
+			if err := unix.Mkfifo(p, n.Mode&0o777); err != nil {
+				return fmt.Errorf("restoring fifo %s: %w", p, err)
+			}
+			if err := applyMeta(p, n, false); err != nil {
+				return err
+			}
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Directory metadata last, so restoring their entries does not change their times.
+	if t.Root != nil && rel == "" && len(rs.opts.Include) == 0 {
+		dirs = append(dirs, t.Root)
+	}
+	for _, n := range dirs {
+		if err := applyMeta(filepath.Join(dir, n.Name), n, false); err != nil { // "." for t.Root
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirNoFollow makes a directory, or accepts an existing real one; an existing symlink or file
+// in its place is refused, so the restore never writes through it.
+func mkdirNoFollow(p string) error {
+	err := os.Mkdir(p, 0o700)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, os.ErrExist) {
+		if fi, lerr := os.Lstat(p); lerr == nil && fi.IsDir() {
+			return nil
+		}
+		return fmt.Errorf("restoring directory %s: something that is not a directory is in the way", p)
+	}
+	return fmt.Errorf("restoring directory %s: %w", p, err)
+}
+
+func (rs *restorer) restoreFile(ctx context.Context, n *Node, p string) error {
+	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", p, err)
+	}
+	var off int64
+	buf := make([]byte, 0, 1<<20)
+	for _, id := range n.Content {
+		if ctx.Err() != nil {
+			f.Close()
+			return ctx.Err()
+		}
+		data, err := rs.r.LoadBlobInto(ctx, id, buf[:0])
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("restoring %s: %w", p, err)
+		}
+		if !allZero(data) {
+			if _, err := f.WriteAt(data, off); err != nil {
+				f.Close()
+				return fmt.Errorf("restoring %s: %w", p, err)
+			}
+		}
+		off += int64(len(data))
+		rs.progress.bytesDone.Add(int64(len(data)))
+		buf = data
+	}
+	if off != n.Size {
+		f.Close()
+		return fmt.Errorf("restoring %s: its chunks hold %d bytes, the backup recorded %d", p, off, n.Size)
+	}
+	// Truncate to the size, so that trailing zero chunks become a hole of the right length.
+	if err := f.Truncate(off); err != nil {
+		f.Close()
+		return fmt.Errorf("restoring %s: %w", p, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("restoring %s: %w", p, err)
+	}
+	rs.progress.files.Add(1)
+	return applyMeta(p, n, false)
+}
+
+var zeroPage [4096]byte
+
+func allZero(b []byte) bool {
+	for len(b) >= len(zeroPage) {
+		if string(b[:len(zeroPage)]) != string(zeroPage[:]) {
+			return false
+		}
+		b = b[len(zeroPage):]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// applyMeta restores ownership, mode, extended attributes and times, without following links.
+func applyMeta(p string, n *Node, symlink bool) error {
+	if err := os.Lchown(p, int(n.UID), int(n.GID)); err != nil && !errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("restoring owner of %s: %w", p, err)
+	}
+	if !symlink {
+		// chmod after chown: chown clears setuid and setgid bits.
+		if err := unix.Fchmodat(unix.AT_FDCWD, p, n.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("restoring mode of %s: %w", p, err)
+		}
+	}
+	for _, x := range n.Xattrs {
+		if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("restoring extended attribute %s of %s: %w", x.Name, p, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime.UnixNano()), unix.NsecToTimespec(n.MTime.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("restoring times of %s: %w", p, err)
+	}
+	return nil
+}
