@@ -71,7 +71,6 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	return rs.restoreDir(ctx, s.Tree, "", abs)
 }
 
-
 type restorer struct {
 	r                      *repo.Repository
 	opts                   RestoreOptions
