@@ -10,7 +10,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_TIMEOUT ?= 30m
 GO_PACKAGES := ./...
 
-.PHONY: all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
+.PHONY: bench-primitives all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
 
 all: build
 
@@ -58,6 +58,10 @@ test-unit:
 demo:
 	STORK_TESTBIN="$$(hack/testbin.sh)" && export STORK_TESTBIN && \
 		$(GO) run ./e2e/demo $(DEMO_ARGS)
+
+## bench-primitives: the chunker and keyed-hash measurements behind the repository format
+bench-primitives:
+	$(GO) test -run '^$$' -bench 'Chunker|KeyedHash' -benchtime 5x -count 5 ./backup/archive/
 
 clean:
 	rm -rf $(BIN)

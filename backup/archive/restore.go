@@ -292,3 +292,9 @@ func applyMeta(p string, n *Node, symlink bool) error {
 	}
 	return nil
 }
+
+// List calls fn for every entry of a snapshot's tree, depth first, with its slash-separated path.
+func List(ctx context.Context, r *repo.Repository, tree repo.ID, fn func(string, *Node) error) error {
+	rs := &restorer{r: r}
+	return rs.walk(ctx, tree, "", fn)
+}

@@ -10,6 +10,13 @@ import (
 )
 
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "storkctl:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "storkctl",
 		Short:         "Stork's command line: snapshots, backups and restores of Kubernetes applications",
@@ -21,8 +28,6 @@ func main() {
 		Short: "Print storkctl's version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
 	})
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "storkctl:", err)
-		os.Exit(1)
-	}
+	root.AddCommand(repoCommand())
+	return root
 }

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"stork.dev/stork/backup/archive"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
+)
+
+// repoFlags say which repository to open and how; they mirror a BackupLocation's fields so that
+// the same bucket can be reached without a cluster (break-glass restore).
+type repoFlags struct {
+	location       string
+	s3Endpoint     string
+	s3Region       string
+	s3PathStyle    bool
+	credentialsDir string
+	passphraseFile string
+	rawKeyFile     string
+}
+
+func (f *repoFlags) register(cmd *cobra.Command) {
+	p := cmd.PersistentFlags()
+	p.StringVar(&f.location, "location", "", "repository URL: s3://BUCKET[/PREFIX], gs://…, azblob://…, file:///DIR")
+	p.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible stores such as MinIO")
+	p.StringVar(&f.s3Region, "s3-region", "", "S3 region (default us-east-1)")
+	p.BoolVar(&f.s3PathStyle, "s3-path-style", false, "address S3 buckets by path (most S3-compatible stores need it)")
+	p.StringVar(&f.credentialsDir, "credentials-dir", "", "directory with one file per credential key, as a mounted Secret: "+
+		"accessKeyID, secretAccessKey[, sessionToken] (s3); serviceAccount.json (gs); accountName, accountKey (azblob)")
+	p.StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the repository passphrase (or set STORK_PASSPHRASE)")
+	p.StringVar(&f.rawKeyFile, "raw-key-file", "", "file holding a raw 32-byte repository key, instead of a passphrase")
+}
+
+func (f *repoFlags) storeConfig() (objstore.Config, error) {
+	if f.location == "" {
+		return objstore.Config{}, errors.New("--location is required")
+	}
+	cfg := objstore.Config{URL: f.location, S3: objstore.S3Options{Endpoint: f.s3Endpoint, Region: f.s3Region, ForcePathStyle: f.s3PathStyle}}
+	if f.credentialsDir == "" {
+		return cfg, nil
+	}
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(f.credentialsDir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+		return strings.TrimSpace(string(b)), err
+	}
+	var err error
+	c := &cfg.Credentials
+	for name, dst := range map[string]*string{
+		"accessKeyID": &c.AccessKeyID, "secretAccessKey": &c.SecretAccessKey, "sessionToken": &c.SessionToken,
+		"accountName": &c.AzureAccountName, "accountKey": &c.AzureAccountKey,
+	} {
+		if *dst, err = read(name); err != nil {
+			return cfg, fmt.Errorf("reading credential %s: %w", name, err)
+		}
+	}
+	sa, err := read("serviceAccount.json")
+	if err != nil {
+		return cfg, fmt.Errorf("reading credential serviceAccount.json: %w", err)
+	}
+	c.GCSServiceAccountJSON = []byte(sa)
+	return cfg, nil
+}
+
+func (f *repoFlags) userKey() (repo.UserKey, error) {
+	switch {
+	case f.rawKeyFile != "" && f.passphraseFile != "":
+		return repo.UserKey{}, errors.New("give --passphrase-file or --raw-key-file, not both")
+	case f.rawKeyFile != "":
+		b, err := os.ReadFile(f.rawKeyFile)
+		if err != nil {
+			return repo.UserKey{}, fmt.Errorf("reading --raw-key-file: %w", err)
+		}
+		return repo.UserKey{Raw: b}, nil
+	case f.passphraseFile != "":
+		b, err := os.ReadFile(f.passphraseFile)
+		if err != nil {
+			return repo.UserKey{}, fmt.Errorf("reading --passphrase-file: %w", err)
+		}
+		return repo.UserKey{Passphrase: strings.TrimRight(string(b), "\r\n")}, nil
+	case os.Getenv("STORK_PASSPHRASE") != "":
+		return repo.UserKey{Passphrase: os.Getenv("STORK_PASSPHRASE")}, nil
+	}
+	return repo.UserKey{}, errors.New("no repository key: give --passphrase-file, --raw-key-file or STORK_PASSPHRASE (there is no default key)")
+}
+
+// open opens the store and, unless init, the repository.
+func (f *repoFlags) open(ctx context.Context, init bool) (*objstore.Store, *repo.Repository, error) {
+	cfg, err := f.storeConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := f.userKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := objstore.Open(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var r *repo.Repository
+	if init {
+		r, err = repo.Init(ctx, s, key, repo.InitOptions{})
+	} else {
+		r, err = repo.Open(ctx, s, key)
+	}
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, r, nil
+}
+
+func repoCommand() *cobra.Command {
+	f := &repoFlags{}
+	cmd := &cobra.Command{
+		Use:   "repo",
+		Short: "Work on a backup repository directly, with no cluster (break-glass backups and restores)",
+	}
+	f.register(cmd)
+	withRepo := func(run func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			s, r, err := f.open(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			defer r.Close()
+			return run(cmd.Context(), cmd, r, args)
+		}
+	}
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "init",
+		Short: "Create a new, empty repository at --location",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, r, err := f.open(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			defer r.Close()
+			fmt.Fprintf(cmd.OutOrStdout(), "created repository %s at %s\n", r.Config().ID, s)
+			return nil
+		},
+	})
+
+	var tags []string
+	var noParent bool
+	backup := &cobra.Command{
+		Use:   "backup DIR",
+		Short: "Back up a directory; files unchanged since the last backup of the same directory are not read again",
+		Args:  cobra.ExactArgs(1),
+		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
+			opts := archive.BackupOptions{Tags: map[string]string{}}
+			for _, t := range tags {
+				k, v, ok := strings.Cut(t, "=")
+				if !ok {
+					return fmt.Errorf("--tag %q: want KEY=VALUE", t)
+				}
+				opts.Tags[k] = v
+			}
+			abs, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			if !noParent {
+				if parent, err := latestOf(ctx, r, abs); err != nil {
+					return err
+				} else if parent != nil {
+					opts.Parent = &parent.ID
+					fmt.Fprintf(cmd.ErrOrStderr(), "parent snapshot %s (%s)\n", parent.ID.String()[:12], parent.Time.Format(time.RFC3339))
+				}
+			}
+			bar := newBar(cmd.ErrOrStderr(), "backing up")
+			opts.Progress = bar.update
+			id, snap, err := archive.Backup(ctx, r, abs, opts)
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			s := snap.Summary
+			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files (%d unchanged), %s read, %s new, %s stored, in %.1fs\n",
+				id.String()[:12], s.Files, s.FilesReused, human(s.Bytes), human(s.BytesAdded), human(s.BytesStored), float64(s.DurationMS)/1000)
+			return nil
+		}),
+	}
+	backup.Flags().StringArrayVar(&tags, "tag", nil, "KEY=VALUE to record with the snapshot (repeatable)")
+	backup.Flags().BoolVar(&noParent, "no-parent", false, "read every file, even those unchanged since the last backup")
+	cmd.AddCommand(backup)
+
+	var includes []string
+	restore := &cobra.Command{
+		Use:   "restore SNAPSHOT TARGET",
+		Short: "Restore a snapshot (ID, ID prefix or 'latest') into a directory; --include restores chosen paths only",
+		Args:  cobra.ExactArgs(2),
+		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
+			snap, err := r.FindSnapshot(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			bar := newBar(cmd.ErrOrStderr(), "restoring")
+			start := time.Now()
+			err = archive.Restore(ctx, r, snap.ID, args[1], archive.RestoreOptions{Include: includes, Progress: bar.update})
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s into %s in %.1fs\n", snap.ID.String()[:12], args[1], time.Since(start).Seconds())
+			return nil
+		}),
+	}
+	restore.Flags().StringArrayVar(&includes, "include", nil, "path inside the snapshot to restore (repeatable)")
+	cmd.AddCommand(restore)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "ls [SNAPSHOT]",
+		Short: "List snapshots, or the files of one snapshot",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
+			if len(args) == 1 {
+				snap, err := r.FindSnapshot(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return archive.List(ctx, r, snap.Tree, func(p string, n *archive.Node) error {
+					_, err := fmt.Fprintf(cmd.OutOrStdout(), "%-8s %10d %s %s\n", n.Type, n.Size, n.MTime.Format(time.RFC3339), p)
+					return err
+				})
+			}
+			snaps, err := r.Snapshots(ctx)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tTIME\tPATH\tFILES\tSIZE\tTAGS")
+			for _, s := range snaps {
+				var tags []string
+				for k, v := range s.Tags {
+					tags = append(tags, k+"="+v)
+				}
+				sort.Strings(tags)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", s.ID.String()[:12], s.Time.Local().Format(time.RFC3339),
+					strings.Join(s.Paths, ","), s.Summary.Files, human(s.Summary.Bytes), strings.Join(tags, ","))
+			}
+			return w.Flush()
+		}),
+	})
+	return cmd
+}
+
+// latestOf returns the newest snapshot of the same path, to back up incrementally from.
+func latestOf(ctx context.Context, r *repo.Repository, abs string) (*repo.SnapshotInfo, error) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if len(snaps[i].Paths) == 1 && snaps[i].Paths[0] == abs {
+			return &snaps[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// bar is a byte progress bar on a terminal, and nothing elsewhere (logs stay clean).
+type bar struct {
+	pb *progressbar.ProgressBar
+}
+
+func newBar(w io.Writer, what string) *bar {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return &bar{}
+	}
+	return &bar{pb: progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish())}
+}
+
+func (b *bar) update(p archive.Progress) {
+	if b.pb == nil {
+		return
+	}
+	if b.pb.GetMax64() != p.BytesTotal {
+		b.pb.ChangeMax64(p.BytesTotal)
+	}
+	_ = b.pb.Set64(p.BytesDone)
+}
+
+func (b *bar) finish() {
+	if b.pb != nil {
+		_ = b.pb.Finish()
+	}
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
