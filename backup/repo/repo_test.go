@@ -29,6 +29,17 @@ func randomBytes(n int) []byte {
 
 var pass = UserKey{Passphrase: "correct horse battery staple"}
 
+func newTestRepo(t *testing.T) (*objstore.Store, *Repository) {
+	t.Helper()
+	s := memStore(t)
+	r, err := Init(context.Background(), s, pass, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return s, r
+}
+
 func TestInitOpenKeys(t *testing.T) {
 	ctx := context.Background()
 	raw := randomBytes(32)
@@ -153,12 +164,7 @@ func TestWriterDedupAndLoad(t *testing.T) {
 
 func TestDamagedPackIsNamed(t *testing.T) {
 	ctx := context.Background()
-	s := memStore(t)
-	r, err := Init(ctx, s, pass, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	s, r := newTestRepo(t)
 	w := r.NewWriter(ctx, 1)
 	id, err := w.Add(DataBlob, randomBytes(5000))
 	if err != nil {
@@ -189,12 +195,7 @@ func TestDamagedPackIsNamed(t *testing.T) {
 
 func TestSnapshots(t *testing.T) {
 	ctx := context.Background()
-	s := memStore(t)
-	r, err := Init(ctx, s, pass, InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	_, r := newTestRepo(t)
 	id1, err := r.SaveSnapshot(ctx, &Snapshot{Paths: []string{"/a"}, Tags: map[string]string{"pvc": "data"}})
 	if err != nil {
 		t.Fatal(err)

@@ -187,8 +187,7 @@ func (d *Driver) Restore(_ context.Context, req drivers.RestoreRequest) (drivers
 	defer d.mu.Unlock()
 	snap, ok := d.snapshots[req.Source.SnapshotID]
 	if !ok {
-		return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "SnapshotNotFound",
-			Message: fmt.Sprintf("snapshot %q does not exist", req.Source.SnapshotID)}, nil
+		return snapshotNotFound(req.Source.SnapshotID), nil
 	}
 	pv := "pv-" + req.ID
 	st := drivers.VolumeStatus{VolumeName: pv, Phase: storkv1.VolumeInProgress, Progress: storkv1.Progress{BytesTotal: snap.size}}
@@ -200,14 +199,18 @@ func (d *Driver) Restore(_ context.Context, req drivers.RestoreRequest) (drivers
 	return st, nil
 }
 
+func snapshotNotFound(id string) drivers.VolumeStatus {
+	return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "SnapshotNotFound",
+		Message: fmt.Sprintf("snapshot %q does not exist", id)}
+}
+
 // Export implements drivers.Exporter.
 func (d *Driver) Export(_ context.Context, req drivers.ExportRequest) (drivers.VolumeStatus, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	snap, ok := d.snapshots[req.Source.SnapshotID]
 	if !ok {
-		return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "SnapshotNotFound",
-			Message: fmt.Sprintf("snapshot %q does not exist", req.Source.SnapshotID)}, nil
+		return snapshotNotFound(req.Source.SnapshotID), nil
 	}
 	st := drivers.VolumeStatus{VolumeName: snap.volume, Phase: storkv1.VolumeInProgress, Progress: storkv1.Progress{BytesTotal: snap.size}}
 	if d.step(req.ID) {
