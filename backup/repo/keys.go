@@ -109,7 +109,9 @@ func unwrapKeys(data []byte, k UserKey) (*masterKeys, error) {
 	if err := json.Unmarshal(data, kf); err != nil {
 		return nil, fmt.Errorf("decoding key file: %w", err)
 	}
-	if kf.KDF == "scrypt" && (kf.N < 1<<10 || kf.N > 1<<22 || kf.R < 1 || kf.R > 64 || kf.P < 1 || kf.P > 16) {
+	// Bound the work a hostile key file can ask for: scrypt needs 128*N*r bytes of memory.
+	if kf.KDF == "scrypt" && (kf.N < 1<<10 || kf.N > 1<<20 || kf.R < 1 || kf.R > 32 || kf.P < 1 || kf.P > 16 ||
+		128*kf.N*kf.R > 512<<20) {
 		return nil, fmt.Errorf("key file has out-of-range scrypt parameters N=%d r=%d p=%d", kf.N, kf.R, kf.P)
 	}
 	wrapKey, err := kf.derive(k)

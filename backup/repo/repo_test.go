@@ -228,3 +228,7 @@ func TestDecodeEntriesRejectsGarbage(t *testing.T) {
 		t.Error("accepted an entry outside the pack")
 	}
 }
+
+func openMem() (*objstore.Store, error) {
+	return objstore.Open(context.Background(), objstore.Config{URL: "mem://"})
+}
