@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -22,7 +23,9 @@ type Writer struct {
 	cur     *packBuilder
 	pending map[ID]bool // added in this session, not necessarily uploaded yet
 	done    []IndexedPack
-	err     error
+	// lastIndex is when the last index file was started.
+	lastIndex time.Time
+	err       error
 
 	uploads *errgroup.Group
 	// ctx is the uploads' context, cancelled at the first failure (and when Flush has waited);
@@ -48,9 +51,12 @@ type packBuilder struct {
 	entries []PackEntry
 }
 
-// indexEvery writes an index file after this many uploaded packs, so that a backup killed in the
-// middle loses at most that many packs' worth of reuse.
-const indexEvery = 4
+// An index file is written after indexEvery uploaded packs or indexAfter since the last one,
+// whichever comes first, so that a backup killed in the middle loses little reuse.
+const (
+	indexEvery = 4
+	indexAfter = 5 * time.Second
+)
 
 // NewWriter starts a writing session with at most uploaders packs in flight.
 func (r *Repository) NewWriter(ctx context.Context, uploaders int) *Writer {
@@ -58,7 +64,7 @@ func (r *Repository) NewWriter(ctx context.Context, uploaders int) *Writer {
 		uploaders = 1
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	return &Writer{r: r, pending: map[ID]bool{}, uploads: g, ctx: gctx, parent: ctx, slots: make(chan struct{}, uploaders)}
+	return &Writer{r: r, pending: map[ID]bool{}, uploads: g, ctx: gctx, parent: ctx, slots: make(chan struct{}, uploaders), lastIndex: time.Now()}
 }
 
 // Add stores data as a blob of type t unless the repository or this session has it already,
@@ -157,8 +163,8 @@ func (w *Writer) upload(p *packBuilder) error {
 	w.done = append(w.done, IndexedPack{ID: id, Entries: p.entries})
 	w.stats.PacksWritten++
 	var batch []IndexedPack
-	if len(w.done) >= indexEvery {
-		batch, w.done = w.done, nil
+	if len(w.done) >= indexEvery || time.Since(w.lastIndex) >= indexAfter {
+		batch, w.done, w.lastIndex = w.done, nil, time.Now()
 	}
 	w.mu.Unlock()
 	if batch != nil {
