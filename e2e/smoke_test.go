@@ -177,27 +177,17 @@ func createLocation(ctx context.Context, t *testing.T, c *harness.Cluster, m *ha
 // schedulePod creates a plain pod and returns the node kube-scheduler bound it to.
 func schedulePod(ctx context.Context, t *testing.T, c *harness.Cluster, nodeSelector map[string]string) string {
 	t.Helper()
-	pod := &corev1.Pod{
+	node, err := c.SchedulePod(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "stork-smoke", Name: "plain"},
 		Spec: corev1.PodSpec{
 			NodeSelector: nodeSelector,
 			Containers:   []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
 		},
-	}
-	// The ServiceAccount admission plugin refuses pods until kube-controller-manager has made
-	// the namespace's default ServiceAccount.
-	if err := c.WaitFor(ctx, time.Minute, "the default ServiceAccount of stork-smoke", func(ctx context.Context) (bool, error) {
-		return c.Client.Create(ctx, pod) == nil, nil
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitFor(ctx, time.Minute, "pod plain to be bound", func(ctx context.Context) (bool, error) {
-		err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
-		return err == nil && pod.Spec.NodeName != "", err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return pod.Spec.NodeName
+	return node
 }
 
 func putGet(ctx context.Context, t *testing.T, m *harness.MinIO) {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,12 +22,6 @@ import (
 
 	"stork.dev/stork/backup/repo"
 )
-
-// Progress reports how far a backup or restore got. Totals come from a scan made first.
-type Progress struct {
-	FilesDone, FilesTotal int64
-	BytesDone, BytesTotal int64
-}
 
 // BackupOptions tune a backup.
 type BackupOptions struct {
@@ -79,7 +72,7 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		return repo.ID{}, nil, err
 	}
 	a.w = r.NewWriter(ctx, 2)
-	stop := a.reportProgress()
+	stop := a.report(opts.Progress)
 	rootMeta, err := nodeFromPath(abs, ".")
 	if err != nil {
 		return repo.ID{}, nil, err
@@ -120,12 +113,12 @@ type archiver struct {
 	root    string
 	chunker repo.ChunkerParams
 
-	filesTotal, bytesTotal int64
-	files, dirs, reused    atomic.Int64
-	bytesDone              atomic.Int64
+	progress
+	dirs, reused atomic.Int64
 
-	hardlinksMu sync.Mutex
-	hardlinks   map[[2]uint64]string
+	// hardlinks maps (device, inode) of files with several links to the first path met. The
+	// directory walk is sequential, so it needs no lock.
+	hardlinks map[[2]uint64]string
 
 	// chunkSlots bounds chunks held in memory while being encoded.
 	chunkSlots chan struct{}
@@ -158,33 +151,6 @@ func (a *archiver) scan(root string) error {
 	})
 }
 
-func (a *archiver) reportProgress() (stop func()) {
-	if a.opts.Progress == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	report := func() {
-		a.opts.Progress(Progress{FilesDone: a.files.Load(), FilesTotal: a.filesTotal, BytesDone: a.bytesDone.Load(), BytesTotal: a.bytesTotal})
-	}
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				report()
-				return
-			case <-t.C:
-				report()
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
-
 // saveDir stores one directory: its files in parallel, its subdirectories depth-first, then its
 // tree blob.
 func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, self *Node) (repo.ID, error) {
@@ -194,8 +160,6 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(a.opts.Workers)
 	for _, e := range entries {
 		name := e.Name()
 		p := filepath.Join(abs, name)
@@ -235,12 +199,15 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 		tree.Nodes = append(tree.Nodes, node)
 	}
 	// Read the files that need reading, in parallel.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.opts.Workers)
 	for i := range tree.Nodes {
 		n := &tree.Nodes[i]
-		if n.Type != TypeFile || n.Content != nil || n.Size == 0 {
-			if n.Type == TypeFile && n.Size == 0 {
-				a.files.Add(1)
-			}
+		switch {
+		case n.Type != TypeFile || n.Content != nil: // not a file, or reused from the parent
+			continue
+		case n.Size == 0:
+			a.files.Add(1)
 			continue
 		}
 		p := filepath.Join(abs, n.Name)
@@ -276,8 +243,6 @@ func (a *archiver) hardlinkOf(n Node, rel string) (string, bool) {
 		return "", false
 	}
 	key := [2]uint64{n.Device, n.Inode}
-	a.hardlinksMu.Lock()
-	defer a.hardlinksMu.Unlock()
 	if first, ok := a.hardlinks[key]; ok {
 		return first, true
 	}

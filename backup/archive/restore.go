@@ -53,7 +53,7 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 		}
 		opts.Include[i] = clean
 	}
-	rs := &restorer{r: r, opts: opts, root: abs}
+	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}}
 	// Totals come from a first pass over the trees, which are small and cached by the OS.
 	if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
 		if n.Type == TypeFile {
@@ -64,19 +64,16 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	}); err != nil {
 		return err
 	}
-	a := &archiver{opts: BackupOptions{Progress: opts.Progress}, filesTotal: rs.filesTotal, bytesTotal: rs.bytesTotal}
-	rs.progress = a
-	stop := a.reportProgress()
+	stop := rs.report(opts.Progress)
 	defer stop()
 	return rs.restoreDir(ctx, s.Tree, "", abs)
 }
 
 type restorer struct {
-	r                      *repo.Repository
-	opts                   RestoreOptions
-	root                   string
-	filesTotal, bytesTotal int64
-	progress               *archiver // shares the progress counters and reporter
+	r    *repo.Repository
+	opts RestoreOptions
+	root string
+	*progress
 }
 
 // included says whether rel is to be restored, or is a directory on the way to something that is.
@@ -234,7 +231,7 @@ func (rs *restorer) restoreFile(ctx context.Context, n *Node, p string) error {
 			}
 		}
 		off += int64(len(data))
-		rs.progress.bytesDone.Add(int64(len(data)))
+		rs.bytesDone.Add(int64(len(data)))
 		buf = data
 	}
 	if off != n.Size {
@@ -249,7 +246,7 @@ func (rs *restorer) restoreFile(ctx context.Context, n *Node, p string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("restoring %s: %w", p, err)
 	}
-	rs.progress.files.Add(1)
+	rs.files.Add(1)
 	return applyMeta(p, n, false)
 }
 

@@ -91,7 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store URL %q: a file URL needs an absolute path, as file:///DIR", cfg.URL)
 		}
 		prefix = ""
-		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: true, NoTempDir: false})
+		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: true})
 	case "mem":
 		prefix = ""
 		b = memblob.OpenBucket(nil)

@@ -3,7 +3,9 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,8 +105,7 @@ func Init(ctx context.Context, store *objstore.Store, key UserKey, opts InitOpti
 	if cfg.PackSize == 0 {
 		cfg.PackSize = DefaultPackSize
 	}
-	idBytes := sha256.Sum256(mk.ID)
-	cfg.ID = fmt.Sprintf("%x", idBytes[:8])
+	cfg.ID = randomHex(8)
 	r, err := newRepository(store, cfg, mk)
 	if err != nil {
 		return nil, err
@@ -213,6 +214,14 @@ func Open(ctx context.Context, store *objstore.Store, key UserKey) (*Repository,
 }
 
 var errStop = errors.New("stop")
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}
 
 // Config returns the repository's settings.
 func (r *Repository) Config() Config { return r.cfg }

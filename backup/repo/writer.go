@@ -71,27 +71,20 @@ func (r *Repository) NewWriter(ctx context.Context, uploaders int) *Writer {
 // and returns its ID. It is safe for concurrent use; compression and encryption run in the
 // caller's goroutine.
 func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
-	id := w.r.c.blobID(data)
-	_, _, err := w.AddWithID(t, id, data)
-	return id, err
-}
-
-// AddWithID is Add for a caller that computed the ID already; it reports whether the blob was
-// new.
-func (w *Writer) AddWithID(t BlobType, id ID, data []byte) (ID, bool, error) {
 	if len(data) > maxBlobSize {
-		return id, false, fmt.Errorf("blob of %d bytes is over the %d limit", len(data), maxBlobSize)
+		return ID{}, fmt.Errorf("blob of %d bytes is over the %d limit", len(data), maxBlobSize)
 	}
+	id := w.r.c.blobID(data)
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
 		w.mu.Unlock()
-		return id, false, err
+		return id, err
 	}
 	if w.pending[id] || w.r.Has(id) {
 		w.stats.BlobsReused++
 		w.mu.Unlock()
-		return id, false, nil
+		return id, nil
 	}
 	w.pending[id] = true
 	w.mu.Unlock()
@@ -109,9 +102,9 @@ func (w *Writer) AddWithID(t BlobType, id ID, data []byte) (ID, bool, error) {
 	w.stats.BytesAdded += int64(len(data))
 	w.stats.BytesStored += int64(len(sealed))
 	if len(w.cur.buf) >= w.r.cfg.PackSize {
-		return id, true, w.startUploadLocked()
+		return id, w.startUploadLocked()
 	}
-	return id, true, nil
+	return id, nil
 }
 
 // startUploadLocked hands the current pack to an uploader, waiting for a free slot so memory

@@ -193,24 +193,8 @@ func createLocation(ctx context.Context, c client.Client, bucket string) error {
 }
 
 func schedulePod(ctx context.Context, cluster *harness.Cluster) (string, error) {
-	pod := &corev1.Pod{
+	return cluster.SchedulePod(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "hello"},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "hello", Image: "registry.k8s.io/pause:3.10"}}},
-	}
-	// The namespace's default ServiceAccount comes from kube-controller-manager.
-	if err := cluster.WaitFor(ctx, time.Minute, "the default ServiceAccount of "+namespace, func(ctx context.Context) (bool, error) {
-		err := cluster.Client.Create(ctx, pod)
-		return err == nil, nil
-	}); err != nil {
-		return "", err
-	}
-	var node string
-	err := cluster.WaitFor(ctx, time.Minute, "pod hello to be scheduled", func(ctx context.Context) (bool, error) {
-		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			return false, err
-		}
-		node = pod.Spec.NodeName
-		return node != "", nil
 	})
-	return node, err
 }

@@ -70,6 +70,9 @@ type Cluster struct {
 	Scheduler *Process
 	KCM       *Process
 
+	// logFiles are the envtest processes' logs, closed by Stop.
+	logFiles []*os.File
+
 	heartbeatsMu sync.Mutex
 	heartbeats   map[string]context.CancelFunc
 	stopOnce     sync.Once
@@ -111,7 +114,11 @@ func (c *Cluster) start(ctx context.Context, opts ClusterOptions) error {
 		}
 	}
 	logs := func(name string) (*os.File, error) {
-		return os.Create(filepath.Join(c.env.Root, "logs", c.Name+"-"+name+".log"))
+		f, err := os.Create(filepath.Join(c.env.Root, "logs", c.Name+"-"+name+".log"))
+		if err == nil {
+			c.logFiles = append(c.logFiles, f)
+		}
+		return f, err
 	}
 	if err := os.MkdirAll(filepath.Join(c.env.Root, "logs"), 0o755); err != nil {
 		return err
@@ -302,6 +309,9 @@ func (c *Cluster) Stop() error {
 			if err := c.testEnv.Stop(); err != nil {
 				c.stopErr = fmt.Errorf("stopping cluster %s: %w", c.Name, err)
 			}
+		}
+		for _, f := range c.logFiles {
+			f.Close()
 		}
 	})
 	return c.stopErr

@@ -1,0 +1,48 @@
+package archive
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Progress reports how far a backup or restore got. Totals come from a scan made first.
+type Progress struct {
+	FilesDone, FilesTotal int64
+	BytesDone, BytesTotal int64
+}
+
+// progress counts a backup's or restore's work against totals known up front, and reports it.
+type progress struct {
+	filesTotal, bytesTotal int64
+	files, bytesDone       atomic.Int64
+}
+
+// report calls fn about every 200ms until stop is called, and once more then; a nil fn does
+// nothing.
+func (p *progress) report(fn func(Progress)) (stop func()) {
+	if fn == nil {
+		return func() {}
+	}
+	snapshot := func() {
+		fn(Progress{FilesDone: p.files.Load(), FilesTotal: p.filesTotal, BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal})
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				snapshot()
+				return
+			case <-t.C:
+				snapshot()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
