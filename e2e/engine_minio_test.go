@@ -67,6 +67,7 @@ func TestEngineWithMinIO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	first := id
 
 	// Another process (a second cluster) opens the same bucket and restores.
 	r2, err := repo.Open(ctx, store, key)
@@ -84,6 +85,31 @@ func TestEngineWithMinIO(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("%s differs after a round trip through MinIO (%v)", rel, err)
 		}
+	}
+
+	// A second backup without the largest file; forgetting the first and pruning deletes the
+	// packs only it used, in MinIO, and what is left checks clean, every byte read back.
+	largest := filepath.Join(src, "vol", "e")
+	os.Remove(largest)
+	delete(files, largest)
+	id, _, err = archive.Backup(ctx, r, src, archive.BackupOptions{Parent: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forget(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	prune := repo.DefaultPruneOptions()
+	prune.Grace, prune.ClockSkew = 0, 0
+	pr, err := r.Prune(ctx, archive.Referenced, prune)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.PacksDeleted == 0 || pr.BytesDeleted < 5<<20 {
+		t.Errorf("prune after forgetting 5 MiB of data: %+v", pr)
+	}
+	if rep, err := archive.Check(ctx, r2, repo.CheckOptions{ReadData: true}); err != nil || !rep.OK() {
+		t.Fatalf("check after prune: %+v, %v", rep, err)
 	}
 
 	// Flip one byte in the middle of the largest pack, as bit rot or tampering would.
@@ -107,6 +133,13 @@ func TestEngineWithMinIO(t *testing.T) {
 	data[len(data)/2] ^= 0x40
 	if _, err := m.Client.PutObject(ctx, m.Bucket, victim.Key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	rep, err := archive.Check(ctx, r2, repo.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].Error(), victim.Key[len("engine-test/"):]) {
+		t.Fatalf("check --read-data of a damaged pack: %v; want a problem naming %s", rep.Problems, victim.Key)
 	}
 	err = archive.Restore(ctx, r2, id, t.TempDir(), archive.RestoreOptions{})
 	var damaged *repo.DamagedError

@@ -58,6 +58,12 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	a := &archiver{r: r, opts: opts, root: abs, hardlinks: map[[2]uint64]string{},
 		chunkSlots: make(chan struct{}, 2*opts.Workers)}
 	a.chunker = r.Config().Chunker
+	// The lock makes a concurrent prune wait for this backup, or this backup see its marks.
+	lock, err := r.Lock(ctx, repo.BackupLock)
+	if err != nil {
+		return repo.ID{}, nil, err
+	}
+	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
 	var parentTree *Tree
 	if opts.Parent != nil {
 		ps, err := r.LoadSnapshot(ctx, *opts.Parent)
@@ -72,6 +78,7 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		return repo.ID{}, nil, err
 	}
 	a.w = r.NewWriter(ctx, 2)
+	a.w.HoldLock(lock)
 	stop := a.report(opts.Progress)
 	rootMeta, err := nodeFromPath(abs, ".")
 	if err != nil {
@@ -98,6 +105,9 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 			BlobsAdded: ws.BlobsAdded, BytesAdded: ws.BytesAdded, BytesStored: ws.BytesStored,
 			DurationMS: time.Since(start).Milliseconds(),
 		},
+	}
+	if err := lock.Valid(); err != nil {
+		return repo.ID{}, nil, err
 	}
 	id, err := r.SaveSnapshot(ctx, snap)
 	if err != nil {
@@ -188,7 +198,7 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 				node.Type, node.LinkTarget, node.Size = TypeHardlink, first, 0
 				break
 			}
-			if prev != nil && prev.Type == TypeFile && unchanged(prev, &node) {
+			if prev != nil && prev.Type == TypeFile && unchanged(prev, &node) && a.allIndexed(prev.Content) {
 				node.Content = prev.Content
 				a.reused.Add(1)
 				a.files.Add(1)
@@ -235,6 +245,17 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 func unchanged(prev, cur *Node) bool {
 	return prev.Size == cur.Size && prev.MTime.Equal(cur.MTime) && prev.CTime.Equal(cur.CTime) &&
 		prev.Inode == cur.Inode && prev.Device == cur.Device && len(prev.Content) > 0
+}
+
+// allIndexed says whether every chunk of a parent's file may be reused: a chunk that prune
+// marked for deletion, or that a damaged index lost, is not, and the file is read again.
+func (a *archiver) allIndexed(content []repo.ID) bool {
+	for _, id := range content {
+		if !a.r.Has(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // hardlinkOf returns the first path of a file with several links, if met already.

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"stork.dev/stork/backup/repo"
@@ -21,7 +20,7 @@ type RestoreOptions struct {
 	// Include restores only these slash-separated paths (relative to the snapshot's root) and
 	// what is below them; empty restores everything.
 	Include []string
-	// Workers bounds the files written at once; default GOMAXPROCS.
+	// Workers bounds the packs read at once; default GOMAXPROCS, at least 4.
 	Workers int
 	// Progress, if set, is called about every 200ms and at the end.
 	Progress func(Progress)
@@ -36,7 +35,8 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 		return err
 	}
 	if opts.Workers < 1 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		// Reads of packs wait on the store as much as on the CPU.
+		opts.Workers = max(4, runtime.GOMAXPROCS(0))
 	}
 	abs, err := filepath.Abs(target)
 	if err != nil {
@@ -66,7 +66,20 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	}
 	stop := rs.report(opts.Progress)
 	defer stop()
-	return rs.restoreDir(ctx, s.Tree, "", abs)
+	if err := rs.restoreDir(ctx, s.Tree, "", abs); err != nil {
+		return err
+	}
+	if err := rs.flush(ctx); err != nil {
+		return err
+	}
+	// Directory metadata last, so restoring their entries does not change their times, and
+	// read-only directories are filled before they become read-only.
+	for i := len(rs.dirs) - 1; i >= 0; i-- {
+		if err := applyMeta(rs.dirs[i].path, rs.dirs[i].node, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type restorer struct {
@@ -74,6 +87,14 @@ type restorer struct {
 	opts RestoreOptions
 	root string
 	*progress
+	batch fileBatch
+	// dirs are the directories restored, parents first, to apply their metadata at the end.
+	dirs []pendingDir
+}
+
+type pendingDir struct {
+	path string
+	node *Node
 }
 
 // included says whether rel is to be restored, or is a directory on the way to something that is.
@@ -117,15 +138,19 @@ func (rs *restorer) walk(ctx context.Context, id repo.ID, rel string, fn func(st
 }
 
 // restoreDir restores one directory's entries into dir, which exists and is a real directory.
+// Regular files are queued and written in batches (restorefiles.go).
 func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string) error {
 	t, err := loadTree(ctx, rs.r, id)
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(rs.opts.Workers)
-	var dirs []*Node
+	if t.Root != nil && rel == "" && len(rs.opts.Include) == 0 {
+		rs.dirs = append(rs.dirs, pendingDir{dir, t.Root})
+	}
 	for i := range t.Nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n := &t.Nodes[i]
 		relPath := path.Join(rel, n.Name)
 		p := filepath.Join(dir, n.Name) // n.Name is a single checked component
@@ -138,12 +163,14 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 			if err := mkdirNoFollow(p); err != nil {
 				return err
 			}
+			rs.dirs = append(rs.dirs, pendingDir{p, n})
 			if err := rs.restoreDir(ctx, *n.Subtree, relPath, p); err != nil {
 				return err
 			}
-			dirs = append(dirs, n)
 		case TypeFile:
-			g.Go(func() error { return rs.restoreFile(gctx, n, p) })
+			if err := rs.queueFile(ctx, n, p); err != nil {
+				return err
+			}
 		case TypeSymlink:
 			if err := os.Symlink(n.LinkTarget, p); err != nil {
 				return fmt.Errorf("restoring symlink %s: %w", p, err)
@@ -152,9 +179,9 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 				return err
 			}
 		case TypeHardlink:
-			// Hard links are restored after the file they name, which the walk order of
-			// the backup put earlier; the target must be inside the restore.
-			if err := g.Wait(); err != nil {
+			// Hard links are made after the file they name, which the walk order of the
+			// backup put earlier, is complete; the target must be inside the restore.
+			if err := rs.flush(ctx); err != nil {
 				return err
 			}
 			first := path.Clean("/" + n.LinkTarget)[1:]
@@ -164,8 +191,6 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 			if err := os.Link(filepath.Join(rs.root, filepath.FromSlash(first)), p); err != nil {
 				return fmt.Errorf("restoring hard link %s: %w", p, err)
 			}
-			g, gctx = errgroup.WithContext(ctx)
-			g.SetLimit(rs.opts.Workers)
 		case TypeFifo:
 			if err := unix.Mkfifo(p, n.Mode&0o777); err != nil {
 				return fmt.Errorf("restoring fifo %s: %w", p, err)
@@ -173,18 +198,6 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 			if err := applyMeta(p, n, false); err != nil {
 				return err
 			}
-		}
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	// Directory metadata last, so restoring their entries does not change their times.
-	if t.Root != nil && rel == "" && len(rs.opts.Include) == 0 {
-		dirs = append(dirs, t.Root)
-	}
-	for _, n := range dirs {
-		if err := applyMeta(filepath.Join(dir, n.Name), n, false); err != nil { // "." for t.Root
-			return err
 		}
 	}
 	return nil
@@ -204,50 +217,6 @@ func mkdirNoFollow(p string) error {
 		return fmt.Errorf("restoring directory %s: something that is not a directory is in the way", p)
 	}
 	return fmt.Errorf("restoring directory %s: %w", p, err)
-}
-
-func (rs *restorer) restoreFile(ctx context.Context, n *Node, p string) error {
-	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("restoring %s: %w", p, err)
-	}
-	var off int64
-	buf := make([]byte, 0, 1<<20)
-	for _, id := range n.Content {
-		if ctx.Err() != nil {
-			f.Close()
-			return ctx.Err()
-		}
-		data, err := rs.r.LoadBlobInto(ctx, id, buf[:0])
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("restoring %s: %w", p, err)
-		}
-		if !allZero(data) {
-			if _, err := f.WriteAt(data, off); err != nil {
-				f.Close()
-				return fmt.Errorf("restoring %s: %w", p, err)
-			}
-		}
-		off += int64(len(data))
-		rs.bytesDone.Add(int64(len(data)))
-		buf = data
-	}
-	if off != n.Size {
-		f.Close()
-		return fmt.Errorf("restoring %s: its chunks hold %d bytes, the backup recorded %d", p, off, n.Size)
-	}
-	// Truncate to the size, so that trailing zero chunks become a hole of the right length.
-	if err := f.Truncate(off); err != nil {
-		f.Close()
-		return fmt.Errorf("restoring %s: %w", p, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("restoring %s: %w", p, err)
-	}
-	rs.files.Add(1)
-	return applyMeta(p, n, false)
 }
 
 var zeroPage [4096]byte

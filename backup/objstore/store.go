@@ -265,14 +265,19 @@ func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) 
 
 // Object is one listed object.
 type Object struct {
-	Key  string
-	Size int64
+	Key     string
+	Size    int64
+	ModTime time.Time
 }
 
 // List calls fn for every object under prefix, in key order.
 func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
-	for {
+	// A listing may fail with "not found" when an object is deleted while it is being
+	// listed (fileblob stats each file it lists); it then starts again after the last key
+	// delivered, as often as objects keep vanishing under it.
+	var last string
+	for restarts := 0; ; {
 		var obj *blob.ListObject
 		err := s.retry(ctx, "listing "+prefix, func() (err error) {
 			obj, err = it.Next(ctx)
@@ -281,13 +286,22 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) 
 			}
 			return err
 		})
+		if errors.Is(err, ErrNotFound) && restarts < 100 {
+			restarts++
+			it = s.bucket.List(&blob.ListOptions{Prefix: prefix})
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		if obj == nil {
 			return nil
 		}
-		if err := fn(Object{Key: obj.Key, Size: obj.Size}); err != nil {
+		if last != "" && obj.Key <= last {
+			continue // delivered before a restart
+		}
+		last = obj.Key
+		if err := fn(Object{Key: obj.Key, Size: obj.Size, ModTime: obj.ModTime}); err != nil {
 			return err
 		}
 	}

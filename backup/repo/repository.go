@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,18 @@ type Repository struct {
 	packs []ID
 	// packNum finds a pack's number in packs.
 	packNum map[ID]uint32
+	// doomed holds the numbers of packs marked for deletion by prune.
+	doomed map[uint32]bool
+	// indexDamage lists index files LoadIndex skipped because they are damaged.
+	indexDamage []error
+}
+
+// IndexDamage lists the index files that were skipped when the index was loaded, because they
+// are damaged. Run check to see every problem.
+func (r *Repository) IndexDamage() []error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.indexDamage
 }
 
 // location is an indexed blob's place: about 60 bytes of map entry per blob (32 key, 17
@@ -148,7 +161,7 @@ func newRepository(store *objstore.Store, cfg Config, mk *masterKeys) (*Reposito
 	}
 	cfg.Chunker.Key = mk.Chunker
 	return &Repository{store: store, cfg: cfg, keys: mk, c: c, zenc: zenc, zdec: zdec,
-		index: map[ID]location{}, packNum: map[ID]uint32{}}, nil
+		index: map[ID]location{}, packNum: map[ID]uint32{}, doomed: map[uint32]bool{}}, nil
 }
 
 // ErrNoRepository means the store holds no repository.
@@ -235,19 +248,49 @@ func (r *Repository) Close() {
 	r.zdec.Close()
 }
 
-// LoadIndex reads every index file into memory.
+// LoadIndex (re)reads every index file and deletion mark into memory. Blobs in packs marked
+// for deletion stay readable but are not deduplicated against (see Has).
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	return r.store.List(ctx, "index/", func(o objstore.Object) error {
-		sealed, err := r.store.Get(ctx, o.Key)
-		if err != nil {
+	// A prune replaces index files (new ones first, then the old are deleted): when one
+	// vanishes while being read, its replacement may have been listed already or not, so the
+	// whole index is read again.
+	for attempt := 1; ; attempt++ {
+		err := r.loadIndex(ctx)
+		if !errors.Is(err, objstore.ErrNotFound) || attempt == 10 {
 			return err
 		}
-		if id := ID(sha256.Sum256(sealed)); !strings.HasSuffix(o.Key, id.String()) {
-			return fmt.Errorf("%s is damaged: its content hashes to %s", o.Key, id)
+	}
+}
+
+func (r *Repository) loadIndex(ctx context.Context) error {
+	marks, err := r.gcMarks(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.index, r.packs, r.packNum, r.doomed = map[ID]location{}, nil, map[ID]uint32{}, map[uint32]bool{}
+	for _, m := range marks {
+		for _, p := range m.Packs {
+			r.doomed[r.packNumLocked(p)] = true
 		}
-		packs, err := r.decodeIndex(sealed)
+	}
+	r.mu.Unlock()
+	r.mu.Lock()
+	r.indexDamage = nil
+	r.mu.Unlock()
+	return r.indexFiles(ctx, func(key string, packs []IndexedPack, err error) error {
+		var d *DamagedError
+		if errors.As(err, &d) {
+			// Read what can be read: a backup then uploads again what the damaged file
+			// listed, a restore names the blob it cannot find, check reports the file and
+			// prune refuses to run.
+			r.mu.Lock()
+			r.indexDamage = append(r.indexDamage, err)
+			r.mu.Unlock()
+			return nil
+		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", o.Key, err)
+			return err
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -258,20 +301,49 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	})
 }
 
+// indexFiles reads and decodes every index file, calling fn with each one's packs, or with the
+// reason it cannot be read (a *DamagedError when its content is wrong).
+func (r *Repository) indexFiles(ctx context.Context, fn func(key string, packs []IndexedPack, err error) error) error {
+	return r.store.List(ctx, "index/", func(o objstore.Object) error {
+		sealed, err := r.store.Get(ctx, o.Key)
+		if err != nil {
+			return fn(o.Key, nil, err)
+		}
+		if id := ID(sha256.Sum256(sealed)); !strings.HasSuffix(o.Key, id.String()) {
+			return fn(o.Key, nil, &DamagedError{Object: o.Key, Detail: "its content hashes to " + id.String()})
+		}
+		packs, err := r.decodeIndex(sealed)
+		if err != nil {
+			return fn(o.Key, nil, &DamagedError{Object: o.Key, Detail: err.Error()})
+		}
+		return fn(o.Key, packs, nil)
+	})
+}
+
 // IndexedPack is one pack's entries in an index file.
 type IndexedPack struct {
 	ID      ID
 	Entries []PackEntry
 }
 
-func (r *Repository) addPackLocked(pack ID, entries []PackEntry) {
+func (r *Repository) packNumLocked(pack ID) uint32 {
 	n, ok := r.packNum[pack]
 	if !ok {
 		n = uint32(len(r.packs))
 		r.packs = append(r.packs, pack)
 		r.packNum[pack] = n
 	}
+	return n
+}
+
+// addPackLocked indexes a pack's blobs. A blob in several packs is located in one not marked
+// for deletion, if there is one.
+func (r *Repository) addPackLocked(pack ID, entries []PackEntry) {
+	n := r.packNumLocked(pack)
 	for _, e := range entries {
+		if old, ok := r.index[e.ID]; ok && r.doomed[n] && !r.doomed[old.pack] {
+			continue
+		}
 		r.index[e.ID] = location{pack: n, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
 	}
 }
@@ -316,12 +388,13 @@ func (r *Repository) decodeIndex(sealed []byte) ([]IndexedPack, error) {
 	return packs, nil
 }
 
-// Has reports whether a blob is in the index.
+// Has reports whether a blob is in the index, outside packs marked for deletion: whether a
+// writer may deduplicate against it.
 func (r *Repository) Has(id ID) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	_, ok := r.index[id]
-	return ok
+	l, ok := r.index[id]
+	return ok && !r.doomed[l.pack]
 }
 
 // BlobCount is the number of indexed blobs.
@@ -364,6 +437,16 @@ func (r *Repository) LoadBlobInto(ctx context.Context, id ID, dst []byte) ([]byt
 		return nil, fmt.Errorf("blob %s is not in the index", id)
 	}
 	sealed, err := r.store.GetRange(ctx, packKey(pack), int64(e.Offset), int64(e.Length))
+	if errors.Is(err, objstore.ErrNotFound) {
+		// Prune may have moved the blob to a new pack (repacking) since the index was read.
+		if lerr := r.LoadIndex(ctx); lerr != nil {
+			return nil, lerr
+		}
+		if pack2, e2, ok := r.Lookup(id); ok && pack2 != pack {
+			pack, e = pack2, e2
+			sealed, err = r.store.GetRange(ctx, packKey(pack), int64(e.Offset), int64(e.Length))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -436,6 +519,48 @@ func (r *Repository) getJSON(ctx context.Context, key string, id ID, v any) erro
 	dec := json.NewDecoder(bytes.NewReader(plain))
 	if err := dec.Decode(v); err != nil {
 		return &DamagedError{Object: key, Detail: "decoding: " + err.Error()}
+	}
+	return nil
+}
+
+// Reads of several blobs of one pack are merged into one ranged read when the gap between them
+// is under readGap, up to readMax per read: fewer requests to the store, bounded memory.
+const (
+	readGap = 1 << 20
+	readMax = 16 << 20
+)
+
+// ReadPackBlobs reads the given blobs of one pack with as few ranged reads as it can, verifies
+// each, and calls fn with its plaintext (valid only during the call), in offset order.
+func (r *Repository) ReadPackBlobs(ctx context.Context, pack ID, entries []PackEntry, fn func(e PackEntry, plain []byte) error) error {
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Offset < entries[j].Offset })
+	key := packKey(pack)
+	var plain []byte
+	for i := 0; i < len(entries); {
+		start, end := int64(entries[i].Offset), int64(entries[i].Offset)+int64(entries[i].Length)
+		j := i + 1
+		for ; j < len(entries); j++ {
+			e := entries[j]
+			eEnd := int64(e.Offset) + int64(e.Length)
+			if int64(e.Offset)-end > readGap || eEnd-start > readMax {
+				break
+			}
+			end = max(end, eEnd)
+		}
+		data, err := r.store.GetRange(ctx, key, start, end-start)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries[i:j] {
+			off := int64(e.Offset) - start
+			if plain, err = r.OpenBlob(key, e, data[off:off+int64(e.Length)], plain[:0]); err != nil {
+				return err
+			}
+			if err := fn(e, plain); err != nil {
+				return err
+			}
+		}
+		i = j
 	}
 	return nil
 }

@@ -35,7 +35,16 @@ type Writer struct {
 
 	// Stats of the session.
 	stats WriterStats
+	// copying makes Add store blobs the index has already: prune moves used blobs out of
+	// packs it is about to mark.
+	copying bool
+	// lock, if set, must be valid for index files to be written: a session that lost its
+	// lock may be writing about packs a prune has deleted.
+	lock *Lock
 }
+
+// HoldLock ties the writer to the session's lock (see lock).
+func (w *Writer) HoldLock(l *Lock) { w.lock = l }
 
 // WriterStats count what a Writer did.
 type WriterStats struct {
@@ -81,7 +90,7 @@ func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
 		w.mu.Unlock()
 		return id, err
 	}
-	if w.pending[id] || w.r.Has(id) {
+	if w.pending[id] || (!w.copying && w.r.Has(id)) {
 		w.stats.BlobsReused++
 		w.mu.Unlock()
 		return id, nil
@@ -168,6 +177,11 @@ func (w *Writer) upload(p *packBuilder) error {
 
 // writeIndex writes an index file for uploaded packs and adds them to the in-memory index.
 func (w *Writer) writeIndex(ctx context.Context, packs []IndexedPack) error {
+	if w.lock != nil {
+		if err := w.lock.Valid(); err != nil {
+			return err
+		}
+	}
 	sealed := w.r.encodeIndex(packs)
 	id := ID(sha256.Sum256(sealed))
 	if _, err := w.r.store.PutNew(ctx, "index/"+id.String(), sealed); err != nil {

@@ -140,6 +140,9 @@ func repoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, err := range r.IndexDamage() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %v (run storkctl repo check)\n", err)
+			}
 			defer s.Close()
 			defer r.Close()
 			return run(cmd.Context(), cmd, r, args)
@@ -263,6 +266,7 @@ func repoCommand() *cobra.Command {
 			return w.Flush()
 		}),
 	})
+	cmd.AddCommand(checkCommand(withRepo), forgetCommand(withRepo), pruneCommand(withRepo))
 	return cmd
 }
 

@@ -85,3 +85,76 @@ func TestRepoCommands(t *testing.T) {
 		t.Fatalf("ls without a key: %v", err)
 	}
 }
+
+// TestMaintenanceCommands: forget by policy and by ID, prune, and check, as an operator would.
+func TestMaintenanceCommands(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	passFile := filepath.Join(dir, "pass")
+	os.WriteFile(passFile, []byte("a long enough passphrase\n"), 0o600)
+	bucket := filepath.Join(dir, "bucket")
+	repoFlags := []string{"--location", "file://" + bucket, "--passphrase-file", passFile}
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		return storkctl(t, append(append([]string{"repo"}, args...), repoFlags...)...)
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("storkctl repo %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	must("init")
+	var ids []string
+	for i := range 3 {
+		// Incompressible content, different each time, so each backup adds its own pack.
+		data := make([]byte, 2<<20)
+		for j := range data {
+			data[j] = byte((j*7919 + i*104729) ^ (j >> 7) ^ (j * j >> 11))
+		}
+		os.WriteFile(filepath.Join(src, "data"), data, 0o644)
+		out := must("backup", src)
+		ids = append(ids, regexp.MustCompile(`snapshot ([0-9a-f]{12}) saved`).FindStringSubmatch(out)[1])
+	}
+	if out, err := run("forget"); err == nil {
+		t.Fatalf("forget with neither IDs nor a policy: %s", out)
+	}
+	out := must("forget", "--keep-last", "2", "--dry-run")
+	if !strings.Contains(out, "would forget snapshot "+ids[0]) || strings.Contains(out, "would forget snapshot "+ids[1]) {
+		t.Fatalf("forget --keep-last 2 --dry-run said %q", out)
+	}
+	out = must("forget", "--keep-last", "2")
+	if !strings.Contains(out, "forgot snapshot "+ids[0]) || !strings.Contains(out, "keep (last 1)") {
+		t.Fatalf("forget --keep-last 2 said %q", out)
+	}
+	out = must("prune", "--grace", "1h")
+	if !strings.Contains(out, "not deleted yet") || !regexp.MustCompile(`marked [1-9]\d* packs`).MatchString(out) {
+		t.Fatalf("prune within the grace period said %q", out)
+	}
+	out = must("forget", ids[1], "--prune", "--grace", "0", "--clock-skew", "0")
+	if !strings.Contains(out, "forgot snapshot "+ids[1]) || !regexp.MustCompile(`deleted [2-9]\d* packs`).MatchString(out) {
+		t.Fatalf("forget ID --prune said %q", out)
+	}
+	out = must("check", "--read-data")
+	if !strings.Contains(out, "checked 1 snapshots") || !strings.Contains(out, "no problems found") {
+		t.Fatalf("check said %q", out)
+	}
+	must("restore", ids[2], filepath.Join(dir, "restored"))
+
+	// Damage every pack: check --read-data names them and exits non-zero.
+	filepath.Walk(filepath.Join(bucket, "data"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			b[len(b)/3] ^= 1
+			os.WriteFile(p, b, 0o600)
+		}
+		return nil
+	})
+	out, err := run("check", "--read-data")
+	if err == nil || !regexp.MustCompile(`problem: damaged object data/[0-9a-f]{2}/[0-9a-f]{64}`).MatchString(out) {
+		t.Fatalf("check of damaged packs: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,202 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
+)
+
+// Files are restored in batches, pack by pack rather than file by file: every chunk the
+// batch's files need is grouped by the pack that holds it, each pack is read with as few ranged
+// reads as possible (repo.ReadPackBlobs), and each chunk is written wherever it goes, in
+// parallel across packs. That turns one request per chunk into about one per pack, and a chunk
+// used several times is read once. Batches bound memory and open files whatever the volume.
+const (
+	batchFiles  = 512
+	batchChunks = 8192
+)
+
+// fileJob is a regular file being restored: created empty when queued, written as its packs
+// are read, and finished (truncated to its size, metadata applied) when its last chunk lands.
+type fileJob struct {
+	path string
+	node *Node
+	left atomic.Int64 // chunks not written yet
+
+	mu sync.Mutex
+	f  *os.File // opened at the first chunk that is not all zero
+}
+
+type chunkTarget struct {
+	job *fileJob
+	off int64
+}
+
+type fileBatch struct {
+	files  int
+	chunks int
+	blobs  map[repo.ID][]chunkTarget
+}
+
+// queueFile creates a regular file and queues its chunks, flushing the batch when full.
+func (rs *restorer) queueFile(ctx context.Context, n *Node, p string) error {
+	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", p, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("restoring %s: %w", p, err)
+	}
+	job := &fileJob{path: p, node: n}
+	var off int64
+	b := &rs.batch
+	if b.blobs == nil {
+		b.blobs = map[repo.ID][]chunkTarget{}
+	}
+	for _, id := range n.Content {
+		_, e, ok := rs.r.Lookup(id)
+		if !ok {
+			return fmt.Errorf("restoring %s: blob %s is not in the index (run storkctl repo check)", p, id)
+		}
+		b.blobs[id] = append(b.blobs[id], chunkTarget{job, off})
+		off += int64(e.RawLength)
+	}
+	if off != n.Size {
+		return fmt.Errorf("restoring %s: its chunks hold %d bytes, the backup recorded %d", p, off, n.Size)
+	}
+	if len(n.Content) == 0 {
+		return rs.finish(job)
+	}
+	job.left.Store(int64(len(n.Content)))
+	b.files++
+	b.chunks += len(n.Content)
+	if b.files >= batchFiles || b.chunks >= batchChunks {
+		return rs.flush(ctx)
+	}
+	return nil
+}
+
+// flush writes every queued file.
+func (rs *restorer) flush(ctx context.Context) error {
+	b := rs.batch
+	rs.batch = fileBatch{}
+	if b.files == 0 {
+		return nil
+	}
+	byPack := map[repo.ID][]repo.PackEntry{}
+	for id := range b.blobs {
+		pack, e, _ := rs.r.Lookup(id) // queueFile checked
+		byPack[pack] = append(byPack[pack], e)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rs.opts.Workers)
+	for pack, entries := range byPack {
+		g.Go(func() error {
+			done := map[repo.ID]bool{}
+			err := rs.r.ReadPackBlobs(gctx, pack, entries, func(e repo.PackEntry, plain []byte) error {
+				done[e.ID] = true
+				return rs.writeChunk(b.blobs[e.ID], plain)
+			})
+			if !errors.Is(err, objstore.ErrNotFound) {
+				return err
+			}
+			// The pack is gone: a prune moved its blobs since the index was read.
+			// LoadBlob finds them again.
+			for _, e := range entries {
+				if done[e.ID] {
+					continue
+				}
+				plain, err := rs.r.LoadBlob(gctx, e.ID)
+				if err != nil {
+					return err
+				}
+				if err := rs.writeChunk(b.blobs[e.ID], plain); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		// Close what the failed batch left open.
+		for _, targets := range b.blobs {
+			for _, t := range targets {
+				t.job.mu.Lock()
+				if t.job.f != nil {
+					t.job.f.Close()
+					t.job.f = nil
+				}
+				t.job.mu.Unlock()
+			}
+		}
+	}
+	return err
+}
+
+// writeChunk writes one chunk to every place it goes; all-zero chunks are left as holes.
+func (rs *restorer) writeChunk(targets []chunkTarget, plain []byte) error {
+	zero := allZero(plain)
+	for _, t := range targets {
+		if !zero {
+			f, err := t.job.file()
+			if err != nil {
+				return err
+			}
+			if _, err := f.WriteAt(plain, t.off); err != nil {
+				return fmt.Errorf("restoring %s: %w", t.job.path, err)
+			}
+		}
+		rs.bytesDone.Add(int64(len(plain)))
+		if t.job.left.Add(-1) == 0 {
+			if err := rs.finish(t.job); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (j *fileJob) file() (*os.File, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		f, err := os.OpenFile(j.path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return nil, fmt.Errorf("restoring %s: %w", j.path, err)
+		}
+		j.f = f
+	}
+	return j.f, nil
+}
+
+// finish truncates a written file to its size, so that trailing zero chunks become a hole of
+// the right length, closes it and applies its metadata.
+func (rs *restorer) finish(j *fileJob) error {
+	f, err := j.file()
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.f = nil
+	j.mu.Unlock()
+	if err := f.Truncate(j.node.Size); err != nil {
+		f.Close()
+		return fmt.Errorf("restoring %s: %w", j.path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("restoring %s: %w", j.path, err)
+	}
+	rs.files.Add(1)
+	return applyMeta(j.path, j.node, false)
+}
