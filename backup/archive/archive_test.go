@@ -309,6 +309,39 @@ func TestRestoreRefusesEscapes(t *testing.T) {
 	}
 }
 
+// A crafted backup whose hard link names a file through a symlink it also restores must not
+// make the restore link a file outside its target.
+func TestRestoreRefusesHardlinkThroughSymlink(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	outside := t.TempDir()
+	write(t, filepath.Join(outside, "secret"), []byte("not yours"), 0o600)
+	tree, _ := json.Marshal(Tree{Nodes: []Node{
+		{Name: "evil", Type: TypeSymlink, LinkTarget: outside},
+		{Name: "h", Type: TypeHardlink, LinkTarget: "evil/secret"},
+	}})
+	w := r.NewWriter(ctx, 1)
+	treeID, err := w.Add(repo.TreeBlob, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := r.SaveSnapshot(ctx, &repo.Snapshot{Time: time.Now(), Tree: treeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	err = Restore(ctx, r, id, target, RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "is not a file of this restore") {
+		t.Fatalf("restore of a hard link through a symlink: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "h")); err == nil {
+		t.Fatal("the hard link to a file outside the target was made")
+	}
+}
+
 func TestWrongKeyRestoresNothing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,8 +58,20 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
 	a := &archiver{r: r, opts: opts, root: abs, hardlinks: map[[2]uint64]string{},
-		chunkSlots: make(chan struct{}, 2*opts.Workers)}
+		chunkSlots: make(chan struct{}, 2*opts.Workers), dirSlots: make(chan struct{}, opts.Workers),
+		fileSlots: make(chan struct{}, opts.Workers)}
 	a.chunker = r.Config().Chunker
+	copts := &chunkers.ChunkerOpts{MinSize: a.chunker.MinSize, NormalSize: a.chunker.AvgSize, MaxSize: a.chunker.MaxSize, Key: a.chunker.Key}
+	c, err := chunkers.NewChunker(a.chunker.Algorithm, nil, copts)
+	if err != nil {
+		return repo.ID{}, nil, fmt.Errorf("chunker %s: %w", a.chunker.Algorithm, err)
+	}
+	a.chunkers.Put(c)
+	a.chunkers.New = func() any {
+		c, _ := chunkers.NewChunker(a.chunker.Algorithm, nil, copts) // the options were accepted above
+		return c
+	}
+	a.chunkBufs.New = func() any { b := make([]byte, 0, a.chunker.MaxSize); return &b }
 	// The lock makes a concurrent prune wait for this backup, or this backup see its marks.
 	lock, err := r.Lock(ctx, repo.BackupLock)
 	if err != nil {
@@ -74,17 +88,28 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 			return repo.ID{}, nil, fmt.Errorf("loading parent snapshot: %w", err)
 		}
 	}
-	if err := a.scan(abs); err != nil {
-		return repo.ID{}, nil, err
+	// The totals for progress are counted alongside, on what is usually an idle core: the
+	// backup itself does not need them.
+	scanCtx, cancelScan := context.WithCancel(ctx)
+	scanned := make(chan struct{})
+	if opts.Progress != nil {
+		go func() { defer close(scanned); a.scan(scanCtx, abs) }()
+	} else {
+		close(scanned)
 	}
-	a.w = r.NewWriter(ctx, 2)
+	defer func() { cancelScan(); <-scanned }()
+	a.w = r.NewWriter(ctx, 4)
 	a.w.HoldLock(lock)
 	stop := a.report(opts.Progress)
 	rootMeta, err := nodeFromPath(abs, ".")
 	if err != nil {
+		stop()
 		return repo.ID{}, nil, err
 	}
 	rootID, err := a.saveDir(ctx, abs, "", parentTree, &rootMeta)
+	if err == nil {
+		<-scanned // for exact totals in the last progress report
+	}
 	stop()
 	if err != nil {
 		_, _ = a.w.Flush() // keep what was uploaded for the next backup
@@ -101,7 +126,7 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		Parent: opts.Parent,
 		Tags:   opts.Tags,
 		Summary: repo.SnapshotSummary{
-			Files: a.files.Load(), Dirs: a.dirs.Load(), Bytes: a.bytesTotal, FilesReused: a.reused.Load(),
+			Files: a.files.Load(), Dirs: a.dirs.Load(), Bytes: a.bytesAll.Load(), FilesReused: a.reused.Load(),
 			BlobsAdded: ws.BlobsAdded, BytesAdded: ws.BytesAdded, BytesStored: ws.BytesStored,
 			DurationMS: time.Since(start).Milliseconds(),
 		},
@@ -125,28 +150,37 @@ type archiver struct {
 
 	progress
 	dirs, reused atomic.Int64
+	// bytesAll is the size of every file in the snapshot, read or reused.
+	bytesAll atomic.Int64
 
-	// hardlinks maps (device, inode) of files with several links to the first path met. The
-	// directory walk is sequential, so it needs no lock.
-	hardlinks map[[2]uint64]string
+	// hardlinks maps (device, inode) of files with several links to the first path met.
+	hardlinksMu sync.Mutex
+	hardlinks   map[[2]uint64]string
+
+	// dirSlots and fileSlots bound the directories walked and the files read at once.
+	dirSlots, fileSlots chan struct{}
 
 	// chunkSlots bounds chunks held in memory while being encoded.
 	chunkSlots chan struct{}
+	// chunkers and chunkBufs are reused from file to file: a chunker's scan buffer is twice
+	// the maximum chunk size, and allocating it per file dominated backups of small files.
+	chunkers, chunkBufs sync.Pool
 }
 
-// scan counts files and bytes for progress totals, each hard-linked file once.
-func (a *archiver) scan(root string) error {
+// scan counts files and bytes for progress totals, each hard-linked file once. Errors are left
+// to the backup, which meets the same files.
+func (a *archiver) scan(ctx context.Context, root string) {
 	seen := map[[2]uint64]bool{}
-	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("scanning %s: %w", p, err)
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if !d.Type().IsRegular() {
+		if err != nil || !d.Type().IsRegular() {
 			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
-			return fmt.Errorf("scanning %s: %w", p, err)
+			return nil
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
 			key := [2]uint64{uint64(st.Dev), st.Ino}
@@ -155,14 +189,14 @@ func (a *archiver) scan(root string) error {
 			}
 			seen[key] = true
 		}
-		a.filesTotal++
-		a.bytesTotal += info.Size()
+		a.filesTotal.Add(1)
+		a.bytesTotal.Add(info.Size())
 		return nil
 	})
 }
 
-// saveDir stores one directory: its files in parallel, its subdirectories depth-first, then its
-// tree blob.
+// saveDir stores one directory: its subdirectories and files in parallel (within the bounds of
+// dirSlots and fileSlots, shared by the whole backup), then its tree blob.
 func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, self *Node) (repo.ID, error) {
 	entries, err := os.ReadDir(abs)
 	if err != nil {
@@ -171,68 +205,87 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
 	for _, e := range entries {
-		name := e.Name()
-		p := filepath.Join(abs, name)
-		relPath := path.Join(rel, name)
-		node, err := nodeFromPath(p, name)
+		node, err := nodeFromPath(filepath.Join(abs, e.Name()), e.Name())
 		if err != nil {
 			return repo.ID{}, err
 		}
-		prev := parent.find(name)
-		switch node.Type {
+		tree.Nodes = append(tree.Nodes, node)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range tree.Nodes {
+		n := &tree.Nodes[i]
+		p := filepath.Join(abs, n.Name)
+		relPath := path.Join(rel, n.Name)
+		prev := parent.find(n.Name)
+		switch n.Type {
 		case TypeDir:
-			var sub *Tree
+			var prevTree *repo.ID
 			if prev != nil && prev.Type == TypeDir {
-				if sub, err = loadTree(ctx, a.r, *prev.Subtree); err != nil {
+				prevTree = prev.Subtree
+			}
+			sub := func(ctx context.Context) error {
+				var sub *Tree
+				if prevTree != nil {
+					if sub, err = loadTree(ctx, a.r, *prevTree); err != nil {
+						return err
+					}
+				}
+				id, err := a.saveDir(ctx, p, relPath, sub, nil)
+				n.Subtree = &id
+				a.dirs.Add(1)
+				return err
+			}
+			// In a goroutine when a slot is free, else right here: waiting for a slot
+			// while holding one could deadlock.
+			select {
+			case a.dirSlots <- struct{}{}:
+				g.Go(func() error { defer func() { <-a.dirSlots }(); return sub(gctx) })
+			default:
+				if err := sub(gctx); err != nil {
+					_ = g.Wait()
 					return repo.ID{}, err
 				}
 			}
-			id, err := a.saveDir(ctx, p, relPath, sub, nil)
-			if err != nil {
-				return repo.ID{}, err
-			}
-			node.Subtree = &id
-			a.dirs.Add(1)
 		case TypeFile:
-			if first, ok := a.hardlinkOf(node, relPath); ok {
-				node.Type, node.LinkTarget, node.Size = TypeHardlink, first, 0
-				break
+			if first, ok := a.hardlinkOf(*n, relPath); ok {
+				n.Type, n.LinkTarget, n.Size = TypeHardlink, first, 0
+				continue
 			}
-			if prev != nil && prev.Type == TypeFile && unchanged(prev, &node) && a.allIndexed(prev.Content) {
-				node.Content = prev.Content
+			if prev != nil && prev.Type == TypeFile && unchanged(prev, n) && a.allIndexed(prev.Content) {
+				n.Content = prev.Content
 				a.reused.Add(1)
 				a.files.Add(1)
-				a.bytesDone.Add(node.Size)
-				break
+				a.bytesDone.Add(n.Size)
+				continue
 			}
-		}
-		tree.Nodes = append(tree.Nodes, node)
-	}
-	// Read the files that need reading, in parallel.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(a.opts.Workers)
-	for i := range tree.Nodes {
-		n := &tree.Nodes[i]
-		switch {
-		case n.Type != TypeFile || n.Content != nil: // not a file, or reused from the parent
-			continue
-		case n.Size == 0:
-			a.files.Add(1)
-			continue
-		}
-		p := filepath.Join(abs, n.Name)
-		g.Go(func() error {
-			content, err := a.saveFile(gctx, p)
-			if err != nil {
-				return err
+			if n.Size == 0 {
+				a.files.Add(1)
+				continue
 			}
-			n.Content = content
-			a.files.Add(1)
-			return nil
-		})
+			select {
+			case a.fileSlots <- struct{}{}:
+			case <-gctx.Done():
+				return repo.ID{}, g.Wait()
+			}
+			g.Go(func() error {
+				defer func() { <-a.fileSlots }()
+				content, size, err := a.saveFile(gctx, p)
+				if err != nil {
+					return err
+				}
+				n.Content, n.Size = content, size
+				a.files.Add(1)
+				return nil
+			})
+		}
 	}
 	if err := g.Wait(); err != nil {
 		return repo.ID{}, err
+	}
+	for _, n := range tree.Nodes {
+		if n.Type == TypeFile {
+			a.bytesAll.Add(n.Size)
+		}
 	}
 	data, err := json.Marshal(tree)
 	if err != nil {
@@ -258,55 +311,79 @@ func (a *archiver) allIndexed(content []repo.ID) bool {
 	return true
 }
 
-// hardlinkOf returns the first path of a file with several links, if met already.
+// hardlinkOf returns the first path of a file with several links, if met already. Directories
+// are walked in parallel, so which name is first varies; restore makes hard links last.
 func (a *archiver) hardlinkOf(n Node, rel string) (string, bool) {
-	if n.Inode == 0 {
+	if n.Inode == 0 || n.links < 2 {
 		return "", false
 	}
+	a.hardlinksMu.Lock()
+	defer a.hardlinksMu.Unlock()
 	key := [2]uint64{n.Device, n.Inode}
 	if first, ok := a.hardlinks[key]; ok {
 		return first, true
 	}
-	if n.links > 1 {
-		a.hardlinks[key] = rel
-	}
+	a.hardlinks[key] = rel
 	return "", false
 }
 
 // saveFile chunks a file and stores its chunks, encoding several at once: the chunker reads
 // sequentially, and each chunk is hashed, compressed, encrypted and packed in its own goroutine.
-func (a *archiver) saveFile(ctx context.Context, p string) ([]repo.ID, error) {
+// It returns the chunks and the bytes read, which are what the snapshot records as the file's
+// size even if the file changed since it was listed.
+func (a *archiver) saveFile(ctx context.Context, p string) ([]repo.ID, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", p, err)
+		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
 	}
 	defer f.Close()
-	c, err := chunkers.NewChunker(a.chunker.Algorithm, f, &chunkers.ChunkerOpts{
-		MinSize: a.chunker.MinSize, NormalSize: a.chunker.AvgSize, MaxSize: a.chunker.MaxSize, Key: a.chunker.Key,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("chunking %s: %w", p, err)
+	// FastCDC never cuts below its minimum size, so a file that small is one chunk: it is read
+	// in one go, with no chunker.
+	sbuf := a.chunkBufs.Get().(*[]byte)
+	defer a.chunkBufs.Put(sbuf)
+	small := (*sbuf)[:a.chunker.MinSize+1]
+	n, err := io.ReadFull(f, small)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if n == 0 {
+			return nil, 0, nil
+		}
+		id, err := a.w.Add(repo.DataBlob, small[:n])
+		a.bytesDone.Add(int64(n))
+		if err != nil {
+			return nil, 0, fmt.Errorf("storing %s: %w", p, err)
+		}
+		return []repo.ID{id}, int64(n), nil
 	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	c := a.chunkers.Get().(*chunkers.Chunker)
+	defer a.chunkers.Put(c)
+	c.Reset(io.MultiReader(bytes.NewReader(small), f))
 	// Each chunk's ID lands in its own cell, so the order of content survives parallel encoding.
 	var cells []*repo.ID
+	var size int64
 	g, gctx := errgroup.WithContext(ctx)
 	for {
 		chunk, err := c.Next()
 		if err != nil && !errors.Is(err, io.EOF) {
 			_ = g.Wait()
-			return nil, fmt.Errorf("reading %s: %w", p, err)
+			return nil, 0, fmt.Errorf("reading %s: %w", p, err)
 		}
 		if len(chunk) > 0 {
 			select {
 			case a.chunkSlots <- struct{}{}:
 			case <-gctx.Done():
-				return nil, g.Wait()
+				return nil, 0, g.Wait()
 			}
-			data := append([]byte(nil), chunk...) // the chunker reuses its buffer
+			buf := a.chunkBufs.Get().(*[]byte)
+			data := append((*buf)[:0], chunk...) // the chunker reuses its buffer
+			*buf = data
 			cell := new(repo.ID)
 			cells = append(cells, cell)
+			size += int64(len(data))
 			g.Go(func() error {
-				defer func() { <-a.chunkSlots }()
+				defer func() { a.chunkBufs.Put(buf); <-a.chunkSlots }()
 				id, err := a.w.Add(repo.DataBlob, data)
 				*cell = id
 				a.bytesDone.Add(int64(len(data)))
@@ -318,13 +395,13 @@ func (a *archiver) saveFile(ctx context.Context, p string) ([]repo.ID, error) {
 		}
 	}
 	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("storing %s: %w", p, err)
+		return nil, 0, fmt.Errorf("storing %s: %w", p, err)
 	}
 	ids := make([]repo.ID, len(cells))
 	for i, c := range cells {
 		ids[i] = *c
 	}
-	return ids, nil
+	return ids, size, nil
 }
 
 // nodeFromPath makes a node from a file's metadata (without content).

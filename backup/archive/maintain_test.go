@@ -2,8 +2,8 @@ package archive
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
+	"github.com/zeebo/blake3"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,7 +273,7 @@ func TestPruneRemovesPacksOfKilledBackups(t *testing.T) {
 	r := newRepo(t)
 	// A pack no index lists, as a backup killed before writing its index leaves.
 	orphan := random(1000)
-	key := fmt.Sprintf("%x", sha256.Sum256(orphan))
+	key := fmt.Sprintf("%x", blake3.Sum256(orphan))
 	key = "data/" + key[:2] + "/" + key
 	if _, err := r.Store().PutNew(ctx, key, orphan); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Progress reports how far a backup or restore got. Totals come from a scan made first.
+// Progress reports how far a backup or restore got. Totals come from a scan (alongside the
+// backup, so they may grow during the first moments).
 type Progress struct {
 	FilesDone, FilesTotal int64
 	BytesDone, BytesTotal int64
@@ -14,7 +15,7 @@ type Progress struct {
 
 // progress counts a backup's or restore's work against totals known up front, and reports it.
 type progress struct {
-	filesTotal, bytesTotal int64
+	filesTotal, bytesTotal atomic.Int64
 	files, bytesDone       atomic.Int64
 }
 
@@ -25,7 +26,7 @@ func (p *progress) report(fn func(Progress)) (stop func()) {
 		return func() {}
 	}
 	snapshot := func() {
-		fn(Progress{FilesDone: p.files.Load(), FilesTotal: p.filesTotal, BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal})
+		fn(Progress{FilesDone: p.files.Load(), FilesTotal: p.filesTotal.Load(), BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load()})
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup

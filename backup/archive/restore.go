@@ -57,8 +57,8 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	// Totals come from a first pass over the trees, which are small and cached by the OS.
 	if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
 		if n.Type == TypeFile {
-			rs.filesTotal++
-			rs.bytesTotal += n.Size
+			rs.filesTotal.Add(1)
+			rs.bytesTotal.Add(n.Size)
 		}
 		return nil
 	}); err != nil {
@@ -67,10 +67,16 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	stop := rs.report(opts.Progress)
 	defer stop()
 	if err := rs.restoreDir(ctx, s.Tree, "", abs); err != nil {
+		rs.batch.close()
 		return err
 	}
 	if err := rs.flush(ctx); err != nil {
 		return err
+	}
+	for _, l := range rs.links {
+		if err := linkBeneath(rs.root, l[0], l[1]); err != nil {
+			return fmt.Errorf("restoring hard link %s: %w", l[1], err)
+		}
 	}
 	// Directory metadata last, so restoring their entries does not change their times, and
 	// read-only directories are filled before they become read-only.
@@ -90,6 +96,9 @@ type restorer struct {
 	batch fileBatch
 	// dirs are the directories restored, parents first, to apply their metadata at the end.
 	dirs []pendingDir
+	// links are the hard links to make at the end, as (existing file relative to the root,
+	// new name).
+	links [][2]string
 }
 
 type pendingDir struct {
@@ -179,18 +188,12 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 				return err
 			}
 		case TypeHardlink:
-			// Hard links are made after the file they name, which the walk order of the
-			// backup put earlier, is complete; the target must be inside the restore.
-			if err := rs.flush(ctx); err != nil {
-				return err
-			}
+			// Made last, when every file they may name is complete.
 			first := path.Clean("/" + n.LinkTarget)[1:]
 			if first == "" {
 				return fmt.Errorf("hard link %s names the root", relPath)
 			}
-			if err := os.Link(filepath.Join(rs.root, filepath.FromSlash(first)), p); err != nil {
-				return fmt.Errorf("restoring hard link %s: %w", p, err)
-			}
+			rs.links = append(rs.links, [2]string{first, p})
 		case TypeFifo:
 			if err := unix.Mkfifo(p, n.Mode&0o777); err != nil {
 				return fmt.Errorf("restoring fifo %s: %w", p, err)
@@ -201,6 +204,32 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 		}
 	}
 	return nil
+}
+
+// linkBeneath makes newName a hard link to the regular file at rel under root, resolving rel one
+// component at a time without following any symlink: a backup cannot make the restore link
+// (and so expose to writes) a file outside its target.
+func linkBeneath(root, rel, newName string) error {
+	dir, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { unix.Close(dir) }()
+	parts := strings.Split(rel, "/")
+	for _, part := range parts[:len(parts)-1] {
+		next, err := unix.Openat(dir, part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("its target %s is not a file of this restore: %w", rel, err)
+		}
+		unix.Close(dir)
+		dir = next
+	}
+	base := parts[len(parts)-1]
+	var st unix.Stat_t
+	if err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("its target %s is not a file of this restore", rel)
+	}
+	return unix.Linkat(dir, base, unix.AT_FDCWD, newName, 0)
 }
 
 // mkdirNoFollow makes a directory, or accepts an existing real one; an existing symlink or file

@@ -33,7 +33,7 @@ type fileJob struct {
 	left atomic.Int64 // chunks not written yet
 
 	mu sync.Mutex
-	f  *os.File // opened at the first chunk that is not all zero
+	f  *os.File // open from creation until finished
 }
 
 type chunkTarget struct {
@@ -45,19 +45,20 @@ type fileBatch struct {
 	files  int
 	chunks int
 	blobs  map[repo.ID][]chunkTarget
+	jobs   []*fileJob // to close their files if the batch fails
 }
 
 // queueFile creates a regular file and queues its chunks, flushing the batch when full.
 func (rs *restorer) queueFile(ctx context.Context, n *Node, p string) error {
 	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
+	// The file stays open until its last chunk is written (opening is not cheap), so a batch
+	// holds up to batchFiles descriptors.
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("restoring %s: %w", p, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("restoring %s: %w", p, err)
-	}
-	job := &fileJob{path: p, node: n}
+	job := &fileJob{path: p, node: n, f: f}
+	rs.batch.jobs = append(rs.batch.jobs, job)
 	var off int64
 	b := &rs.batch
 	if b.blobs == nil {
@@ -129,19 +130,16 @@ func (rs *restorer) flush(ctx context.Context) error {
 	}
 	err := g.Wait()
 	if err != nil {
-		// Close what the failed batch left open.
-		for _, targets := range b.blobs {
-			for _, t := range targets {
-				t.job.mu.Lock()
-				if t.job.f != nil {
-					t.job.f.Close()
-					t.job.f = nil
-				}
-				t.job.mu.Unlock()
-			}
-		}
+		b.close()
 	}
 	return err
+}
+
+// close closes the files of a batch that failed.
+func (b *fileBatch) close() {
+	for _, j := range b.jobs {
+		_ = j.close()
+	}
 }
 
 // writeChunk writes one chunk to every place it goes; all-zero chunks are left as holes.
@@ -171,13 +169,20 @@ func (j *fileJob) file() (*os.File, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
-		f, err := os.OpenFile(j.path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return nil, fmt.Errorf("restoring %s: %w", j.path, err)
-		}
-		j.f = f
+		return nil, fmt.Errorf("restoring %s: written after it was finished", j.path)
 	}
 	return j.f, nil
+}
+
+func (j *fileJob) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
 }
 
 // finish truncates a written file to its size, so that trailing zero chunks become a hole of
@@ -187,14 +192,11 @@ func (rs *restorer) finish(j *fileJob) error {
 	if err != nil {
 		return err
 	}
-	j.mu.Lock()
-	j.f = nil
-	j.mu.Unlock()
-	if err := f.Truncate(j.node.Size); err != nil {
-		f.Close()
-		return fmt.Errorf("restoring %s: %w", j.path, err)
+	err = f.Truncate(j.node.Size)
+	if cerr := j.close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("restoring %s: %w", j.path, err)
 	}
 	rs.files.Add(1)

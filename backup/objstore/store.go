@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
-	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/gcsblob"
 	"gocloud.dev/blob/memblob"
 	"gocloud.dev/blob/s3blob"
@@ -64,8 +64,8 @@ type Config struct {
 // Store is an object store with the few operations a backup repository needs, each retried
 // with backoff on transient errors.
 type Store struct {
-	bucket *blob.Bucket
-	desc   string
+	b    backend
+	desc string
 	// attempts and baseDelay bound the retries of one operation.
 	attempts  int
 	baseDelay time.Duration
@@ -79,6 +79,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	prefix := strings.Trim(u.Path, "/")
 	var b *blob.Bucket
+	store := &Store{desc: redact(cfg.URL), attempts: 5, baseDelay: 100 * time.Millisecond}
 	switch u.Scheme {
 	case "s3":
 		b, err = openS3(ctx, u.Host, cfg)
@@ -90,8 +91,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
 			return nil, fmt.Errorf("store URL %q: a file URL needs an absolute path, as file:///DIR", cfg.URL)
 		}
-		prefix = ""
-		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: true})
+		if store.b, err = openDir(u.Path); err != nil {
+			return nil, fmt.Errorf("opening %s: %w", store.desc, err)
+		}
+		return store, nil
 	case "mem":
 		prefix = ""
 		b = memblob.OpenBucket(nil)
@@ -104,7 +107,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if prefix != "" {
 		b = blob.PrefixedBucket(b, prefix+"/")
 	}
-	return &Store{bucket: b, desc: redact(cfg.URL), attempts: 5, baseDelay: 100 * time.Millisecond}, nil
+	store.b = &bucketBackend{b}
+	return store, nil
 }
 
 func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, error) {
@@ -178,10 +182,27 @@ func redact(raw string) string {
 func (s *Store) String() string { return s.desc }
 
 // Close releases the store's resources.
-func (s *Store) Close() error { return s.bucket.Close() }
+func (s *Store) Close() error { return s.b.close() }
 
 // ErrNotFound is returned (wrapped) when an object does not exist.
 var ErrNotFound = errors.New("object not found")
+
+// backend is where objects live: a gocloud.dev/blob bucket, or a local directory (dir.go).
+// Errors for missing objects wrap ErrNotFound.
+type backend interface {
+	putNew(ctx context.Context, key string, data []byte) (created bool, err error)
+	// tempFile and putNewFile stage an object in a local file and then store it.
+	tempFile() (*os.File, error)
+	putNewFile(ctx context.Context, key string, f *os.File) (created bool, err error)
+	get(ctx context.Context, key string) ([]byte, error)
+	// getRange fills dst from offset.
+	getRange(ctx context.Context, key string, offset int64, dst []byte) error
+	// list calls fn in key order; an object deleted while listed may be left out.
+	list(ctx context.Context, prefix string, fn func(Object) error) error
+	delete(ctx context.Context, key string) error
+	exists(ctx context.Context, key string) (bool, error)
+	close() error
+}
 
 // retry runs op until it succeeds, fails permanently, or runs out of attempts. The SDKs retry
 // single requests too; this covers what they give up on, such as a connection reset in the
@@ -205,41 +226,72 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 	if err == nil {
 		return nil
 	}
-	if gcerrors.Code(err) == gcerrors.NotFound {
-		return fmt.Errorf("%s in %s: %w", what, s.desc, ErrNotFound)
+	var fe callbackError
+	if errors.As(err, &fe) {
+		return fe.err
 	}
 	return fmt.Errorf("%s in %s: %w", what, s.desc, err)
 }
 
+// transient says whether an error of a cloud store may go away when the operation is tried
+// again; errors of a local directory do not.
 func transient(err error) bool {
-	switch gcerrors.Code(err) {
+	var be bucketError
+	if !errors.As(err, &be) {
+		return false
+	}
+	switch gcerrors.Code(be.err) {
 	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.DeadlineExceeded:
 		return true
 	}
 	return false
 }
 
+// callbackError carries an error of a List callback through retry, untouched and not retried.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
 // PutNew writes an object that must not exist yet. Objects of a repository are written once:
 // when the key exists already, PutNew reports ok=false and leaves it alone. Keys named by the
 // hash of their content make that harmless; for other keys the caller decides.
 func (s *Store) PutNew(ctx context.Context, key string, data []byte) (ok bool, err error) {
-	exists := false
-	err = s.retry(ctx, "writing "+key, func() error {
-		err := s.bucket.WriteAll(ctx, key, data, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream"})
-		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-			exists = true
-			return nil
-		}
+	err = s.retry(ctx, "writing "+key, func() (err error) {
+		ok, err = s.b.putNew(ctx, key, data)
 		return err
 	})
-	return err == nil && !exists, err
+	return ok && err == nil, err
+}
+
+// TempFile returns a file to stage a large object in, for PutNewFile: in the store's own
+// directory for file:// (PutNewFile then only links it), in the system's temporary directory
+// otherwise. Staging keeps memory small whatever the object's size. The caller removes it with
+// Discard when done.
+func (s *Store) TempFile() (*os.File, error) {
+	f, err := s.b.tempFile()
+	if err != nil {
+		return nil, fmt.Errorf("staging an object for %s: %w", s.desc, err)
+	}
+	return f, nil
+}
+
+// Discard closes and removes a staging file.
+func Discard(f *os.File) { discard(f) }
+
+// PutNewFile is PutNew with the content of a staging file.
+func (s *Store) PutNewFile(ctx context.Context, key string, f *os.File) (ok bool, err error) {
+	err = s.retry(ctx, "writing "+key, func() (err error) {
+		ok, err = s.b.putNewFile(ctx, key, f)
+		return err
+	})
+	return ok && err == nil, err
 }
 
 // Get reads a whole object.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	var data []byte
 	err := s.retry(ctx, "reading "+key, func() (err error) {
-		data, err = s.bucket.ReadAll(ctx, key)
+		data, err = s.b.get(ctx, key)
 		return err
 	})
 	return data, err
@@ -247,20 +299,15 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // GetRange reads length bytes of an object from offset.
 func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
-	var data []byte
-	err := s.retry(ctx, fmt.Sprintf("reading %s [%d,+%d)", key, offset, length), func() error {
-		r, err := s.bucket.NewRangeReader(ctx, key, offset, length, nil)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		data, err = io.ReadAll(r)
-		if err == nil && int64(len(data)) != length {
-			return fmt.Errorf("short read: %d of %d bytes", len(data), length)
-		}
-		return err
+	data := make([]byte, length)
+	return data, s.GetRangeInto(ctx, key, offset, data)
+}
+
+// GetRangeInto fills dst with the bytes of an object from offset, to reuse buffers.
+func (s *Store) GetRangeInto(ctx context.Context, key string, offset int64, dst []byte) error {
+	return s.retry(ctx, fmt.Sprintf("reading %s [%d,+%d)", key, offset, len(dst)), func() error {
+		return s.b.getRange(ctx, key, offset, dst)
 	})
-	return data, err
 }
 
 // Object is one listed object.
@@ -270,46 +317,27 @@ type Object struct {
 	ModTime time.Time
 }
 
-// List calls fn for every object under prefix, in key order.
+// List calls fn for every object under prefix, in key order. A listing that fails half-way is
+// resumed after the last object delivered, so fn sees each object once.
 func (s *Store) List(ctx context.Context, prefix string, fn func(Object) error) error {
-	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
-	// A listing may fail with "not found" when an object is deleted while it is being
-	// listed (fileblob stats each file it lists); it then starts again after the last key
-	// delivered, as often as objects keep vanishing under it.
 	var last string
-	for restarts := 0; ; {
-		var obj *blob.ListObject
-		err := s.retry(ctx, "listing "+prefix, func() (err error) {
-			obj, err = it.Next(ctx)
-			if err == io.EOF {
+	return s.retry(ctx, "listing "+prefix, func() error {
+		return s.b.list(ctx, prefix, func(o Object) error {
+			if last != "" && o.Key <= last {
 				return nil
 			}
-			return err
-		})
-		if errors.Is(err, ErrNotFound) && restarts < 100 {
-			restarts++
-			it = s.bucket.List(&blob.ListOptions{Prefix: prefix})
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if obj == nil {
+			last = o.Key
+			if err := fn(o); err != nil {
+				return callbackError{err}
+			}
 			return nil
-		}
-		if last != "" && obj.Key <= last {
-			continue // delivered before a restart
-		}
-		last = obj.Key
-		if err := fn(Object{Key: obj.Key, Size: obj.Size, ModTime: obj.ModTime}); err != nil {
-			return err
-		}
-	}
+		})
+	})
 }
 
 // Delete removes an object; deleting one that does not exist is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	err := s.retry(ctx, "deleting "+key, func() error { return s.bucket.Delete(ctx, key) })
+	err := s.retry(ctx, "deleting "+key, func() error { return s.b.delete(ctx, key) })
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -320,8 +348,115 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
 	var ok bool
 	err := s.retry(ctx, "looking up "+key, func() (err error) {
-		ok, err = s.bucket.Exists(ctx, key)
+		ok, err = s.b.exists(ctx, key)
 		return err
 	})
 	return ok, err
 }
+
+// bucketBackend is a gocloud.dev/blob bucket.
+type bucketBackend struct {
+	bucket *blob.Bucket
+}
+
+// bucketError marks errors of gocloud buckets, which transient classifies.
+type bucketError struct{ err error }
+
+func (e bucketError) Error() string { return e.err.Error() }
+func (e bucketError) Unwrap() error { return e.err }
+
+func wrapBucket(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case gcerrors.Code(err) == gcerrors.NotFound:
+		return fmt.Errorf("%w (%v)", ErrNotFound, err)
+	}
+	return bucketError{err}
+}
+
+func (b *bucketBackend) putNew(ctx context.Context, key string, data []byte) (bool, error) {
+	// NewWriter rather than WriteAll: WriteAll hashes the data with MD5 once more.
+	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream"})
+	if err != nil {
+		return false, wrapBucket(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		_ = w.Close()
+		return false, wrapBucket(err)
+	}
+	err = w.Close()
+	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+		return false, nil
+	}
+	return err == nil, wrapBucket(err)
+}
+
+func (b *bucketBackend) tempFile() (*os.File, error) {
+	return os.CreateTemp("", "stork-object-*")
+}
+
+func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) (bool, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	// Two 8 MiB parts in flight bound the memory of an upload.
+	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream",
+		BufferSize: 8 << 20, MaxConcurrency: 2})
+	if err != nil {
+		return false, wrapBucket(err)
+	}
+	if _, err := io.Copy(w, f); err != nil {
+		_ = w.Close()
+		return false, wrapBucket(err)
+	}
+	err = w.Close()
+	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+		return false, nil
+	}
+	return err == nil, wrapBucket(err)
+}
+
+func (b *bucketBackend) get(ctx context.Context, key string) ([]byte, error) {
+	data, err := b.bucket.ReadAll(ctx, key)
+	return data, wrapBucket(err)
+}
+
+func (b *bucketBackend) getRange(ctx context.Context, key string, offset int64, dst []byte) error {
+	r, err := b.bucket.NewRangeReader(ctx, key, offset, int64(len(dst)), nil)
+	if err != nil {
+		return wrapBucket(err)
+	}
+	defer r.Close()
+	if n, err := io.ReadFull(r, dst); err != nil {
+		return wrapBucket(fmt.Errorf("short read: %d of %d bytes: %w", n, len(dst), err))
+	}
+	return nil
+}
+
+func (b *bucketBackend) list(ctx context.Context, prefix string, fn func(Object) error) error {
+	it := b.bucket.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return wrapBucket(err)
+		}
+		if err := fn(Object{Key: obj.Key, Size: obj.Size, ModTime: obj.ModTime}); err != nil {
+			return err
+		}
+	}
+}
+
+func (b *bucketBackend) delete(ctx context.Context, key string) error {
+	return wrapBucket(b.bucket.Delete(ctx, key))
+}
+
+func (b *bucketBackend) exists(ctx context.Context, key string) (bool, error) {
+	ok, err := b.bucket.Exists(ctx, key)
+	return ok, wrapBucket(err)
+}
+
+func (b *bucketBackend) close() error { return b.bucket.Close() }

@@ -3,6 +3,8 @@ package objstore
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -65,5 +67,68 @@ func TestWriteOnceAndList(t *testing.T) {
 				t.Fatalf("deleting a missing object: %v", err)
 			}
 		})
+	}
+}
+
+// Processes racing to create one key in a directory store: exactly one wins (link(2) is
+// atomic, unlike fileblob's stat-then-rename).
+func TestDirPutNewIsExclusiveAcrossStores(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const n = 16
+	wins := make(chan bool, n)
+	for i := range n {
+		go func() {
+			s, err := Open(ctx, Config{URL: "file://" + dir})
+			if err != nil {
+				t.Error(err)
+				wins <- false
+				return
+			}
+			ok, err := s.PutNew(ctx, "config", []byte{byte(i)})
+			if err != nil {
+				t.Error(err)
+			}
+			wins <- ok
+		}()
+	}
+	won := 0
+	for range n {
+		if <-wins {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d writers created the same key", won)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want only config (no temporary files left)", len(entries))
+	}
+}
+
+func TestDirKeysAndListing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Config{URL: "file://" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"../x", "a/../../x", "/abs", "a//b", ".tmp-x", ""} {
+		if _, err := s.PutNew(ctx, bad, nil); err == nil || !strings.Contains(err.Error(), "invalid object key") {
+			t.Errorf("key %q: %v", bad, err)
+		}
+	}
+	for _, k := range []string{"data/ab/2", "data/ab/1", "data/a0/9", "data-x", "index/1", "data/ab-c"} {
+		if _, err := s.PutNew(ctx, k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "data", "ab", ".tmp-123"), nil, 0o600) // a write in progress
+	var keys []string
+	s.List(ctx, "data/", func(o Object) error { keys = append(keys, o.Key); return nil })
+	want := "data/a0/9 data/ab-c data/ab/1 data/ab/2"
+	if strings.Join(keys, " ") != want {
+		t.Errorf("listing data/: %v, want %s", keys, want)
 	}
 }

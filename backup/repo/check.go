@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -68,7 +67,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packs are marked for deletion by %d prune runs; the next prune deletes them", len(marked), len(marks)))
 	}
 	indexed := map[ID][]PackEntry{}
-	err = r.indexFiles(ctx, func(key string, packs []IndexedPack, err error) error {
+	err = r.indexFiles(ctx, nil, func(key string, packs []IndexedPack, err error) error {
 		rep.IndexFiles++
 		if err != nil {
 			if errors.Is(err, objstore.ErrNotFound) {
@@ -223,8 +222,8 @@ func (r *Repository) verifyPack(ctx context.Context, p ID, indexed []PackEntry) 
 	damaged := func(format string, args ...any) []error {
 		return []error{&DamagedError{Object: key, Detail: fmt.Sprintf(format, args...)}}
 	}
-	if ID(sha256.Sum256(data)) != p {
-		return damaged("content does not match its name (SHA-256 %s)", ID(sha256.Sum256(data))), nil
+	if contentID(data) != p {
+		return damaged("content does not match its name (hash %s)", contentID(data)), nil
 	}
 	if len(data) < 4 {
 		return damaged("too short to be a pack"), nil

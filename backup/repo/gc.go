@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -124,7 +123,7 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 			st.marked[p] = true
 		}
 	}
-	err = r.indexFiles(ctx, func(key string, packs []IndexedPack, err error) error {
+	err = r.indexFiles(ctx, nil, func(key string, packs []IndexedPack, err error) error {
 		if err != nil {
 			return fmt.Errorf("prune needs a readable index (run storkctl repo check): %w", err)
 		}
@@ -274,7 +273,7 @@ func (r *Repository) repack(ctx context.Context, packs []ID, ref BlobSet, st *pr
 			_, _ = w.Flush()
 			return err
 		}
-		if ID(sha256.Sum256(data)) != p {
+		if contentID(data) != p {
 			_, _ = w.Flush()
 			return &DamagedError{Object: key, Detail: "content does not match its name; run storkctl repo check --read-data"}
 		}
@@ -373,7 +372,7 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		}
 		if len(keep) > 0 {
 			sealed := r.encodeIndex(keep)
-			if _, err := r.store.PutNew(ctx, "index/"+ID(sha256.Sum256(sealed)).String(), sealed); err != nil {
+			if _, err := r.store.PutNew(ctx, "index/"+contentID(sealed).String(), sealed); err != nil {
 				return err
 			}
 		}

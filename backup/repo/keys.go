@@ -2,7 +2,6 @@ package repo
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,7 +96,7 @@ func wrapKeys(mk *masterKeys, k UserKey) (data []byte, id ID, err error) {
 	if err != nil {
 		return nil, id, err
 	}
-	return data, sha256.Sum256(data), nil
+	return data, contentID(data), nil
 }
 
 // ErrWrongKey means no key file of the repository opens with the given user key.

@@ -68,7 +68,7 @@ type Lock struct {
 }
 
 // Lock takes a lock of the given kind. A prune lock is refused while another prune holds one.
-// A backup lock reloads the index afterwards: what a backup may deduplicate against must be
+// A backup lock refreshes the index afterwards: what a backup may deduplicate against must be
 // read after its lock is visible, so that prune either waits for the backup or the backup sees
 // prune's deletion marks (docs/repository-format.md, "Garbage collection").
 func (r *Repository) Lock(ctx context.Context, kind LockKind) (*Lock, error) {
@@ -93,7 +93,7 @@ func (r *Repository) Lock(ctx context.Context, kind LockKind) (*Lock, error) {
 		}
 	}
 	if kind == BackupLock {
-		if err := r.LoadIndex(ctx); err != nil {
+		if err := r.RefreshIndex(ctx); err != nil {
 			_ = l.Unlock(ctx)
 			return nil, err
 		}

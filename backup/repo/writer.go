@@ -2,13 +2,17 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
+
+	"stork.dev/stork/backup/objstore"
 )
 
 // Writer adds blobs to a repository: it packs them, uploads full packs in the background, and
@@ -55,9 +59,23 @@ type WriterStats struct {
 	PacksWritten int64
 }
 
+// packBuilder builds a pack in a staging file (objstore.TempFile), hashing it as it goes:
+// memory stays small whatever the pack size, and for file:// repositories the finished pack is
+// linked into place rather than copied.
 type packBuilder struct {
-	buf     []byte
+	f       *os.File
+	hash    hash.Hash
+	size    int
 	entries []PackEntry
+}
+
+func (p *packBuilder) write(b []byte) error {
+	if _, err := p.f.Write(b); err != nil {
+		return fmt.Errorf("staging a pack: %w", err)
+	}
+	p.hash.Write(b)
+	p.size += len(b)
+	return nil
 }
 
 // An index file is written after indexEvery uploaded packs or indexAfter since the last one,
@@ -98,19 +116,29 @@ func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
 	w.pending[id] = true
 	w.mu.Unlock()
 
-	sealed := w.r.encodeBlob(nil, data)
+	sp := w.r.sealBlob(data)
+	defer w.r.bufs.put(sp)
+	sealed := *sp
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cur == nil {
-		w.cur = &packBuilder{buf: make([]byte, 0, w.r.cfg.PackSize+maxBlobSize/4)}
+		f, err := w.r.store.TempFile()
+		if err != nil {
+			w.err = err
+			return id, err
+		}
+		w.cur = &packBuilder{f: f, hash: blake3.New()}
 	}
-	w.cur.entries = append(w.cur.entries, PackEntry{Type: t, ID: id, Offset: uint32(len(w.cur.buf)), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
-	w.cur.buf = append(w.cur.buf, sealed...)
+	w.cur.entries = append(w.cur.entries, PackEntry{Type: t, ID: id, Offset: uint32(w.cur.size), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
+	if err := w.cur.write(sealed); err != nil {
+		w.err = err
+		return id, err
+	}
 	w.stats.BlobsAdded++
 	w.stats.BytesAdded += int64(len(data))
 	w.stats.BytesStored += int64(len(sealed))
-	if len(w.cur.buf) >= w.r.cfg.PackSize {
+	if w.cur.size >= w.r.cfg.PackSize {
 		return id, w.startUploadLocked()
 	}
 	return id, nil
@@ -126,6 +154,7 @@ func (w *Writer) startUploadLocked() error {
 	select {
 	case w.slots <- struct{}{}:
 	case <-w.ctx.Done():
+		objstore.Discard(p.f)
 		return w.firstErr()
 	}
 	w.uploads.Go(func() error {
@@ -154,11 +183,14 @@ func (w *Writer) firstErr() error {
 
 // upload seals the pack header, writes the pack, and records it for the next index file.
 func (w *Writer) upload(p *packBuilder) error {
+	defer objstore.Discard(p.f)
 	header := w.r.c.seal(nil, encodeEntries(nil, p.entries))
-	p.buf = append(p.buf, header...)
-	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(len(header)))
-	id := ID(sha256.Sum256(p.buf))
-	if _, err := w.r.store.PutNew(w.ctx, packKey(id), p.buf); err != nil {
+	if err := p.write(binary.LittleEndian.AppendUint32(header, uint32(len(header)))); err != nil {
+		return err
+	}
+	var id ID
+	p.hash.Sum(id[:0])
+	if _, err := w.r.store.PutNewFile(w.ctx, packKey(id), p.f); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -183,12 +215,13 @@ func (w *Writer) writeIndex(ctx context.Context, packs []IndexedPack) error {
 		}
 	}
 	sealed := w.r.encodeIndex(packs)
-	id := ID(sha256.Sum256(sealed))
-	if _, err := w.r.store.PutNew(ctx, "index/"+id.String(), sealed); err != nil {
+	key := "index/" + contentID(sealed).String()
+	if _, err := w.r.store.PutNew(ctx, key, sealed); err != nil {
 		return err
 	}
 	w.r.mu.Lock()
 	defer w.r.mu.Unlock()
+	w.r.loadedFiles[key] = true
 	for _, p := range packs {
 		w.r.addPackLocked(p.ID, p.Entries)
 	}
@@ -200,8 +233,8 @@ func (w *Writer) writeIndex(ctx context.Context, packs []IndexedPack) error {
 func (w *Writer) Flush() (WriterStats, error) {
 	w.mu.Lock()
 	var err error
-	if w.cur != nil && len(w.cur.entries) > 0 {
-		err = w.startUploadLocked()
+	if w.cur != nil {
+		err = w.startUploadLocked() // a pack is opened by its first blob: it is never empty
 	}
 	w.mu.Unlock()
 	if werr := w.uploads.Wait(); werr != nil && err == nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -10,6 +11,12 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// Backups and restores reuse their big buffers, so what the garbage collector frees is
+		// small: a low target keeps the peak RSS near the live memory (168 → 120 MiB on the
+		// benchmark's backup) for no measurable CPU (docs/performance.md).
+		debug.SetGCPercent(25)
+	}
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "storkctl:", err)
 		os.Exit(1)

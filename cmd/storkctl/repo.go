@@ -193,7 +193,7 @@ func repoCommand() *cobra.Command {
 				}
 			}
 			bar := newBar(cmd.ErrOrStderr(), "backing up")
-			opts.Progress = bar.update
+			opts.Progress = bar.progress()
 			id, snap, err := archive.Backup(ctx, r, abs, opts)
 			bar.finish()
 			if err != nil {
@@ -221,7 +221,7 @@ func repoCommand() *cobra.Command {
 			}
 			bar := newBar(cmd.ErrOrStderr(), "restoring")
 			start := time.Now()
-			err = archive.Restore(ctx, r, snap.ID, args[1], archive.RestoreOptions{Include: includes, Progress: bar.update})
+			err = archive.Restore(ctx, r, snap.ID, args[1], archive.RestoreOptions{Include: includes, Progress: bar.progress()})
 			bar.finish()
 			if err != nil {
 				return err
@@ -297,6 +297,15 @@ func newBar(w io.Writer, what string) *bar {
 	return &bar{pb: progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
 		progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish())}
+}
+
+// progress returns the bar's update function, or nil when there is no bar: then no totals need
+// counting.
+func (b *bar) progress() func(archive.Progress) {
+	if b.pb == nil {
+		return nil
+	}
+	return b.update
 }
 
 func (b *bar) update(p archive.Progress) {
