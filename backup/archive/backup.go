@@ -226,6 +226,7 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 			sub := func(ctx context.Context) error {
 				var sub *Tree
 				if prevTree != nil {
+					var err error
 					if sub, err = loadTree(ctx, a.r, *prevTree); err != nil {
 						return err
 					}

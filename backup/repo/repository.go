@@ -157,7 +157,9 @@ func newRepository(store *objstore.Store, cfg Config, mk *masterKeys) (*Reposito
 	if err != nil {
 		return nil, err
 	}
-	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	// No zstd checksum: every blob is authenticated by AES-GCM and named by its hash.
+	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -59,23 +59,14 @@ type WriterStats struct {
 	PacksWritten int64
 }
 
-// packBuilder builds a pack in a staging file (objstore.TempFile), hashing it as it goes:
-// memory stays small whatever the pack size, and for file:// repositories the finished pack is
-// linked into place rather than copied.
+// packBuilder builds a pack in a staging file (objstore.TempFile): memory stays small whatever
+// the pack size, and for file:// repositories the finished pack is linked into place rather
+// than copied. Blobs take their offsets in order and are written concurrently.
 type packBuilder struct {
 	f       *os.File
-	hash    hash.Hash
 	size    int
 	entries []PackEntry
-}
-
-func (p *packBuilder) write(b []byte) error {
-	if _, err := p.f.Write(b); err != nil {
-		return fmt.Errorf("staging a pack: %w", err)
-	}
-	p.hash.Write(b)
-	p.size += len(b)
-	return nil
+	writes  sync.WaitGroup // blobs being written
 }
 
 // An index file is written after indexEvery uploaded packs or indexAfter since the last one,
@@ -120,51 +111,69 @@ func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
 	defer w.r.bufs.put(sp)
 	sealed := *sp
 
+	// Under the lock the blob only takes its place in the pack; it is written there after,
+	// in parallel with other blobs.
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.cur == nil {
 		f, err := w.r.store.TempFile()
 		if err != nil {
 			w.err = err
+			w.mu.Unlock()
 			return id, err
 		}
-		w.cur = &packBuilder{f: f, hash: blake3.New()}
+		w.cur = &packBuilder{f: f}
 	}
-	w.cur.entries = append(w.cur.entries, PackEntry{Type: t, ID: id, Offset: uint32(w.cur.size), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
-	if err := w.cur.write(sealed); err != nil {
-		w.err = err
-		return id, err
-	}
+	p := w.cur
+	off := p.size
+	p.size += len(sealed)
+	p.entries = append(p.entries, PackEntry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
+	p.writes.Add(1)
 	w.stats.BlobsAdded++
 	w.stats.BytesAdded += int64(len(data))
 	w.stats.BytesStored += int64(len(sealed))
-	if w.cur.size >= w.r.cfg.PackSize {
-		return id, w.startUploadLocked()
+	full := p.size >= w.r.cfg.PackSize
+	if full {
+		w.cur = nil
+	}
+	w.mu.Unlock()
+
+	_, err := p.f.WriteAt(sealed, int64(off))
+	if err != nil {
+		err = fmt.Errorf("staging a pack: %w", err)
+		w.fail(err) // before Done: the uploader must not send a pack with a hole
+	}
+	p.writes.Done()
+	if err != nil {
+		return id, err
+	}
+	if full {
+		return id, w.startUpload(p)
 	}
 	return id, nil
 }
 
-// startUploadLocked hands the current pack to an uploader, waiting for a free slot so memory
-// stays bounded by (uploaders+1) packs.
-func (w *Writer) startUploadLocked() error {
-	p := w.cur
-	w.cur = nil
-	w.mu.Unlock()
-	defer w.mu.Lock()
+func (w *Writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// startUpload hands a full pack to an uploader, waiting for a free slot so that at most
+// uploaders packs are in flight.
+func (w *Writer) startUpload(p *packBuilder) error {
 	select {
 	case w.slots <- struct{}{}:
 	case <-w.ctx.Done():
+		p.writes.Wait()
 		objstore.Discard(p.f)
 		return w.firstErr()
 	}
 	w.uploads.Go(func() error {
 		defer func() { <-w.slots }()
 		if err := w.upload(p); err != nil {
-			w.mu.Lock()
-			if w.err == nil {
-				w.err = err
-			}
-			w.mu.Unlock()
+			w.fail(err)
 			return err
 		}
 		return nil
@@ -181,15 +190,30 @@ func (w *Writer) firstErr() error {
 	return w.ctx.Err()
 }
 
-// upload seals the pack header, writes the pack, and records it for the next index file.
+// upload seals the pack header, names the pack by its hash, writes it, and records it for
+// the next index file.
 func (w *Writer) upload(p *packBuilder) error {
 	defer objstore.Discard(p.f)
-	header := w.r.c.seal(nil, encodeEntries(nil, p.entries))
-	if err := p.write(binary.LittleEndian.AppendUint32(header, uint32(len(header)))); err != nil {
+	p.writes.Wait()
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
 		return err
 	}
+	header := w.r.c.seal(nil, encodeEntries(nil, p.entries))
+	header = binary.LittleEndian.AppendUint32(header, uint32(len(header)))
+	if _, err := p.f.WriteAt(header, int64(p.size)); err != nil {
+		return fmt.Errorf("staging a pack: %w", err)
+	}
+	// Hashed here, read back from the page cache, rather than while blobs are added: that
+	// would serialise the adders.
+	h := blake3.New()
+	if _, err := io.Copy(h, io.NewSectionReader(p.f, 0, int64(p.size+len(header)))); err != nil {
+		return fmt.Errorf("hashing a pack: %w", err)
+	}
 	var id ID
-	p.hash.Sum(id[:0])
+	h.Sum(id[:0])
 	if _, err := w.r.store.PutNewFile(w.ctx, packKey(id), p.f); err != nil {
 		return err
 	}
@@ -233,10 +257,12 @@ func (w *Writer) writeIndex(ctx context.Context, packs []IndexedPack) error {
 func (w *Writer) Flush() (WriterStats, error) {
 	w.mu.Lock()
 	var err error
-	if w.cur != nil {
-		err = w.startUploadLocked() // a pack is opened by its first blob: it is never empty
-	}
+	p := w.cur
+	w.cur = nil
 	w.mu.Unlock()
+	if p != nil {
+		err = w.startUpload(p) // a pack is opened by its first blob: it is never empty
+	}
 	if werr := w.uploads.Wait(); werr != nil && err == nil {
 		err = werr
 	}
