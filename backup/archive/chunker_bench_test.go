@@ -94,3 +94,58 @@ func BenchmarkKeyedHash(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkChunkerDedup measures how much of an edited copy each chunker finds again: 64 MiB of
+// random data, then 4 insertions of 100 bytes and 4 overwrites of 4 KiB at fixed places. It
+// reports the share of the copy's bytes in chunks the original has too (higher is better).
+func BenchmarkChunkerDedup(b *testing.B) {
+	orig := benchData()
+	edited := append([]byte(nil), orig...)
+	for i := range 4 {
+		at := (i*2 + 1) * len(orig) / 10
+		copy(edited[at:], bytes.Repeat([]byte{byte(i)}, 4096))
+		ins := (i*2 + 2) * len(edited) / 10
+		edited = append(edited[:ins], append(bytes.Repeat([]byte{0xAB}, 100), edited[ins:]...)...)
+	}
+	key := bytes.Repeat([]byte{7}, 32)
+	split := map[string]func(data []byte, fn func([]byte)){
+		"fastcdc-keyed-1MiB": func(data []byte, fn func([]byte)) {
+			c, _ := chunkers.NewChunker("fastcdc-v1.0.0", bytes.NewReader(data),
+				&chunkers.ChunkerOpts{MinSize: 256 << 10, NormalSize: 1 << 20, MaxSize: 4 << 20, Key: key})
+			for {
+				chunk, err := c.Next()
+				fn(chunk)
+				if err != nil {
+					return
+				}
+			}
+		},
+		"restic-rabin-1MiB": func(data []byte, fn func([]byte)) {
+			c := resticchunker.New(bytes.NewReader(data), resticchunker.Pol(0x3DA3358B4DC173))
+			buf := make([]byte, resticchunker.MaxSize)
+			for {
+				chunk, err := c.Next(buf)
+				if err != nil {
+					return
+				}
+				fn(chunk.Data)
+			}
+		},
+	}
+	for name, fn := range split {
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				seen := map[[32]byte]bool{}
+				fn(orig, func(c []byte) { seen[sha256.Sum256(c)] = true })
+				var reused, total int
+				fn(edited, func(c []byte) {
+					total += len(c)
+					if seen[sha256.Sum256(c)] {
+						reused += len(c)
+					}
+				})
+				b.ReportMetric(100*float64(reused)/float64(total), "%reused")
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -54,23 +55,31 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 		opts.Include[i] = clean
 	}
 	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}}
-	// Totals come from a first pass over the trees, which are small and cached by the OS.
-	if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
-		if n.Type == TypeFile {
-			rs.filesTotal.Add(1)
-			rs.bytesTotal.Add(n.Size)
+	if opts.Progress != nil {
+		// Totals come from a first pass over the trees, which are small.
+		if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
+			if n.Type == TypeFile {
+				rs.filesTotal.Add(1)
+				rs.bytesTotal.Add(n.Size)
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		return nil
-	}); err != nil {
-		return err
 	}
 	stop := rs.report(opts.Progress)
 	defer stop()
-	if err := rs.restoreDir(ctx, s.Tree, "", abs); err != nil {
+	wait := rs.startWriting(ctx)
+	err = rs.restoreDir(ctx, s.Tree, "", abs)
+	if err == nil {
+		err = rs.flush()
+	} else {
 		rs.batch.close()
-		return err
 	}
-	if err := rs.flush(ctx); err != nil {
+	if werr := wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
 		return err
 	}
 	for _, l := range rs.links {
@@ -93,7 +102,11 @@ type restorer struct {
 	opts RestoreOptions
 	root string
 	*progress
-	batch fileBatch
+	// batch is being filled by the tree walk; batches are written by startWriting's goroutine.
+	batch   fileBatch
+	batches chan fileBatch
+	// writeErr is the first error writing a batch, which stops the walk.
+	writeErr atomic.Pointer[error]
 	// dirs are the directories restored, parents first, to apply their metadata at the end.
 	dirs []pendingDir
 	// links are the hard links to make at the end, as (existing file relative to the root,

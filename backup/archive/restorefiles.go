@@ -19,10 +19,12 @@ import (
 // batch's files need is grouped by the pack that holds it, each pack is read with as few ranged
 // reads as possible (repo.ReadPackBlobs), and each chunk is written wherever it goes, in
 // parallel across packs. That turns one request per chunk into about one per pack, and a chunk
-// used several times is read once. Batches bound memory and open files whatever the volume.
+// used several times is read once. A batch is written while the tree walk creates the files of
+// the next one. Batches bound memory and open files (at most three batches' worth) whatever the
+// volume.
 const (
-	batchFiles  = 512
-	batchChunks = 8192
+	batchFiles  = 256
+	batchChunks = 4096
 )
 
 // fileJob is a regular file being restored: created empty when queued, written as its packs
@@ -82,18 +84,54 @@ func (rs *restorer) queueFile(ctx context.Context, n *Node, p string) error {
 	b.files++
 	b.chunks += len(n.Content)
 	if b.files >= batchFiles || b.chunks >= batchChunks {
-		return rs.flush(ctx)
+		return rs.flush()
 	}
 	return nil
 }
 
-// flush writes every queued file.
-func (rs *restorer) flush(ctx context.Context) error {
-	b := rs.batch
-	rs.batch = fileBatch{}
-	if b.files == 0 {
+// startWriting starts the goroutine that writes batches; wait ends it and returns its first
+// error. After an error, the batches still queued are closed unwritten.
+func (rs *restorer) startWriting(ctx context.Context) (wait func() error) {
+	rs.batches = make(chan fileBatch, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range rs.batches {
+			if rs.writeErr.Load() != nil {
+				b.close()
+				continue
+			}
+			if err := rs.write(ctx, b); err != nil {
+				rs.writeErr.CompareAndSwap(nil, &err)
+			}
+		}
+	}()
+	return func() error {
+		close(rs.batches)
+		<-done
+		if err := rs.writeErr.Load(); err != nil {
+			return *err
+		}
 		return nil
 	}
+}
+
+// flush hands the filled batch to the writer.
+func (rs *restorer) flush() error {
+	if err := rs.writeErr.Load(); err != nil {
+		rs.batch.close()
+		return *err
+	}
+	b := rs.batch
+	rs.batch = fileBatch{}
+	if b.files > 0 {
+		rs.batches <- b
+	}
+	return nil
+}
+
+// write writes every file of a batch.
+func (rs *restorer) write(ctx context.Context, b fileBatch) error {
 	byPack := map[repo.ID][]repo.PackEntry{}
 	for id := range b.blobs {
 		pack, e, _ := rs.r.Lookup(id) // queueFile checked

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"stork.dev/stork/backup/objstore"
 )
@@ -231,4 +232,50 @@ func TestDecodeEntriesRejectsGarbage(t *testing.T) {
 
 func openMem() (*objstore.Store, error) {
 	return objstore.Open(context.Background(), objstore.Config{URL: "mem://"})
+}
+
+// RefreshIndex reads only what another writer added, and everything again after a prune
+// changed the index.
+func TestRefreshIndex(t *testing.T) {
+	ctx := context.Background()
+	s, r1 := newTestRepo(t)
+	r2, err := Open(ctx, s, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	add := func(r *Repository, data []byte) ID {
+		t.Helper()
+		w := r.NewWriter(ctx, 1)
+		id, err := w.Add(DataBlob, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	a := add(r2, randomBytes(1000))
+	if r1.Has(a) {
+		t.Fatal("r1 sees r2's blob before refreshing")
+	}
+	if err := r1.RefreshIndex(ctx); err != nil || !r1.Has(a) {
+		t.Fatalf("after refresh: has=%v err=%v", r1.Has(a), err)
+	}
+	// A deletion mark (as prune writes) makes the refresh reload: a's pack is marked, so a
+	// writer must not deduplicate against it any more.
+	pack, _, _ := r1.Lookup(a)
+	if _, err := r2.putJSON(ctx, "gc/", gcMark{Time: time.Now(), Packs: []ID{pack}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.RefreshIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r1.Has(a) {
+		t.Error("a blob in a pack marked for deletion is still offered for deduplication")
+	}
+	if _, _, ok := r1.Lookup(a); !ok {
+		t.Error("a blob in a marked pack must stay readable until it is deleted")
+	}
 }
