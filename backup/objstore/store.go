@@ -400,9 +400,10 @@ func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return false, err
 	}
-	// Two 8 MiB parts in flight bound the memory of an upload.
+	// One 5 MiB part (S3's minimum) in flight bounds the memory of an upload; parallelism
+	// comes from several packs uploading at once.
 	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream",
-		BufferSize: 8 << 20, MaxConcurrency: 2})
+		BufferSize: 5 << 20, MaxConcurrency: 1})
 	if err != nil {
 		return false, wrapBucket(err)
 	}
