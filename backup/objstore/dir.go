@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // dirBackend is a directory used as a bucket, for file:// URLs. It is written here rather than
@@ -33,7 +34,28 @@ func openDir(root string) (*dirBackend, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
+	removeStale(root, tmpPrefix)
 	return &dirBackend{root: root}, nil
+}
+
+// staleAfter is when a staging file is taken to be left by a killed process: no object takes
+// that long to stage.
+const staleAfter = 24 * time.Hour
+
+// removeStale removes staging files under dir older than staleAfter, best effort.
+func removeStale(dir, prefix string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleAfter {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // path maps a key to a file, refusing keys that would leave the root.

@@ -108,6 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		b = blob.PrefixedBucket(b, prefix+"/")
 	}
 	store.b = &bucketBackend{b}
+	removeStale(os.TempDir(), bucketTempPrefix)
 	return store, nil
 }
 
@@ -392,8 +393,11 @@ func (b *bucketBackend) putNew(ctx context.Context, key string, data []byte) (bo
 	return err == nil, wrapBucket(err)
 }
 
+// bucketTempPrefix names staging files in the system's temporary directory.
+const bucketTempPrefix = "stork-object-"
+
 func (b *bucketBackend) tempFile() (*os.File, error) {
-	return os.CreateTemp("", "stork-object-*")
+	return os.CreateTemp("", bucketTempPrefix+"*")
 }
 
 func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) (bool, error) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -130,5 +131,25 @@ func TestDirKeysAndListing(t *testing.T) {
 	want := "data/a0/9 data/ab-c data/ab/1 data/ab/2"
 	if strings.Join(keys, " ") != want {
 		t.Errorf("listing data/: %v, want %s", keys, want)
+	}
+}
+
+// Staging files a killed process left behind are removed when the store is next opened; fresh
+// ones, which a running process may be writing, stay.
+func TestStaleStagingFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	stale, fresh := filepath.Join(dir, tmpPrefix+"old"), filepath.Join(dir, tmpPrefix+"new")
+	os.WriteFile(stale, []byte("x"), 0o600)
+	os.WriteFile(fresh, []byte("x"), 0o600)
+	old := time.Now().Add(-25 * time.Hour)
+	os.Chtimes(stale, old, old)
+	if _, err := Open(context.Background(), Config{URL: "file://" + dir}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("a day-old staging file survived")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh staging file was removed: %v", err)
 	}
 }

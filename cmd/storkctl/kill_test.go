@@ -89,6 +89,11 @@ func TestKilledBackup(t *testing.T) {
 	if reusable == 0 {
 		t.Fatal("nothing the killed backup uploaded is indexed")
 	}
+	// The repository is valid: every index file and pack checks out; packs the killed backup
+	// had not indexed yet are only noted, and prune removes them.
+	if rep, err := archive.Check(ctx, r, repo.CheckOptions{ReadData: true}); err != nil || !rep.OK() {
+		t.Fatalf("check after a killed backup: %+v, %v", rep, err)
+	}
 	_, snap, err := archive.Backup(ctx, r, src, archive.BackupOptions{})
 	if err != nil {
 		t.Fatal(err)
