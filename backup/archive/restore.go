@@ -8,9 +8,12 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"stork.dev/stork/backup/repo"
@@ -54,7 +57,7 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 		}
 		opts.Include[i] = clean
 	}
-	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}}
+	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}, dirSlots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	if opts.Progress != nil {
 		// Totals come from a first pass over the trees, which are small.
 		if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
@@ -74,7 +77,7 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	if err == nil {
 		err = rs.flush()
 	} else {
-		rs.batch.close()
+		rs.batch.close() // the walk has ended: no lock needed
 	}
 	if werr := wait(); err == nil {
 		err = werr
@@ -88,9 +91,12 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 		}
 	}
 	// Directory metadata last, so restoring their entries does not change their times, and
-	// read-only directories are filled before they become read-only.
-	for i := len(rs.dirs) - 1; i >= 0; i-- {
-		if err := applyMeta(rs.dirs[i].path, rs.dirs[i].node, false); err != nil {
+	// read-only directories are filled before they become read-only; deepest first.
+	sort.SliceStable(rs.dirs, func(i, j int) bool {
+		return strings.Count(rs.dirs[i].path, "/") > strings.Count(rs.dirs[j].path, "/")
+	})
+	for _, d := range rs.dirs {
+		if err := applyMeta(d.path, d.node, false); err != nil {
 			return err
 		}
 	}
@@ -102,6 +108,10 @@ type restorer struct {
 	opts RestoreOptions
 	root string
 	*progress
+	dirSlots chan struct{}
+
+	// mu guards batch, dirs and links, which the parallel tree walk fills.
+	mu sync.Mutex
 	// batch is being filled by the tree walk; batches are written by startWriting's goroutine.
 	batch   fileBatch
 	batches chan fileBatch
@@ -159,19 +169,21 @@ func (rs *restorer) walk(ctx context.Context, id repo.ID, rel string, fn func(st
 	return nil
 }
 
-// restoreDir restores one directory's entries into dir, which exists and is a real directory.
-// Regular files are queued and written in batches (restorefiles.go).
+// restoreDir restores one directory's entries into dir, which exists and is a real directory:
+// its subdirectories in parallel (within dirSlots), its regular files queued to be written in
+// batches (restorefiles.go).
 func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string) error {
 	t, err := loadTree(ctx, rs.r, id)
 	if err != nil {
 		return err
 	}
 	if t.Root != nil && rel == "" && len(rs.opts.Include) == 0 {
-		rs.dirs = append(rs.dirs, pendingDir{dir, t.Root})
+		rs.later(pendingDir{dir, t.Root}, nil)
 	}
+	g, gctx := errgroup.WithContext(ctx)
 	for i := range t.Nodes {
-		if err := ctx.Err(); err != nil {
-			return err
+		if err := gctx.Err(); err != nil {
+			break
 		}
 		n := &t.Nodes[i]
 		relPath := path.Join(rel, n.Name)
@@ -183,40 +195,70 @@ func (rs *restorer) restoreDir(ctx context.Context, id repo.ID, rel, dir string)
 		switch n.Type {
 		case TypeDir:
 			if err := mkdirNoFollow(p); err != nil {
+				_ = g.Wait()
 				return err
 			}
-			rs.dirs = append(rs.dirs, pendingDir{p, n})
-			if err := rs.restoreDir(ctx, *n.Subtree, relPath, p); err != nil {
-				return err
+			rs.later(pendingDir{p, n}, nil)
+			sub := func(ctx context.Context) error { return rs.restoreDir(ctx, *n.Subtree, relPath, p) }
+			// In a goroutine when a slot is free, else right here.
+			select {
+			case rs.dirSlots <- struct{}{}:
+				g.Go(func() error { defer func() { <-rs.dirSlots }(); return sub(gctx) })
+			default:
+				if err := sub(gctx); err != nil {
+					_ = g.Wait()
+					return err
+				}
 			}
 		case TypeFile:
-			if err := rs.queueFile(ctx, n, p); err != nil {
+			if err := rs.queueFile(n, p); err != nil {
+				_ = g.Wait()
 				return err
 			}
 		case TypeSymlink:
 			if err := os.Symlink(n.LinkTarget, p); err != nil {
+				_ = g.Wait()
 				return fmt.Errorf("restoring symlink %s: %w", p, err)
 			}
 			if err := applyMeta(p, n, true); err != nil {
+				_ = g.Wait()
 				return err
 			}
 		case TypeHardlink:
 			// Made last, when every file they may name is complete.
 			first := path.Clean("/" + n.LinkTarget)[1:]
 			if first == "" {
+				_ = g.Wait()
 				return fmt.Errorf("hard link %s names the root", relPath)
 			}
-			rs.links = append(rs.links, [2]string{first, p})
+			rs.later(pendingDir{}, &[2]string{first, p})
 		case TypeFifo:
 			if err := unix.Mkfifo(p, n.Mode&0o777); err != nil {
+				_ = g.Wait()
 				return fmt.Errorf("restoring fifo %s: %w", p, err)
 			}
 			if err := applyMeta(p, n, false); err != nil {
+				_ = g.Wait()
 				return err
 			}
 		}
 	}
-	return nil
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// later records a directory whose metadata, or a hard link, is made at the end.
+func (rs *restorer) later(d pendingDir, link *[2]string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if d.node != nil {
+		rs.dirs = append(rs.dirs, d)
+	}
+	if link != nil {
+		rs.links = append(rs.links, *link)
+	}
 }
 
 // linkBeneath makes newName a hard link to the regular file at rel under root, resolving rel one

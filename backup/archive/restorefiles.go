@@ -50,8 +50,9 @@ type fileBatch struct {
 	jobs   []*fileJob // to close their files if the batch fails
 }
 
-// queueFile creates a regular file and queues its chunks, flushing the batch when full.
-func (rs *restorer) queueFile(ctx context.Context, n *Node, p string) error {
+// queueFile creates a regular file and queues its chunks, handing the batch to the writer when
+// full. Directories are restored in parallel, so it may run concurrently.
+func (rs *restorer) queueFile(n *Node, p string) error {
 	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
 	// The file stays open until its last chunk is written (opening is not cheap), so a batch
 	// holds up to batchFiles descriptors.
@@ -60,33 +61,43 @@ func (rs *restorer) queueFile(ctx context.Context, n *Node, p string) error {
 		return fmt.Errorf("restoring %s: %w", p, err)
 	}
 	job := &fileJob{path: p, node: n, f: f}
-	rs.batch.jobs = append(rs.batch.jobs, job)
+	targets := make([]chunkTarget, len(n.Content))
 	var off int64
-	b := &rs.batch
-	if b.blobs == nil {
-		b.blobs = map[repo.ID][]chunkTarget{}
-	}
-	for _, id := range n.Content {
+	for i, id := range n.Content {
 		_, e, ok := rs.r.Lookup(id)
 		if !ok {
+			f.Close()
 			return fmt.Errorf("restoring %s: blob %s is not in the index (run storkctl repo check)", p, id)
 		}
-		b.blobs[id] = append(b.blobs[id], chunkTarget{job, off})
+		targets[i] = chunkTarget{job, off}
 		off += int64(e.RawLength)
 	}
 	if off != n.Size {
+		f.Close()
 		return fmt.Errorf("restoring %s: its chunks hold %d bytes, the backup recorded %d", p, off, n.Size)
 	}
 	if len(n.Content) == 0 {
 		return rs.finish(job)
 	}
 	job.left.Store(int64(len(n.Content)))
+
+	rs.mu.Lock()
+	b := &rs.batch
+	if b.blobs == nil {
+		b.blobs = map[repo.ID][]chunkTarget{}
+	}
+	b.jobs = append(b.jobs, job)
+	for i, id := range n.Content {
+		b.blobs[id] = append(b.blobs[id], targets[i])
+	}
 	b.files++
 	b.chunks += len(n.Content)
+	var full fileBatch
 	if b.files >= batchFiles || b.chunks >= batchChunks {
-		return rs.flush()
+		full, rs.batch = rs.batch, fileBatch{}
 	}
-	return nil
+	rs.mu.Unlock()
+	return rs.send(full)
 }
 
 // startWriting starts the goroutine that writes batches; wait ends it and returns its first
@@ -116,14 +127,21 @@ func (rs *restorer) startWriting(ctx context.Context) (wait func() error) {
 	}
 }
 
-// flush hands the filled batch to the writer.
+// flush hands the batch being filled to the writer.
 func (rs *restorer) flush() error {
-	if err := rs.writeErr.Load(); err != nil {
-		rs.batch.close()
-		return *err
-	}
+	rs.mu.Lock()
 	b := rs.batch
 	rs.batch = fileBatch{}
+	rs.mu.Unlock()
+	return rs.send(b)
+}
+
+// send hands a batch to the writer, or closes its files after a write failed.
+func (rs *restorer) send(b fileBatch) error {
+	if err := rs.writeErr.Load(); err != nil {
+		b.close()
+		return *err
+	}
 	if b.files > 0 {
 		rs.batches <- b
 	}
