@@ -7,8 +7,10 @@
 // 20,000 files of 4–64 KiB, half random and half text, in 100 directories; -scale multiplies every
 // size and the number of small files.
 //
-// For every tool and target, on a fresh repository, it measures: (a) the initial backup, (b) an
-// unchanged re-backup (each tool picks the previous snapshot as parent by itself), (c) a backup
+// The dataset is read once before the first step (a warm page cache for every tool), and each
+// repetition starts with the next tool in turn. For every tool and target, on a fresh repository,
+// it measures: (a) the initial backup, (b) an unchanged re-backup (each tool picks the previous
+// snapshot as parent by itself), (c) a backup
 // after 1% of the small files were rewritten and 4 MiB were appended to one text file (the same
 // change for every tool, undone afterwards), and (d) a restore of the latest snapshot into an empty
 // directory, which must match the source file for file (size and SHA-256). It reports wall time,

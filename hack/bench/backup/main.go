@@ -156,11 +156,19 @@ func run(ctx context.Context) error {
 		defer b.minio.stop()
 	}
 
+	// Read the dataset once, so that the first tool does not pay for a cold page cache (it
+	// did: measured 10.5 s when our engine ran first, 5.8 s when second).
+	if _, err := sumTree(b.ds.dir); err != nil {
+		return err
+	}
 	fmt.Printf("\ndataset %s: %d files, %s; tools %s; targets %s; %d run(s) each\n\n",
 		b.ds.dir, len(b.ds.files), humanBytes(b.ds.bytes), strings.Join(o.tools, ","), strings.Join(o.targets, ","), o.repeat)
 	for rep := 1; rep <= o.repeat; rep++ {
+		// Each run starts with another tool, so that what one leaves behind (dirty pages,
+		// deleted inodes) does not always fall on the same one.
+		order := append(slices.Clone(o.tools[(rep-1)%len(o.tools):]), o.tools[:(rep-1)%len(o.tools)]...)
 		for _, target := range o.targets {
-			for _, tool := range o.tools {
+			for _, tool := range order {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
