@@ -22,7 +22,9 @@ func groupKey(s *Snapshot, groupBy []string) (string, error) {
 		case g == "paths":
 			parts = append(parts, "paths="+strings.Join(s.Paths, ","))
 		case strings.HasPrefix(g, "tag:") && len(g) > 4:
-			parts = append(parts, g+"="+s.Tags[g[4:]])
+			if v := s.Tags[g[4:]]; v != "" { // a missing tag and an empty one are alike
+				parts = append(parts, g+"="+v)
+			}
 		default:
 			return "", fmt.Errorf("group-by %q: use \"paths\" or \"tag:NAME\"", g)
 		}
