@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/retention"
 )
 
 func memStore(t *testing.T) *objstore.Store {
@@ -277,5 +278,29 @@ func TestRefreshIndex(t *testing.T) {
 	}
 	if _, _, ok := r1.Lookup(a); !ok {
 		t.Error("a blob in a marked pack must stay readable until it is deleted")
+	}
+}
+
+func TestApplyRetentionGroups(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	snap := func(i int, pvc string) SnapshotInfo {
+		return SnapshotInfo{ID: ID{byte(i)}, Snapshot: &Snapshot{Time: t0.Add(time.Duration(i) * time.Hour), Paths: []string{"/data"}, Tags: map[string]string{"pvc": pvc}}}
+	}
+	snaps := []SnapshotInfo{snap(1, "a"), snap(2, "b"), snap(3, "a"), snap(4, "b"), snap(5, "a")}
+	ds, err := ApplyRetention(snaps, retention.Policy{Last: 1}, DefaultGroupBy, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []byte
+	for _, d := range ds {
+		if d.Keep {
+			kept = append(kept, d.ID[0])
+		}
+	}
+	if string(kept) != string([]byte{5, 4}) {
+		t.Errorf("kept %v, want the newest of each PVC (5 for a, 4 for b)", kept)
+	}
+	if _, err := ApplyRetention(snaps, retention.Policy{Last: 1}, []string{"host"}, time.UTC); err == nil || !strings.Contains(err.Error(), `group-by "host"`) {
+		t.Errorf("unknown group-by: %v", err)
 	}
 }
