@@ -98,7 +98,14 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		close(scanned)
 	}
 	defer func() { cancelScan(); <-scanned }()
-	a.w = r.NewWriter(ctx, 4)
+	// Packs in flight: each upload to a cloud store holds a 5 MiB part buffer; to a local
+	// directory it only waits for an fsync, and more of them overlap better (the dataset of
+	// docs/performance.md: 6.55 → 6.14 s, median of 3, with 8 instead of 4).
+	uploaders := 4
+	if r.Store().Local() {
+		uploaders = 8
+	}
+	a.w = r.NewWriter(ctx, uploaders)
 	a.w.HoldLock(lock)
 	stop := a.report(opts.Progress)
 	rootMeta, err := nodeFromPath(abs, ".")

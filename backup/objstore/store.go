@@ -182,6 +182,13 @@ func redact(raw string) string {
 // String names the store for messages.
 func (s *Store) String() string { return s.desc }
 
+// Local says whether the store is a local directory, where a staged object is linked into
+// place: writing one costs an fsync, no memory.
+func (s *Store) Local() bool {
+	_, ok := s.b.(*dirBackend)
+	return ok
+}
+
 // Close releases the store's resources.
 func (s *Store) Close() error { return s.b.close() }
 
