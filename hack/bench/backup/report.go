@@ -1,0 +1,204 @@
+package main
+
+// Medians, tables, targets and the JSON report.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+type report struct {
+	Started   time.Time         `json:"started"`
+	Finished  time.Time         `json:"finished"`
+	Machine   map[string]string `json:"machine"`
+	Tools     map[string]string `json:"tools"`
+	Settings  map[string]any    `json:"settings"`
+	Dataset   datasetInfo       `json:"dataset"`
+	Runs      []result          `json:"runs"`
+	RepoSizes []repoSize        `json:"repository_sizes"`
+	Medians   []cell            `json:"medians"`
+	Failures  []string          `json:"failures,omitempty"`
+}
+
+type datasetInfo struct {
+	Dir           string `json:"dir"`
+	Files         int    `json:"files"`
+	Bytes         int64  `json:"bytes"`
+	ChangedFiles  int    `json:"changed_files"`
+	AppendedBytes int64  `json:"appended_bytes"`
+}
+
+type repoSize struct {
+	Tool   string `json:"tool"`
+	Target string `json:"target"`
+	Run    int    `json:"run"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// cell is the median of one tool, target and scenario over the runs.
+type cell struct {
+	Tool      string  `json:"tool"`
+	Target    string  `json:"target"`
+	Scenario  string  `json:"scenario"`
+	Runs      int     `json:"runs"`
+	Seconds   float64 `json:"seconds"`
+	MiBps     float64 `json:"mib_per_s"`
+	MaxRSSMiB float64 `json:"max_rss_mib"`
+}
+
+func machineInfo(ctx context.Context) map[string]string {
+	m := map[string]string{"nproc": strconv.Itoa(runtime.NumCPU()), "goarch": runtime.GOARCH}
+	m["go"], _ = output(ctx, "", "go", "version")
+	m["kernel"], _ = output(ctx, "", "uname", "-sr")
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m["memory"] = strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " ")
+	}
+	return m
+}
+
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (b *bench) medians() map[[3]string]cell {
+	groups := map[[3]string][]result{}
+	for _, r := range b.report.Runs {
+		k := [3]string{r.Tool, r.Target, r.Scenario}
+		groups[k] = append(groups[k], r)
+	}
+	out := map[[3]string]cell{}
+	for k, rs := range groups {
+		var secs, rss []float64
+		for _, r := range rs {
+			secs = append(secs, r.Seconds)
+			rss = append(rss, float64(r.MaxRSSKiB)/1024)
+		}
+		c := cell{Tool: k[0], Target: k[1], Scenario: k[2], Runs: len(rs), Seconds: median(secs), MaxRSSMiB: median(rss)}
+		c.MiBps = float64(rs[0].Bytes) / mib / c.Seconds
+		out[k] = c
+	}
+	return out
+}
+
+func (b *bench) printTables() {
+	cells := b.medians()
+	for _, target := range b.opt.targets {
+		for _, tool := range b.opt.tools {
+			for _, sc := range scenarios {
+				if c, ok := cells[[3]string{tool, target, sc}]; ok {
+					b.report.Medians = append(b.report.Medians, c)
+				}
+			}
+		}
+	}
+	var peers []string
+	if slices.Contains(b.opt.tools, "ours") {
+		for _, t := range b.opt.tools {
+			// kopia-zstd gets its own ratios only when plain kopia is not in the table.
+			if t != "ours" && (t != "kopia-zstd" || !slices.Contains(b.opt.tools, "kopia")) {
+				peers = append(peers, t)
+			}
+		}
+	}
+	what := "times"
+	if b.opt.repeat > 1 {
+		what = fmt.Sprintf("medians of %d runs", b.opt.repeat)
+	}
+	for _, target := range b.opt.targets {
+		fmt.Printf("\n== target %s — scale %g: %d files, %s; %s ==\n", target, b.opt.scale, len(b.ds.files), humanBytes(b.ds.bytes), what)
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		head := []string{"scenario"}
+		for _, t := range b.opt.tools {
+			head = append(head, t+" s", "MiB/s", "RSS MiB")
+		}
+		for _, p := range peers {
+			head = append(head, "÷"+p+" speed", "÷"+p+" RSS")
+		}
+		head = append(head, "targets")
+		fmt.Fprintln(w, strings.Join(head, "\t")+"\t")
+		for _, sc := range scenarios {
+			row := []string{sc}
+			for _, t := range b.opt.tools {
+				if c, ok := cells[[3]string{t, target, sc}]; ok {
+					row = append(row, fmt.Sprintf("%.2f", c.Seconds), fmt.Sprintf("%.0f", c.MiBps), fmt.Sprintf("%.0f", c.MaxRSSMiB))
+				} else {
+					row = append(row, "-", "-", "-")
+				}
+			}
+			ours, okOurs := cells[[3]string{"ours", target, sc}]
+			for _, p := range peers {
+				if c, ok := cells[[3]string{p, target, sc}]; ok && okOurs {
+					row = append(row, fmt.Sprintf("%.2f×", c.Seconds/ours.Seconds), fmt.Sprintf("%.2f", ours.MaxRSSMiB/c.MaxRSSMiB))
+				} else {
+					row = append(row, "-", "-")
+				}
+			}
+			row = append(row, targetChecks(sc, cells, target))
+			fmt.Fprintln(w, strings.Join(row, "\t")+"\t")
+		}
+		var sizes []string
+		for _, t := range b.opt.tools {
+			var xs []float64
+			for _, r := range b.report.RepoSizes {
+				if r.Tool == t && r.Target == target {
+					xs = append(xs, float64(r.Bytes))
+				}
+			}
+			if len(xs) > 0 {
+				sizes = append(sizes, fmt.Sprintf("%s %s", t, humanBytes(int64(median(xs)))))
+			}
+		}
+		_ = w.Flush()
+		fmt.Printf("repository size after the initial backup: %s\n", strings.Join(sizes, ", "))
+	}
+	fmt.Printf("\nMiB/s = %s (the dataset) ÷ wall seconds, for the 1%%-changed and unchanged backups too; restore: the changed dataset (+%s).\n"+
+		"÷X speed = X's time ÷ ours (>1: we are faster); ÷X RSS = our peak RSS ÷ X's (<1: we use less); RSS = peak RSS of the process.\n"+
+		"Targets: initial backup ≥2.5× restic, restore ≥2× restic, unchanged re-backup <0.5 s, peak RSS ≤ restic's (each row).\n",
+		humanBytes(b.ds.bytes), humanBytes(b.ds.appendSize))
+}
+
+// targetChecks says PASS or MISS for the issue's targets that apply to a scenario's row.
+func targetChecks(sc string, cells map[[3]string]cell, target string) string {
+	ours, ok := cells[[3]string{"ours", target, sc}]
+	if !ok {
+		return ""
+	}
+	restic, okR := cells[[3]string{"restic", target, sc}]
+	verdict := func(ok bool) string { return map[bool]string{true: "PASS", false: "MISS"}[ok] }
+	var checks []string
+	switch sc {
+	case scInitial:
+		if okR {
+			checks = append(checks, "≥2.5× restic "+verdict(restic.Seconds/ours.Seconds >= 2.5))
+		}
+	case scRestore:
+		if okR {
+			checks = append(checks, "≥2× restic "+verdict(restic.Seconds/ours.Seconds >= 2))
+		}
+	case scUnchanged:
+		checks = append(checks, "<0.5 s "+verdict(ours.Seconds < 0.5))
+	}
+	if okR {
+		checks = append(checks, "RSS≤restic "+verdict(ours.MaxRSSMiB <= restic.MaxRSSMiB))
+	}
+	return strings.Join(checks, ", ")
+}

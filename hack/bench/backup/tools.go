@@ -1,0 +1,352 @@
+package main
+
+// The tools compared (ours, restic, kopia): building them, their command lines, and running one tool through every step.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// prepareTools builds storkctl, finds (or installs) restic and finds (or builds) kopia.
+func (b *bench) prepareTools(ctx context.Context) error {
+	b.report.Tools = map[string]string{}
+	need := func(t string) bool {
+		return slices.Contains(b.opt.tools, t) || (t == "kopia" && slices.Contains(b.opt.tools, "kopia-zstd"))
+	}
+	if need("ours") {
+		bin := filepath.Join(b.opt.work, "bin", "storkctl")
+		fmt.Println("building ./cmd/storkctl")
+		if _, err := output(ctx, b.root, "go", "build", "-o", bin, "./cmd/storkctl"); err != nil {
+			return err
+		}
+		b.bins["ours"] = bin
+		rev, err := output(ctx, b.root, "git", "describe", "--always", "--dirty")
+		if err != nil {
+			rev = "unknown"
+		}
+		b.report.Tools["ours"] = "storkctl " + rev
+	}
+	if need("restic") {
+		bin, err := exec.LookPath("restic")
+		if err != nil {
+			fmt.Println("restic not found: apt-get install -y restic")
+			if _, err := output(ctx, "", "apt-get", "install", "-y", "restic"); err != nil {
+				if _, err := output(ctx, "", "apt-get", "update"); err != nil {
+					return err
+				}
+				if _, err := output(ctx, "", "apt-get", "install", "-y", "restic"); err != nil {
+					return err
+				}
+			}
+			if bin, err = exec.LookPath("restic"); err != nil {
+				return err
+			}
+		}
+		b.bins["restic"] = bin
+		b.report.Tools["restic"], _ = output(ctx, "", bin, "version")
+	}
+	if need("kopia") {
+		bin, err := b.kopiaBinary(ctx)
+		if err != nil {
+			return err
+		}
+		b.bins["kopia"], b.bins["kopia-zstd"] = bin, bin
+		v, _ := output(ctx, "", bin, "--version")
+		b.report.Tools["kopia"] = "kopia " + v
+	}
+	return nil
+}
+
+// kopiaBinary returns kopia's CLI, built once into the user's cache from a wrapper module: the
+// module proxy refuses kopia's version list, so `go install …@version` does not work, but a
+// go.mod that requires the version does.
+func (b *bench) kopiaBinary(ctx context.Context) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(cache, "stork", "tools", "kopia-"+kopiaVersion, "kopia")
+	if fileExists(bin) {
+		return bin, nil
+	}
+	fmt.Printf("building kopia %s into %s (about 2 minutes, once)\n", kopiaVersion, bin)
+	tmp, err := os.MkdirTemp(b.opt.work, "kopia-build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	files := map[string]string{
+		"go.mod":   "module kopiawrapper\n\ngo 1.26\n\nrequire github.com/kopia/kopia " + kopiaVersion + "\n",
+		"tools.go": "//go:build tools\n\npackage tools\n\nimport _ \"github.com/kopia/kopia\"\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), []byte(text), 0o644); err != nil {
+			return "", err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	env := []string{"GOWORK=off", "GOFLAGS=-mod=mod"}
+	if _, err := outputEnv(ctx, tmp, env, "go", "mod", "tidy"); err != nil {
+		return "", err
+	}
+	if _, err := outputEnv(ctx, tmp, env, "go", "build", "-o", bin+".tmp", "github.com/kopia/kopia"); err != nil {
+		return "", err
+	}
+	return bin, os.Rename(bin+".tmp", bin)
+}
+
+// session is one tool on one fresh repository.
+type session struct {
+	tool, target string
+	bin          string
+	env          []string
+	init         [][]string // commands that create the repository (not measured)
+	backup       []string
+	restore      func(dir string) []string
+	restored     func(dir string) string // where the source's content lands under the restore dir
+	size         func(ctx context.Context) (int64, error)
+	cleanup      func(ctx context.Context) error
+}
+
+func (b *bench) newSession(tool, target string, rep int) (*session, error) {
+	work, src := b.opt.work, b.ds.dir
+	name := fmt.Sprintf("%s-%s", tool, target)
+	repoDir := filepath.Join(work, "repos", name)
+	cacheDir := filepath.Join(work, "cache", name)
+	prefix := fmt.Sprintf("%s-r%d", tool, rep) // object prefix in the bucket
+	for _, d := range []string{repoDir, cacheDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &session{tool: tool, target: target, bin: b.bins[tool], restored: func(dir string) string { return dir }}
+	if target == "file" {
+		s.size = func(context.Context) (int64, error) { return dirBytes(repoDir) }
+		s.cleanup = func(context.Context) error {
+			return errors.Join(os.RemoveAll(repoDir), os.RemoveAll(cacheDir))
+		}
+	} else {
+		s.size = func(ctx context.Context) (int64, error) { return b.minio.prefixBytes(ctx, prefix+"/") }
+		s.cleanup = func(ctx context.Context) error {
+			return errors.Join(b.minio.removePrefix(ctx, prefix+"/"), os.RemoveAll(cacheDir))
+		}
+	}
+	switch tool {
+	case "ours":
+		s.env = []string{"STORK_PASSPHRASE=" + passphrase}
+		base := []string{"repo", "--location", "file://" + repoDir}
+		if target == "minio" {
+			creds := filepath.Join(work, "s3-credentials")
+			if err := os.MkdirAll(creds, 0o700); err != nil {
+				return nil, err
+			}
+			for f, v := range map[string]string{"accessKeyID": minioUser, "secretAccessKey": minioSecret} {
+				if err := os.WriteFile(filepath.Join(creds, f), []byte(v), 0o600); err != nil {
+					return nil, err
+				}
+			}
+			base = []string{"repo", "--location", "s3://" + bucket + "/" + prefix, "--s3-endpoint", b.minio.endpoint,
+				"--s3-path-style", "--s3-region", "us-east-1", "--credentials-dir", creds}
+		}
+		s.init = [][]string{cat(base, "init")}
+		s.backup = cat(base, "backup", src)
+		s.restore = func(dir string) []string { return cat(base, "restore", "latest", dir) }
+	case "restic":
+		s.env = []string{"RESTIC_PASSWORD=" + passphrase}
+		loc := repoDir
+		if target == "minio" {
+			loc = "s3:" + b.minio.endpoint + "/" + bucket + "/" + prefix
+			s.env = append(s.env, "AWS_ACCESS_KEY_ID="+minioUser, "AWS_SECRET_ACCESS_KEY="+minioSecret)
+		}
+		base := []string{"-r", loc, "--cache-dir", cacheDir}
+		s.init = [][]string{cat(base, "init", "--repository-version", "2")}
+		s.backup = cat(base, "backup", src)
+		s.restore = func(dir string) []string { return cat(base, "restore", "latest", "--target", dir) }
+		s.restored = func(dir string) string { return filepath.Join(dir, src) } // restic restores absolute paths
+	case "kopia", "kopia-zstd":
+		s.env = []string{"KOPIA_PASSWORD=" + passphrase, "KOPIA_CHECK_FOR_UPDATES=false"}
+		common := []string{"--config-file", filepath.Join(cacheDir, "repository.config"), "--log-dir", filepath.Join(cacheDir, "logs")}
+		create := []string{"repository", "create", "filesystem", "--path", repoDir}
+		if target == "minio" {
+			create = []string{"repository", "create", "s3", "--bucket", bucket, "--prefix", prefix + "/",
+				"--endpoint", strings.TrimPrefix(b.minio.endpoint, "http://"), "--disable-tls",
+				"--access-key", minioUser, "--secret-access-key", minioSecret}
+		}
+		create = append(create, "--cache-directory", filepath.Join(cacheDir, "cache"), "--no-check-for-updates")
+		// Kopia runs its full maintenance (GC, index compaction) at the end of a snapshot when it is
+		// due, which it is right after the repository is created; Velero turns that off and runs
+		// maintenance as jobs of their own, and restic and Stork run none during a backup.
+		s.init = [][]string{cat(create, common...),
+			cat([]string{"maintenance", "set", "--enable-quick=false", "--enable-full=false"}, common...)}
+		if tool == "kopia-zstd" {
+			s.init = append(s.init, cat([]string{"policy", "set", "--global", "--compression", "zstd-fastest"}, common...))
+		}
+		s.backup = cat([]string{"snapshot", "create", src, "--no-progress"}, common...)
+		s.restore = func(dir string) []string {
+			return cat([]string{"snapshot", "restore", src, dir, "--no-progress"}, common...)
+		}
+	}
+	return s, nil
+}
+
+// runOne runs the four scenarios for one tool on one fresh repository.
+func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err error) {
+	s, err := b.newSession(tool, target, rep)
+	if err != nil {
+		return err
+	}
+	restoreDir := filepath.Join(b.opt.work, "restore")
+	defer func() {
+		err = errors.Join(err, s.cleanup(context.WithoutCancel(ctx)), os.RemoveAll(restoreDir))
+	}()
+	label := fmt.Sprintf("%s %s", tool, target)
+	if b.opt.repeat > 1 {
+		label += fmt.Sprintf(" #%d", rep)
+	}
+	for i, args := range s.init {
+		if _, err := b.exec(ctx, s, fmt.Sprintf("init%d-r%d", i, rep), args); err != nil {
+			return err
+		}
+	}
+	step := func(sc string, args []string, bytes int64) error {
+		syscall.Sync()
+		res, err := b.exec(ctx, s, fmt.Sprintf("%s-r%d", strings.ReplaceAll(strings.TrimPrefix(sc, "1% "), " ", "-"), rep), args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc, err)
+		}
+		res.Tool, res.Target, res.Scenario, res.Run, res.Bytes = tool, target, sc, rep, bytes
+		res.MiBps = float64(bytes) / mib / res.Seconds
+		b.report.Runs = append(b.report.Runs, res)
+		note := ""
+		if res.Note != "" {
+			note = "  [" + res.Note + "]"
+		}
+		fmt.Printf("%-22s %-18s %8.2f s %9.1f MiB/s  peak RSS %6.0f MiB  CPU %6.1f s%s\n",
+			label+":", sc, res.Seconds, res.MiBps, float64(res.MaxRSSKiB)/1024, res.CPU, note)
+		if sc == scUnchanged && !parentUsed(tool, res.Note, len(b.ds.files)) {
+			fmt.Printf("%-22s WARNING: the unchanged backup did not take every file from the parent snapshot\n", label+":")
+		}
+		return nil
+	}
+
+	if err := step(scInitial, s.backup, b.ds.bytes); err != nil {
+		return err
+	}
+	size, err := s.size(ctx)
+	if err != nil {
+		return fmt.Errorf("measuring the repository: %w", err)
+	}
+	b.report.RepoSizes = append(b.report.RepoSizes, repoSize{Tool: tool, Target: target, Run: rep, Bytes: size})
+	fmt.Printf("%-22s repository after the initial backup: %s (%.1f%% of the dataset)\n", label+":", humanBytes(size), 100*float64(size)/float64(b.ds.bytes))
+	if err := step(scUnchanged, s.backup, b.ds.bytes); err != nil {
+		return err
+	}
+
+	defer func() { err = errors.Join(err, b.ds.revert()) }()
+	if err := b.ds.change(); err != nil {
+		return err
+	}
+	if err := step(scChanged, s.backup, b.ds.bytes); err != nil {
+		return err
+	}
+
+	if err := os.RemoveAll(restoreDir); err != nil {
+		return err
+	}
+	if err := step(scRestore, s.restore(restoreDir), b.ds.bytes+b.ds.appendSize); err != nil {
+		return err
+	}
+	if b.srcSums == nil {
+		if b.srcSums, err = sumTree(b.ds.dir); err != nil {
+			return err
+		}
+	}
+	got, err := sumTree(s.restored(restoreDir))
+	if err != nil {
+		return fmt.Errorf("verifying the restore: %w", err)
+	}
+	if diff := compareSums(b.srcSums, got); diff != "" {
+		fmt.Printf("%-22s RESTORE VERIFICATION FAILED: %s\n", label+":", diff)
+		return fmt.Errorf("restored tree differs from the source: %s", diff)
+	}
+	fmt.Printf("%-22s restored tree verified: %d files and directories, sizes and SHA-256 equal\n", label+":", len(got))
+	return nil
+}
+
+// result is one measured step.
+type result struct {
+	Tool      string  `json:"tool"`
+	Target    string  `json:"target"`
+	Scenario  string  `json:"scenario"`
+	Run       int     `json:"run"`
+	Seconds   float64 `json:"seconds"`
+	Bytes     int64   `json:"bytes"` // what MiB/s is computed from
+	MiBps     float64 `json:"mib_per_s"`
+	MaxRSSKiB int64   `json:"max_rss_kib"`
+	CPU       float64 `json:"cpu_seconds"`    // user + system time of the process
+	Note      string  `json:"note,omitempty"` // the tool's own summary line
+}
+
+// exec runs one command of a session, logging its output, and measures it.
+func (b *bench) exec(ctx context.Context, s *session, step string, args []string) (result, error) {
+	logPath := filepath.Join(b.opt.work, "logs", fmt.Sprintf("%s-%s-%s.log", s.tool, s.target, step))
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Env = append(os.Environ(), s.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(start)
+	logText := fmt.Sprintf("$ %s %s\n%s\nexit: %v, %.3f s\n", s.bin, strings.Join(args, " "), out.String(), err, elapsed.Seconds())
+	if werr := os.WriteFile(logPath, []byte(logText), 0o644); werr != nil {
+		return result{}, werr
+	}
+	if err != nil {
+		return result{}, fmt.Errorf("%s %s: %v\n%s(log: %s)", filepath.Base(s.bin), strings.Join(args, " "), err, tail(out.String(), 15), logPath)
+	}
+	res := result{Seconds: elapsed.Seconds(), Note: summaryLine(s.tool, out.String())}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.MaxRSSKiB = ru.Maxrss // KiB on Linux
+		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	return res, nil
+}
+
+// summaryLine picks the line of a tool's output that says what a backup did.
+func summaryLine(tool, out string) string {
+	prefix := map[string]string{"ours": "snapshot ", "restic": "Files:", "kopia": "Files:"}[strings.TrimSuffix(tool, "-zstd")]
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, prefix) || strings.HasPrefix(l, "Created snapshot") {
+			return strings.Join(strings.Fields(l), " ")
+		}
+	}
+	return ""
+}
+
+// parentUsed says whether an unchanged backup's summary shows every file taken from the parent
+// (kopia prints no counts: it is trusted).
+func parentUsed(tool, note string, files int) bool {
+	switch tool {
+	case "ours":
+		return strings.Contains(note, fmt.Sprintf("%d files (%d unchanged)", files, files))
+	case "restic":
+		return strings.Contains(note, fmt.Sprintf("0 new, 0 changed, %d unmodified", files))
+	}
+	return true
+}
