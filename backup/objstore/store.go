@@ -1,6 +1,7 @@
 package objstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -384,20 +385,7 @@ func wrapBucket(err error) error {
 }
 
 func (b *bucketBackend) putNew(ctx context.Context, key string, data []byte) (bool, error) {
-	// NewWriter rather than WriteAll: WriteAll hashes the data with MD5 once more.
-	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream"})
-	if err != nil {
-		return false, wrapBucket(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		_ = w.Close()
-		return false, wrapBucket(err)
-	}
-	err = w.Close()
-	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-		return false, nil
-	}
-	return err == nil, wrapBucket(err)
+	return b.write(ctx, key, bytes.NewReader(data))
 }
 
 // bucketTempPrefix names staging files in the system's temporary directory.
@@ -411,14 +399,19 @@ func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return false, err
 	}
-	// One 5 MiB part (S3's minimum) in flight bounds the memory of an upload; parallelism
-	// comes from several packs uploading at once.
+	return b.write(ctx, key, f)
+}
+
+// write stores what r holds under key unless the key exists. NewWriter rather than WriteAll,
+// which hashes the data with MD5 once more; one 5 MiB part (S3's minimum) in flight bounds the
+// memory of an upload, parallelism comes from several objects uploading at once.
+func (b *bucketBackend) write(ctx context.Context, key string, r io.Reader) (bool, error) {
 	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream",
 		BufferSize: 5 << 20, MaxConcurrency: 1})
 	if err != nil {
 		return false, wrapBucket(err)
 	}
-	if _, err := io.Copy(w, f); err != nil {
+	if _, err := io.Copy(w, r); err != nil {
 		_ = w.Close()
 		return false, wrapBucket(err)
 	}
