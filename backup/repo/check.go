@@ -57,12 +57,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	if err != nil {
 		return nil, err
 	}
-	marked := map[ID]bool{}
-	for _, m := range marks {
-		for _, p := range m.Packs {
-			marked[p] = true
-		}
-	}
+	marked := markedPacks(marks)
 	if len(marks) > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packs are marked for deletion by %d prune runs; the next prune deletes them", len(marked), len(marks)))
 	}
@@ -88,18 +83,12 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	if err != nil {
 		return nil, err
 	}
-	stored := map[ID]int64{}
-	err = r.store.List(ctx, "data/", func(o objstore.Object) error {
-		id, err := ParseID(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-		if err != nil || packKey(id) != o.Key {
-			rep.problem(&DamagedError{Object: o.Key, Detail: "not a pack name"})
-			return nil
-		}
-		stored[id] = o.Size
-		return nil
-	})
+	stored, strays, err := r.storedPacks(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, key := range strays {
+		rep.problem(&DamagedError{Object: key, Detail: "not a pack name"})
 	}
 	unindexed := 0
 	for p := range stored {
@@ -112,7 +101,8 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	}
 	var packs []ID
 	for p, entries := range indexed {
-		size, ok := stored[p]
+		o, ok := stored[p]
+		size := o.Size
 		if !ok {
 			rep.problem(&DamagedError{Object: packKey(p), Detail: "the index lists this pack but it does not exist"})
 			continue
@@ -156,14 +146,14 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 }
 
 // readPacks reads and verifies packs in parallel.
-func (r *Repository) readPacks(ctx context.Context, packs []ID, indexed map[ID][]PackEntry, sizes map[ID]int64, opts CheckOptions, rep *CheckReport) error {
+func (r *Repository) readPacks(ctx context.Context, packs []ID, indexed map[ID][]PackEntry, stored map[ID]objstore.Object, opts CheckOptions, rep *CheckReport) error {
 	workers := opts.Workers
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	var total int64
 	for _, p := range packs {
-		total += sizes[p]
+		total += stored[p].Size
 	}
 	var packsDone, bytesDone atomic.Int64
 	report := func() {
@@ -198,10 +188,10 @@ func (r *Repository) readPacks(ctx context.Context, packs []ID, indexed map[ID][
 			}
 			mu.Lock()
 			rep.Problems = append(rep.Problems, problems...)
-			rep.BytesRead += sizes[p]
+			rep.BytesRead += stored[p].Size
 			mu.Unlock()
 			packsDone.Add(1)
-			bytesDone.Add(sizes[p])
+			bytesDone.Add(stored[p].Size)
 			return nil
 		})
 	}

@@ -92,6 +92,32 @@ func (r *Repository) gcMarks(ctx context.Context) ([]gcMark, error) {
 	return marks, err
 }
 
+// markedPacks is the set of packs the marks list.
+func markedPacks(marks []gcMark) map[ID]bool {
+	marked := map[ID]bool{}
+	for _, m := range marks {
+		for _, p := range m.Packs {
+			marked[p] = true
+		}
+	}
+	return marked
+}
+
+// storedPacks lists the packs in the store, and the keys under data/ that are not pack names.
+func (r *Repository) storedPacks(ctx context.Context) (packs map[ID]objstore.Object, strays []string, err error) {
+	packs = map[ID]objstore.Object{}
+	err = r.store.List(ctx, "data/", func(o objstore.Object) error {
+		id, err := ParseID(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
+		if err != nil || packKey(id) != o.Key {
+			strays = append(strays, o.Key)
+			return nil
+		}
+		packs[id] = o
+		return nil
+	})
+	return packs, strays, err
+}
+
 // pruneState is what one prune knows about the repository.
 type pruneState struct {
 	packs     map[ID][]PackEntry     // indexed packs
@@ -107,7 +133,7 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	st := &pruneState{packs: map[ID][]PackEntry{}, inFiles: map[string][]ID{}, stored: map[ID]objstore.Object{}, marked: map[ID]bool{}}
+	st := &pruneState{packs: map[ID][]PackEntry{}, inFiles: map[string][]ID{}}
 	var err error
 	// Locks are read before the listings: a backup that is not among them began afterwards,
 	// so whatever it uploads is newer than locksRead.
@@ -118,11 +144,7 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 	if st.marks, err = r.gcMarks(ctx); err != nil {
 		return nil, err
 	}
-	for _, m := range st.marks {
-		for _, p := range m.Packs {
-			st.marked[p] = true
-		}
-	}
+	st.marked = markedPacks(st.marks)
 	err = r.indexFiles(ctx, nil, func(key string, packs []IndexedPack, err error) error {
 		if err != nil {
 			return fmt.Errorf("prune needs a readable index (run storkctl repo check): %w", err)
@@ -136,14 +158,7 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = r.store.List(ctx, "data/", func(o objstore.Object) error {
-		id, err := ParseID(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-		if err != nil || packKey(id) != o.Key {
-			return nil // not a pack; check reports it
-		}
-		st.stored[id] = o
-		return nil
-	})
+	st.stored, _, err = r.storedPacks(ctx) // what is not a pack is check's to report
 	return st, err
 }
 
