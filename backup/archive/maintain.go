@@ -36,8 +36,9 @@ func walkTrees(ctx context.Context, r *repo.Repository, bad func(snapshot string
 		}
 		return nil
 	}
-	// Snapshots are listed before the index is loaded: a snapshot is written after the index
-	// files of everything it refers to, so every snapshot listed here is covered.
+	// Snapshots are listed before the index is brought up to date (RefreshIndex reads only what
+	// changed): a snapshot is written after the index files of everything it refers to, so
+	// every snapshot listed here is covered.
 	var snaps []string
 	err := r.Store().List(ctx, "snapshots/", func(o objstore.Object) error {
 		snaps = append(snaps, o.Key)
@@ -46,7 +47,7 @@ func walkTrees(ctx context.Context, r *repo.Repository, bad func(snapshot string
 	if err != nil {
 		return err
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.RefreshIndex(ctx); err != nil {
 		return err
 	}
 	for _, key := range snaps {
