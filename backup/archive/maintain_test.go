@@ -345,12 +345,15 @@ func damage(t *testing.T, r *repo.Repository, key string, at int) {
 	}
 }
 
-func firstKey(t *testing.T, r *repo.Repository, prefix string) string {
+// largestKey returns the largest object under prefix: under data/ a pack of file content
+// rather than the small pack of tree blobs.
+func largestKey(t *testing.T, r *repo.Repository, prefix string) string {
 	t.Helper()
 	var key string
+	var size int64 = -1
 	r.Store().List(context.Background(), prefix, func(o objstore.Object) error {
-		if key == "" {
-			key = o.Key
+		if o.Size > size {
+			key, size = o.Key, o.Size
 		}
 		return nil
 	})
@@ -383,7 +386,7 @@ func TestCheckNamesDamagedObjects(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustCheck(t, r)
-			key := firstKey(t, r, tc.prefix)
+			key := largestKey(t, r, tc.prefix)
 			if tc.remove {
 				r.Store().Delete(ctx, key)
 			} else {

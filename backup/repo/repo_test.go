@@ -212,6 +212,27 @@ func TestSnapshots(t *testing.T) {
 	if _, err := r.FindSnapshot(ctx, "ffffffff"); err == nil {
 		t.Fatal("found a snapshot that does not exist")
 	}
+
+	// Listings stay right across new and forgotten snapshots (manifests are cached).
+	id2, err := r.SaveSnapshot(ctx, &Snapshot{Time: time.Now().Add(time.Hour), Paths: []string{"/b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forget(ctx, id1); err != nil {
+		t.Fatal(err)
+	}
+	id3, err := r.SaveSnapshot(ctx, &Snapshot{Time: time.Now().Add(2 * time.Hour), Paths: []string{"/c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err = r.Snapshots(ctx)
+	if err != nil || len(all) != 2 || all[0].ID != id2 || all[1].ID != id3 || all[1].Paths[0] != "/c" {
+		t.Fatalf("after a save and a forget: %+v, %v; want %s then %s", all, err, id2, id3)
+	}
+	all[0].Paths = nil
+	if again, _ := r.Snapshots(ctx); len(again[0].Paths) != 1 {
+		t.Fatal("a caller's change to a listed snapshot reached the next listing")
+	}
 }
 
 func TestDecodeEntriesRejectsGarbage(t *testing.T) {

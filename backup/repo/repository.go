@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
 
 	"stork.dev/stork/backup/objstore"
 )
@@ -66,6 +67,8 @@ type Repository struct {
 	packs []ID
 	// packNum finds a pack's number in packs.
 	packNum map[ID]uint32
+	// treeSpans holds, by pack number, the range of the pack that holds its tree blobs.
+	treeSpans map[uint32]span
 	// doomed holds the numbers of packs marked for deletion by prune.
 	doomed map[uint32]bool
 	// indexDamage lists index files LoadIndex skipped because they are damaged.
@@ -77,6 +80,10 @@ type Repository struct {
 	bufs bufPool
 	// rangeBufs recycles the buffers of ReadPackBlobs.
 	rangeBufs sync.Pool
+	trees     treeCache
+	// snaps holds the snapshot manifests read by the last Snapshots call.
+	snapMu sync.Mutex
+	snaps  map[ID]*Snapshot
 }
 
 // IndexDamage lists the index files that were skipped when the index was loaded, because they
@@ -169,7 +176,7 @@ func newRepository(store *objstore.Store, cfg Config, mk *masterKeys) (*Reposito
 	}
 	cfg.Chunker.Key = mk.Chunker
 	return &Repository{store: store, cfg: cfg, keys: mk, c: c, zenc: zenc, zdec: zdec,
-		index: map[ID]location{}, packNum: map[ID]uint32{}, doomed: map[uint32]bool{},
+		index: map[ID]location{}, packNum: map[ID]uint32{}, treeSpans: map[uint32]span{}, doomed: map[uint32]bool{},
 		loadedFiles: map[string]bool{}, loadedMarks: map[string]bool{}}, nil
 }
 
@@ -277,7 +284,7 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	r.index, r.packs, r.packNum, r.doomed = map[ID]location{}, nil, map[ID]uint32{}, map[uint32]bool{}
+	r.index, r.packs, r.packNum, r.treeSpans, r.doomed = map[ID]location{}, nil, map[ID]uint32{}, map[uint32]span{}, map[uint32]bool{}
 	r.indexDamage, r.loadedFiles, r.loadedMarks = nil, map[string]bool{}, map[string]bool{}
 	for _, m := range marks {
 		r.loadedMarks[m.key] = true
@@ -352,25 +359,54 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 }
 
 // indexFiles reads and decodes every index file, calling fn with each one's packs, or with the
-// reason it cannot be read (a *DamagedError when its content is wrong).
+// reason it cannot be read (a *DamagedError when its content is wrong). Files are read in
+// parallel (a repository gains one per backup until a prune merges them); fn is called for one
+// at a time, in no particular order.
 func (r *Repository) indexFiles(ctx context.Context, want func(key string) bool, fn func(key string, packs []IndexedPack, err error) error) error {
-	return r.store.List(ctx, "index/", func(o objstore.Object) error {
-		if want != nil && !want(o.Key) {
-			return nil
+	var keys []string
+	err := r.store.List(ctx, "index/", func(o objstore.Object) error {
+		if want == nil || want(o.Key) {
+			keys = append(keys, o.Key)
 		}
-		sealed, err := r.store.Get(ctx, o.Key)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	call := func(key string, packs []IndexedPack, err error) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(key, packs, err)
+	}
+	return forEach(ctx, keys, func(ctx context.Context, key string) error {
+		sealed, err := r.store.Get(ctx, key)
 		if err != nil {
-			return fn(o.Key, nil, err)
+			return call(key, nil, err)
 		}
-		if id := contentID(sealed); !strings.HasSuffix(o.Key, id.String()) {
-			return fn(o.Key, nil, &DamagedError{Object: o.Key, Detail: "its content hashes to " + id.String()})
+		if id := contentID(sealed); !strings.HasSuffix(key, id.String()) {
+			return call(key, nil, &DamagedError{Object: key, Detail: "its content hashes to " + id.String()})
 		}
 		packs, err := r.decodeIndex(sealed)
 		if err != nil {
-			return fn(o.Key, nil, &DamagedError{Object: o.Key, Detail: err.Error()})
+			return call(key, nil, &DamagedError{Object: key, Detail: err.Error()})
 		}
-		return fn(o.Key, packs, nil)
+		return call(key, packs, nil)
 	})
+}
+
+// readConcurrency bounds the small objects (index files, snapshots) read at once: over S3
+// each is a round trip.
+const readConcurrency = 8
+
+// forEach calls fn for every key, readConcurrency at a time, and stops at the first error.
+func forEach(ctx context.Context, keys []string, fn func(ctx context.Context, key string) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(readConcurrency)
+	for _, k := range keys {
+		g.Go(func() error { return fn(ctx, k) })
+	}
+	return g.Wait()
 }
 
 // IndexedPack is one pack's entries in an index file.
@@ -394,6 +430,9 @@ func (r *Repository) packNumLocked(pack ID) uint32 {
 func (r *Repository) addPackLocked(pack ID, entries []PackEntry) {
 	n := r.packNumLocked(pack)
 	for _, e := range entries {
+		if e.Type == TreeBlob {
+			r.treeSpans[n] = r.treeSpans[n].add(e.Offset, e.Length)
+		}
 		if old, ok := r.index[e.ID]; ok && r.doomed[n] && !r.doomed[old.pack] {
 			continue
 		}
@@ -489,7 +528,7 @@ func (r *Repository) LoadBlobInto(ctx context.Context, id ID, dst []byte) ([]byt
 	if !ok {
 		return nil, fmt.Errorf("blob %s is not in the index", id)
 	}
-	sealed, err := r.store.GetRange(ctx, packKey(pack), int64(e.Offset), int64(e.Length))
+	sealed, err := r.readBlob(ctx, pack, e)
 	if errors.Is(err, objstore.ErrNotFound) {
 		// Prune may have moved the blob to a new pack (repacking) since the index was read.
 		if lerr := r.LoadIndex(ctx); lerr != nil {
@@ -497,13 +536,33 @@ func (r *Repository) LoadBlobInto(ctx context.Context, id ID, dst []byte) ([]byt
 		}
 		if pack2, e2, ok := r.Lookup(id); ok && pack2 != pack {
 			pack, e = pack2, e2
-			sealed, err = r.store.GetRange(ctx, packKey(pack), int64(e.Offset), int64(e.Length))
+			sealed, err = r.readBlob(ctx, pack, e)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	return r.OpenBlob(packKey(pack), e, sealed, dst)
+}
+
+// readBlob reads a blob's sealed bytes: trees from the tree cache, unless their pack's tree
+// span is too large to read whole.
+func (r *Repository) readBlob(ctx context.Context, pack ID, e PackEntry) ([]byte, error) {
+	if e.Type == TreeBlob {
+		r.mu.RLock()
+		s, ok := r.treeSpans[r.packNum[pack]]
+		r.mu.RUnlock()
+		if ok && s.end-s.start <= treeSpanMax && e.Offset >= s.start && e.Offset+e.Length <= s.end {
+			data, err := r.trees.get(ctx, pack, s, func(ctx context.Context) ([]byte, error) {
+				return r.store.GetRange(ctx, packKey(pack), int64(s.start), int64(s.end-s.start))
+			})
+			if err != nil {
+				return nil, err
+			}
+			return data[e.Offset-s.start : e.Offset-s.start+e.Length], nil
+		}
+	}
+	return r.store.GetRange(ctx, packKey(pack), int64(e.Offset), int64(e.Length))
 }
 
 // OpenBlob decrypts, decompresses and verifies a sealed blob read from object key, appending

@@ -2,9 +2,11 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"stork.dev/stork/backup/objstore"
@@ -58,23 +60,67 @@ type SnapshotInfo struct {
 	*Snapshot
 }
 
-// Snapshots lists every snapshot, oldest first.
+// Snapshots lists every snapshot, oldest first. Manifests never change, so those read once are
+// kept: a process that keeps the repository open (an agent, a schedule) reads each only once.
+// The others are read in parallel; one deleted meanwhile (forget) is left out.
 func (r *Repository) Snapshots(ctx context.Context) ([]SnapshotInfo, error) {
-	var out []SnapshotInfo
+	var ids []ID
 	err := r.store.List(ctx, "snapshots/", func(o objstore.Object) error {
 		id, err := ParseID(strings.TrimPrefix(o.Key, "snapshots/"))
 		if err != nil {
 			return fmt.Errorf("unexpected object %s: %w", o.Key, err)
 		}
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.snapMu.Lock()
+	known := r.snaps
+	r.snapMu.Unlock()
+	var mu sync.Mutex
+	listed := make(map[ID]*Snapshot, len(ids))
+	var missing []string
+	for _, id := range ids {
+		if s, ok := known[id]; ok {
+			listed[id] = s
+		} else {
+			missing = append(missing, id.String())
+		}
+	}
+	err = forEach(ctx, missing, func(ctx context.Context, key string) error {
+		id, _ := ParseID(key)
 		s, err := r.LoadSnapshot(ctx, id)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		out = append(out, SnapshotInfo{ID: id, Snapshot: s})
+		mu.Lock()
+		listed[id] = s
+		mu.Unlock()
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	r.snapMu.Lock()
+	r.snaps = listed // what is no longer listed was forgotten
+	r.snapMu.Unlock()
+	out := make([]SnapshotInfo, 0, len(listed))
+	for id, s := range listed {
+		c := *s // a copy of the manifest, so that callers may set its fields
+		out = append(out, SnapshotInfo{ID: id, Snapshot: &c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].ID.String() < out[j].ID.String()
+	})
+	return out, nil
 }
 
 // FindSnapshot resolves a snapshot by ID or unique ID prefix; "latest" is the newest.

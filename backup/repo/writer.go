@@ -23,8 +23,10 @@ import (
 type Writer struct {
 	r *Repository
 
-	mu      sync.Mutex
-	cur     *packBuilder
+	mu sync.Mutex
+	// cur is the pack being filled, by blob type: tree blobs go into packs of their own, so
+	// that readers fetch them a pack at a time (treecache.go).
+	cur     map[BlobType]*packBuilder
 	pending map[ID]bool // added in this session, not necessarily uploaded yet
 	done    []IndexedPack
 	// lastIndex is when the last index file was started.
@@ -82,7 +84,7 @@ func (r *Repository) NewWriter(ctx context.Context, uploaders int) *Writer {
 		uploaders = 1
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	return &Writer{r: r, pending: map[ID]bool{}, uploads: g, ctx: gctx, parent: ctx, slots: make(chan struct{}, uploaders), lastIndex: time.Now()}
+	return &Writer{r: r, cur: map[BlobType]*packBuilder{}, pending: map[ID]bool{}, uploads: g, ctx: gctx, parent: ctx, slots: make(chan struct{}, uploaders), lastIndex: time.Now()}
 }
 
 // Add stores data as a blob of type t unless the repository or this session has it already,
@@ -114,16 +116,17 @@ func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
 	// Under the lock the blob only takes its place in the pack; it is written there after,
 	// in parallel with other blobs.
 	w.mu.Lock()
-	if w.cur == nil {
+	p := w.cur[t]
+	if p == nil {
 		f, err := w.r.store.TempFile()
 		if err != nil {
 			w.err = err
 			w.mu.Unlock()
 			return id, err
 		}
-		w.cur = &packBuilder{f: f}
+		p = &packBuilder{f: f}
+		w.cur[t] = p
 	}
-	p := w.cur
 	off := p.size
 	p.size += len(sealed)
 	p.entries = append(p.entries, PackEntry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
@@ -133,7 +136,7 @@ func (w *Writer) Add(t BlobType, data []byte) (ID, error) {
 	w.stats.BytesStored += int64(len(sealed))
 	full := p.size >= w.r.cfg.PackSize
 	if full {
-		w.cur = nil
+		delete(w.cur, t)
 	}
 	w.mu.Unlock()
 
@@ -256,12 +259,18 @@ func (w *Writer) writeIndex(ctx context.Context, packs []IndexedPack) error {
 // Flush every blob added is durable and indexed. The Writer cannot be used afterwards.
 func (w *Writer) Flush() (WriterStats, error) {
 	w.mu.Lock()
-	var err error
-	p := w.cur
-	w.cur = nil
+	var last []*packBuilder
+	for t, p := range w.cur {
+		last = append(last, p) // a pack is opened by its first blob: it is never empty
+		delete(w.cur, t)
+	}
 	w.mu.Unlock()
-	if p != nil {
-		err = w.startUpload(p) // a pack is opened by its first blob: it is never empty
+	var err error
+	for _, p := range last {
+		// After a failure startUpload discards the pack.
+		if uerr := w.startUpload(p); err == nil {
+			err = uerr
+		}
 	}
 	if werr := w.uploads.Wait(); werr != nil && err == nil {
 		err = werr

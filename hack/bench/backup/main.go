@@ -36,7 +36,12 @@ var scenarios = []string{scInitial, scUnchanged, scChanged, scRestore}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "copy-tool" {
+		err = copyTool(ctx, os.Args[2:])
+	} else {
+		err = run(ctx)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-backup:", err)
@@ -71,7 +76,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.work, "work", filepath.Join(os.TempDir(), "stork-bench-backup"), "work directory: dataset, repositories, logs")
 	flag.Float64Var(&o.scale, "scale", 1, "multiplies every size and the number of small files (0.02 for a quick run)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated dataset")
-	flag.StringVar(&tools, "tools", "ours,restic,kopia", "tools to compare: ours, restic, kopia, kopia-zstd (kopia with zstd-fastest)")
+	flag.StringVar(&tools, "tools", "ours,restic,kopia", "tools to compare: ours, restic, kopia, kopia-zstd (kopia with zstd-fastest), copy (the bytes moved and nothing else: the machine's floor)")
 	flag.StringVar(&targets, "targets", "file,minio", "repository targets: file (local directory), minio (S3 on a local MinIO)")
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
@@ -81,7 +86,7 @@ func run(ctx context.Context) error {
 	}
 	o.tools, o.targets = splitList(tools), splitList(targets)
 	for _, t := range o.tools {
-		if !slices.Contains([]string{"ours", "restic", "kopia", "kopia-zstd"}, t) {
+		if !slices.Contains([]string{"ours", "restic", "kopia", "kopia-zstd", "copy"}, t) {
 			return fmt.Errorf("-tools: unknown tool %q", t)
 		}
 	}
@@ -113,6 +118,7 @@ func run(ctx context.Context) error {
 		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
 		"restic":    "repository version 2, compression auto",
+		"copy":      "reference, not a backup tool: files copied as they are, 4 at a time (a directory: one syncfs at the end; MinIO: one object per file, no body SHA-256); its restore copies back; it runs no unchanged or 1% step",
 	}
 
 	out, err := output(ctx, "", "go", "list", "-m", "-f", "{{.Dir}}")

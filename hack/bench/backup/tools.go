@@ -35,6 +35,13 @@ func (b *bench) prepareTools(ctx context.Context) error {
 		}
 		b.report.Tools["ours"] = "storkctl " + rev
 	}
+	if need("copy") {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		b.bins["copy"], b.report.Tools["copy"] = self, "copy (this benchmark: files moved as they are)"
+	}
 	if need("restic") {
 		bin, err := exec.LookPath("restic")
 		if err != nil {
@@ -115,6 +122,7 @@ type session struct {
 	backup       []string
 	restore      func(dir string) []string
 	restored     func(dir string) string // where the source's content lands under the restore dir
+	incremental  bool                    // false: the tool has no unchanged or 1%-changed step
 	size         func(ctx context.Context) (int64, error)
 	cleanup      func(ctx context.Context) error
 }
@@ -145,7 +153,17 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 			return errors.Join(b.minio.removePrefix(ctx, prefix+"/"), os.RemoveAll(cacheDir))
 		}
 	}
+	s.incremental = tool != "copy"
 	switch tool {
+	case "copy":
+		dest := repoDir
+		if target == "minio" {
+			dest = "s3://" + bucket + "/" + prefix
+			s.env = []string{"COPY_S3_HOST=" + strings.TrimPrefix(b.minio.endpoint, "http://"),
+				"COPY_S3_ACCESS_KEY=" + minioUser, "COPY_S3_SECRET_KEY=" + minioSecret}
+		}
+		s.backup = []string{"copy-tool", "backup", src, dest}
+		s.restore = func(dir string) []string { return []string{"copy-tool", "restore", dest, dir} }
 	case "ours":
 		s.env = []string{"STORK_PASSPHRASE=" + passphrase}
 		base := []string{"repo", "--location", "file://" + repoDir}
@@ -252,16 +270,22 @@ func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err e
 	}
 	b.report.RepoSizes = append(b.report.RepoSizes, repoSize{Tool: tool, Target: target, Run: rep, Bytes: size})
 	fmt.Printf("%-22s repository after the initial backup: %s (%.1f%% of the dataset)\n", label+":", humanBytes(size), 100*float64(size)/float64(b.ds.bytes))
-	if err := step(scUnchanged, s.backup, b.ds.bytes); err != nil {
-		return err
+	if s.incremental {
+		if err := step(scUnchanged, s.backup, b.ds.bytes); err != nil {
+			return err
+		}
 	}
 
 	defer func() { err = errors.Join(err, b.ds.revert()) }()
 	if err := b.ds.change(); err != nil {
 		return err
 	}
-	if err := step(scChanged, s.backup, b.ds.bytes); err != nil {
-		return err
+	if s.incremental {
+		if err := step(scChanged, s.backup, b.ds.bytes); err != nil {
+			return err
+		}
+	} else if _, err := b.exec(ctx, s, fmt.Sprintf("changed-r%d", rep), s.backup); err != nil {
+		return err // the changed dataset, copied again (not measured) for the restore to verify
 	}
 
 	if err := os.RemoveAll(restoreDir); err != nil {
