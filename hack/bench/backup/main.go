@@ -118,7 +118,7 @@ func run(ctx context.Context) error {
 		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
 		"restic":    "repository version 2, compression auto",
-		"copy":      "reference, not a backup tool: files copied as they are, 4 at a time (a directory: one syncfs at the end; MinIO: one object per file, no body SHA-256); its restore copies back; it runs no unchanged or 1% step",
+		"copy":      "reference, not a backup tool: files concatenated into 32 MiB objects with a manifest, 4 objects in flight (a directory: one syncfs at the end; MinIO: no body SHA-256); its restore writes the files back; it runs no unchanged or 1% step",
 	}
 
 	out, err := output(ctx, "", "go", "list", "-m", "-f", "{{.Dir}}")
