@@ -3,6 +3,9 @@ package drivers
 import (
 	"context"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
 	storkv1 "stork.dev/stork/api/v1alpha1"
 )
 
@@ -55,6 +58,8 @@ type SnapshotRequest struct {
 	ID string
 	// Namespace of the Snapshot, where the driver may create work objects.
 	Namespace string
+	// Owner, if set, owns the work objects the driver creates, so that they go with it.
+	Owner *metav1.OwnerReference
 	// Volumes to capture, all owned by the driver and bound.
 	Volumes []Volume
 }
@@ -76,6 +81,10 @@ type RestoreRequest struct {
 	// ID is stable for the request across retries (Stork uses the Restore's UID and the
 	// source claim's name).
 	ID string
+	// Namespace of the Restore, where the driver may create work objects.
+	Namespace string
+	// Owner, if set, owns the work objects the driver creates.
+	Owner *metav1.OwnerReference
 	// Source is the snapshot to restore.
 	Source SnapshotRef
 	// TargetNamespace and TargetClaim are the claim the new volume is made for.
@@ -145,4 +154,11 @@ type VolumeStatus struct {
 // Final reports whether the status will not change any more.
 func (s VolumeStatus) Final() bool {
 	return s.Phase == storkv1.VolumeSucceeded || s.Phase == storkv1.VolumeFailed
+}
+
+// ControllerOwner is a driver with controllers of its own (e.g. one that watches its agents'
+// heartbeats). The stork controller sets them up on its manager.
+type ControllerOwner interface {
+	Driver
+	SetupWithManager(mgr ctrl.Manager) error
 }

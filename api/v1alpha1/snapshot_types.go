@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -69,6 +71,36 @@ const (
 	// DeletionRetain keeps the data; only the Kubernetes object goes.
 	DeletionRetain DeletionPolicy = "Retain"
 )
+
+// HookStage is when a hook runs.
+// +kubebuilder:validation:Enum=Pre;Post
+type HookStage string
+
+const (
+	HookPre  HookStage = "Pre"
+	HookPost HookStage = "Post"
+)
+
+// HookResult is how one hook went in one pod.
+type HookResult struct {
+	// Name of the hook.
+	Name string `json:"name"`
+	// Stage is Pre or Post.
+	Stage HookStage `json:"stage"`
+	// Pod the command ran in; empty when no pod matched the hook's selector.
+	// +optional
+	Pod string `json:"pod,omitempty"`
+	// Container the command ran in.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Succeeded is true when the command ran and exited with status 0.
+	Succeeded bool `json:"succeeded"`
+	// Message says what went wrong, or the tail of the command's output.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Time the run ended.
+	Time metav1.Time `json:"time"`
+}
 
 // SnapshotSpec says what to capture, how, and where to copy it.
 type SnapshotSpec struct {
@@ -145,6 +177,12 @@ type SnapshotVolumeStatus struct {
 	// StorageClassName of the claim.
 	// +optional
 	StorageClassName string `json:"storageClassName,omitempty"`
+	// Capacity the claim requested, for the claims a restore makes.
+	// +optional
+	Capacity *resource.Quantity `json:"capacity,omitempty"`
+	// AccessModes of the claim.
+	// +optional
+	AccessModes []corev1.PersistentVolumeAccessMode `json:"accessModes,omitempty"`
 	// SnapshotID is the driver's identifier of the captured data.
 	// +optional
 	SnapshotID string `json:"snapshotID,omitempty"`
@@ -186,6 +224,10 @@ type SnapshotStatus struct {
 	// Progress over all volumes.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`
+	// Hooks lists how each hook went in each pod, in the order they ran.
+	// +optional
+	// +listType=atomic
+	Hooks []HookResult `json:"hooks,omitempty"`
 	// BackupName is the Backup that copies this Snapshot to its backupLocation.
 	// +optional
 	BackupName string `json:"backupName,omitempty"`

@@ -4,6 +4,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// Labels on VolumeTasks: agents watch only the tasks of their node and driver.
+const (
+	LabelTaskNode   = "stork.dev/node"
+	LabelTaskDriver = "stork.dev/driver"
+)
+
 // VolumeTaskType is the work a VolumeTask asks for.
 // +kubebuilder:validation:Enum=Snapshot;DeleteSnapshot;Restore;Upload;Download
 type VolumeTaskType string
@@ -42,6 +48,11 @@ type VolumeTaskSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	VolumeName string `json:"volumeName"`
+	// SourcePath is the volume's directory on the node, for node-local drivers' Snapshot
+	// and Upload tasks; the agent refuses paths outside its storage root.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	SourcePath string `json:"sourcePath,omitempty"`
 	// SnapshotID is the driver's snapshot to delete, restore or upload.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512

@@ -69,6 +69,10 @@ type Cluster struct {
 	testEnv   *envtest.Environment
 	Scheduler *Process
 	KCM       *Process
+	// components are processes that talk to this cluster (Stork's controller and agents),
+	// stopped before the control plane: their watches would hold kube-apiserver's shutdown.
+	componentsMu sync.Mutex
+	components   []*Process
 
 	// logFiles are the envtest processes' logs, closed by Stop.
 	logFiles []*os.File
@@ -300,7 +304,10 @@ func (c *Cluster) Stop() error {
 			cancel()
 		}
 		c.heartbeatsMu.Unlock()
-		for _, p := range []*Process{c.Scheduler, c.KCM} {
+		c.componentsMu.Lock()
+		procs := append(c.components, c.Scheduler, c.KCM)
+		c.componentsMu.Unlock()
+		for _, p := range procs {
 			if p != nil {
 				_ = p.Stop(15 * time.Second)
 			}

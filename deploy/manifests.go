@@ -1,0 +1,43 @@
+package deploy
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed manifests/*.yaml
+var manifestFiles embed.FS
+
+// Manifests returns the objects of deploy/manifests (namespace, RBAC, the controller's
+// Deployment and the agent's DaemonSet), in file order, for tests and the demo to apply.
+func Manifests() ([]*unstructured.Unstructured, error) {
+	names, err := fs.Glob(manifestFiles, "manifests/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, name := range names {
+		data, err := manifestFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		for i, doc := range bytes.Split(data, []byte("\n---")) {
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+				return nil, fmt.Errorf("decoding document %d of %s: %w", i+1, name, err)
+			}
+			if len(u.Object) > 0 {
+				out = append(out, u)
+			}
+		}
+	}
+	return out, nil
+}

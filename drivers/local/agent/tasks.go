@@ -1,0 +1,372 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/drivers/local/fscopy"
+)
+
+// DriverName is the local driver's name, in VolumeTasks and StorageNodes.
+const DriverName = "local"
+
+// Tasks does the VolumeTasks of one node. A task is done inside Reconcile (up to Workers at
+// once), with its progress written to status every second; its result is written once it is
+// final. A task found Running that this process is not running was interrupted (the agent
+// restarted): it is started again, and fails after MaxAttempts starts.
+type Tasks struct {
+	Client client.Client
+	// Reader reads a task before it is started. Give it an uncached reader (the manager's
+	// APIReader): a cache that has not seen a task's result yet would make a finished task
+	// look interrupted. Defaults to Client.
+	Reader client.Reader
+	Log    logr.Logger
+	// Node whose tasks these are, and its storage root.
+	Node string
+	Root Root
+	// AgentID identifies this agent process in task status.
+	AgentID string
+	// MaxAttempts bounds how often a task is started (default 3).
+	MaxAttempts int32
+	// Workers is how many tasks run at once (default 2).
+	Workers int
+	// BytesPerSecond limits each copy's bandwidth (0: unlimited).
+	BytesPerSecond int64
+	// IOErrors, if set, is told about I/O errors the work meets (for the IOErrors condition).
+	IOErrors *ErrorLog
+
+	running sync.Map // task UID → struct{}
+}
+
+// SetupWithManager registers the task controller. The manager's cache should hold only this
+// node's tasks (see TaskCacheSelector); the predicate checks again.
+func (t *Tasks) SetupWithManager(mgr ctrl.Manager) error {
+	if t.MaxAttempts == 0 {
+		t.MaxAttempts = 3
+	}
+	if t.Workers == 0 {
+		t.Workers = 2
+	}
+	mine := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		vt, ok := o.(*storkv1.VolumeTask)
+		return ok && vt.Spec.NodeName == t.Node && vt.Spec.Driver == DriverName
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("local-volumetasks").
+		For(&storkv1.VolumeTask{}, builder.WithPredicates(mine)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: t.Workers}).
+		Complete(t)
+}
+
+// taskError is a failure with a reason for status.
+type taskError struct {
+	reason string
+	err    error
+}
+
+func (e *taskError) Error() string { return e.err.Error() }
+func (e *taskError) Unwrap() error { return e.err }
+
+func fail(reason string, format string, args ...any) error {
+	return &taskError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+// result is what a finished task reports.
+type result struct {
+	snapshotID string
+	path       string
+	size       int64
+}
+
+func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	reader := t.Reader
+	if reader == nil {
+		reader = t.Client
+	}
+	task := &storkv1.VolumeTask{}
+	if err := reader.Get(ctx, req.NamespacedName, task); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if task.Spec.NodeName != t.Node || task.Spec.Driver != DriverName || task.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil
+	}
+	switch task.Status.Phase {
+	case storkv1.TaskSucceeded, storkv1.TaskFailed:
+		return ctrl.Result{}, nil
+	}
+	uid := string(task.UID)
+	if _, busy := t.running.LoadOrStore(uid, struct{}{}); busy {
+		return ctrl.Result{}, nil
+	}
+	defer t.running.Delete(uid)
+	log := t.Log.WithValues("task", req.NamespacedName, "type", task.Spec.Type, "volume", task.Spec.VolumeName)
+
+	attempts := task.Status.Attempts + 1
+	if task.Status.Phase == storkv1.TaskRunning && attempts > t.MaxAttempts {
+		msg := fmt.Sprintf("the task was interrupted %d times (last run by agent %s) and is not started again", task.Status.Attempts, task.Status.AgentID)
+		return ctrl.Result{}, t.finish(ctx, task, result{}, &taskError{reason: "TooManyAttempts", err: errors.New(msg)})
+	}
+	orig := task.DeepCopy()
+	task.Status.Phase = storkv1.TaskRunning
+	task.Status.Attempts = attempts
+	task.Status.AgentID = t.AgentID
+	task.Status.ObservedGeneration = task.Generation
+	if task.Status.StartTime == nil {
+		now := metav1.Now()
+		task.Status.StartTime = &now
+	}
+	msg := "started"
+	if attempts > 1 {
+		msg = fmt.Sprintf("started again (attempt %d of %d) after the agent that ran it stopped", attempts, t.MaxAttempts)
+	}
+	meta.SetStatusCondition(&task.Status.Conditions, metav1.Condition{Type: storkv1.ConditionProgressing, Status: metav1.ConditionTrue,
+		Reason: "Running", Message: msg, ObservedGeneration: task.Generation})
+	// Optimistic locking: of two agents that both think the task is theirs (an old one not
+	// quite dead), one starts it.
+	if err := t.Client.Status().Patch(ctx, task, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ctrl.Result{}, fmt.Errorf("marking task %s running: %w", req.NamespacedName, err)
+	}
+	log.Info("task started", "attempt", attempts)
+
+	var done, total atomic.Int64
+	stop := t.reportProgress(ctx, task, &done, &total)
+	res, err := t.do(ctx, task, func(d, tot int64) { done.Store(d); total.Store(tot) })
+	stop()
+	if err != nil && ctx.Err() != nil {
+		// The agent is stopping: the task stays Running and the next agent starts it again.
+		log.Info("task interrupted by shutdown")
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		log.Error(err, "task failed")
+		if t.IOErrors != nil && errors.Is(err, syscall.EIO) {
+			t.IOErrors.Add(err)
+		}
+	} else {
+		log.Info("task succeeded", "snapshotID", res.snapshotID, "path", res.path, "bytes", res.size)
+	}
+	return ctrl.Result{}, t.finish(ctx, task, res, err)
+}
+
+// reportProgress writes the progress counters to the task's status every second until the
+// returned function is called.
+func (t *Tasks) reportProgress(ctx context.Context, task *storkv1.VolumeTask, done, total *atomic.Int64) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var last storkv1.Progress
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			p := storkv1.Progress{BytesDone: done.Load(), BytesTotal: total.Load()}
+			if p == last {
+				continue
+			}
+			body, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": p}})
+			obj := &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: task.Namespace, Name: task.Name}}
+			if err := t.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err == nil {
+				last = p
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// finish writes a task's final status.
+func (t *Tasks) finish(ctx context.Context, task *storkv1.VolumeTask, res result, err error) error {
+	orig := task.DeepCopy()
+	now := metav1.Now()
+	st := &task.Status
+	st.CompletionTime = &now
+	cond := metav1.Condition{Type: storkv1.ConditionReady, ObservedGeneration: task.Generation}
+	if err != nil {
+		reason := "Failed"
+		var te *taskError
+		if errors.As(err, &te) {
+			reason = te.reason
+		}
+		st.Phase, st.Reason, st.Message = storkv1.TaskFailed, reason, err.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, err.Error()
+	} else {
+		st.Phase, st.SnapshotID, st.Path, st.SizeBytes = storkv1.TaskSucceeded, res.snapshotID, res.path, res.size
+		st.Progress.BytesDone, st.Progress.BytesTotal = res.size, res.size
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Succeeded", "done by agent "+t.AgentID
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: storkv1.ConditionProgressing, Status: metav1.ConditionFalse,
+		Reason: cond.Reason, Message: "finished", ObservedGeneration: task.Generation})
+	if perr := t.Client.Status().Patch(ctx, task, client.MergeFrom(orig)); perr != nil {
+		return fmt.Errorf("writing the result of task %s/%s: %w", task.Namespace, task.Name, perr)
+	}
+	return nil
+}
+
+// do the work of a task.
+func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(done, total int64)) (result, error) {
+	uid := string(task.UID)
+	copyOpts := fscopy.Options{Progress: progress, BytesPerSecond: t.BytesPerSecond}
+	switch task.Spec.Type {
+	case storkv1.TaskSnapshot:
+		return t.snapshot(ctx, task, uid, copyOpts)
+	case storkv1.TaskDeleteSnapshot:
+		return t.deleteSnapshot(task, uid)
+	case storkv1.TaskRestore:
+		return t.restore(ctx, task, uid, copyOpts)
+	default:
+		return result{}, fail("Unsupported", "the local driver's agent does not do %s tasks", task.Spec.Type)
+	}
+}
+
+// SnapshotID names the snapshot a Snapshot task makes: the volume and the task, so that
+// retries of one task make one snapshot and two tasks never share one.
+func SnapshotID(volume string, taskUID types.UID) string {
+	u := string(taskUID)
+	if len(u) > 8 {
+		u = u[:8]
+	}
+	return volume + "-" + u
+}
+
+func (t *Tasks) snapshot(ctx context.Context, task *storkv1.VolumeTask, uid string, opts fscopy.Options) (result, error) {
+	if err := validName("volume name", task.Spec.VolumeName); err != nil {
+		return result{}, fail("InvalidTask", "%w", err)
+	}
+	src, err := t.Root.within(task.Spec.SourcePath)
+	if err != nil {
+		return result{}, fail("InvalidVolumePath", "%w", err)
+	}
+	id := SnapshotID(task.Spec.VolumeName, task.UID)
+	final := t.Root.snapshot(id)
+	if _, err := os.Stat(final); err == nil {
+		// Published by an earlier attempt that stopped before writing its result.
+		size, _, err := fscopy.Usage(ctx, final)
+		return result{snapshotID: id, size: size}, err
+	}
+	work, err := t.freshWork(uid)
+	if err != nil {
+		return result{}, err
+	}
+	stats, err := fscopy.Copy(ctx, src, work, opts)
+	if err != nil {
+		return result{}, t.copyFailed(work, err)
+	}
+	if err := publish(work, final); err != nil {
+		return result{}, fail("IOError", "%w", err)
+	}
+	return result{snapshotID: id, size: stats.Bytes}, nil
+}
+
+func (t *Tasks) deleteSnapshot(task *storkv1.VolumeTask, uid string) (result, error) {
+	id := task.Spec.SnapshotID
+	if err := validName("snapshot ID", id); err != nil {
+		return result{}, fail("InvalidTask", "%w", err)
+	}
+	final := t.Root.snapshot(id)
+	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
+		return result{snapshotID: id}, nil
+	}
+	// Renamed out of the snapshots first, so that a half-deleted snapshot is never found.
+	trash := t.Root.work(uid)
+	if err := os.RemoveAll(trash); err != nil {
+		return result{}, fail("IOError", "removing %s: %w", trash, err)
+	}
+	if err := os.MkdirAll(t.Root.work(""), 0o700); err != nil {
+		return result{}, fail("IOError", "%w", err)
+	}
+	if err := os.Rename(final, trash); err != nil {
+		return result{}, fail("IOError", "deleting snapshot %s: %w", id, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return result{}, fail("IOError", "deleting snapshot %s: %w", id, err)
+	}
+	return result{snapshotID: id}, nil
+}
+
+func (t *Tasks) restore(ctx context.Context, task *storkv1.VolumeTask, uid string, opts fscopy.Options) (result, error) {
+	id, name := task.Spec.SnapshotID, task.Spec.VolumeName
+	if err := errors.Join(validName("snapshot ID", id), validName("volume name", name)); err != nil {
+		return result{}, fail("InvalidTask", "%w", err)
+	}
+	src := t.Root.snapshot(id)
+	if _, err := os.Stat(src); err != nil {
+		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
+	}
+	dst, mark := t.Root.volume(name), t.Root.restoredMark(uid)
+	_, dstErr := os.Lstat(dst)
+	_, markErr := os.Stat(mark)
+	switch {
+	case dstErr == nil && markErr == nil:
+		// Published by an earlier attempt of this task.
+		size, _, err := fscopy.Usage(ctx, dst)
+		return result{snapshotID: id, path: dst, size: size}, err
+	case dstErr == nil:
+		return result{}, fail("VolumeExists", "volume directory %s already exists on node %s; it is not overwritten", dst, t.Node)
+	}
+	work, err := t.freshWork(uid)
+	if err != nil {
+		return result{}, err
+	}
+	stats, err := fscopy.Copy(ctx, src, work, opts)
+	if err != nil {
+		return result{}, t.copyFailed(work, err)
+	}
+	// The mark is written before the rename: a mark without a volume means "copy again", a
+	// volume without a mark is someone else's.
+	if err := os.MkdirAll(t.Root.restoredMark(""), 0o700); err != nil {
+		return result{}, fail("IOError", "%w", err)
+	}
+	if err := os.WriteFile(mark, []byte(name+"\n"), 0o600); err != nil {
+		return result{}, fail("IOError", "%w", err)
+	}
+	if err := publish(work, dst); err != nil {
+		return result{}, fail("IOError", "%w", err)
+	}
+	return result{snapshotID: id, path: dst, size: stats.Bytes}, nil
+}
+
+// freshWork returns an empty work path for the task (what an interrupted attempt left there
+// is removed).
+func (t *Tasks) freshWork(uid string) (string, error) {
+	work := t.Root.work(uid)
+	if err := os.RemoveAll(work); err != nil {
+		return "", fail("IOError", "removing the leftovers of an earlier attempt in %s: %w", work, err)
+	}
+	if err := os.MkdirAll(t.Root.work(""), 0o700); err != nil {
+		return "", fail("IOError", "%w", err)
+	}
+	return work, nil
+}
+
+func (t *Tasks) copyFailed(work string, err error) error {
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		_ = os.RemoveAll(work)
+	}
+	reason := "CopyFailed"
+	if errors.Is(err, syscall.EIO) {
+		reason = "IOError"
+	}
+	return &taskError{reason: reason, err: err}
+}

@@ -1,0 +1,339 @@
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/drivers"
+	"stork.dev/stork/drivers/local/agent"
+)
+
+// Name is the driver's name.
+const Name = agent.DriverName
+
+// Config keys (stork --driver-config local.roots=/a,/b).
+const (
+	// ConfigRoots lists the directories under which PersistentVolume paths belong to this
+	// driver, comma-separated. Default: /var/lib/stork/local and local-path-provisioner's
+	// /opt/local-path-provisioner.
+	ConfigRoots = "local.roots"
+)
+
+// DefaultRoots are the roots owned when none are configured.
+var DefaultRoots = []string{"/var/lib/stork/local", "/opt/local-path-provisioner"}
+
+func init() {
+	// Before the catch-all drivers (csi): a local PV is this driver's whatever made it.
+	drivers.Register(Name, 10, func(o drivers.Options) (drivers.Driver, error) { return New(o) })
+}
+
+// Driver is the local driver's controller side.
+type Driver struct {
+	c              client.Client
+	log            logr.Logger
+	roots          []string
+	agentNamespace string
+}
+
+var (
+	_ drivers.Snapshotter     = (*Driver)(nil)
+	_ drivers.Restorer        = (*Driver)(nil)
+	_ drivers.ControllerOwner = (*Driver)(nil)
+)
+
+// New makes the driver from its options.
+func New(o drivers.Options) (*Driver, error) {
+	if o.Client == nil {
+		return nil, fmt.Errorf("the local driver needs a Kubernetes client")
+	}
+	roots := DefaultRoots
+	if v := strings.TrimSpace(o.Config[ConfigRoots]); v != "" {
+		roots = nil
+		for _, r := range strings.Split(v, ",") {
+			r = filepath.Clean(strings.TrimSpace(r))
+			if !filepath.IsAbs(r) {
+				return nil, fmt.Errorf("%s: root %q is not an absolute path", ConfigRoots, r)
+			}
+			roots = append(roots, r)
+		}
+	}
+	ns := o.Config[ConfigAgentNamespace]
+	if ns == "" {
+		ns = "stork-system"
+	}
+	return &Driver{c: o.Client, log: o.Log, roots: roots, agentNamespace: ns}, nil
+}
+
+// Name implements drivers.Driver.
+func (d *Driver) Name() string { return Name }
+
+// VolumePath returns the directory of a local or hostPath PersistentVolume.
+func VolumePath(pv *corev1.PersistentVolume) string {
+	switch {
+	case pv == nil:
+		return ""
+	case pv.Spec.Local != nil:
+		return pv.Spec.Local.Path
+	case pv.Spec.HostPath != nil:
+		return pv.Spec.HostPath.Path
+	}
+	return ""
+}
+
+// VolumeNode returns the one node a PersistentVolume's required node affinity names by
+// hostname, as local-path-provisioner and local PVs do.
+func VolumeNode(pv *corev1.PersistentVolume) string {
+	if pv == nil || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+		return ""
+	}
+	for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
+		for _, e := range term.MatchExpressions {
+			if e.Key == corev1.LabelHostname && e.Operator == corev1.NodeSelectorOpIn && len(e.Values) == 1 {
+				return e.Values[0]
+			}
+		}
+	}
+	return ""
+}
+
+// Owns implements drivers.Driver: a bound local or hostPath volume under one of the roots,
+// with a node affinity naming its node.
+func (d *Driver) Owns(v drivers.Volume) bool {
+	p := VolumePath(v.PV)
+	if p == "" || VolumeNode(v.PV) == "" {
+		return false
+	}
+	p = filepath.Clean(p)
+	for _, r := range d.roots {
+		if rel, err := filepath.Rel(r, p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return true
+		}
+	}
+	return false
+}
+
+// StorageNodes implements drivers.Driver from the agents' StorageNode objects.
+func (d *Driver) StorageNodes(ctx context.Context) ([]drivers.StorageNode, error) {
+	var list storkv1.StorageNodeList
+	if err := d.c.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing StorageNodes: %w", err)
+	}
+	var out []drivers.StorageNode
+	for _, sn := range list.Items {
+		if sn.Spec.Driver == Name {
+			out = append(out, toStorageNode(&sn))
+		}
+	}
+	return out, nil
+}
+
+func toStorageNode(sn *storkv1.StorageNode) drivers.StorageNode {
+	n := drivers.StorageNode{Node: sn.Spec.NodeName, Topology: sn.Status.Topology, Health: sn.Status.Health, Capacity: sn.Status.Capacity}
+	if n.Health == "" {
+		n.Health = storkv1.StorageUnknown
+	}
+	if n.Health != storkv1.StorageHealthy {
+		var why []string
+		for _, c := range sn.Status.Conditions {
+			bad := c.Status == metav1.ConditionTrue
+			if c.Type == storkv1.StorageConditionAgentAlive || c.Type == storkv1.StorageConditionWritable {
+				bad = !bad
+			}
+			if bad {
+				why = append(why, c.Type+": "+c.Message)
+			}
+		}
+		n.Reason = strings.Join(why, "; ")
+	}
+	return n
+}
+
+// Locate implements drivers.Driver: the data is on the node of the volume's affinity.
+func (d *Driver) Locate(ctx context.Context, v drivers.Volume) (drivers.Location, error) {
+	if !d.Owns(v) {
+		return drivers.Location{}, fmt.Errorf("locating %s: %w", volumeName(v), drivers.ErrNotOwned)
+	}
+	node := VolumeNode(v.PV)
+	r := drivers.Replica{Node: node}
+	sn := &storkv1.StorageNode{}
+	err := d.c.Get(ctx, client.ObjectKey{Name: agent.StorageNodeName(Name, node)}, sn)
+	switch {
+	case err == nil:
+		r.Topology = sn.Status.Topology
+		r.Healthy = sn.Status.Health == storkv1.StorageHealthy || sn.Status.Health == storkv1.StorageDegraded
+	case apierrors.IsNotFound(err):
+		// No agent has reported from the node: the data's health is unknown.
+	default:
+		return drivers.Location{}, fmt.Errorf("reading the StorageNode of %s: %w", node, err)
+	}
+	return drivers.Location{Replicas: []drivers.Replica{r}, Topology: r.Topology}, nil
+}
+
+func volumeName(v drivers.Volume) string {
+	if v.PV != nil {
+		return "PersistentVolume " + v.PV.Name
+	}
+	if v.Claim != nil {
+		return "PersistentVolumeClaim " + v.Claim.Namespace + "/" + v.Claim.Name
+	}
+	return "volume"
+}
+
+// taskName makes a VolumeTask name from its kind and identifying parts: stable across retries,
+// short, and a valid object name whatever the parts are.
+func taskName(kind string, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return kind + "-" + hex.EncodeToString(h[:])[:16]
+}
+
+// ensureTask creates the task unless it exists, and returns it as stored.
+func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *metav1.OwnerReference) (*storkv1.VolumeTask, error) {
+	got := &storkv1.VolumeTask{}
+	err := d.c.Get(ctx, client.ObjectKeyFromObject(t), got)
+	if err == nil {
+		return got, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading VolumeTask %s/%s: %w", t.Namespace, t.Name, err)
+	}
+	if t.Labels == nil {
+		t.Labels = map[string]string{}
+	}
+	t.Labels[storkv1.LabelTaskNode] = t.Spec.NodeName
+	t.Labels[storkv1.LabelTaskDriver] = Name
+	t.Spec.Driver = Name
+	if owner != nil {
+		t.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	if err := d.c.Create(ctx, t); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// Made by a previous reconcile whose result the cache had not shown yet.
+			return t, nil
+		}
+		return nil, fmt.Errorf("creating VolumeTask %s/%s: %w", t.Namespace, t.Name, err)
+	}
+	return t, nil
+}
+
+// statusOf turns a task's status into a volume status.
+func statusOf(t *storkv1.VolumeTask, volume string) drivers.VolumeStatus {
+	s := drivers.VolumeStatus{VolumeName: volume, Node: t.Spec.NodeName, Progress: t.Status.Progress,
+		SnapshotID: t.Status.SnapshotID, SizeBytes: t.Status.SizeBytes, Reason: t.Status.Reason, Message: t.Status.Message}
+	switch t.Status.Phase {
+	case storkv1.TaskSucceeded:
+		s.Phase = storkv1.VolumeSucceeded
+	case storkv1.TaskFailed:
+		s.Phase = storkv1.VolumeFailed
+	case storkv1.TaskRunning:
+		s.Phase = storkv1.VolumeInProgress
+	default:
+		s.Phase = storkv1.VolumePending
+		s.Reason, s.Message = "WaitingForAgent", "waiting for the stork-agent of node "+t.Spec.NodeName+" to take the task "+t.Name
+	}
+	return s
+}
+
+// Snapshot implements drivers.Snapshotter: one Snapshot task per volume, all created before
+// any status is returned, so that the agents of all nodes start together.
+func (d *Driver) Snapshot(ctx context.Context, req drivers.SnapshotRequest) ([]drivers.VolumeStatus, error) {
+	tasks := make([]*storkv1.VolumeTask, len(req.Volumes))
+	for i, v := range req.Volumes {
+		if !d.Owns(v) {
+			return nil, fmt.Errorf("snapshot of %s: %w", volumeName(v), drivers.ErrNotOwned)
+		}
+		t, err := d.ensureTask(ctx, &storkv1.VolumeTask{
+			ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: taskName("snapshot", req.ID, v.PV.Name)},
+			Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskSnapshot, NodeName: VolumeNode(v.PV), VolumeName: v.PV.Name,
+				SourcePath: VolumePath(v.PV)},
+		}, req.Owner)
+		if err != nil {
+			return nil, err
+		}
+		tasks[i] = t
+	}
+	out := make([]drivers.VolumeStatus, len(tasks))
+	for i, t := range tasks {
+		out[i] = statusOf(t, req.Volumes[i].PV.Name)
+	}
+	return out, nil
+}
+
+// DeleteSnapshot implements drivers.Snapshotter with a DeleteSnapshot task on the snapshot's
+// node. A snapshot whose node is gone is gone with it.
+func (d *Driver) DeleteSnapshot(ctx context.Context, ref drivers.SnapshotRef) (bool, error) {
+	if ref.SnapshotID == "" || ref.Node == "" {
+		return true, nil // nothing was captured
+	}
+	if err := d.c.Get(ctx, client.ObjectKey{Name: ref.Node}, &corev1.Node{}); apierrors.IsNotFound(err) {
+		d.log.Info("the node of a snapshot is gone, and its data with it", "node", ref.Node, "snapshot", ref.SnapshotID)
+		return true, nil
+	}
+	t, err := d.ensureTask(ctx, &storkv1.VolumeTask{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: taskName("delete", ref.Node, ref.SnapshotID)},
+		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskDeleteSnapshot, NodeName: ref.Node, VolumeName: ref.VolumeName,
+			SnapshotID: ref.SnapshotID},
+	}, nil)
+	if err != nil {
+		return false, err
+	}
+	switch t.Status.Phase {
+	case storkv1.TaskSucceeded:
+		// The task has done its job; it goes too.
+		if err := d.c.Delete(ctx, t); err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		return true, nil
+	case storkv1.TaskFailed:
+		return false, fmt.Errorf("deleting snapshot %s on node %s: %s (task %s)", ref.SnapshotID, ref.Node, t.Status.Message, t.Name)
+	}
+	return false, nil
+}
+
+// Restore implements drivers.Restorer: a Restore task copies the snapshot into a new volume
+// directory on the snapshot's node, then a PersistentVolume for it is made, pre-bound to the
+// target claim.
+func (d *Driver) Restore(ctx context.Context, req drivers.RestoreRequest) (drivers.VolumeStatus, error) {
+	pvName := taskName("stork-restore", req.ID)
+	t, err := d.ensureTask(ctx, &storkv1.VolumeTask{
+		ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: taskName("restore", req.ID)},
+		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskRestore, NodeName: req.Source.Node, VolumeName: pvName,
+			SnapshotID: req.Source.SnapshotID},
+	}, req.Owner)
+	if err != nil {
+		return drivers.VolumeStatus{}, err
+	}
+	st := statusOf(t, pvName)
+	if st.Phase != storkv1.VolumeSucceeded {
+		return st, nil
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: pvName, Labels: map[string]string{"stork.dev/restored-from": req.Source.SnapshotID}},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(req.SizeBytes, resource.BinarySI)},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              req.StorageClassName,
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: t.Status.Path}},
+			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: req.TargetNamespace, Name: req.TargetClaim},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{req.Source.Node}}},
+			}}}},
+		},
+	}
+	if err := d.c.Create(ctx, pv); err != nil && !apierrors.IsAlreadyExists(err) {
+		return drivers.VolumeStatus{}, fmt.Errorf("creating PersistentVolume %s for the restored data: %w", pvName, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,388 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/drivers"
+)
+
+// RestoredByAnnotation marks the claims a Restore made, with the Restore's UID: a claim that
+// exists without it is someone else's and is never overwritten unless the policy says so.
+const RestoredByAnnotation = "stork.dev/restored-by"
+
+var restoresFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "stork_restores_total", Help: "Restores that reached a final phase, by phase.",
+}, []string{"phase"})
+
+func init() { metrics.Registry.MustRegister(restoresFinished) }
+
+// Reconciler restores Snapshots into new claims: for each captured volume it decides the target
+// claim (namespace and name mappings, existing-claim policy) once, asks the volume's driver for
+// a new volume pre-bound to that claim, creates the claim, and waits for it to bind.
+type Reconciler struct {
+	Client client.Client
+	// Reader reads the Restore at the start of each reconcile; an uncached reader (the
+	// manager's APIReader) keeps a plan from being made twice. Defaults to Client.
+	Reader   client.Reader
+	Drivers  *drivers.Set
+	Recorder events.EventRecorder
+	Poll     time.Duration
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Poll == 0 {
+		r.Poll = 2 * time.Second
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("restore").
+		For(&storkv1.Restore{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(r)
+}
+
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rs := &storkv1.Restore{}
+	reader := r.Reader
+	if reader == nil {
+		reader = r.Client
+	}
+	if err := reader.Get(ctx, req.NamespacedName, rs); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	switch rs.Status.Phase {
+	case storkv1.RestoreCompleted, storkv1.RestorePartiallyFailed, storkv1.RestoreFailed:
+		return ctrl.Result{}, nil
+	}
+	if rs.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil
+	}
+	orig := rs.DeepCopy()
+	result, err := r.step(ctx, rs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rs.Status.ObservedGeneration = rs.Generation
+	if err := r.Client.Status().Patch(ctx, rs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ctrl.Result{}, fmt.Errorf("updating the status of Restore %s: %w", req.NamespacedName, err)
+	}
+	if p := rs.Status.Phase; p == storkv1.RestoreCompleted || p == storkv1.RestorePartiallyFailed || p == storkv1.RestoreFailed {
+		restoresFinished.WithLabelValues(string(p)).Inc()
+	}
+	return result, nil
+}
+
+func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
+	st := &rs.Status
+	if st.StartTime == nil {
+		now := metav1.Now()
+		st.StartTime, st.Phase = &now, storkv1.RestoreInProgress
+	}
+	if rs.Spec.Source.BackupName != "" {
+		r.fail(rs, "BackupsNotSupported", "spec.source.backupName: this Stork restores Snapshots only; restores from Backups come with the cloud-backup controllers")
+		return ctrl.Result{}, nil
+	}
+	if zm := rs.Spec.ZoneMapping; zm != nil && zm.Mode != storkv1.ZoneKeep {
+		r.fail(rs, "ZoneMappingNotSupported", "spec.zoneMapping: a Snapshot is restored where its data is; zone mapping applies to restores from Backups")
+		return ctrl.Result{}, nil
+	}
+	snap := &storkv1.Snapshot{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: rs.Namespace, Name: rs.Spec.Source.SnapshotName}, snap)
+	if apierrors.IsNotFound(err) {
+		r.fail(rs, "SnapshotNotFound", fmt.Sprintf("spec.source.snapshotName: Snapshot %s/%s does not exist", rs.Namespace, rs.Spec.Source.SnapshotName))
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	switch snap.Status.Phase {
+	case storkv1.SnapshotReady:
+	case storkv1.SnapshotFailed, storkv1.SnapshotDeleting:
+		r.fail(rs, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s and cannot be restored", snap.Name, snap.Status.Phase))
+		return ctrl.Result{}, nil
+	default:
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForSnapshot", "waiting for Snapshot "+snap.Name+" to be Ready")
+		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+
+	if len(st.Volumes) == 0 {
+		if err := r.plan(ctx, rs, snap); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.setCondition(rs, storkv1.ConditionValid, true, "Planned", fmt.Sprintf("%d claims to restore", len(st.Volumes)))
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "Restoring", "restoring the volumes")
+		return ctrl.Result{Requeue: true}, nil
+	}
+
+	for i := range st.Volumes {
+		v := &st.Volumes[i]
+		if v.Phase == storkv1.VolumeSucceeded || v.Phase == storkv1.VolumeFailed {
+			continue
+		}
+		if err := r.restoreVolume(ctx, rs, snap, v); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	p := storkv1.Progress{ItemsTotal: int64(len(st.Volumes))}
+	var failed []string
+	for _, v := range st.Volumes {
+		p.BytesDone += v.Progress.BytesDone
+		p.BytesTotal += v.Progress.BytesTotal
+		switch v.Phase {
+		case storkv1.VolumeSucceeded:
+			p.ItemsDone++
+		case storkv1.VolumeFailed:
+			p.ItemsDone++
+			failed = append(failed, fmt.Sprintf("%s: %s", v.SourceClaim, v.Message))
+		}
+	}
+	st.Progress = p
+	if p.ItemsDone < p.ItemsTotal {
+		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+	now := metav1.Now()
+	st.CompletionTime = &now
+	switch {
+	case len(failed) == 0:
+		st.Phase = storkv1.RestoreCompleted
+		r.finish(rs, true, "Restored", fmt.Sprintf("%d claims restored", len(st.Volumes)))
+	case len(failed) == len(st.Volumes):
+		st.Phase = storkv1.RestoreFailed
+		r.finish(rs, false, "RestoreFailed", strings.Join(failed, "; "))
+	default:
+		st.Phase = storkv1.RestorePartiallyFailed
+		r.finish(rs, false, "PartiallyFailed", fmt.Sprintf("%d of %d claims failed: %s", len(failed), len(st.Volumes), strings.Join(failed, "; ")))
+	}
+	return ctrl.Result{}, nil
+}
+
+// plan decides each volume's target claim and checks it against what exists, once.
+func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv1.Snapshot) error {
+	for _, sv := range snap.Status.Volumes {
+		ns := snap.Namespace
+		if m, ok := rs.Spec.NamespaceMapping[ns]; ok {
+			ns = m
+		}
+		name := sv.ClaimName
+		if m, ok := rs.Spec.ClaimNameMapping[name]; ok {
+			name = m
+		}
+		v := storkv1.RestoreVolumeStatus{SourceClaim: sv.ClaimName, TargetNamespace: ns, TargetClaim: name, Node: sv.Node,
+			Zone: sv.Topology.Zone, Phase: storkv1.VolumePending}
+		existing := &corev1.PersistentVolumeClaim{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, existing)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return err
+		case rs.Spec.ExistingObjectPolicy == storkv1.ExistingSkip:
+			v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Skipped", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is left as it is (existingObjectPolicy Skip)", ns, name)
+		case rs.Spec.ExistingObjectPolicy == storkv1.ExistingUpdate:
+			v.Reason, v.Message = "Replacing", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is replaced (existingObjectPolicy Update)", ns, name)
+		default:
+			v.Phase, v.Reason, v.Message = storkv1.VolumeFailed, "ClaimExists",
+				fmt.Sprintf("PersistentVolumeClaim %s/%s already exists; it is not overwritten (set existingObjectPolicy Update to replace it, or map the claim to another name)", ns, name)
+		}
+		rs.Status.Volumes = append(rs.Status.Volumes, v)
+	}
+	return nil
+}
+
+// restoreVolume moves one volume on: replace an existing claim if asked, have the driver make
+// the volume, create the claim, wait for it to bind.
+func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, snap *storkv1.Snapshot, v *storkv1.RestoreVolumeStatus) error {
+	var sv *storkv1.SnapshotVolumeStatus
+	for i := range snap.Status.Volumes {
+		if snap.Status.Volumes[i].ClaimName == v.SourceClaim {
+			sv = &snap.Status.Volumes[i]
+		}
+	}
+	if sv == nil {
+		r.failVolume(rs, v, "SourceGone", "the Snapshot no longer lists claim "+v.SourceClaim)
+		return nil
+	}
+	key := client.ObjectKey{Namespace: v.TargetNamespace, Name: v.TargetClaim}
+	existing := &corev1.PersistentVolumeClaim{}
+	err := r.Client.Get(ctx, key, existing)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	ours := err == nil && existing.Annotations[RestoredByAnnotation] == string(rs.UID)
+	if err == nil && !ours {
+		if v.Reason != "Replacing" {
+			r.failVolume(rs, v, "ClaimExists", fmt.Sprintf("PersistentVolumeClaim %s was created by someone else while restoring", key))
+			return nil
+		}
+		if user, err := r.podUsing(ctx, existing); err != nil {
+			return err
+		} else if user != "" {
+			r.failVolume(rs, v, "ClaimInUse", fmt.Sprintf("PersistentVolumeClaim %s is used by pod %s; stop it to replace the claim", key, user))
+			return nil
+		}
+		if existing.DeletionTimestamp == nil {
+			if err := r.Client.Delete(ctx, existing); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting PersistentVolumeClaim %s to replace it: %w", key, err)
+			}
+			r.event(rs, corev1.EventTypeNormal, "ClaimReplaced", fmt.Sprintf("deleted PersistentVolumeClaim %s to restore it from %s", key, snap.Name))
+		}
+		v.Phase = storkv1.VolumeInProgress
+		return nil // next round, once it is gone
+	}
+	if err := r.ensureNamespace(ctx, v.TargetNamespace); err != nil {
+		return err
+	}
+
+	d, ok := r.Drivers.Get(sv.Driver)
+	rst, isRestorer := drivers.As[drivers.Restorer](d)
+	if !ok || !isRestorer {
+		r.failVolume(rs, v, "DriverUnavailable", "driver "+sv.Driver+" is not enabled in this Stork or cannot restore snapshots")
+		return nil
+	}
+	sc := sv.StorageClassName
+	if m, ok := rs.Spec.StorageClassMapping[sc]; ok {
+		sc = m
+	}
+	capacity := resource.NewQuantity(sv.SizeBytes, resource.BinarySI)
+	if sv.Capacity != nil {
+		capacity = sv.Capacity
+	}
+	vs, err := rst.Restore(ctx, drivers.RestoreRequest{
+		ID:              string(rs.UID) + "/" + v.SourceClaim,
+		Namespace:       rs.Namespace,
+		Owner:           &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Restore", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)},
+		Source:          drivers.SnapshotRef{Namespace: snap.Namespace, VolumeName: sv.VolumeName, SnapshotID: sv.SnapshotID, Node: sv.Node},
+		TargetNamespace: v.TargetNamespace, TargetClaim: v.TargetClaim,
+		SizeBytes: capacity.Value(), StorageClassName: sc,
+	})
+	if err != nil {
+		return fmt.Errorf("driver %s: restoring claim %s: %w", sv.Driver, v.SourceClaim, err)
+	}
+	v.Progress = vs.Progress
+	if vs.Node != "" {
+		v.Node = vs.Node
+	}
+	switch vs.Phase {
+	case storkv1.VolumeFailed:
+		r.failVolume(rs, v, vs.Reason, vs.Message)
+		return nil
+	case storkv1.VolumeSucceeded:
+	default:
+		v.Phase, v.Reason, v.Message = vs.Phase, vs.Reason, vs.Message
+		return nil
+	}
+
+	if !ours {
+		pvc := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: v.TargetNamespace, Name: v.TargetClaim,
+				Annotations: map[string]string{RestoredByAnnotation: string(rs.UID)},
+				Labels:      map[string]string{"stork.dev/restore": rs.Name}},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes:      sv.AccessModes,
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *capacity}},
+				VolumeName:       vs.VolumeName,
+				StorageClassName: ptr.To(sc),
+			},
+		}
+		if len(pvc.Spec.AccessModes) == 0 {
+			pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+		}
+		if err := r.Client.Create(ctx, pvc); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return nil // created meanwhile: looked at next round
+			}
+			return fmt.Errorf("creating PersistentVolumeClaim %s: %w", key, err)
+		}
+		existing = pvc
+	}
+	if existing.Status.Phase != corev1.ClaimBound {
+		v.Phase, v.Reason, v.Message = storkv1.VolumeInProgress, "WaitingForBinding", "PersistentVolumeClaim "+key.String()+" is waiting to bind to "+vs.VolumeName
+		return nil
+	}
+	v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("bound to PersistentVolume %s on node %s", vs.VolumeName, v.Node)
+	r.event(rs, corev1.EventTypeNormal, "ClaimRestored", fmt.Sprintf("PersistentVolumeClaim %s restored from claim %s of Snapshot %s", key, v.SourceClaim, snap.Name))
+	return nil
+}
+
+// podUsing names a pod that mounts the claim, if any.
+func (r *Reconciler) podUsing(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (string, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(pvc.Namespace)); err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, vol := range p.Spec.Volumes {
+			if vol.PersistentVolumeClaim != nil && vol.PersistentVolumeClaim.ClaimName == pvc.Name {
+				return p.Name, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+func (r *Reconciler) ensureNamespace(ctx context.Context, name string) error {
+	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &corev1.Namespace{})
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	err = r.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+func (r *Reconciler) failVolume(rs *storkv1.Restore, v *storkv1.RestoreVolumeStatus, reason, msg string) {
+	v.Phase, v.Reason, v.Message = storkv1.VolumeFailed, reason, msg
+	r.event(rs, corev1.EventTypeWarning, "VolumeFailed", fmt.Sprintf("claim %s: %s", v.SourceClaim, msg))
+}
+
+func (r *Reconciler) fail(rs *storkv1.Restore, reason, msg string) {
+	now := metav1.Now()
+	rs.Status.Phase, rs.Status.CompletionTime = storkv1.RestoreFailed, &now
+	r.setCondition(rs, storkv1.ConditionValid, false, reason, msg)
+	r.finish(rs, false, reason, msg)
+}
+
+func (r *Reconciler) finish(rs *storkv1.Restore, ok bool, reason, msg string) {
+	r.setCondition(rs, storkv1.ConditionProgressing, false, reason, "finished")
+	r.setCondition(rs, storkv1.ConditionReady, ok, reason, msg)
+	kind := corev1.EventTypeNormal
+	if !ok {
+		kind = corev1.EventTypeWarning
+	}
+	r.event(rs, kind, reason, msg)
+}
+
+func (r *Reconciler) setCondition(rs *storkv1.Restore, t string, ok bool, reason, msg string) {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: rs.Generation})
+}
+
+func (r *Reconciler) event(obj client.Object, kind, reason, msg string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, kind, reason, "Restore", "%s", msg)
+	}
+}
