@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,7 +45,13 @@ func TestLocalDriver(t *testing.T) {
 	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.StartStork(ctx); err != nil {
+	metricsPort, err := env.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	storkArgs := []string{fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort)}
+	stork, err := c.StartStork(ctx, storkArgs...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	agents := map[string]*harness.Process{}
@@ -277,7 +286,14 @@ func TestLocalDriver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Both sides die: the agent in the middle of the copy, and the controller too.
 		if err := agents[nodeB].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := stork.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if stork, err = c.StartStork(ctx, storkArgs...); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
@@ -305,6 +321,78 @@ func TestLocalDriver(t *testing.T) {
 		work, _ := os.ReadDir(filepath.Join(c.NodeRoot(nodeB), ".stork", "work"))
 		if len(work) != 0 {
 			t.Errorf("leftovers in the agent's work directory: %d entries", len(work))
+		}
+	})
+
+	t.Run("storkctl drives snapshots and restores", func(t *testing.T) {
+		bins, err := harness.Commands()
+		if err != nil {
+			t.Fatal(err)
+		}
+		storkctl := func(wantOK bool, args ...string) string {
+			t.Helper()
+			cmd := exec.Command(filepath.Join(bins, "storkctl"), args...)
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != wantOK {
+				t.Fatalf("storkctl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		for _, step := range []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"snapshot", "create", "cli-snap", "-n", "app", "--claim", "data-1", "--wait"}, []string{"created", "capturing: ", "Ready"}},
+			{[]string{"snapshot", "get", "-n", "app"}, []string{"cli-snap", "Ready", "1/1"}},
+			{[]string{"snapshot", "describe", "cli-snap", "-n", "app"}, []string{"data-1", nodeB, "zone-b", "Succeeded", "Ready=True"}},
+			{[]string{"restore", "create", "cli-restore", "-n", "app", "--snapshot", "cli-snap", "--namespace-mapping", "app=app-cli", "--wait"}, []string{"Completed"}},
+			{[]string{"restore", "get", "-n", "app"}, []string{"cli-restore", "cli-snap", "Completed"}},
+			{[]string{"restore", "describe", "cli-restore", "-n", "app"}, []string{"app-cli/data-1", "Succeeded"}},
+			{[]string{"snapshot", "delete", "cli-snap", "-n", "app", "--wait"}, []string{"deleted"}},
+		} {
+			out := storkctl(true, step.args...)
+			for _, w := range step.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("storkctl %s: output lacks %q:\n%s", strings.Join(step.args, " "), w, out)
+				}
+			}
+		}
+		if out := storkctl(false, "snapshot", "create", "no-source", "-n", "app"); !strings.Contains(out, "exactly one of --claim, --selector or --all-claims") {
+			t.Errorf("a snapshot without a source: %s", out)
+		}
+		if out := storkctl(false, "restore", "create", "bad-map", "-n", "app", "--snapshot", "x", "--claim-mapping", "a"); !strings.Contains(out, "--claim-mapping") {
+			t.Errorf("a malformed mapping: %s", out)
+		}
+	})
+
+	t.Run("events and metrics", func(t *testing.T) {
+		var evs eventsv1.EventList
+		if err := c.Client.List(ctx, &evs, client.InNamespace("app")); err != nil {
+			t.Fatal(err)
+		}
+		reasons := map[string]bool{}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "snap1" || e.Regarding.Name == "hooked-fail" || e.Regarding.Name == "r2" {
+				reasons[e.Regarding.Name+"/"+e.Reason] = true
+			}
+		}
+		for _, want := range []string{"snap1/Started", "snap1/Ready", "hooked-fail/HookFailed", "hooked-fail/Failed", "r2/VolumeFailed"} {
+			if !reasons[want] {
+				t.Errorf("no Event %s; got %v", want, reasons)
+			}
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// The controller was restarted above: counters start from that restart.
+		for _, want := range []string{"stork_snapshots_total{phase=\"Ready\"}", "stork_snapshot_duration_seconds_count", "stork_restores_total{phase=\"Completed\"}"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %s", want)
+			}
 		}
 	})
 

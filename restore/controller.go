@@ -197,8 +197,8 @@ func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv
 		case rs.Spec.ExistingObjectPolicy == storkv1.ExistingUpdate:
 			v.Reason, v.Message = "Replacing", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is replaced (existingObjectPolicy Update)", ns, name)
 		default:
-			v.Phase, v.Reason, v.Message = storkv1.VolumeFailed, "ClaimExists",
-				fmt.Sprintf("PersistentVolumeClaim %s/%s already exists; it is not overwritten (set existingObjectPolicy Update to replace it, or map the claim to another name)", ns, name)
+			r.failVolume(rs, &v, "ClaimExists",
+				fmt.Sprintf("PersistentVolumeClaim %s/%s already exists; it is not overwritten (set existingObjectPolicy Update to replace it, or map the claim to another name)", ns, name))
 		}
 		rs.Status.Volumes = append(rs.Status.Volumes, v)
 	}

@@ -40,7 +40,7 @@ func (b *bench) prepareTools(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b.bins["copy"], b.report.Tools["copy"] = self, "copy (this benchmark: files moved as they are)"
+		b.bins["copy"], b.report.Tools["copy"] = self, "copy (this benchmark: files concatenated into 32 MiB objects, no processing)"
 	}
 	if need("restic") {
 		bin, err := exec.LookPath("restic")
