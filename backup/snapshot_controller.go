@@ -71,12 +71,18 @@ type SnapshotReconciler struct {
 	// Poll is how often unfinished work is looked at again (default 2s); task status changes
 	// do not wake this controller, since tasks may belong to any driver.
 	Poll time.Duration
+	// PendingTimeout fails volumes whose capture has not started this long after the Snapshot
+	// did (default 10m; a dead agent), so that post-hooks run and the application resumes.
+	PendingTimeout time.Duration
 }
 
 // SetupWithManager registers the controller.
 func (r *SnapshotReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Poll == 0 {
 		r.Poll = 2 * time.Second
+	}
+	if r.PendingTimeout == 0 {
+		r.PendingTimeout = 10 * time.Minute
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("snapshot").
@@ -106,8 +112,10 @@ func (r *SnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, err
 	}
 	snap.Status.ObservedGeneration = snap.Generation
-	// Optimistic locking: a status computed from an old read must not overwrite a newer one.
-	if err := r.Client.Status().Patch(ctx, snap, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	// No optimistic lock: the Snapshot was read from the API server just now, only this
+	// controller writes its status, and a conflict with a label edit must not make hooks run
+	// again.
+	if err := r.Client.Status().Patch(ctx, snap, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating the status of Snapshot %s: %w", req.NamespacedName, err)
 	}
 	if snap.Status.Phase == storkv1.SnapshotReady || snap.Status.Phase == storkv1.SnapshotFailed {
@@ -215,7 +223,9 @@ func (r *SnapshotReconciler) resolve(ctx context.Context, snap *storkv1.Snapshot
 	switch {
 	case src.ClaimName != "":
 		pvc := &corev1.PersistentVolumeClaim{}
-		err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.ClaimName}, pvc)
+		// Failures decided here are final: read the API server, not a cache that may not
+		// have seen a claim created together with the Snapshot.
+		err := r.reader().Get(ctx, client.ObjectKey{Namespace: ns, Name: src.ClaimName}, pvc)
 		if apierrors.IsNotFound(err) {
 			return invalid("ClaimNotFound", "spec.source.claimName: PersistentVolumeClaim %s/%s does not exist", ns, src.ClaimName)
 		}
@@ -232,7 +242,7 @@ func (r *SnapshotReconciler) resolve(ctx context.Context, snap *storkv1.Snapshot
 			}
 		}
 		var list corev1.PersistentVolumeClaimList
-		if err := r.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		if err := r.reader().List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
 			return nil, nil, err
 		}
 		claims = list.Items
@@ -245,7 +255,7 @@ func (r *SnapshotReconciler) resolve(ctx context.Context, snap *storkv1.Snapshot
 	for i := range claims {
 		pvc := &claims[i]
 		if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" {
-			return invalid("ClaimNotBound", "PersistentVolumeClaim %s/%s is %s, not Bound: it has no data to capture yet", ns, pvc.Name, pvc.Status.Phase)
+			return invalid("ClaimNotBound", "PersistentVolumeClaim %s/%s is %s, not Bound: it has no data to capture yet; create the Snapshot again once it is Bound", ns, pvc.Name, pvc.Status.Phase)
 		}
 		v, err := r.volume(ctx, pvc)
 		if err != nil {
@@ -346,6 +356,10 @@ func (r *SnapshotReconciler) capture(ctx context.Context, snap *storkv1.Snapshot
 					v.Phase, v.SnapshotID, v.SizeBytes, v.Progress, v.Reason, v.Message = s.Phase, s.SnapshotID, s.SizeBytes, s.Progress, s.Reason, s.Message
 					if s.Node != "" {
 						v.Node = s.Node
+					}
+					if v.Phase == storkv1.VolumePending && st.StartTime != nil && time.Since(st.StartTime.Time) > r.PendingTimeout {
+						v.Phase, v.Reason = storkv1.VolumeFailed, "NotStarted"
+						v.Message = fmt.Sprintf("not started within %s: %s", r.PendingTimeout, s.Message)
 					}
 					if v.Phase == storkv1.VolumeFailed && before != storkv1.VolumeFailed {
 						r.event(snap, corev1.EventTypeWarning, "VolumeFailed", fmt.Sprintf("claim %s: %s", v.ClaimName, v.Message))
@@ -465,6 +479,11 @@ func (r *SnapshotReconciler) finalize(ctx context.Context, snap *storkv1.Snapsho
 	}
 	orig := snap.DeepCopy()
 	snap.Status.Phase = storkv1.SnapshotDeleting
+	// Deleted between its pre-hooks and its post-hooks: resume the application first.
+	if len(snap.Spec.PostHooks) > 0 && snap.Status.StartTime != nil && hasStage(snap.Status.Hooks, storkv1.HookPre) &&
+		!hooksRan(snap.Spec.PostHooks, snap.Status.Hooks, storkv1.HookPost) {
+		r.runHooks(ctx, snap, snap.Spec.PostHooks, storkv1.HookPost)
+	}
 	pending, err := r.deleteData(ctx, snap)
 	if err != nil {
 		r.setCondition(snap, storkv1.ConditionReady, false, "DeleteFailed", err.Error())
@@ -488,18 +507,34 @@ func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snaps
 	if snap.Spec.DeletionPolicy == storkv1.DeletionRetain {
 		return "", nil
 	}
-	if !allFinal(snap.Status.Volumes) && snap.Status.StartTime != nil && meta.IsStatusConditionTrue(snap.Status.Conditions, storkv1.ConditionValid) {
-		if err := r.capture(ctx, snap); err != nil {
-			return "", err
+	if !allFinal(snap.Status.Volumes) {
+		if c := meta.FindStatusCondition(snap.Status.Conditions, storkv1.ConditionProgressing); c != nil && c.Reason == "Capturing" {
+			// Captures may be running: wait for them, or their data would be left behind.
+			if err := r.capture(ctx, snap); err != nil {
+				return "", err
+			}
+			if !allFinal(snap.Status.Volumes) {
+				r.setCondition(snap, storkv1.ConditionReady, false, "WaitingForCapture", "deleting once the capture in progress has finished")
+				return "capture", nil
+			}
+		} else {
+			for i := range snap.Status.Volumes {
+				if v := &snap.Status.Volumes[i]; v.Phase != storkv1.VolumeSucceeded && v.Phase != storkv1.VolumeFailed {
+					v.Phase, v.Reason, v.Message = storkv1.VolumeFailed, "Deleted", "the Snapshot was deleted before this volume was captured"
+				}
+			}
 		}
-		if !allFinal(snap.Status.Volumes) {
-			r.setCondition(snap, storkv1.ConditionReady, false, "WaitingForCapture", "deleting once the capture in progress has finished")
-			return "capture", nil
+	}
+	if user, err := r.restoreUsing(ctx, snap); err != nil || user != "" {
+		if user != "" {
+			r.setCondition(snap, storkv1.ConditionReady, false, "InUse", "deleting once Restore "+user+" has finished with it")
 		}
+		return user, err
 	}
 	var waiting []string
 	var errs []error
-	for _, v := range snap.Status.Volumes {
+	for i := range snap.Status.Volumes {
+		v := &snap.Status.Volumes[i]
 		if v.SnapshotID == "" {
 			continue
 		}
@@ -510,9 +545,13 @@ func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snaps
 			continue
 		}
 		done, err := sn.DeleteSnapshot(ctx, drivers.SnapshotRef{Namespace: snap.Namespace, VolumeName: v.VolumeName, SnapshotID: v.SnapshotID, Node: v.Node})
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("claim %s: %w", v.ClaimName, err))
-		} else if !done {
+		case done:
+			// Recorded, so that the volumes deleted in earlier rounds are not asked again.
+			v.SnapshotID, v.Reason, v.Message = "", "DataDeleted", "the snapshot data was deleted"
+		default:
 			waiting = append(waiting, v.ClaimName)
 		}
 	}
@@ -520,6 +559,37 @@ func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snaps
 		r.setCondition(snap, storkv1.ConditionReady, false, "DeletingData", "deleting the snapshot data of "+strings.Join(waiting, ", "))
 	}
 	return strings.Join(waiting, ","), errors.Join(errs...)
+}
+
+// restoreUsing names a Restore, not finished, that restores from the Snapshot.
+func (r *SnapshotReconciler) restoreUsing(ctx context.Context, snap *storkv1.Snapshot) (string, error) {
+	var list storkv1.RestoreList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return "", fmt.Errorf("listing Restores: %w", err)
+	}
+	for _, rs := range list.Items {
+		ns := rs.Spec.Source.Namespace
+		if ns == "" {
+			ns = rs.Namespace
+		}
+		switch rs.Status.Phase {
+		case storkv1.RestoreCompleted, storkv1.RestorePartiallyFailed, storkv1.RestoreFailed:
+			continue
+		}
+		if ns == snap.Namespace && rs.Spec.Source.SnapshotName == snap.Name && rs.DeletionTimestamp == nil {
+			return rs.Namespace + "/" + rs.Name, nil
+		}
+	}
+	return "", nil
+}
+
+func hasStage(results []storkv1.HookResult, stage storkv1.HookStage) bool {
+	for _, r := range results {
+		if r.Stage == stage {
+			return true
+		}
+	}
+	return false
 }
 
 func ownerRef(snap *storkv1.Snapshot) *metav1.OwnerReference {

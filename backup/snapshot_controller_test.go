@@ -147,3 +147,43 @@ func TestSnapshotReconciler(t *testing.T) {
 		})
 	}
 }
+
+// A Snapshot deleted after its pre-hooks ran and before its capture began resumes the
+// application (post-hooks) and starts no capture.
+func TestDeletedBetweenHooks(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	sel := metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}
+	now := metav1.Now()
+	snap := &storkv1.Snapshot{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s", UID: "uid-1", Finalizers: []string{SnapshotFinalizer}, DeletionTimestamp: &now},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-0"},
+			PreHooks:  []storkv1.Hook{{Name: "freeze", PodSelector: sel, Command: []string{"x"}}},
+			PostHooks: []storkv1.Hook{{Name: "thaw", PodSelector: sel, Command: []string{"y"}}}},
+		Status: storkv1.SnapshotStatus{Phase: storkv1.SnapshotInProgress, TimeRange: storkv1.TimeRange{StartTime: &now},
+			Hooks:   []storkv1.HookResult{{Name: "freeze", Stage: storkv1.HookPre, Pod: "db-0", Succeeded: true}},
+			Volumes: []storkv1.SnapshotVolumeStatus{{ClaimName: "data-0", VolumeName: "pv-0", Driver: fakedriver.Name, Phase: storkv1.VolumePending}},
+			Conditions: []metav1.Condition{{Type: storkv1.ConditionValid, Status: metav1.ConditionTrue, Reason: "ClaimsResolved", LastTransitionTime: now},
+				{Type: storkv1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: "RunningPreHooks", LastTransitionTime: now}}},
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "db-0", Labels: map[string]string{"app": "db"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "db"}}}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, pod, fakedriver.PV("pv-0", 100)).WithStatusSubresource(snap).Build()
+	drv := fakedriver.New(1)
+	ex := &failingExec{}
+	r := &SnapshotReconciler{Client: c, Drivers: drivers.NewSet(drv), Hooks: &hooks.Runner{Client: c, Exec: ex}}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(snap)}); err != nil {
+		t.Fatal(err)
+	}
+	if ex.calls != 1 {
+		t.Errorf("%d hook runs, want the post-hook once", ex.calls)
+	}
+	if n := len(drv.Snapshots()); n != 0 {
+		t.Errorf("a capture was started for a deleted Snapshot (%d snapshots)", n)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(snap), snap); err == nil {
+		t.Errorf("the Snapshot is still there: finalizers %v", snap.Finalizers)
+	}
+}

@@ -3,6 +3,7 @@ package drivers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -94,6 +95,8 @@ type RestoreRequest struct {
 	SizeBytes int64
 	// StorageClassName for the new PersistentVolume.
 	StorageClassName string
+	// AccessModes of the claim the volume is for (ReadWriteOnce when empty).
+	AccessModes []corev1.PersistentVolumeAccessMode
 }
 
 // ExportRequest asks for a snapshot's data to be copied to a backup location.

@@ -146,8 +146,18 @@ func TestLocalDriver(t *testing.T) {
 	}
 
 	t.Run("restore into another namespace, renamed", func(t *testing.T) {
-		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "r1"},
-			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: "snap1"},
+		// A namespace's users restore within it; moving data across namespaces takes a Restore
+		// in Stork's namespace, which only administrators can create.
+		denied := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "r-elsewhere"},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: "snap1"}, NamespaceMapping: map[string]string{"app": "app-copy"}}}
+		mustCreate(t, c, denied)
+		waitRestore(t, c, denied, storkv1.RestoreFailed)
+		if cond := meta.FindStatusCondition(denied.Status.Conditions, storkv1.ConditionValid); cond == nil || cond.Reason != "CrossNamespaceNotAllowed" ||
+			!strings.Contains(cond.Message, "stork-system") {
+			t.Errorf("a restore into another namespace from a user namespace: %+v", denied.Status.Conditions)
+		}
+		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "r1"},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: "snap1", Namespace: "app"},
 				NamespaceMapping: map[string]string{"app": "app-copy"}, ClaimNameMapping: map[string]string{"data-0": "restored-0"}}}
 		mustCreate(t, c, rs)
 		waitRestore(t, c, rs, storkv1.RestoreCompleted)
@@ -168,8 +178,8 @@ func TestLocalDriver(t *testing.T) {
 	})
 
 	t.Run("an existing target claim is not overwritten", func(t *testing.T) {
-		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "r2"},
-			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: "snap1"}, NamespaceMapping: map[string]string{"app": "app-copy"}}}
+		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "r2"},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: "snap1", Namespace: "app"}, NamespaceMapping: map[string]string{"app": "app-copy"}}}
 		mustCreate(t, c, rs)
 		waitRestore(t, c, rs, storkv1.RestorePartiallyFailed)
 		for _, v := range rs.Status.Volumes {
@@ -346,9 +356,10 @@ func TestLocalDriver(t *testing.T) {
 			{[]string{"snapshot", "create", "cli-snap", "-n", "app", "--claim", "data-1", "--wait"}, []string{"created", "capturing: ", "Ready"}},
 			{[]string{"snapshot", "get", "-n", "app"}, []string{"cli-snap", "Ready", "1/1"}},
 			{[]string{"snapshot", "describe", "cli-snap", "-n", "app"}, []string{"data-1", nodeB, "zone-b", "Succeeded", "Ready=True"}},
-			{[]string{"restore", "create", "cli-restore", "-n", "app", "--snapshot", "cli-snap", "--namespace-mapping", "app=app-cli", "--wait"}, []string{"Completed"}},
-			{[]string{"restore", "get", "-n", "app"}, []string{"cli-restore", "cli-snap", "Completed"}},
-			{[]string{"restore", "describe", "cli-restore", "-n", "app"}, []string{"app-cli/data-1", "Succeeded"}},
+			{[]string{"restore", "create", "cli-restore", "-n", harness.StorkNamespace, "--source-namespace", "app", "--snapshot", "cli-snap",
+				"--namespace-mapping", "app=app-cli", "--wait"}, []string{"Completed"}},
+			{[]string{"restore", "get", "-n", harness.StorkNamespace}, []string{"cli-restore", "cli-snap", "Completed"}},
+			{[]string{"restore", "describe", "cli-restore", "-n", harness.StorkNamespace}, []string{"app-cli/data-1", "Succeeded"}},
 			{[]string{"snapshot", "delete", "cli-snap", "-n", "app", "--wait"}, []string{"deleted"}},
 		} {
 			out := storkctl(true, step.args...)
@@ -368,7 +379,7 @@ func TestLocalDriver(t *testing.T) {
 
 	t.Run("events and metrics", func(t *testing.T) {
 		var evs eventsv1.EventList
-		if err := c.Client.List(ctx, &evs, client.InNamespace("app")); err != nil {
+		if err := c.Client.List(ctx, &evs); err != nil {
 			t.Fatal(err)
 		}
 		reasons := map[string]bool{}

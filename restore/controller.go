@@ -44,6 +44,9 @@ type Reconciler struct {
 	Drivers  *drivers.Set
 	Recorder events.EventRecorder
 	Poll     time.Duration
+	// AdminNamespace is Stork's namespace: only Restores there may read Snapshots of, or
+	// restore into, other namespaces.
+	AdminNamespace string
 }
 
 // SetupWithManager registers the controller.
@@ -80,7 +83,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	rs.Status.ObservedGeneration = rs.Generation
-	if err := r.Client.Status().Patch(ctx, rs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Client.Status().Patch(ctx, rs, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating the status of Restore %s: %w", req.NamespacedName, err)
 	}
 	if p := rs.Status.Phase; p == storkv1.RestoreCompleted || p == storkv1.RestorePartiallyFailed || p == storkv1.RestoreFailed {
@@ -103,10 +106,18 @@ func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result
 		r.fail(rs, "ZoneMappingNotSupported", "spec.zoneMapping: a Snapshot is restored where its data is; zone mapping applies to restores from Backups")
 		return ctrl.Result{}, nil
 	}
+	if msg := r.crossNamespace(rs); msg != "" {
+		r.fail(rs, "CrossNamespaceNotAllowed", msg)
+		return ctrl.Result{}, nil
+	}
+	snapNS := rs.Spec.Source.Namespace
+	if snapNS == "" {
+		snapNS = rs.Namespace
+	}
 	snap := &storkv1.Snapshot{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: rs.Namespace, Name: rs.Spec.Source.SnapshotName}, snap)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: snapNS, Name: rs.Spec.Source.SnapshotName}, snap)
 	if apierrors.IsNotFound(err) {
-		r.fail(rs, "SnapshotNotFound", fmt.Sprintf("spec.source.snapshotName: Snapshot %s/%s does not exist", rs.Namespace, rs.Spec.Source.SnapshotName))
+		r.fail(rs, "SnapshotNotFound", fmt.Sprintf("spec.source.snapshotName: Snapshot %s/%s does not exist", snapNS, rs.Spec.Source.SnapshotName))
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
@@ -173,8 +184,28 @@ func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result
 	return ctrl.Result{}, nil
 }
 
+// crossNamespace says why the Restore may not read or write the namespaces it names ("" if it
+// may). Anyone who can create a Restore in a namespace can restore that namespace's Snapshots
+// into it; moving data between namespaces takes a Restore in the admin namespace, which only
+// cluster administrators can create.
+func (r *Reconciler) crossNamespace(rs *storkv1.Restore) string {
+	if r.AdminNamespace != "" && rs.Namespace == r.AdminNamespace {
+		return ""
+	}
+	if ns := rs.Spec.Source.Namespace; ns != "" && ns != rs.Namespace {
+		return fmt.Sprintf("spec.source.namespace: a Restore in %s cannot read Snapshots of namespace %s; create the Restore in %s (Stork's namespace) to restore across namespaces", rs.Namespace, ns, r.AdminNamespace)
+	}
+	for from, to := range rs.Spec.NamespaceMapping {
+		if to != rs.Namespace {
+			return fmt.Sprintf("spec.namespaceMapping: a Restore in %s cannot restore into namespace %s (mapped from %s); create the Restore in %s (Stork's namespace) to restore across namespaces", rs.Namespace, to, from, r.AdminNamespace)
+		}
+	}
+	return ""
+}
+
 // plan decides each volume's target claim and checks it against what exists, once.
 func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv1.Snapshot) error {
+	targets := map[string]string{} // target namespace/claim → source claim
 	for _, sv := range snap.Status.Volumes {
 		ns := snap.Namespace
 		if m, ok := rs.Spec.NamespaceMapping[ns]; ok {
@@ -186,6 +217,17 @@ func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv
 		}
 		v := storkv1.RestoreVolumeStatus{SourceClaim: sv.ClaimName, TargetNamespace: ns, TargetClaim: name, Node: sv.Node,
 			Zone: sv.Topology.Zone, Phase: storkv1.VolumePending}
+		if other, dup := targets[ns+"/"+name]; dup {
+			r.failVolume(rs, &v, "TargetConflict", fmt.Sprintf("claims %s and %s would both be restored as %s/%s; map one to another name", other, sv.ClaimName, ns, name))
+			rs.Status.Volumes = append(rs.Status.Volumes, v)
+			continue
+		}
+		targets[ns+"/"+name] = sv.ClaimName
+		if sv.Phase != storkv1.VolumeSucceeded {
+			r.failVolume(rs, &v, "NotCaptured", "the Snapshot did not capture this claim")
+			rs.Status.Volumes = append(rs.Status.Volumes, v)
+			continue
+		}
 		existing := &corev1.PersistentVolumeClaim{}
 		err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, existing)
 		switch {
@@ -227,7 +269,7 @@ func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, sna
 	ours := err == nil && existing.Annotations[RestoredByAnnotation] == string(rs.UID)
 	if err == nil && !ours {
 		if v.Reason != "Replacing" {
-			r.failVolume(rs, v, "ClaimExists", fmt.Sprintf("PersistentVolumeClaim %s was created by someone else while restoring", key))
+			r.failVolume(rs, v, "ClaimExists", fmt.Sprintf("PersistentVolumeClaim %s was created by someone else while restoring; delete it and create a new Restore, or map the claim to another name", key))
 			return nil
 		}
 		if user, err := r.podUsing(ctx, existing); err != nil {
@@ -269,7 +311,7 @@ func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, sna
 		Owner:           &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Restore", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)},
 		Source:          drivers.SnapshotRef{Namespace: snap.Namespace, VolumeName: sv.VolumeName, SnapshotID: sv.SnapshotID, Node: sv.Node},
 		TargetNamespace: v.TargetNamespace, TargetClaim: v.TargetClaim,
-		SizeBytes: capacity.Value(), StorageClassName: sc,
+		SizeBytes: capacity.Value(), StorageClassName: sc, AccessModes: sv.AccessModes,
 	})
 	if err != nil {
 		return fmt.Errorf("driver %s: restoring claim %s: %w", sv.Driver, v.SourceClaim, err)
@@ -310,6 +352,10 @@ func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, sna
 			return fmt.Errorf("creating PersistentVolumeClaim %s: %w", key, err)
 		}
 		existing = pvc
+	}
+	if existing.Spec.VolumeName != vs.VolumeName {
+		r.failVolume(rs, v, "ClaimConflict", fmt.Sprintf("PersistentVolumeClaim %s asks for volume %s, not the restored %s", key, existing.Spec.VolumeName, vs.VolumeName))
+		return nil
 	}
 	if existing.Status.Phase != corev1.ClaimBound {
 		v.Phase, v.Reason, v.Message = storkv1.VolumeInProgress, "WaitingForBinding", "PersistentVolumeClaim "+key.String()+" is waiting to bind to "+vs.VolumeName

@@ -12,6 +12,13 @@ type RestoreSource struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	SnapshotName string `json:"snapshotName,omitempty"`
+	// Namespace of the Snapshot, when it is not the Restore's own. Only Restores in Stork's
+	// namespace (stork-system) may name another namespace, or restore into namespaces other
+	// than their own: that is what lets an administrator move data between namespaces while
+	// a namespace's users can only restore within it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
 	// BackupName restores a Backup of this namespace, from any cluster that can read
 	// its location.
 	// +optional

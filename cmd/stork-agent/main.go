@@ -97,8 +97,10 @@ func run(o runOptions) error {
 	if err != nil {
 		return err
 	}
-	if info, err := os.Stat(root); err != nil || !info.IsDir() {
-		return fmt.Errorf("--root %s is not a directory: %v", root, err)
+	if info, err := os.Stat(root); err != nil {
+		return fmt.Errorf("--root: %w", err)
+	} else if !info.IsDir() {
+		return fmt.Errorf("--root %s is not a directory", root)
 	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

@@ -22,7 +22,7 @@ import (
 	"stork.dev/stork/backup"
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/drivers"
-	_ "stork.dev/stork/drivers/local" // registers the local driver
+	"stork.dev/stork/drivers/local" // registers the local driver
 	"stork.dev/stork/internal/version"
 	"stork.dev/stork/restore"
 )
@@ -59,8 +59,8 @@ func main() {
 }
 
 func run(metricsAddr, probeAddr, driverList, namespace string, driverConfig map[string]string, leaderElect bool) error {
-	if _, ok := driverConfig["local.agentNamespace"]; !ok {
-		driverConfig["local.agentNamespace"] = namespace
+	if _, ok := driverConfig[local.ConfigAgentNamespace]; !ok {
+		driverConfig[local.ConfigAgentNamespace] = namespace
 	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -110,7 +110,7 @@ func run(metricsAddr, probeAddr, driverList, namespace string, driverConfig map[
 		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set,
+	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: namespace,
 		Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -230,7 +230,7 @@ func restoreCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "restore", Short: "Restore Snapshots into new claims, and follow Restores"}
 	f.register(cmd)
 
-	var snapshot, existing string
+	var snapshot, sourceNS, existing string
 	var nsMap, claimMap, scMap []string
 	create := &cobra.Command{
 		Use:   "create NAME --snapshot SNAPSHOT",
@@ -242,7 +242,7 @@ func restoreCommand() *cobra.Command {
 				return err
 			}
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: args[0]},
-				Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: snapshot}, ExistingObjectPolicy: storkv1.ExistingObjectPolicy(existing)}}
+				Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: snapshot, Namespace: sourceNS}, ExistingObjectPolicy: storkv1.ExistingObjectPolicy(existing)}}
 			if rs.Spec.NamespaceMapping, err = parseMap("namespace-mapping", nsMap); err != nil {
 				return err
 			}
@@ -274,7 +274,8 @@ func restoreCommand() *cobra.Command {
 			})
 		},
 	}
-	create.Flags().StringVar(&snapshot, "snapshot", "", "the Snapshot (in the same namespace) to restore")
+	create.Flags().StringVar(&snapshot, "snapshot", "", "the Snapshot to restore")
+	create.Flags().StringVar(&sourceNS, "source-namespace", "", "the Snapshot's namespace, when not the Restore's (Restores in stork-system only)")
 	_ = create.MarkFlagRequired("snapshot")
 	create.Flags().StringArrayVar(&nsMap, "namespace-mapping", nil, "FROM=TO: restore the claims of namespace FROM into TO (repeatable)")
 	create.Flags().StringArrayVar(&claimMap, "claim-mapping", nil, "FROM=TO: restore claim FROM under the name TO (repeatable)")

@@ -115,9 +115,14 @@ func (d *Driver) Owns(v drivers.Volume) bool {
 	if p == "" || VolumeNode(v.PV) == "" {
 		return false
 	}
-	p = filepath.Clean(p)
+	return d.underRoot(p)
+}
+
+// underRoot reports whether path is strictly inside one of the roots.
+func (d *Driver) underRoot(path string) bool {
+	path = filepath.Clean(path)
 	for _, r := range d.roots {
-		if rel, err := filepath.Rel(r, p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+		if rel, err := filepath.Rel(r, path); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
 			return true
 		}
 	}
@@ -296,7 +301,11 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, ref drivers.SnapshotRef) (b
 		}
 		return true, nil
 	case storkv1.TaskFailed:
-		return false, fmt.Errorf("deleting snapshot %s on node %s: %s (task %s)", ref.SnapshotID, ref.Node, t.Status.Message, t.Name)
+		// Removed, so that the next call tries again with a new task.
+		if err := d.c.Delete(ctx, t); err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		return false, fmt.Errorf("deleting snapshot %s on node %s failed (VolumeTask %s/%s): %s; retrying", ref.SnapshotID, ref.Node, t.Namespace, t.Name, t.Status.Message)
 	}
 	return false, nil
 }
@@ -318,14 +327,26 @@ func (d *Driver) Restore(ctx context.Context, req drivers.RestoreRequest) (drive
 	if st.Phase != storkv1.VolumeSucceeded {
 		return st, nil
 	}
+	// The path comes from the agent's report: only a volume directory of the driver's own
+	// layout, named after this volume, under a root the driver owns, becomes a volume.
+	path := filepath.Clean(t.Status.Path)
+	if filepath.Base(path) != pvName || filepath.Base(filepath.Dir(path)) != "volumes" || !d.underRoot(path) {
+		st.Phase, st.Reason = storkv1.VolumeFailed, "InvalidVolumePath"
+		st.Message = fmt.Sprintf("the agent of node %s reported volume path %q, which is not <root>/volumes/%s under the driver's roots %v", req.Source.Node, t.Status.Path, pvName, d.roots)
+		return st, nil
+	}
+	modes := req.AccessModes
+	if len(modes) == 0 {
+		modes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: pvName, Labels: map[string]string{"stork.dev/restored-from": req.Source.SnapshotID}},
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(req.SizeBytes, resource.BinarySI)},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			AccessModes:                   modes,
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
 			StorageClassName:              req.StorageClassName,
-			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: t.Status.Path}},
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: path}},
 			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: req.TargetNamespace, Name: req.TargetClaim},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
 				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{req.Source.Node}}},

@@ -132,7 +132,8 @@ func TestRestoreMakesAPreBoundVolumeOnceTheCopyIsDone(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme()).WithStatusSubresource(&storkv1.VolumeTask{}).Build()
 	d, _ := New(drivers.Options{Client: c, Config: map[string]string{ConfigRoots: "/srv"}})
 	req := drivers.RestoreRequest{ID: "r-uid/data", Namespace: "app", Source: drivers.SnapshotRef{SnapshotID: "pv-a-1234", Node: "n1"},
-		TargetNamespace: "copy", TargetClaim: "data", SizeBytes: 1 << 30, StorageClassName: "local"}
+		TargetNamespace: "copy", TargetClaim: "data", SizeBytes: 1 << 30, StorageClassName: "local",
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod}}
 	st, err := d.Restore(ctx, req)
 	if err != nil || st.Phase != storkv1.VolumePending {
 		t.Fatalf("first call: %+v, %v", st, err)
@@ -149,6 +150,16 @@ func TestRestoreMakesAPreBoundVolumeOnceTheCopyIsDone(t *testing.T) {
 	if tk.Spec.Type != storkv1.TaskRestore || tk.Spec.NodeName != "n1" || tk.Spec.SnapshotID != "pv-a-1234" {
 		t.Fatalf("task %+v", tk.Spec)
 	}
+	// An agent's report is not trusted with the path of the new volume.
+	for _, bad := range []string{"/", "/srv/n1/volumes/other", "/etc/volumes/" + tk.Spec.VolumeName} {
+		tk.Status = storkv1.VolumeTaskStatus{Phase: storkv1.TaskSucceeded, Path: bad}
+		if err := c.Status().Update(ctx, &tk); err != nil {
+			t.Fatal(err)
+		}
+		if st, err = d.Restore(ctx, req); err != nil || st.Phase != storkv1.VolumeFailed || st.Reason != "InvalidVolumePath" {
+			t.Fatalf("reported path %s: %+v, %v", bad, st, err)
+		}
+	}
 	tk.Status = storkv1.VolumeTaskStatus{Phase: storkv1.TaskSucceeded, Path: "/srv/n1/volumes/" + tk.Spec.VolumeName}
 	if err := c.Status().Update(ctx, &tk); err != nil {
 		t.Fatal(err)
@@ -163,7 +174,8 @@ func TestRestoreMakesAPreBoundVolumeOnceTheCopyIsDone(t *testing.T) {
 		t.Fatal(err)
 	}
 	if pv.Spec.Local.Path != tk.Status.Path || VolumeNode(pv) != "n1" || pv.Spec.ClaimRef.Namespace != "copy" || pv.Spec.ClaimRef.Name != "data" ||
-		pv.Spec.StorageClassName != "local" || pv.Spec.Capacity.Storage().Value() != 1<<30 || !d.Owns(drivers.Volume{PV: pv}) {
+		pv.Spec.StorageClassName != "local" || pv.Spec.Capacity.Storage().Value() != 1<<30 || !d.Owns(drivers.Volume{PV: pv}) ||
+		len(pv.Spec.AccessModes) != 1 || pv.Spec.AccessModes[0] != corev1.ReadWriteOncePod {
 		t.Errorf("restored volume %+v", pv.Spec)
 	}
 }

@@ -54,6 +54,16 @@ type Tasks struct {
 	IOErrors *ErrorLog
 
 	running sync.Map // task UID → struct{}
+	// snapLocks serialises the tasks that read or remove one snapshot (by ID → *sync.Mutex):
+	// a restore must not copy a snapshot that a deletion is removing under it.
+	snapLocks sync.Map
+}
+
+func (t *Tasks) lockSnapshot(id string) func() {
+	m, _ := t.snapLocks.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // SetupWithManager registers the task controller. The manager's cache should hold only this
@@ -121,6 +131,10 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 
 	attempts := task.Status.Attempts + 1
 	if task.Status.Phase == storkv1.TaskRunning && attempts > t.MaxAttempts {
+		if res, ok := t.published(ctx, task); ok {
+			return ctrl.Result{}, t.finish(ctx, task, res, nil) // the last attempt got there
+		}
+		_ = os.RemoveAll(t.Root.work(uid))
 		msg := fmt.Sprintf("the task was interrupted %d times (last run by agent %s) and is not started again", task.Status.Attempts, task.Status.AgentID)
 		return ctrl.Result{}, t.finish(ctx, task, result{}, &taskError{reason: "TooManyAttempts", err: errors.New(msg)})
 	}
@@ -242,12 +256,32 @@ func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(
 
 // SnapshotID names the snapshot a Snapshot task makes: the volume and the task, so that
 // retries of one task make one snapshot and two tasks never share one.
-func SnapshotID(volume string, taskUID types.UID) string {
-	u := string(taskUID)
-	if len(u) > 8 {
-		u = u[:8]
+func SnapshotID(volume string, taskUID types.UID) string { return volume + "-" + string(taskUID) }
+
+// published returns the result of a task whose work was published by an attempt that stopped
+// before reporting it.
+func (t *Tasks) published(ctx context.Context, task *storkv1.VolumeTask) (result, bool) {
+	switch task.Spec.Type {
+	case storkv1.TaskSnapshot:
+		id := SnapshotID(task.Spec.VolumeName, task.UID)
+		if validName("snapshot ID", id) == nil {
+			if size, _, err := fscopy.Usage(ctx, t.Root.snapshot(id)); err == nil {
+				return result{snapshotID: id, size: size}, true
+			}
+		}
+	case storkv1.TaskRestore:
+		name := task.Spec.VolumeName
+		if validName("volume name", name) != nil {
+			return result{}, false
+		}
+		if _, err := os.Stat(t.Root.restoredMark(string(task.UID))); err != nil {
+			return result{}, false
+		}
+		if size, _, err := fscopy.Usage(ctx, t.Root.volume(name)); err == nil {
+			return result{snapshotID: task.Spec.SnapshotID, path: t.Root.volume(name), size: size}, true
+		}
 	}
-	return volume + "-" + u
+	return result{}, false
 }
 
 func (t *Tasks) snapshot(ctx context.Context, task *storkv1.VolumeTask, uid string, opts fscopy.Options) (result, error) {
@@ -258,13 +292,11 @@ func (t *Tasks) snapshot(ctx context.Context, task *storkv1.VolumeTask, uid stri
 	if err != nil {
 		return result{}, fail("InvalidVolumePath", "%w", err)
 	}
+	if res, ok := t.published(ctx, task); ok {
+		return res, nil
+	}
 	id := SnapshotID(task.Spec.VolumeName, task.UID)
 	final := t.Root.snapshot(id)
-	if _, err := os.Stat(final); err == nil {
-		// Published by an earlier attempt that stopped before writing its result.
-		size, _, err := fscopy.Usage(ctx, final)
-		return result{snapshotID: id, size: size}, err
-	}
 	work, err := t.freshWork(uid)
 	if err != nil {
 		return result{}, err
@@ -284,17 +316,16 @@ func (t *Tasks) deleteSnapshot(task *storkv1.VolumeTask, uid string) (result, er
 	if err := validName("snapshot ID", id); err != nil {
 		return result{}, fail("InvalidTask", "%w", err)
 	}
+	defer t.lockSnapshot(id)()
 	final := t.Root.snapshot(id)
+	// Renamed out of the snapshots first, so that a half-deleted snapshot is never found; an
+	// attempt interrupted after the rename left it in the work directory.
+	trash, err := t.freshWork(uid)
+	if err != nil {
+		return result{}, err
+	}
 	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
 		return result{snapshotID: id}, nil
-	}
-	// Renamed out of the snapshots first, so that a half-deleted snapshot is never found.
-	trash := t.Root.work(uid)
-	if err := os.RemoveAll(trash); err != nil {
-		return result{}, fail("IOError", "removing %s: %w", trash, err)
-	}
-	if err := os.MkdirAll(t.Root.work(""), 0o700); err != nil {
-		return result{}, fail("IOError", "%w", err)
 	}
 	if err := os.Rename(final, trash); err != nil {
 		return result{}, fail("IOError", "deleting snapshot %s: %w", id, err)
@@ -310,19 +341,16 @@ func (t *Tasks) restore(ctx context.Context, task *storkv1.VolumeTask, uid strin
 	if err := errors.Join(validName("snapshot ID", id), validName("volume name", name)); err != nil {
 		return result{}, fail("InvalidTask", "%w", err)
 	}
+	if res, ok := t.published(ctx, task); ok {
+		return res, nil
+	}
+	defer t.lockSnapshot(id)()
 	src := t.Root.snapshot(id)
 	if _, err := os.Stat(src); err != nil {
 		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
 	}
 	dst, mark := t.Root.volume(name), t.Root.restoredMark(uid)
-	_, dstErr := os.Lstat(dst)
-	_, markErr := os.Stat(mark)
-	switch {
-	case dstErr == nil && markErr == nil:
-		// Published by an earlier attempt of this task.
-		size, _, err := fscopy.Usage(ctx, dst)
-		return result{snapshotID: id, path: dst, size: size}, err
-	case dstErr == nil:
+	if _, err := os.Lstat(dst); err == nil {
 		return result{}, fail("VolumeExists", "volume directory %s already exists on node %s; it is not overwritten", dst, t.Node)
 	}
 	work, err := t.freshWork(uid)

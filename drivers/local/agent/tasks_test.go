@@ -77,7 +77,7 @@ func TestTaskWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.snapshotID != "pv-1-snap-uid" || res.size != 5 || last != [2]int64{5, 5} {
+	if res.snapshotID != "pv-1-snap-uid-0001" || res.size != 5 || last != [2]int64{5, 5} {
 		t.Fatalf("snapshot result %+v, progress %v", res, last)
 	}
 	if data, err := os.ReadFile(filepath.Join(root.snapshot(res.snapshotID), "sub", "f")); err != nil || string(data) != "hello" {
