@@ -407,6 +407,85 @@ func TestLocalDriver(t *testing.T) {
 		}
 	})
 
+	t.Run("a schedule takes snapshots and keeps the newest two", func(t *testing.T) {
+		sched := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "every2s"},
+			Spec: storkv1.SnapshotScheduleSpec{Schedule: "*/2 * * * * *", Retention: storkv1.Retention{KeepLast: 2},
+				Template: storkv1.SnapshotTemplate{Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-1"}}}}}
+		mustCreate(t, c, sched)
+		var deleted []string
+		err := c.WaitFor(ctx, 90*time.Second, "four runs of the schedule, two snapshots kept", func(ctx context.Context) (bool, error) {
+			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(sched), sched); err != nil {
+				return false, err
+			}
+			var snaps storkv1.SnapshotList
+			if err := c.Client.List(ctx, &snaps, client.InNamespace("app"), client.MatchingLabels{"stork.dev/schedule": "every2s"}); err != nil {
+				return false, err
+			}
+			ready, names := 0, map[string]bool{}
+			for _, s := range snaps.Items {
+				names[s.Name] = true
+				if s.Status.Phase == storkv1.SnapshotReady && s.DeletionTimestamp == nil {
+					ready++
+				}
+			}
+			deleted = deleted[:0]
+			for _, h := range sched.Status.History {
+				if h.SnapshotName != "" && !names[h.SnapshotName] {
+					deleted = append(deleted, h.SnapshotName)
+				}
+			}
+			return len(sched.Status.History) >= 4 && ready == 2 && len(deleted) >= 1 && len(snaps.Items) <= 3, nil
+		})
+		if err != nil {
+			t.Fatalf("%v; status %+v", err, sched.Status)
+		}
+		if sched.Status.LastResult != "Ready" || sched.Status.NextScheduleTime == nil || sched.Status.LastSuccessfulTime == nil {
+			t.Errorf("schedule status %+v", sched.Status)
+		}
+		// Stop it, so that the tests after this one see no new snapshots.
+		sched.Spec.Suspend = true
+		if err := c.Client.Update(ctx, sched); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitFor(ctx, 30*time.Second, "the suspended schedule to say so", func(ctx context.Context) (bool, error) {
+			err := c.Client.Get(ctx, client.ObjectKeyFromObject(sched), sched)
+			return err == nil && sched.Status.NextScheduleTime == nil, err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// The data of the snapshots retention deleted is gone from the node.
+		left, _ := filepath.Glob(filepath.Join(c.NodeRoot(nodeB), ".stork", "snapshots", "pv-app-data-1-*"))
+		if err := c.WaitFor(ctx, 30*time.Second, "retention to delete snapshot data", func(ctx context.Context) (bool, error) {
+			var snaps storkv1.SnapshotList
+			if err := c.Client.List(ctx, &snaps, client.InNamespace("app")); err != nil {
+				return false, err
+			}
+			want := 0
+			for _, s := range snaps.Items {
+				for _, v := range s.Status.Volumes {
+					if v.ClaimName == "data-1" && v.SnapshotID != "" {
+						want++
+					}
+				}
+			}
+			left, _ = filepath.Glob(filepath.Join(c.NodeRoot(nodeB), ".stork", "snapshots", "pv-app-data-1-*"))
+			return len(left) == want, nil
+		}); err != nil {
+			t.Errorf("%v: %d snapshot directories of data-1 on the node", err, len(left))
+		}
+		bad := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "bad-tz"},
+			Spec: storkv1.SnapshotScheduleSpec{Schedule: "@every 1m", TimeZone: "Mars/Olympus",
+				Template: storkv1.SnapshotTemplate{Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-1"}}}}}
+		mustCreate(t, c, bad)
+		if err := c.WaitFor(ctx, 30*time.Second, "an unknown time zone to be reported", func(ctx context.Context) (bool, error) {
+			err := c.Client.Get(ctx, client.ObjectKeyFromObject(bad), bad)
+			cond := meta.FindStatusCondition(bad.Status.Conditions, storkv1.ConditionValid)
+			return err == nil && cond != nil && cond.Reason == "InvalidTimeZone" && strings.Contains(cond.Message, "spec.timeZone"), err
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+
 	t.Run("a dead agent is reported by its lease", func(t *testing.T) {
 		if err := agents[nodeA].Kill(); err != nil {
 			t.Fatal(err)

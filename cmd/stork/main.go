@@ -25,6 +25,7 @@ import (
 	"stork.dev/stork/drivers/local" // registers the local driver
 	"stork.dev/stork/internal/version"
 	"stork.dev/stork/restore"
+	"stork.dev/stork/schedules"
 )
 
 func main() {
@@ -108,6 +109,10 @@ func run(metricsAddr, probeAddr, driverList, namespace string, driverConfig map[
 	runner := &hooks.Runner{Client: mgr.GetClient(), Exec: &hooks.APIExecutor{Config: cfg, Client: clientset.CoreV1().RESTClient()}}
 	if err := (&backup.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
 		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&schedules.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("stork-schedule")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: namespace,

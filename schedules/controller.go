@@ -1,0 +1,357 @@
+package schedules
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/retention"
+)
+
+// Labels and annotations on the Snapshots a schedule makes.
+const (
+	// LabelSchedule names the schedule that made a Snapshot.
+	LabelSchedule = "stork.dev/schedule"
+	// AnnotationScheduledTime is the time the run was due (RFC 3339), which retention sorts by.
+	AnnotationScheduledTime = "stork.dev/scheduled-time"
+)
+
+// keepFailed is how many failed Snapshots of a schedule are kept for a look at what went wrong;
+// older failed ones are deleted.
+const keepFailed = 3
+
+// historyLen bounds status.history.
+const historyLen = 20
+
+// Reconciler runs SnapshotSchedules. A run is due when a time of the schedule has passed since
+// the last run; after downtime only the latest missed time runs (one catch-up, never a burst).
+// Each run creates a Snapshot named after its scheduled time, so a retried reconcile creates it
+// once. Deleting a schedule keeps its Snapshots: their data is not the schedule's to drop.
+type Reconciler struct {
+	Client client.Client
+	// Reader reads the schedule at the start of each reconcile (an uncached reader: a run must
+	// not be started twice because the cache had not seen the last one). Defaults to Client.
+	Reader   client.Reader
+	Clock    clock.PassiveClock
+	Recorder events.EventRecorder
+}
+
+// parser accepts five fields, six with leading seconds, and descriptors (@hourly, @every 5m).
+var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// SetupWithManager registers the controller; a Snapshot's changes wake its schedule.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("snapshotschedule").
+		For(&storkv1.SnapshotSchedule{}).
+		Watches(&storkv1.Snapshot{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if name := o.GetLabels()[LabelSchedule]; name != "" {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+			}
+			return nil
+		})).
+		Complete(r)
+}
+
+// Parse reads a schedule's cron expression in its time zone; the error names the field.
+func Parse(spec storkv1.SnapshotScheduleSpec) (cron.Schedule, *time.Location, error) {
+	loc := time.UTC
+	if spec.TimeZone != "" {
+		var err error
+		if loc, err = time.LoadLocation(spec.TimeZone); err != nil {
+			return nil, nil, fmt.Errorf("spec.timeZone %q is not a known IANA time zone (e.g. Europe/Paris): %v", spec.TimeZone, err)
+		}
+	}
+	s, err := parser.Parse(spec.Schedule)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spec.schedule %q: %v", spec.Schedule, err)
+	}
+	return s, loc, nil
+}
+
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	reader := r.Reader
+	if reader == nil {
+		reader = r.Client
+	}
+	sched := &storkv1.SnapshotSchedule{}
+	if err := reader.Get(ctx, req.NamespacedName, sched); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if sched.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil
+	}
+	orig := sched.DeepCopy()
+	result, err := r.step(ctx, sched)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	sched.Status.ObservedGeneration = sched.Generation
+	if err := r.Client.Status().Patch(ctx, sched, client.MergeFrom(orig)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("updating the status of SnapshotSchedule %s: %w", req.NamespacedName, err)
+	}
+	return result, nil
+}
+
+func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) (ctrl.Result, error) {
+	st := &sched.Status
+	cs, loc, err := Parse(sched.Spec)
+	if err != nil {
+		reason := "InvalidSchedule"
+		if strings.HasPrefix(err.Error(), "spec.timeZone") {
+			reason = "InvalidTimeZone"
+		}
+		if !meta.IsStatusConditionFalse(st.Conditions, storkv1.ConditionValid) {
+			r.event(sched, corev1.EventTypeWarning, reason, err.Error())
+		}
+		setCondition(sched, storkv1.ConditionValid, false, reason, err.Error())
+		st.NextScheduleTime = nil
+		return ctrl.Result{}, nil
+	}
+	setCondition(sched, storkv1.ConditionValid, true, "Scheduled", "schedule "+sched.Spec.Schedule+" in "+loc.String())
+
+	snaps, err := r.snapshots(ctx, sched)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.updateHistory(sched, snaps)
+	if err := r.applyRetention(ctx, sched, snaps, loc); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	now := r.Clock.Now()
+	if sched.Spec.Suspend {
+		st.NextScheduleTime = nil
+		setCondition(sched, storkv1.ConditionProgressing, false, "Suspended", "spec.suspend is true: no new runs")
+		return ctrl.Result{}, nil
+	}
+	last := sched.CreationTimestamp.Time
+	if st.LastScheduleTime != nil {
+		last = st.LastScheduleTime.Time
+	}
+	due, missed := latestDue(cs, last.In(loc), now.In(loc))
+	if !due.IsZero() {
+		if err := r.run(ctx, sched, snaps, due, missed); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	next := cs.Next(now.In(loc))
+	st.NextScheduleTime = &metav1.Time{Time: next}
+	setCondition(sched, storkv1.ConditionProgressing, true, "Waiting", "next run at "+next.Format(time.RFC3339))
+	return ctrl.Result{RequeueAfter: next.Sub(now) + 100*time.Millisecond}, nil
+}
+
+// latestDue returns the latest time of the schedule after last and not after now, and how many
+// such times there were (capped: a schedule of seconds down for a day is not walked in full).
+func latestDue(cs cron.Schedule, last, now time.Time) (time.Time, int) {
+	var due time.Time
+	n := 0
+	for t := cs.Next(last); !t.After(now); t = cs.Next(t) {
+		due, n = t, n+1
+		if n == 10000 {
+			// Skip ahead: what counts is the latest time, not every one.
+			for t2 := cs.Next(now.Add(-24 * time.Hour)); !t2.After(now); t2 = cs.Next(t2) {
+				if t2.After(due) {
+					due = t2
+				}
+			}
+			break
+		}
+	}
+	return due, n
+}
+
+// run starts (or skips) the run due at due.
+func (r *Reconciler) run(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, due time.Time, missed int) error {
+	st := &sched.Status
+	st.LastScheduleTime = &metav1.Time{Time: due}
+	run := storkv1.ScheduleRun{ScheduledTime: metav1.Time{Time: due}}
+	if missed > 1 {
+		run.Message = fmt.Sprintf("%d runs were due since the last one (the controller was down or the schedule suspended); ran once, for the latest", missed)
+	}
+	if sched.Spec.ConcurrencyPolicy != storkv1.ConcurrencyAllow {
+		for _, s := range snaps {
+			if !final(s.Status.Phase) {
+				run.Phase = "Skipped"
+				run.Message = strings.TrimSpace(run.Message + " skipped: Snapshot " + s.Name + " of the previous run is still " + phaseOf(s) + " (concurrencyPolicy Forbid)")
+				r.event(sched, corev1.EventTypeNormal, "RunSkipped", run.Message)
+				prepend(sched, run)
+				return nil
+			}
+		}
+	}
+	snap := &storkv1.Snapshot{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   sched.Namespace,
+			Name:        fmt.Sprintf("%s-%d", sched.Name, due.Unix()),
+			Labels:      map[string]string{},
+			Annotations: map[string]string{AnnotationScheduledTime: due.UTC().Format(time.RFC3339)},
+		},
+		Spec: *sched.Spec.Template.Spec.DeepCopy(),
+	}
+	for k, v := range sched.Spec.Template.Metadata.Labels {
+		snap.Labels[k] = v
+	}
+	for k, v := range sched.Spec.Template.Metadata.Annotations {
+		snap.Annotations[k] = v
+	}
+	snap.Labels[LabelSchedule] = sched.Name
+	if err := r.Client.Create(ctx, snap); err != nil && !apierrors.IsAlreadyExists(err) {
+		run.Phase, run.Message = "Failed", "creating Snapshot "+snap.Name+": "+err.Error()
+		r.event(sched, corev1.EventTypeWarning, "RunFailed", run.Message)
+		prepend(sched, run)
+		return nil
+	}
+	run.SnapshotName, run.Phase = snap.Name, string(storkv1.SnapshotPending)
+	r.event(sched, corev1.EventTypeNormal, "RunStarted", "created Snapshot "+snap.Name)
+	prepend(sched, run)
+	return nil
+}
+
+// snapshots lists the schedule's Snapshots, oldest first.
+func (r *Reconciler) snapshots(ctx context.Context, sched *storkv1.SnapshotSchedule) ([]storkv1.Snapshot, error) {
+	var list storkv1.SnapshotList
+	if err := r.Client.List(ctx, &list, client.InNamespace(sched.Namespace), client.MatchingLabels{LabelSchedule: sched.Name}); err != nil {
+		return nil, fmt.Errorf("listing the Snapshots of schedule %s: %w", sched.Name, err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return scheduledTime(&list.Items[i]).Before(scheduledTime(&list.Items[j])) })
+	return list.Items, nil
+}
+
+// updateHistory copies the phases of the runs' Snapshots into the history.
+func (r *Reconciler) updateHistory(sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot) {
+	st := &sched.Status
+	byName := map[string]*storkv1.Snapshot{}
+	for i := range snaps {
+		byName[snaps[i].Name] = &snaps[i]
+	}
+	for i := range st.History {
+		h := &st.History[i]
+		s, ok := byName[h.SnapshotName]
+		if h.SnapshotName == "" || !ok {
+			continue
+		}
+		h.Phase = phaseOf(*s)
+		if c := meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionReady); c != nil && final(s.Status.Phase) {
+			h.Message = c.Message
+		}
+	}
+	// The newest finished run is the last result.
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if final(snaps[i].Status.Phase) {
+			st.LastResult = string(snaps[i].Status.Phase)
+			break
+		}
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if snaps[i].Status.Phase == storkv1.SnapshotReady {
+			t := metav1.Time{Time: scheduledTime(&snaps[i])}
+			if snaps[i].Status.CompletionTime != nil {
+				t = *snaps[i].Status.CompletionTime
+			}
+			st.LastSuccessfulTime = &t
+			break
+		}
+	}
+}
+
+// applyRetention deletes the schedule's Ready Snapshots the policy does not keep, and failed
+// ones beyond the newest few. Snapshots still running are never touched.
+func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) error {
+	ret := sched.Spec.Retention
+	p := retention.Policy{Last: int(ret.KeepLast), Hourly: int(ret.KeepHourly), Daily: int(ret.KeepDaily), Weekly: int(ret.KeepWeekly), Monthly: int(ret.KeepMonthly)}
+	var ready, failed []storkv1.Snapshot
+	for _, s := range snaps {
+		if s.DeletionTimestamp != nil {
+			continue
+		}
+		switch s.Status.Phase {
+		case storkv1.SnapshotReady:
+			ready = append(ready, s)
+		case storkv1.SnapshotFailed:
+			failed = append(failed, s)
+		}
+	}
+	var drop []storkv1.Snapshot
+	if !p.Empty() {
+		times := make([]time.Time, len(ready))
+		for i := range ready {
+			times[i] = scheduledTime(&ready[i])
+		}
+		for _, d := range retention.Apply(times, p, loc) {
+			if !d.Keep {
+				drop = append(drop, ready[d.Index])
+			}
+		}
+	}
+	if len(failed) > keepFailed {
+		drop = append(drop, failed[:len(failed)-keepFailed]...)
+	}
+	for i := range drop {
+		s := &drop[i]
+		if err := r.Client.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting Snapshot %s/%s by retention: %w", s.Namespace, s.Name, err)
+		}
+		r.event(sched, corev1.EventTypeNormal, "RetentionDeleted", fmt.Sprintf("deleted Snapshot %s (%s): retention %s", s.Name, s.Status.Phase, p))
+	}
+	return nil
+}
+
+func scheduledTime(s *storkv1.Snapshot) time.Time {
+	if t, err := time.Parse(time.RFC3339, s.Annotations[AnnotationScheduledTime]); err == nil {
+		return t
+	}
+	return s.CreationTimestamp.Time
+}
+
+func final(p storkv1.SnapshotPhase) bool {
+	return p == storkv1.SnapshotReady || p == storkv1.SnapshotFailed
+}
+
+func phaseOf(s storkv1.Snapshot) string {
+	if s.Status.Phase == "" {
+		return string(storkv1.SnapshotPending)
+	}
+	return string(s.Status.Phase)
+}
+
+func prepend(sched *storkv1.SnapshotSchedule, run storkv1.ScheduleRun) {
+	h := append([]storkv1.ScheduleRun{run}, sched.Status.History...)
+	if len(h) > historyLen {
+		h = h[:historyLen]
+	}
+	sched.Status.History = h
+}
+
+func setCondition(sched *storkv1.SnapshotSchedule, t string, ok bool, reason, msg string) {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&sched.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: sched.Generation})
+}
+
+func (r *Reconciler) event(obj client.Object, kind, reason, msg string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, kind, reason, "Schedule", "%s", msg)
+	}
+}
