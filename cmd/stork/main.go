@@ -21,6 +21,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup"
 	"stork.dev/stork/backup/hooks"
+	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/local" // registers the local driver
 	"stork.dev/stork/internal/version"
@@ -109,6 +110,10 @@ func run(metricsAddr, probeAddr, driverList, namespace string, driverConfig map[
 	runner := &hooks.Runner{Client: mgr.GetClient(), Exec: &hooks.APIExecutor{Config: cfg, Client: clientset.CoreV1().RESTClient()}}
 	if err := (&backup.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
 		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&locations.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("stork-location")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&schedules.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),

@@ -1,0 +1,217 @@
+// Package locations checks BackupLocations: it reads their credentials and encryption key from
+// Secrets, opens the object store, probes it (list, and for writable locations write, read back
+// and delete an object), opens the backup repository there — initialising it on first use —
+// and reports Available or Unavailable with a reason a person can act on. It rechecks every
+// sync period. Credentials never reach logs, Events or status.
+package locations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
+)
+
+// Reasons of the Available condition besides objstore's problems.
+const (
+	ReasonVerified             = "Verified"
+	ReasonSecretMissing        = "SecretMissing"
+	ReasonWrongEncryptionKey   = "WrongEncryptionKey"
+	ReasonNoRepository         = "NoRepository"
+	ReasonRepositoryUnreadable = "RepositoryUnreadable"
+)
+
+// Reconciler checks BackupLocations.
+type Reconciler struct {
+	Client client.Client
+	// Secrets reads the Secrets a location names. Give it an uncached reader (the manager's
+	// APIReader): the controller may then get Secrets by name without the right to list or
+	// watch every Secret of the cluster.
+	Secrets  client.Reader
+	Recorder events.EventRecorder
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("backuplocation").For(&storkv1.BackupLocation{}).Complete(r)
+}
+
+// unavailable is why a location cannot be used.
+type unavailable struct{ reason, message string }
+
+func (u *unavailable) Error() string { return u.message }
+
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	loc := &storkv1.BackupLocation{}
+	if err := r.Client.Get(ctx, req.NamespacedName, loc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	period := time.Minute
+	if loc.Spec.SyncPeriod != nil {
+		period = loc.Spec.SyncPeriod.Duration
+	}
+	if last := loc.Status.LastValidationTime; last != nil && loc.Status.ObservedGeneration == loc.Generation && time.Since(last.Time) < period {
+		return ctrl.Result{RequeueAfter: period - time.Since(last.Time)}, nil
+	}
+	orig := loc.DeepCopy()
+	repoID, err := r.check(ctx, loc)
+	now := metav1.Now()
+	st := &loc.Status
+	st.LastValidationTime, st.ObservedGeneration = &now, loc.Generation
+	cond := metav1.Condition{Type: storkv1.ConditionAvailable, ObservedGeneration: loc.Generation}
+	var u *unavailable
+	switch {
+	case err == nil:
+		st.Phase, st.RepositoryID = storkv1.BackupLocationAvailable, repoID
+		cond.Status, cond.Reason = metav1.ConditionTrue, ReasonVerified
+		cond.Message = "repository " + repoID + " opened"
+		if loc.Spec.AccessMode != storkv1.AccessReadOnly {
+			cond.Message += "; a probe object was written, read back and deleted"
+		}
+	case errors.As(err, &u):
+		st.Phase = storkv1.BackupLocationUnavailable
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, u.reason, u.message
+	default:
+		return ctrl.Result{}, err
+	}
+	was := meta.FindStatusCondition(orig.Status.Conditions, storkv1.ConditionAvailable)
+	if was == nil || was.Status != cond.Status || was.Reason != cond.Reason {
+		kind := corev1.EventTypeNormal
+		if cond.Status != metav1.ConditionTrue {
+			kind = corev1.EventTypeWarning
+		}
+		if r.Recorder != nil {
+			r.Recorder.Eventf(loc, nil, kind, cond.Reason, "Check", "%s", cond.Message)
+		}
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	if err := r.Client.Status().Patch(ctx, loc, client.MergeFrom(orig)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("updating the status of BackupLocation %s: %w", req.NamespacedName, err)
+	}
+	return ctrl.Result{RequeueAfter: period}, nil
+}
+
+// check opens the location and its repository and returns the repository's ID, or an
+// *unavailable error.
+func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (string, error) {
+	cfg, key, err := r.config(ctx, loc)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	store, err := objstore.Open(ctx, cfg)
+	if err != nil {
+		return "", &unavailable{objstore.Problem(err), "opening " + loc.Spec.URL + ": " + err.Error()}
+	}
+	defer store.Close()
+	readOnly := loc.Spec.AccessMode == storkv1.AccessReadOnly
+	if err := store.Probe(ctx, readOnly); err != nil {
+		p := objstore.Problem(err)
+		return "", &unavailable{p, fmt.Sprintf("%s: %v%s", loc.Spec.URL, err, hint(p, loc))}
+	}
+	rp, err := repo.Open(ctx, store, key)
+	switch {
+	case errors.Is(err, repo.ErrNoRepository) && readOnly:
+		return "", &unavailable{ReasonNoRepository, loc.Spec.URL + " holds no backup repository, and the location is ReadOnly: check the URL and prefix"}
+	case errors.Is(err, repo.ErrNoRepository):
+		if rp, err = repo.Init(ctx, store, key, repo.InitOptions{}); err != nil {
+			return "", &unavailable{objstore.Problem(err), "initialising a repository in " + loc.Spec.URL + ": " + err.Error()}
+		}
+		if r.Recorder != nil {
+			r.Recorder.Eventf(loc, nil, corev1.EventTypeNormal, "RepositoryInitialised", "Check", "initialised repository %s in %s", rp.Config().ID, loc.Spec.URL)
+		}
+	case errors.Is(err, repo.ErrWrongKey):
+		return "", &unavailable{ReasonWrongEncryptionKey, fmt.Sprintf("the passphrase in Secret %s (key %s) does not open the repository in %s: give the key it was created with",
+			loc.Spec.EncryptionKeySecretRef.Name, loc.Spec.EncryptionKeySecretRef.Key, loc.Spec.URL)}
+	case err != nil:
+		return "", &unavailable{ReasonRepositoryUnreadable, "opening the repository in " + loc.Spec.URL + ": " + err.Error()}
+	}
+	defer rp.Close()
+	return rp.Config().ID, nil
+}
+
+func hint(problem string, loc *storkv1.BackupLocation) string {
+	secret := "(none)"
+	if loc.Spec.CredentialsSecretRef != nil {
+		secret = loc.Spec.CredentialsSecretRef.Name
+	}
+	switch problem {
+	case objstore.ProblemInvalidCredentials:
+		return "; the store does not accept the credentials of Secret " + secret
+	case objstore.ProblemAccessDenied:
+		return "; the credentials of Secret " + secret + " lack a permission (list, and for ReadWrite locations put, get and delete)"
+	case objstore.ProblemBucketNotFound:
+		return "; create the bucket, or fix spec.url"
+	}
+	return ""
+}
+
+// config builds the store configuration and repository key from the location and its Secrets.
+func (r *Reconciler) config(ctx context.Context, loc *storkv1.BackupLocation) (objstore.Config, repo.UserKey, error) {
+	cfg := objstore.Config{URL: loc.Spec.URL}
+	if s3 := loc.Spec.S3; s3 != nil {
+		cfg.S3 = objstore.S3Options{Endpoint: s3.Endpoint, Region: s3.Region, ForcePathStyle: s3.ForcePathStyle}
+	}
+	scheme := ""
+	if u, err := url.Parse(loc.Spec.URL); err == nil {
+		scheme = u.Scheme
+	}
+	if ref := loc.Spec.CredentialsSecretRef; ref != nil {
+		data, err := r.secret(ctx, loc.Namespace, ref.Name)
+		if err != nil {
+			return cfg, repo.UserKey{}, err
+		}
+		need := map[string][]string{"s3": {"accessKeyID", "secretAccessKey"}, "gs": {"serviceAccount.json"}, "azblob": {"accountName", "accountKey"}}[scheme]
+		var missing []string
+		for _, k := range need {
+			if len(data[k]) == 0 {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) > 0 {
+			return cfg, repo.UserKey{}, &unavailable{ReasonSecretMissing, fmt.Sprintf("spec.credentialsSecretRef: Secret %s/%s has no %s (a %s:// location needs %s)",
+				loc.Namespace, ref.Name, strings.Join(missing, ", "), scheme, strings.Join(need, " and "))}
+		}
+		cfg.Credentials = objstore.Credentials{AccessKeyID: string(data["accessKeyID"]), SecretAccessKey: string(data["secretAccessKey"]),
+			SessionToken: string(data["sessionToken"]), GCSServiceAccountJSON: data["serviceAccount.json"],
+			AzureAccountName: string(data["accountName"]), AzureAccountKey: string(data["accountKey"])}
+	} else if scheme != "file" {
+		return cfg, repo.UserKey{}, &unavailable{ReasonSecretMissing, "spec.credentialsSecretRef is required for a " + scheme + ":// location: Stork never uses the environment's credentials"}
+	}
+	ref := loc.Spec.EncryptionKeySecretRef
+	data, err := r.secret(ctx, loc.Namespace, ref.Name)
+	if err != nil {
+		return cfg, repo.UserKey{}, err
+	}
+	if len(data[ref.Key]) == 0 {
+		return cfg, repo.UserKey{}, &unavailable{ReasonSecretMissing, fmt.Sprintf("spec.encryptionKeySecretRef: Secret %s/%s has no key %s", loc.Namespace, ref.Name, ref.Key)}
+	}
+	return cfg, repo.UserKey{Passphrase: string(data[ref.Key])}, nil
+}
+
+func (r *Reconciler) secret(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	s := &corev1.Secret{}
+	err := r.Secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
+	if apierrors.IsNotFound(err) {
+		return nil, &unavailable{ReasonSecretMissing, fmt.Sprintf("Secret %s/%s does not exist", ns, name)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
+	}
+	return s.Data, nil
+}
