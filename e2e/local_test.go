@@ -19,8 +19,8 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -198,8 +198,9 @@ func TestLocalDriver(t *testing.T) {
 
 	t.Run("invalid requests end in a clear condition", func(t *testing.T) {
 		elsewhere := t.TempDir()
-		foreign := makeVolume(t, c, "app", "foreign", nodeA, elsewhere, nil)
-		_ = foreign
+		if err := c.Volume(ctx, "app", "foreign", nodeA, elsewhere, nil); err != nil {
+			t.Fatal(err)
+		}
 		cases := []struct {
 			name, reason, text string
 			source             storkv1.SnapshotSource
@@ -443,8 +444,7 @@ func TestLocalDriver(t *testing.T) {
 			t.Errorf("schedule status %+v", sched.Status)
 		}
 		// Stop it, so that the tests after this one see no new snapshots.
-		sched.Spec.Suspend = true
-		if err := c.Client.Update(ctx, sched); err != nil {
+		if err := c.Client.Patch(ctx, sched, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"suspend":true}}`))); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.WaitFor(ctx, 30*time.Second, "the suspended schedule to say so", func(ctx context.Context) (bool, error) {
@@ -585,42 +585,11 @@ func mustCreate(t *testing.T, c *harness.Cluster, obj client.Object) {
 	}
 }
 
-// makeLocalVolume makes a volume directory under the node's storage root, a local
-// PersistentVolume for it and a claim bound to it, and returns the directory.
+// makeLocalVolume is Cluster.LocalVolume for a test.
 func makeLocalVolume(t *testing.T, c *harness.Cluster, ns, claim, node string, labels map[string]string) string {
 	t.Helper()
-	dir := filepath.Join(c.NodeRoot(node), "app-volumes", ns+"-"+claim)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return makeVolume(t, c, ns, claim, node, dir, labels)
-}
-
-func makeVolume(t *testing.T, c *harness.Cluster, ns, claim, node, dir string, labels map[string]string) string {
-	t.Helper()
-	ctx := context.Background()
-	pvName := "pv-" + ns + "-" + claim
-	size := resource.MustParse("1Gi")
-	mustCreate(t, c, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: pvName},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              "local",
-			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
-			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: claim},
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}}}},
-		}})
-	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: claim, Labels: labels},
-		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
-			StorageClassName: ptr.To("local"), VolumeName: pvName}}
-	mustCreate(t, c, pvc)
-	if err := c.WaitFor(ctx, time.Minute, "claim "+ns+"/"+claim+" to bind", func(ctx context.Context) (bool, error) {
-		err := c.Client.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)
-		return err == nil && pvc.Status.Phase == corev1.ClaimBound, err
-	}); err != nil {
+	dir, err := c.LocalVolume(context.Background(), ns, claim, node, labels)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -122,14 +122,19 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 	}
 	fmt.Fprintf(out, "  pod %s/hello bound to %s\n", namespace, node)
 
+	if err := storkStory(ctx, out, step, cluster, zones); err != nil {
+		return err
+	}
+
 	step("The cluster is yours")
 	kubectl := bins.Path("kubectl")
 	fmt.Fprintf(out, `  export KUBECONFIG=%s
   %s get nodes -L topology.kubernetes.io/zone,stork.dev/rack
-  %s get backuplocations,snapshots,backups,restores -n %s
+  %s get storagenodes
+  %s get backuplocations,snapshots,snapshotschedules,volumetasks -n %s
+  %s/storkctl snapshot describe db-snap -n %s
   %s explain snapshot.spec.source
-  %s get crds | grep stork.dev
-`, cluster.Kubeconfig, kubectl, kubectl, namespace, kubectl, kubectl)
+`, cluster.Kubeconfig, kubectl, kubectl, kubectl, namespace, storkctlDir(), namespace, kubectl)
 	if wait <= 0 {
 		fmt.Fprintln(out, "  (not waiting: run `make demo` from a terminal to keep the cluster up until Ctrl-C)")
 		return nil

@@ -27,6 +27,13 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`BackupLocation stork-demo/local → file:///`),
 		regexp.MustCompile(`spec\.url: Invalid value: .*url must be s3://BUCKET`),
 		regexp.MustCompile(`pod stork-demo/hello bound to node-zone-[abc]-[12]`),
+		regexp.MustCompile(`local\.node-zone-c-2\s+zone-c\s+Healthy`),
+		regexp.MustCompile(`BackupLocation local: Available \(Verified\) — repository [0-9a-f]{16} initialised`),
+		regexp.MustCompile(`db-snap: Ready, .* of .*, 2 of 2 volumes`),
+		regexp.MustCompile(`data-0: captured on node-zone-a-1 \(zone-a\)`),
+		regexp.MustCompile(`stork-demo-copy/data-0 \(Bound\) on node-zone-a-1: 21 files, .* — identical to the snapshot`),
+		regexp.MustCompile(`stork-demo-copy/data-1 \(Bound\) on node-zone-b-1: 21 files, .* — identical to the snapshot`),
+		regexp.MustCompile(`2 snapshots of the schedule remain`),
 		regexp.MustCompile(`export KUBECONFIG=/\S+/demo/kubeconfig`),
 		regexp.MustCompile(`all stopped, nothing left running\.`),
 	} {

@@ -2,6 +2,8 @@ package harness
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,8 +12,12 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -29,19 +35,40 @@ var (
 )
 
 // Commands builds stork, stork-agent and storkctl from this checkout, once per test process,
-// and returns the directory that holds them.
+// and returns the directory that holds them: one per checkout under the user's cache, so that
+// nothing piles up in /tmp. Each process builds into a directory of its own and renames the
+// binaries into place, so test processes running at once do not trip over each other.
 func Commands() (string, error) {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
-		module := filepath.Join(filepath.Dir(file), "..", "..")
-		buildDir, buildErr = os.MkdirTemp("", "stork-e2e-bin-")
-		if buildErr != nil {
+		module := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl")
+		sum := sha256.Sum256([]byte(module))
+		buildDir = filepath.Join(cache, "stork", "e2e-bin", hex.EncodeToString(sum[:6]))
+		if buildErr = os.MkdirAll(buildDir, 0o755); buildErr != nil {
+			return
+		}
+		tmp, err := os.MkdirTemp(buildDir, ".build-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		defer os.RemoveAll(tmp)
+		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl")
 		cmd.Dir = module
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building Stork's commands: %v\n%s", err, out)
+			return
+		}
+		for _, b := range []string{"stork", "stork-agent", "storkctl"} {
+			if err := os.Rename(filepath.Join(tmp, b), filepath.Join(buildDir, b)); err != nil {
+				buildErr = err
+				return
+			}
 		}
 	})
 	return buildDir, buildErr
@@ -168,5 +195,47 @@ func (c *Cluster) StartAgent(ctx context.Context, node string, extraArgs ...stri
 		sn := &storkv1.StorageNode{}
 		err := c.Client.Get(ctx, client.ObjectKey{Name: "local." + node}, sn)
 		return err == nil && sn.Status.Health != "", client.IgnoreNotFound(err)
+	})
+}
+
+// LocalVolume makes a volume directory under the node's storage root, a local PersistentVolume
+// for it (storage class "local", pre-bound) and a claim bound to it, as an administrator or
+// local-path-provisioner would, and returns the directory.
+func (c *Cluster) LocalVolume(ctx context.Context, ns, claim, node string, labels map[string]string) (string, error) {
+	dir := filepath.Join(c.NodeRoot(node), "app-volumes", ns+"-"+claim)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, c.Volume(ctx, ns, claim, node, dir, labels)
+}
+
+// Volume makes a local PersistentVolume of 1Gi at dir on node and a claim bound to it.
+func (c *Cluster) Volume(ctx context.Context, ns, claim, node, dir string, labels map[string]string) error {
+	pvName := "pv-" + ns + "-" + claim
+	size := resource.MustParse("1Gi")
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: pvName},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              "local",
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
+			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: claim},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}}}},
+		}}
+	if err := c.Client.Create(ctx, pv); err != nil {
+		return fmt.Errorf("creating PersistentVolume %s: %w", pvName, err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: claim, Labels: labels},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+			StorageClassName: ptr.To("local"), VolumeName: pvName}}
+	if err := c.Client.Create(ctx, pvc); err != nil {
+		return fmt.Errorf("creating PersistentVolumeClaim %s/%s: %w", ns, claim, err)
+	}
+	return c.WaitFor(ctx, time.Minute, "claim "+ns+"/"+claim+" to bind", func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(pvc), pvc)
+		return err == nil && pvc.Status.Phase == corev1.ClaimBound, err
 	})
 }
