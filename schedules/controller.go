@@ -28,6 +28,9 @@ import (
 const (
 	// LabelSchedule names the schedule that made a Snapshot.
 	LabelSchedule = "stork.dev/schedule"
+	// LabelScheduleUID is the UID of that schedule: runs and retention act on the Snapshots of
+	// this schedule only, not on those of an earlier schedule of the same name.
+	LabelScheduleUID = "stork.dev/schedule-uid"
 	// AnnotationScheduledTime is the time the run was due (RFC 3339), which retention sorts by.
 	AnnotationScheduledTime = "stork.dev/scheduled-time"
 )
@@ -81,9 +84,15 @@ func Parse(spec storkv1.SnapshotScheduleSpec) (cron.Schedule, *time.Location, er
 			return nil, nil, fmt.Errorf("spec.timeZone %q is not a known IANA time zone (e.g. Europe/Paris): %v", spec.TimeZone, err)
 		}
 	}
+	if strings.HasPrefix(spec.Schedule, "CRON_TZ=") || strings.HasPrefix(spec.Schedule, "TZ=") {
+		return nil, nil, fmt.Errorf("spec.schedule %q: set the time zone in spec.timeZone, not in the expression", spec.Schedule)
+	}
 	s, err := parser.Parse(spec.Schedule)
 	if err != nil {
 		return nil, nil, fmt.Errorf("spec.schedule %q: %v", spec.Schedule, err)
+	}
+	if s.Next(time.Now().In(loc)).IsZero() {
+		return nil, nil, fmt.Errorf("spec.schedule %q never fires (a day that does not exist, such as February 30)", spec.Schedule)
 	}
 	return s, loc, nil
 }
@@ -134,30 +143,38 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 		return ctrl.Result{}, err
 	}
 	r.updateHistory(sched, snaps)
-	if err := r.applyRetention(ctx, sched, snaps, loc); err != nil {
-		return ctrl.Result{}, err
-	}
 
 	now := r.Clock.Now()
 	if sched.Spec.Suspend {
 		st.NextScheduleTime = nil
 		setCondition(sched, storkv1.ConditionProgressing, false, "Suspended", "spec.suspend is true: no new runs")
+		r.applyRetention(ctx, sched, snaps, loc)
 		return ctrl.Result{}, nil
 	}
 	last := sched.CreationTimestamp.Time
 	if st.LastScheduleTime != nil {
 		last = st.LastScheduleTime.Time
 	}
+	if st.ObservedGeneration != 0 && st.ObservedGeneration != sched.Generation {
+		// Edited (a new expression or time zone, or resumed): times the old spec missed are
+		// not caught up.
+		last = now
+	}
 	due, missed := latestDue(cs, last.In(loc), now.In(loc))
 	if !due.IsZero() {
 		if err := r.run(ctx, sched, snaps, due, missed); err != nil {
 			return ctrl.Result{}, err
 		}
+		last = due
 	}
-	next := cs.Next(now.In(loc))
+	r.applyRetention(ctx, sched, snaps, loc)
+	next := cs.Next(last.In(loc)) // from the last run: "@every 1m" means a minute after it
+	if !next.After(now) {
+		next = cs.Next(now.In(loc))
+	}
 	st.NextScheduleTime = &metav1.Time{Time: next}
 	setCondition(sched, storkv1.ConditionProgressing, true, "Waiting", "next run at "+next.Format(time.RFC3339))
-	return ctrl.Result{RequeueAfter: next.Sub(now) + 100*time.Millisecond}, nil
+	return ctrl.Result{RequeueAfter: max(next.Sub(now), 0) + 100*time.Millisecond}, nil
 }
 
 // latestDue returns the latest time of the schedule after last and not after now, and how many
@@ -165,11 +182,11 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 func latestDue(cs cron.Schedule, last, now time.Time) (time.Time, int) {
 	var due time.Time
 	n := 0
-	for t := cs.Next(last); !t.After(now); t = cs.Next(t) {
+	for t := cs.Next(last); !t.IsZero() && !t.After(now); t = cs.Next(t) {
 		due, n = t, n+1
 		if n == 10000 {
 			// Skip ahead: what counts is the latest time, not every one.
-			for t2 := cs.Next(now.Add(-24 * time.Hour)); !t2.After(now); t2 = cs.Next(t2) {
+			for t2 := cs.Next(now.Add(-24 * time.Hour)); !t2.IsZero() && !t2.After(now); t2 = cs.Next(t2) {
 				if t2.After(due) {
 					due = t2
 				}
@@ -190,7 +207,8 @@ func (r *Reconciler) run(ctx context.Context, sched *storkv1.SnapshotSchedule, s
 	}
 	if sched.Spec.ConcurrencyPolicy != storkv1.ConcurrencyAllow {
 		for _, s := range snaps {
-			if !final(s.Status.Phase) {
+			// A Snapshot being deleted (retention) is not a run in progress.
+			if s.DeletionTimestamp == nil && !final(s.Status.Phase) {
 				run.Phase = "Skipped"
 				run.Message = strings.TrimSpace(run.Message + " skipped: Snapshot " + s.Name + " of the previous run is still " + phaseOf(s) + " (concurrencyPolicy Forbid)")
 				r.event(sched, corev1.EventTypeNormal, "RunSkipped", run.Message)
@@ -215,7 +233,12 @@ func (r *Reconciler) run(ctx context.Context, sched *storkv1.SnapshotSchedule, s
 		snap.Annotations[k] = v
 	}
 	snap.Labels[LabelSchedule] = sched.Name
+	snap.Labels[LabelScheduleUID] = string(sched.UID)
 	if err := r.Client.Create(ctx, snap); err != nil && !apierrors.IsAlreadyExists(err) {
+		if !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) {
+			// Transient: the status is not written, so the run is tried again (same name).
+			return fmt.Errorf("creating Snapshot %s for schedule %s: %w", snap.Name, sched.Name, err)
+		}
 		run.Phase, run.Message = "Failed", "creating Snapshot "+snap.Name+": "+err.Error()
 		r.event(sched, corev1.EventTypeWarning, "RunFailed", run.Message)
 		prepend(sched, run)
@@ -229,8 +252,12 @@ func (r *Reconciler) run(ctx context.Context, sched *storkv1.SnapshotSchedule, s
 
 // snapshots lists the schedule's Snapshots, oldest first.
 func (r *Reconciler) snapshots(ctx context.Context, sched *storkv1.SnapshotSchedule) ([]storkv1.Snapshot, error) {
+	reader := r.Reader
+	if reader == nil {
+		reader = r.Client
+	}
 	var list storkv1.SnapshotList
-	if err := r.Client.List(ctx, &list, client.InNamespace(sched.Namespace), client.MatchingLabels{LabelSchedule: sched.Name}); err != nil {
+	if err := reader.List(ctx, &list, client.InNamespace(sched.Namespace), client.MatchingLabels{LabelScheduleUID: string(sched.UID)}); err != nil {
 		return nil, fmt.Errorf("listing the Snapshots of schedule %s: %w", sched.Name, err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return scheduledTime(&list.Items[i]).Before(scheduledTime(&list.Items[j])) })
@@ -275,8 +302,9 @@ func (r *Reconciler) updateHistory(sched *storkv1.SnapshotSchedule, snaps []stor
 }
 
 // applyRetention deletes the schedule's Ready Snapshots the policy does not keep, and failed
-// ones beyond the newest few. Snapshots still running are never touched.
-func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) error {
+// ones beyond the newest few. Snapshots still running are never touched. A deletion that fails
+// is reported in an Event and tried again at the next reconcile; it does not hold up runs.
+func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
 	ret := sched.Spec.Retention
 	p := retention.Policy{Last: int(ret.KeepLast), Hourly: int(ret.KeepHourly), Daily: int(ret.KeepDaily), Weekly: int(ret.KeepWeekly), Monthly: int(ret.KeepMonthly)}
 	var ready, failed []storkv1.Snapshot
@@ -308,12 +336,12 @@ func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.Snapshot
 	}
 	for i := range drop {
 		s := &drop[i]
-		if err := r.Client.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting Snapshot %s/%s by retention: %w", s.Namespace, s.Name, err)
+		if err := r.Client.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
+			r.event(sched, corev1.EventTypeWarning, "RetentionFailed", fmt.Sprintf("deleting Snapshot %s: %v", s.Name, err))
+			continue
 		}
 		r.event(sched, corev1.EventTypeNormal, "RetentionDeleted", fmt.Sprintf("deleted Snapshot %s (%s): retention %s", s.Name, s.Status.Phase, p))
 	}
-	return nil
 }
 
 func scheduledTime(s *storkv1.Snapshot) time.Time {

@@ -33,7 +33,8 @@ func newHarness(t *testing.T, spec storkv1.SnapshotScheduleSpec, created time.Ti
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
 	spec.Template.Spec.Source.ClaimName = "data"
-	sched := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "nightly", CreationTimestamp: metav1.Time{Time: created}}, Spec: spec}
+	sched := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "nightly", UID: "sched-uid", Generation: 1,
+		CreationTimestamp: metav1.Time{Time: created}}, Spec: spec}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(sched).WithStatusSubresource(sched, &storkv1.Snapshot{}).Build()
 	clk := clocktesting.NewFakePassiveClock(created)
 	return &harness{t: t, c: c, clock: clk, r: &Reconciler{Client: c, Clock: clk}, key: client.ObjectKeyFromObject(sched)}
@@ -131,6 +132,42 @@ func TestConcurrencyForbidSkips(t *testing.T) {
 	if n := len(h.snapshots()); n != 2 {
 		t.Fatalf("%d snapshots after the first ended, want 2", n)
 	}
+	// A Snapshot being deleted (by retention, waiting on a finalizer) is not a run going on.
+	for _, sn := range h.snapshots() {
+		if sn.Status.Phase == "" {
+			sn.Finalizers = []string{"stork.dev/snapshot-data"}
+			if err := h.c.Update(context.Background(), &sn); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.c.Delete(context.Background(), &sn); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s = h.at(t0.Add(4 * time.Minute))
+	if s.Status.History[0].Phase == "Skipped" {
+		t.Errorf("a deleting Snapshot made the run skip: %+v", s.Status.History[0])
+	}
+}
+
+func TestNextRunAndEdits(t *testing.T) {
+	h := newHarness(t, storkv1.SnapshotScheduleSpec{Schedule: "@every 1m"}, t0)
+	// Reconciled 7 seconds late: the next run is a minute after the one that ran, not after now.
+	s := h.at(t0.Add(time.Minute + 7*time.Second))
+	if want := t0.Add(2 * time.Minute); !s.Status.NextScheduleTime.Time.Equal(want) {
+		t.Errorf("next run %v, want %v", s.Status.NextScheduleTime.Time, want)
+	}
+	h.finishAll(storkv1.SnapshotReady)
+	// An edit (here: a new expression) does not catch up times the old spec missed.
+	s.Spec.Schedule = "@every 10m"
+	s.Generation++
+	if err := h.c.Update(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	h.at(t0.Add(time.Hour))
+	if n := len(h.snapshots()); n != 1 {
+		t.Errorf("%d snapshots after an edit, want no catch-up run", n)
+	}
 }
 
 func TestRetention(t *testing.T) {
@@ -159,6 +196,8 @@ func TestSuspendAndInvalid(t *testing.T) {
 	}
 	for _, tc := range []struct{ schedule, tz, reason, text string }{
 		{"61 * * * *", "", "InvalidSchedule", "spec.schedule"},
+		{"0 0 30 2 *", "", "InvalidSchedule", "never fires"},
+		{"CRON_TZ=Asia/Tokyo 0 2 * * *", "", "InvalidSchedule", "spec.timeZone"},
 		{"@every 1m", "Mars/Olympus", "InvalidTimeZone", "spec.timeZone \"Mars/Olympus\""},
 	} {
 		h := newHarness(t, storkv1.SnapshotScheduleSpec{Schedule: tc.schedule, TimeZone: tc.tz}, t0)

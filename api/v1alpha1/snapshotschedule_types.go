@@ -66,7 +66,9 @@ type SnapshotTemplateMetadata struct {
 // SnapshotScheduleSpec says when to take Snapshots and how many to keep.
 type SnapshotScheduleSpec struct {
 	// Schedule in cron format: five fields (minute hour day-of-month month day-of-week),
-	// six with a leading seconds field, or a descriptor such as @hourly or @every 15m.
+	// six with a leading seconds field, or a descriptor such as @hourly or @every 15m. The
+	// time zone goes in timeZone. Daylight-saving transitions follow robfig/cron: a local time
+	// that occurs twice may run twice, one that does not occur is skipped.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9][0-9a-z.]*|[^ ]+( +[^ ]+){4,5})$')",message="schedule must be a cron expression of 5 or 6 fields, @every DURATION, or @hourly/@daily/@weekly/@monthly/@yearly"
@@ -143,6 +145,7 @@ type SnapshotScheduleStatus struct {
 // +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.lastResult`
 // +kubebuilder:printcolumn:name="Next",type=string,JSONPath=`.status.nextScheduleTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="metadata.name must be at most 52 characters: it prefixes the names of the Snapshots the schedule makes and is a label value"
 type SnapshotSchedule struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

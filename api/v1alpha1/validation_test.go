@@ -153,6 +153,7 @@ func TestCRDValidation(t *testing.T) {
 				[]string{"spec.backupLocation"}},
 
 			{"schedule cron ok", schedule("cron", "*/5 * * * *", nil), nil},
+			{"schedule name too long", schedule(strings.Repeat("n", 53), "*/5 * * * *", nil), []string{"metadata.name must be at most 52 characters"}},
 			{"schedule seconds ok", schedule("seconds", "*/10 * * * * *", nil), nil},
 			{"schedule every ok", schedule("every", "@every 90s", nil), nil},
 			{"schedule words", schedule("words", "every day", nil), []string{"spec.schedule", "cron expression of 5 or 6 fields"}},

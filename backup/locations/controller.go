@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/objstore"
@@ -47,7 +48,9 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).Named("backuplocation").For(&storkv1.BackupLocation{}).Complete(r)
+	// Several at once: one unreachable store must not delay the checks of the others.
+	return ctrl.NewControllerManagedBy(mgr).Named("backuplocation").For(&storkv1.BackupLocation{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).Complete(r)
 }
 
 // unavailable is why a location cannot be used.
@@ -124,16 +127,21 @@ func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (st
 		p := objstore.Problem(err)
 		return "", &unavailable{p, fmt.Sprintf("%s: %v%s", loc.Spec.URL, err, hint(p, loc))}
 	}
-	rp, err := repo.Open(ctx, store, key)
+	// Only the configuration and keys: a check every sync period must not read the index of
+	// a repository of any size.
+	rcfg, err := repo.Verify(ctx, store, key)
 	switch {
 	case errors.Is(err, repo.ErrNoRepository) && readOnly:
 		return "", &unavailable{ReasonNoRepository, loc.Spec.URL + " holds no backup repository, and the location is ReadOnly: check the URL and prefix"}
 	case errors.Is(err, repo.ErrNoRepository):
-		if rp, err = repo.Init(ctx, store, key, repo.InitOptions{}); err != nil {
+		rp, err := repo.Init(ctx, store, key, repo.InitOptions{})
+		if err != nil {
 			return "", &unavailable{objstore.Problem(err), "initialising a repository in " + loc.Spec.URL + ": " + err.Error()}
 		}
+		rcfg = rp.Config()
+		rp.Close()
 		if r.Recorder != nil {
-			r.Recorder.Eventf(loc, nil, corev1.EventTypeNormal, "RepositoryInitialised", "Check", "initialised repository %s in %s", rp.Config().ID, loc.Spec.URL)
+			r.Recorder.Eventf(loc, nil, corev1.EventTypeNormal, "RepositoryInitialised", "Check", "initialised repository %s in %s", rcfg.ID, loc.Spec.URL)
 		}
 	case errors.Is(err, repo.ErrWrongKey):
 		return "", &unavailable{ReasonWrongEncryptionKey, fmt.Sprintf("the passphrase in Secret %s (key %s) does not open the repository in %s: give the key it was created with",
@@ -141,8 +149,7 @@ func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (st
 	case err != nil:
 		return "", &unavailable{ReasonRepositoryUnreadable, "opening the repository in " + loc.Spec.URL + ": " + err.Error()}
 	}
-	defer rp.Close()
-	return rp.Config().ID, nil
+	return rcfg.ID, nil
 }
 
 func hint(problem string, loc *storkv1.BackupLocation) string {
@@ -172,7 +179,7 @@ func (r *Reconciler) config(ctx context.Context, loc *storkv1.BackupLocation) (o
 		scheme = u.Scheme
 	}
 	if ref := loc.Spec.CredentialsSecretRef; ref != nil {
-		data, err := r.secret(ctx, loc.Namespace, ref.Name)
+		data, err := r.secret(ctx, "spec.credentialsSecretRef", loc.Namespace, ref.Name)
 		if err != nil {
 			return cfg, repo.UserKey{}, err
 		}
@@ -194,21 +201,25 @@ func (r *Reconciler) config(ctx context.Context, loc *storkv1.BackupLocation) (o
 		return cfg, repo.UserKey{}, &unavailable{ReasonSecretMissing, "spec.credentialsSecretRef is required for a " + scheme + ":// location: Stork never uses the environment's credentials"}
 	}
 	ref := loc.Spec.EncryptionKeySecretRef
-	data, err := r.secret(ctx, loc.Namespace, ref.Name)
+	data, err := r.secret(ctx, "spec.encryptionKeySecretRef", loc.Namespace, ref.Name)
 	if err != nil {
 		return cfg, repo.UserKey{}, err
 	}
 	if len(data[ref.Key]) == 0 {
 		return cfg, repo.UserKey{}, &unavailable{ReasonSecretMissing, fmt.Sprintf("spec.encryptionKeySecretRef: Secret %s/%s has no key %s", loc.Namespace, ref.Name, ref.Key)}
 	}
-	return cfg, repo.UserKey{Passphrase: string(data[ref.Key])}, nil
+	key := repo.UserKey{Passphrase: string(data[ref.Key])}
+	if err := key.Validate(); err != nil {
+		return cfg, repo.UserKey{}, &unavailable{ReasonSecretMissing, fmt.Sprintf("spec.encryptionKeySecretRef: Secret %s/%s key %s: %v", loc.Namespace, ref.Name, ref.Key, err)}
+	}
+	return cfg, key, nil
 }
 
-func (r *Reconciler) secret(ctx context.Context, ns, name string) (map[string][]byte, error) {
+func (r *Reconciler) secret(ctx context.Context, field, ns, name string) (map[string][]byte, error) {
 	s := &corev1.Secret{}
 	err := r.Secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
 	if apierrors.IsNotFound(err) {
-		return nil, &unavailable{ReasonSecretMissing, fmt.Sprintf("Secret %s/%s does not exist", ns, name)}
+		return nil, &unavailable{ReasonSecretMissing, fmt.Sprintf("%s: Secret %s/%s does not exist", field, ns, name)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)

@@ -30,6 +30,12 @@ func (s *Store) Probe(ctx context.Context, readOnly bool) error {
 	if _, err := s.PutNew(ctx, key, b); err != nil {
 		return fmt.Errorf("writing a probe object: %w", err)
 	}
+	deleted := false
+	defer func() {
+		if !deleted {
+			_ = s.Delete(context.WithoutCancel(ctx), key) // not left behind when a later step fails
+		}
+	}()
 	got, err := s.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("reading the probe object back: %w", err)
@@ -37,6 +43,7 @@ func (s *Store) Probe(ctx context.Context, readOnly bool) error {
 	if !bytes.Equal(got, b) {
 		return fmt.Errorf("the probe object %s read back differs from what was written", key)
 	}
+	deleted = true
 	if err := s.Delete(ctx, key); err != nil {
 		return fmt.Errorf("deleting the probe object: %w", err)
 	}
@@ -72,7 +79,7 @@ func Problem(err error) string {
 	switch {
 	case has("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "AuthenticationFailed", "invalid_grant"):
 		return ProblemInvalidCredentials
-	case has("NoSuchBucket", "ContainerNotFound", "bucket does not exist", "specified bucket does not exist"):
+	case has("NoSuchBucket", "ContainerNotFound", "bucket does not exist", "specified bucket does not exist") || errors.Is(err, ErrNotFound):
 		return ProblemBucketNotFound
 	case has("AccessDenied", "AuthorizationPermissionMismatch", "Forbidden") || code == gcerrors.PermissionDenied:
 		return ProblemAccessDenied

@@ -185,6 +185,29 @@ var ErrNoRepository = errors.New("no repository here: initialise one first (stor
 
 // Open opens the repository in the store with the user key and loads its index.
 func Open(ctx context.Context, store *objstore.Store, key UserKey) (*Repository, error) {
+	r, err := open(ctx, store, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Verify opens the repository's configuration and keys without reading its index: enough to
+// know that the store holds a repository and that the key opens it, at the cost of two small
+// reads whatever the repository's size. It returns the repository's configuration.
+func Verify(ctx context.Context, store *objstore.Store, key UserKey) (Config, error) {
+	r, err := open(ctx, store, key)
+	if err != nil {
+		return Config{}, err
+	}
+	defer r.Close()
+	return r.cfg, nil
+}
+
+func open(ctx context.Context, store *objstore.Store, key UserKey) (*Repository, error) {
 	if err := key.Validate(); err != nil {
 		return nil, err
 	}
@@ -232,14 +255,7 @@ func Open(ctx context.Context, store *objstore.Store, key UserKey) (*Repository,
 	if cfg.Version != FormatVersion {
 		return nil, fmt.Errorf("%s: repository format %d; this Stork reads format %d", store, cfg.Version, FormatVersion)
 	}
-	r, err := newRepository(store, cfg, mk)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.LoadIndex(ctx); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return newRepository(store, cfg, mk)
 }
 
 var errStop = errors.New("stop")
