@@ -63,7 +63,8 @@ func (f *kubeFlags) client() (client.Client, string, error) {
 	return c, ns, err
 }
 
-func parseMap(flag string, pairs []string) (map[string]string, error) {
+// parseMap reads repeated --flag A=B values; form says how they look (FROM=TO, KEY=VALUE).
+func parseMap(flag, form string, pairs []string) (map[string]string, error) {
 	if len(pairs) == 0 {
 		return nil, nil
 	}
@@ -71,7 +72,7 @@ func parseMap(flag string, pairs []string) (map[string]string, error) {
 	for _, p := range pairs {
 		k, v, ok := strings.Cut(p, "=")
 		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("--%s %q: want FROM=TO", flag, p)
+			return nil, fmt.Errorf("--%s %q: want %s", flag, p, form)
 		}
 		m[k] = v
 	}
@@ -243,13 +244,13 @@ func restoreCommand() *cobra.Command {
 			}
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: args[0]},
 				Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: snapshot, Namespace: sourceNS}, ExistingObjectPolicy: storkv1.ExistingObjectPolicy(existing)}}
-			if rs.Spec.NamespaceMapping, err = parseMap("namespace-mapping", nsMap); err != nil {
+			if rs.Spec.NamespaceMapping, err = parseMap("namespace-mapping", "FROM=TO", nsMap); err != nil {
 				return err
 			}
-			if rs.Spec.ClaimNameMapping, err = parseMap("claim-mapping", claimMap); err != nil {
+			if rs.Spec.ClaimNameMapping, err = parseMap("claim-mapping", "FROM=TO", claimMap); err != nil {
 				return err
 			}
-			if rs.Spec.StorageClassMapping, err = parseMap("storage-class-mapping", scMap); err != nil {
+			if rs.Spec.StorageClassMapping, err = parseMap("storage-class-mapping", "FROM=TO", scMap); err != nil {
 				return err
 			}
 			if err := c.Create(cmd.Context(), rs); err != nil {

@@ -172,14 +172,11 @@ func repoCommand() *cobra.Command {
 		Short: "Back up a directory; files unchanged since the last backup of the same directory are not read again",
 		Args:  cobra.ExactArgs(1),
 		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
-			opts := archive.BackupOptions{Tags: map[string]string{}}
-			for _, t := range tags {
-				k, v, ok := strings.Cut(t, "=")
-				if !ok {
-					return fmt.Errorf("--tag %q: want KEY=VALUE", t)
-				}
-				opts.Tags[k] = v
+			t, err := parseMap("tag", "KEY=VALUE", tags)
+			if err != nil {
+				return err
 			}
+			opts := archive.BackupOptions{Tags: t}
 			abs, err := filepath.Abs(args[0])
 			if err != nil {
 				return err
@@ -209,13 +206,13 @@ func repoCommand() *cobra.Command {
 	backup.Flags().BoolVar(&noParent, "no-parent", false, "read every file, even those unchanged since the last backup")
 	cmd.AddCommand(backup)
 
-	var includes []string
+	var includes, restoreTags []string
 	restore := &cobra.Command{
 		Use:   "restore SNAPSHOT TARGET",
-		Short: "Restore a snapshot (ID, ID prefix or 'latest') into a directory; --include restores chosen paths only",
+		Short: "Restore a snapshot (ID, ID prefix or 'latest', e.g. latest --tag pvc=data) into a directory; --include restores chosen paths only",
 		Args:  cobra.ExactArgs(2),
 		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
-			snap, err := r.FindSnapshot(ctx, args[0])
+			snap, err := findSnapshot(ctx, r, args[0], restoreTags)
 			if err != nil {
 				return err
 			}
@@ -231,15 +228,21 @@ func repoCommand() *cobra.Command {
 		}),
 	}
 	restore.Flags().StringArrayVar(&includes, "include", nil, "path inside the snapshot to restore (repeatable)")
+	restore.Flags().StringArrayVar(&restoreTags, "tag", nil, "KEY=VALUE the snapshot must carry (repeatable): 'latest' is then the newest of those")
 	cmd.AddCommand(restore)
 
-	cmd.AddCommand(&cobra.Command{
+	var lsTags []string
+	ls := &cobra.Command{
 		Use:   "ls [SNAPSHOT]",
-		Short: "List snapshots, or the files of one snapshot",
+		Short: "List snapshots (those with the --tag values, e.g. --tag namespace=app --tag pvc=data), or the files of one",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
+			filter, err := parseMap("tag", "KEY=VALUE", lsTags)
+			if err != nil {
+				return err
+			}
 			if len(args) == 1 {
-				snap, err := r.FindSnapshot(ctx, args[0])
+				snap, err := findSnapshot(ctx, r, args[0], lsTags)
 				if err != nil {
 					return err
 				}
@@ -255,6 +258,9 @@ func repoCommand() *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tTIME\tPATH\tFILES\tSIZE\tTAGS")
 			for _, s := range snaps {
+				if !hasTags(s.Tags, filter) {
+					continue
+				}
 				var tags []string
 				for k, v := range s.Tags {
 					tags = append(tags, k+"="+v)
@@ -265,9 +271,49 @@ func repoCommand() *cobra.Command {
 			}
 			return w.Flush()
 		}),
-	})
+	}
+	ls.Flags().StringArrayVar(&lsTags, "tag", nil, "KEY=VALUE the snapshots must carry (repeatable)")
+	cmd.AddCommand(ls)
 	cmd.AddCommand(checkCommand(withRepo), forgetCommand(withRepo), pruneCommand(withRepo))
 	return cmd
+}
+
+// findSnapshot resolves a snapshot reference among the snapshots with the given tags: the
+// break-glass way to name "the newest backup of claim data in namespace app".
+func findSnapshot(ctx context.Context, r *repo.Repository, ref string, tags []string) (repo.SnapshotInfo, error) {
+	filter, err := parseMap("tag", "KEY=VALUE", tags)
+	if err != nil || len(filter) == 0 {
+		if err != nil {
+			return repo.SnapshotInfo{}, err
+		}
+		return r.FindSnapshot(ctx, ref)
+	}
+	if ref != "latest" {
+		s, err := r.FindSnapshot(ctx, ref)
+		if err == nil && !hasTags(s.Tags, filter) {
+			err = fmt.Errorf("snapshot %s does not carry the tags %v", s.ID.String()[:12], tags)
+		}
+		return s, err
+	}
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return repo.SnapshotInfo{}, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if hasTags(snaps[i].Tags, filter) {
+			return snaps[i], nil
+		}
+	}
+	return repo.SnapshotInfo{}, fmt.Errorf("no snapshot carries the tags %v", tags)
+}
+
+func hasTags(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // latestOf returns the newest snapshot of the same path, to back up incrementally from.

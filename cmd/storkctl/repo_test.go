@@ -67,8 +67,20 @@ func TestRepoCommands(t *testing.T) {
 	if out := run("ls", "latest"); !strings.Contains(out, "db/table") {
 		t.Fatalf("ls latest said %q", out)
 	}
+	// Break-glass by tags: the newest backup of claim "data", whatever came after it.
+	if err := os.WriteFile(filepath.Join(src, "db/table"), []byte("changed later\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	run("backup", src, "--tag", "pvc=other")
+	if out := run("ls", "--tag", "pvc=data"); strings.Count(out, src) != 1 || strings.Contains(out, "pvc=other") {
+		t.Fatalf("ls --tag pvc=data said %q", out)
+	}
+	if out, err := storkctl(t, append([]string{"repo", "restore", "latest", filepath.Join(dir, "none"), "--tag", "pvc=nope"}, repoFlags...)...); err == nil ||
+		!strings.Contains(err.Error(), "no snapshot carries the tags [pvc=nope]") {
+		t.Fatalf("restore of an unknown tag: %v %s", err, out)
+	}
 	target := filepath.Join(dir, "restored")
-	run("restore", "latest", target)
+	run("restore", "latest", target, "--tag", "pvc=data")
 	got, err := os.ReadFile(filepath.Join(target, "db/table"))
 	if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("row\n"), 10000)) {
 		t.Fatalf("restored file differs: %v", err)
