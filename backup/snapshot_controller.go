@@ -204,9 +204,28 @@ func (r *SnapshotReconciler) step(ctx context.Context, snap *storkv1.Snapshot) (
 	case postFailed != "":
 		r.finish(snap, storkv1.SnapshotFailed, "PostHookFailed", postFailed)
 	default:
+		if err := r.startBackup(ctx, snap); err != nil {
+			return ctrl.Result{}, err
+		}
 		r.finish(snap, storkv1.SnapshotReady, "Captured", fmt.Sprintf("%d volumes captured, %d bytes", len(st.Volumes), st.Progress.BytesTotal))
 	}
 	return ctrl.Result{}, nil
+}
+
+// startBackup creates the Backup that copies a Snapshot naming a backupLocation. The Backup is
+// not owned by the Snapshot: a backup outlives the snapshot it was made from.
+func (r *SnapshotReconciler) startBackup(ctx context.Context, snap *storkv1.Snapshot) error {
+	if snap.Spec.BackupLocation == "" {
+		return nil
+	}
+	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: snap.Namespace, Name: snap.Name,
+		Labels: map[string]string{"stork.dev/snapshot": snap.Name}},
+		Spec: storkv1.BackupSpec{SnapshotName: snap.Name, BackupLocation: snap.Spec.BackupLocation}}
+	if err := r.Client.Create(ctx, b); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating Backup %s/%s: %w", snap.Namespace, snap.Name, err)
+	}
+	snap.Status.BackupName = b.Name
+	return nil
 }
 
 // invalidSpec says why a spec cannot be acted on.

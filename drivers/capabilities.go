@@ -107,6 +107,11 @@ type ExportRequest struct {
 	Source SnapshotRef
 	// Location is the BackupLocation (in Source.Namespace) to copy into.
 	Location string
+	// AccessSecret names the Secret, in Stork's namespace, with what the copy needs to reach
+	// the location (see backup/locations.AccessSecretData).
+	AccessSecret string
+	// Owner, if set, owns the work objects the driver creates.
+	Owner *metav1.OwnerReference
 	// Tags to record with the backup (cluster, namespace, claim, snapshot, zone).
 	Tags map[string]string
 }

@@ -486,6 +486,75 @@ func TestLocalDriver(t *testing.T) {
 		}
 	})
 
+	t.Run("a snapshot naming a location is backed up to MinIO and restored without the cluster", func(t *testing.T) {
+		m, err := env.StartMinIO(ctx, "minio")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const passphrase = "correct horse battery staple"
+		for _, o := range []client.Object{
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "minio"},
+				StringData: map[string]string{"accessKeyID": m.AccessKey, "secretAccessKey": m.SecretKey}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "backup-key"}, StringData: map[string]string{"passphrase": passphrase}},
+			&storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "minio"},
+				Spec: storkv1.BackupLocationSpec{URL: "s3://" + m.Bucket + "/local",
+					S3:                     &storkv1.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
+					CredentialsSecretRef:   &storkv1.SecretReference{Name: "minio"},
+					EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "backup-key", Key: "passphrase"}}},
+		} {
+			mustCreate(t, c, o)
+		}
+		want := t.TempDir() + "/data-1"
+		copyTree(t, volB, want)
+		s := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "to-minio"},
+			Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-1"}, BackupLocation: "minio"}}
+		mustCreate(t, c, s)
+		waitSnapshot(t, c, s, storkv1.SnapshotReady)
+		b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "to-minio"}}
+		err = c.WaitFor(ctx, 2*time.Minute, "Backup to-minio to finish", func(ctx context.Context) (bool, error) {
+			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			return b.Status.Phase == storkv1.BackupCompleted || b.Status.Phase == storkv1.BackupFailed || b.Status.Phase == storkv1.BackupPartiallyFailed, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Status.Phase != storkv1.BackupCompleted || len(b.Status.Volumes) != 1 || b.Status.Volumes[0].RepositorySnapshotID == "" ||
+			b.Status.Cluster != "local" || b.Status.Progress.BytesDone == 0 || s.Status.BackupName != "to-minio" {
+			t.Fatalf("backup %+v (snapshot's backupName %q)", b.Status, s.Status.BackupName)
+		}
+		// The agent's access to the location was for this upload only.
+		var secrets corev1.SecretList
+		if err := c.Client.List(ctx, &secrets, client.InNamespace(harness.StorkNamespace)); err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range secrets.Items {
+			if strings.HasPrefix(sec.Name, "stork-access-") {
+				t.Errorf("access Secret %s left after the backup", sec.Name)
+			}
+		}
+		// Break-glass: the cluster is gone; the bucket, its credentials and the passphrase are
+		// enough to get the claim's data back.
+		bins, err := harness.Commands()
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds := t.TempDir()
+		os.WriteFile(filepath.Join(creds, "accessKeyID"), []byte(m.AccessKey), 0o600)
+		os.WriteFile(filepath.Join(creds, "secretAccessKey"), []byte(m.SecretKey), 0o600)
+		passFile := filepath.Join(creds, "passphrase")
+		os.WriteFile(passFile, []byte(passphrase), 0o600)
+		target := filepath.Join(t.TempDir(), "restored")
+		out, err := exec.Command(filepath.Join(bins, "storkctl"), "repo", "restore", "latest", target, "--tag", "namespace=app", "--tag", "pvc=data-1",
+			"--location", "s3://"+m.Bucket+"/local", "--s3-endpoint", m.Endpoint, "--s3-path-style", "--s3-region", "us-east-1",
+			"--credentials-dir", creds, "--passphrase-file", passFile).CombinedOutput()
+		if err != nil {
+			t.Fatalf("storkctl repo restore: %v\n%s", err, out)
+		}
+		compareTrees(t, want, target)
+	})
+
 	t.Run("a dead agent is reported by its lease", func(t *testing.T) {
 		if err := agents[nodeA].Kill(); err != nil {
 			t.Fatal(err)
@@ -573,6 +642,13 @@ func TestLocalDriver(t *testing.T) {
 			}
 			if allowed := !apierrors.IsForbidden(err); allowed != tc.allowed || (tc.allowed && err != nil) {
 				t.Errorf("%s may %s: got %v (err %v), want %v", tc.sa, tc.op, allowed, err, tc.allowed)
+			}
+			if tc.sa == "stork-agent" && tc.list != nil {
+				// Nor read one by name outside Stork's namespace (the location's credentials).
+				err := cl.Get(ctx, client.ObjectKey{Namespace: "app", Name: "minio"}, &corev1.Secret{})
+				if !apierrors.IsForbidden(err) {
+					t.Errorf("stork-agent may read Secret app/minio: %v", err)
+				}
 			}
 		}
 	})

@@ -61,6 +61,13 @@ type VolumeTaskSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	BackupLocation string `json:"backupLocation,omitempty"`
+	// AccessSecretName names a Secret in Stork's namespace that holds what an Upload or
+	// Download needs to reach the location (URL, store options, credentials, repository
+	// passphrase). The controller makes it for the task and deletes it afterwards, so agents
+	// read Secrets in Stork's namespace only, never the application's.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	AccessSecretName string `json:"accessSecretName,omitempty"`
 	// RepositorySnapshotID is the backup to download, for Download.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512

@@ -375,3 +375,35 @@ func TestAllZero(t *testing.T) {
 		t.Error("non-zero byte missed")
 	}
 }
+
+func TestWriteSparse(t *testing.T) {
+	data := make([]byte, 64<<10)
+	copy(data[100:], "head")        // first page has data
+	copy(data[40<<10:], "middle")   // a page in the middle has data
+	copy(data[len(data)-3:], "end") // the last page has data
+	for _, off := range []int64{0, 4096, 1234} {
+		f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeSparse(f, data, off); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(data))
+		if _, err := f.ReadAt(got, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("offset %d: content differs", off)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		// At most the pages with data (4, one of which may straddle), not all 16+.
+		if st.Blocks*512 > 5*4096 {
+			t.Errorf("offset %d: %d bytes allocated for 3 pages of data", off, st.Blocks*512)
+		}
+		f.Close()
+	}
+}

@@ -198,7 +198,8 @@ func (b *fileBatch) close() {
 	}
 }
 
-// writeChunk writes one chunk to every place it goes; all-zero chunks are left as holes.
+// writeChunk writes one chunk to every place it goes; all-zero chunks, and the whole zero
+// pages inside the others, are left as holes.
 func (rs *restorer) writeChunk(targets []chunkTarget, plain []byte) error {
 	zero := allZero(plain)
 	for _, t := range targets {
@@ -207,7 +208,7 @@ func (rs *restorer) writeChunk(targets []chunkTarget, plain []byte) error {
 			if err != nil {
 				return err
 			}
-			if _, err := f.WriteAt(plain, t.off); err != nil {
+			if err := writeSparse(f, plain, t.off); err != nil {
 				return fmt.Errorf("restoring %s: %w", t.job.path, err)
 			}
 		}
@@ -257,4 +258,32 @@ func (rs *restorer) finish(j *fileJob) error {
 	}
 	rs.files.Add(1)
 	return applyMeta(j.path, j.node, false)
+}
+
+// writeSparse writes b at off except the whole, page-aligned zero pages in it: a chunk that
+// holds the edge of a hole (a database file's unwritten region next to data) keeps its hole.
+// Files are created empty (O_EXCL), so what is not written reads as zeros.
+func writeSparse(f *os.File, b []byte, off int64) error {
+	const page = int64(len(zeroPage))
+	start := 0 // start of the data not written yet
+	for i := 0; i < len(b); {
+		next := i + int(page-(off+int64(i))%page)
+		if next > len(b) {
+			next = len(b)
+		}
+		if int64(next-i) == page && string(b[i:next]) == string(zeroPage[:]) {
+			if start < i {
+				if _, err := f.WriteAt(b[start:i], off+int64(start)); err != nil {
+					return err
+				}
+			}
+			start = next
+		}
+		i = next
+	}
+	if start < len(b) {
+		_, err := f.WriteAt(b[start:], off+int64(start))
+		return err
+	}
+	return nil
 }

@@ -130,7 +130,7 @@ func run(o runOptions) error {
 	log := ctrl.Log.WithName("agent").WithValues("node", o.node, "agent", id)
 	ioErrors := &agent.ErrorLog{}
 	tasks := &agent.Tasks{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Log: log.WithName("tasks"), Node: o.node, Root: agent.Root(root), AgentID: id,
-		Workers: o.workers, BytesPerSecond: o.bytesPerSecond, IOErrors: ioErrors}
+		Workers: o.workers, BytesPerSecond: o.bytesPerSecond, IOErrors: ioErrors, Namespace: o.namespace}
 	if err := tasks.SetupWithManager(mgr); err != nil {
 		return err
 	}

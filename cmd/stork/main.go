@@ -31,13 +31,14 @@ import (
 
 func main() {
 	var (
-		metricsAddr, probeAddr, driverList, namespace string
-		leaderElect                                   bool
-		driverConfig                                  = map[string]string{}
+		metricsAddr, probeAddr, driverList, namespace, cluster string
+		leaderElect                                            bool
+		driverConfig                                           = map[string]string{}
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "stork-system"), "Stork's namespace: leader election and the agents' leases")
+	flag.StringVar(&cluster, "cluster", "default", "this cluster's name, recorded in its backups (tag cluster) so that other clusters can tell them apart")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader, so that only one replica acts at a time")
 	flag.StringVar(&driverList, "drivers", "local", "comma-separated storage drivers to enable; registered: "+strings.Join(drivers.Registered(), ", "))
 	flag.Func("driver-config", "KEY=VALUE setting of a driver, repeatable (e.g. local.roots=/var/lib/stork/local,/opt/local-path-provisioner)", func(v string) error {
@@ -54,13 +55,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("stork")
 
-	if err := run(metricsAddr, probeAddr, driverList, namespace, driverConfig, leaderElect); err != nil {
+	if err := run(metricsAddr, probeAddr, driverList, namespace, cluster, driverConfig, leaderElect); err != nil {
 		log.Error(err, "stork stopped")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr, driverList, namespace string, driverConfig map[string]string, leaderElect bool) error {
+func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverConfig map[string]string, leaderElect bool) error {
 	if _, ok := driverConfig[local.ConfigAgentNamespace]; !ok {
 		driverConfig[local.ConfigAgentNamespace] = namespace
 	}
@@ -110,6 +111,10 @@ func run(metricsAddr, probeAddr, driverList, namespace string, driverConfig map[
 	runner := &hooks.Runner{Client: mgr.GetClient(), Exec: &hooks.APIExecutor{Config: cfg, Client: clientset.CoreV1().RESTClient()}}
 	if err := (&backup.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
 		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&backup.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set,
+		Namespace: namespace, Cluster: cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&locations.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(),

@@ -50,6 +50,7 @@ type Driver struct {
 var (
 	_ drivers.Snapshotter     = (*Driver)(nil)
 	_ drivers.Restorer        = (*Driver)(nil)
+	_ drivers.Exporter        = (*Driver)(nil)
 	_ drivers.ControllerOwner = (*Driver)(nil)
 )
 
@@ -308,6 +309,23 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, ref drivers.SnapshotRef) (b
 		return false, fmt.Errorf("deleting snapshot %s on node %s failed (VolumeTask %s/%s): %s; retrying", ref.SnapshotID, ref.Node, t.Namespace, t.Name, t.Status.Message)
 	}
 	return false, nil
+}
+
+// Export implements drivers.Exporter with an Upload task on the snapshot's node: the agent
+// backs the snapshot up with the backup engine, reaching the location through the access
+// Secret the request names.
+func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers.VolumeStatus, error) {
+	t, err := d.ensureTask(ctx, &storkv1.VolumeTask{
+		ObjectMeta: metav1.ObjectMeta{Namespace: req.Source.Namespace, Name: taskName("upload", req.ID)},
+		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload, NodeName: req.Source.Node, VolumeName: req.Source.VolumeName,
+			SnapshotID: req.Source.SnapshotID, BackupLocation: req.Location, AccessSecretName: req.AccessSecret, Tags: req.Tags},
+	}, req.Owner)
+	if err != nil {
+		return drivers.VolumeStatus{}, err
+	}
+	st := statusOf(t, req.Source.VolumeName)
+	st.RepositorySnapshotID = t.Status.RepositorySnapshotID
+	return st, nil
 }
 
 // Restore implements drivers.Restorer: a Restore task copies the snapshot into a new volume

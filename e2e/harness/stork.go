@@ -149,7 +149,7 @@ func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process
 	}
 	args := append([]string{
 		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--drivers=local", "--driver-config=local.roots=" + c.NodesDir(), "--namespace=" + StorkNamespace,
+		"--drivers=local", "--driver-config=local.roots=" + c.NodesDir(), "--namespace=" + StorkNamespace, "--cluster=" + c.Name,
 	}, extraArgs...)
 	return c.startComponent(c.Name+"-stork", filepath.Join(bins, "stork"), args, []string{"KUBECONFIG=" + kc})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,6 +23,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/archive"
+	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
 	"stork.dev/stork/drivers/local/fscopy"
 )
 
@@ -52,6 +57,8 @@ type Tasks struct {
 	BytesPerSecond int64
 	// IOErrors, if set, is told about I/O errors the work meets (for the IOErrors condition).
 	IOErrors *ErrorLog
+	// Namespace is Stork's namespace, where the access Secrets of Upload tasks are.
+	Namespace string
 
 	running sync.Map // task UID → struct{}
 	// snapLocks serialises the tasks that read or remove one snapshot (by ID → *sync.Mutex):
@@ -101,9 +108,10 @@ func fail(reason string, format string, args ...any) error {
 
 // result is what a finished task reports.
 type result struct {
-	snapshotID string
-	path       string
-	size       int64
+	snapshotID           string
+	repositorySnapshotID string
+	path                 string
+	size                 int64
 }
 
 func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -226,6 +234,7 @@ func (t *Tasks) finish(ctx context.Context, task *storkv1.VolumeTask, res result
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, err.Error()
 	} else {
 		st.Phase, st.SnapshotID, st.Path, st.SizeBytes = storkv1.TaskSucceeded, res.snapshotID, res.path, res.size
+		st.RepositorySnapshotID = res.repositorySnapshotID
 		st.Progress.BytesDone, st.Progress.BytesTotal = res.size, res.size
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Succeeded", "done by agent "+t.AgentID
 	}
@@ -249,6 +258,8 @@ func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(
 		return t.deleteSnapshot(task, uid)
 	case storkv1.TaskRestore:
 		return t.restore(ctx, task, uid, copyOpts)
+	case storkv1.TaskUpload:
+		return t.upload(ctx, task, progress)
 	default:
 		return result{}, fail("Unsupported", "the local driver's agent does not do %s tasks", task.Spec.Type)
 	}
@@ -397,4 +408,77 @@ func (t *Tasks) copyFailed(work string, err error) error {
 		reason = "IOError"
 	}
 	return &taskError{reason: reason, err: err}
+}
+
+// upload backs a snapshot up into the location named by the task's access Secret, with the
+// task's tags. The newest earlier backup with the same cluster, namespace and claim tags is the
+// parent (files unchanged since are taken from it when their metadata matches), and chunks the
+// repository has are never sent again. A backup is visible only once complete (the engine
+// writes its snapshot manifest last), so an interrupted upload is started again from the
+// beginning and reuses the packs the first attempt wrote.
+func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress func(done, total int64)) (result, error) {
+	id := task.Spec.SnapshotID
+	if err := validName("snapshot ID", id); err != nil {
+		return result{}, fail("InvalidTask", "%w", err)
+	}
+	if task.Spec.AccessSecretName == "" {
+		return result{}, fail("InvalidTask", "an Upload task needs spec.accessSecretName")
+	}
+	defer t.lockSnapshot(id)()
+	src := t.Root.snapshot(id)
+	if _, err := os.Stat(src); err != nil {
+		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
+	}
+	reader := t.Reader
+	if reader == nil {
+		reader = t.Client
+	}
+	secret := &corev1.Secret{}
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: task.Spec.AccessSecretName}, secret); err != nil {
+		return result{}, fail("AccessSecretMissing", "reading access Secret %s/%s: %w", t.Namespace, task.Spec.AccessSecretName, err)
+	}
+	access, err := locations.ParseAccessSecret(secret.Data)
+	if err != nil {
+		return result{}, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, task.Spec.AccessSecretName, err)
+	}
+	store, err := objstore.Open(ctx, access.Store)
+	if err != nil {
+		return result{}, fail(objstore.Problem(err), "opening %s: %w", access.Store.URL, err)
+	}
+	defer store.Close()
+	r, err := repo.Open(ctx, store, access.Key)
+	if err != nil {
+		return result{}, fail("RepositoryUnavailable", "opening the repository in %s: %w", access.Store.URL, err)
+	}
+	defer r.Close()
+	opts := archive.BackupOptions{Tags: task.Spec.Tags, Progress: func(p archive.Progress) { progress(p.BytesDone, p.BytesTotal) }}
+	if parent, err := newestWithTags(ctx, r, task.Spec.Tags); err != nil {
+		return result{}, fail("RepositoryUnavailable", "listing the backups in %s: %w", access.Store.URL, err)
+	} else if parent != nil {
+		opts.Parent = parent
+	}
+	snapID, snap, err := archive.Backup(ctx, r, src, opts)
+	if err != nil {
+		return result{}, &taskError{reason: "UploadFailed", err: fmt.Errorf("backing up snapshot %s to %s: %w", id, access.Store.URL, err)}
+	}
+	return result{snapshotID: id, repositorySnapshotID: snapID.String(), size: snap.Summary.Bytes}, nil
+}
+
+// newestWithTags returns the newest repository snapshot of the same volume, by its identity
+// tags, to back up incrementally from.
+func newestWithTags(ctx context.Context, r *repo.Repository, tags map[string]string) (*repo.ID, error) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		same := true
+		for _, k := range []string{"cluster", "namespace", "pvc"} {
+			same = same && snaps[i].Tags[k] == tags[k]
+		}
+		if same {
+			return &snaps[i].ID, nil
+		}
+	}
+	return nil, nil
 }

@@ -120,7 +120,8 @@ func TestTaskWork(t *testing.T) {
 		{"restore of a missing snapshot", task(storkv1.TaskRestore, "u3", storkv1.VolumeTaskSpec{VolumeName: "y", SnapshotID: "nope"}), "SnapshotNotFound"},
 		{"snapshot ID with a slash", task(storkv1.TaskDeleteSnapshot, "u4", storkv1.VolumeTaskSpec{SnapshotID: "../vols"}), "InvalidTask"},
 		{"volume name ..", task(storkv1.TaskRestore, "u5", storkv1.VolumeTaskSpec{VolumeName: "..", SnapshotID: res.snapshotID}), "InvalidTask"},
-		{"an upload", task(storkv1.TaskUpload, "u6", storkv1.VolumeTaskSpec{}), "Unsupported"},
+		{"a download", task(storkv1.TaskDownload, "u6", storkv1.VolumeTaskSpec{}), "Unsupported"},
+		{"an upload without access", task(storkv1.TaskUpload, "u7", storkv1.VolumeTaskSpec{SnapshotID: res.snapshotID}), "InvalidTask"},
 	} {
 		if _, err := tk.do(ctx, tc.task, progress); !isReason(err, tc.reason) {
 			t.Errorf("%s: %v, want reason %s", tc.name, err, tc.reason)

@@ -1,0 +1,78 @@
+package locations
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
+)
+
+// Access is what it takes to open a location's repository.
+type Access struct {
+	Store objstore.Config
+	Key   repo.UserKey
+}
+
+// Resolve reads a location's Secrets (by name, through secrets) into an Access; a problem is an
+// error whose message names the field.
+func Resolve(ctx context.Context, secrets client.Reader, loc *storkv1.BackupLocation) (Access, error) {
+	r := &Reconciler{Secrets: secrets}
+	cfg, key, err := r.config(ctx, loc)
+	return Access{Store: cfg, Key: key}, err
+}
+
+// Keys of an access Secret (see AccessSecretData).
+const (
+	keyURL          = "url"
+	keyEndpoint     = "s3Endpoint"
+	keyRegion       = "s3Region"
+	keyPathStyle    = "s3ForcePathStyle"
+	keyAccessKeyID  = "accessKeyID"
+	keySecretKey    = "secretAccessKey"
+	keySessionToken = "sessionToken"
+	keyGCS          = "serviceAccount.json"
+	keyAzureAccount = "accountName"
+	keyAzureKey     = "accountKey"
+	keyPassphrase   = "passphrase"
+	keyRawKey       = "rawKey"
+)
+
+// AccessSecretData is the content of the Secret an agent reads to reach a location for one task:
+// everything in one place, in Stork's namespace, so that agents never read the application's
+// Secrets.
+func AccessSecretData(a Access) map[string][]byte {
+	c := a.Store.Credentials
+	d := map[string][]byte{
+		keyURL: []byte(a.Store.URL), keyEndpoint: []byte(a.Store.S3.Endpoint), keyRegion: []byte(a.Store.S3.Region),
+		keyPathStyle:   []byte(strconv.FormatBool(a.Store.S3.ForcePathStyle)),
+		keyAccessKeyID: []byte(c.AccessKeyID), keySecretKey: []byte(c.SecretAccessKey), keySessionToken: []byte(c.SessionToken),
+		keyGCS: c.GCSServiceAccountJSON, keyAzureAccount: []byte(c.AzureAccountName), keyAzureKey: []byte(c.AzureAccountKey),
+		keyPassphrase: []byte(a.Key.Passphrase),
+	}
+	if len(a.Key.Raw) > 0 {
+		d[keyRawKey] = a.Key.Raw
+	}
+	return d
+}
+
+// ParseAccessSecret reads an access Secret's data back.
+func ParseAccessSecret(d map[string][]byte) (Access, error) {
+	if len(d[keyURL]) == 0 {
+		return Access{}, fmt.Errorf("the access Secret has no %s", keyURL)
+	}
+	pathStyle, _ := strconv.ParseBool(string(d[keyPathStyle]))
+	a := Access{
+		Store: objstore.Config{URL: string(d[keyURL]),
+			S3: objstore.S3Options{Endpoint: string(d[keyEndpoint]), Region: string(d[keyRegion]), ForcePathStyle: pathStyle},
+			Credentials: objstore.Credentials{AccessKeyID: string(d[keyAccessKeyID]), SecretAccessKey: string(d[keySecretKey]),
+				SessionToken: string(d[keySessionToken]), GCSServiceAccountJSON: d[keyGCS],
+				AzureAccountName: string(d[keyAzureAccount]), AzureAccountKey: string(d[keyAzureKey])}},
+		Key: repo.UserKey{Passphrase: string(d[keyPassphrase]), Raw: d[keyRawKey]},
+	}
+	return a, a.Key.Validate()
+}
