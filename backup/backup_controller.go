@@ -22,6 +22,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/conditions"
 )
 
 var (
@@ -300,15 +301,9 @@ func (r *BackupReconciler) finish(b *storkv1.Backup, ok bool, reason, msg string
 }
 
 func (r *BackupReconciler) condition(b *storkv1.Backup, t string, ok bool, reason, msg string) {
-	s := metav1.ConditionFalse
-	if ok {
-		s = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
+	conditions.Set(&b.Status.Conditions, b.Generation, t, ok, reason, msg)
 }
 
 func (r *BackupReconciler) event(obj client.Object, kind, reason, msg string) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, kind, reason, "Backup", "%s", msg)
-	}
+	conditions.Event(r.Recorder, obj, "Backup", kind, reason, msg)
 }

@@ -26,6 +26,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/conditions"
 )
 
 // SnapshotFinalizer keeps a Snapshot until the driver's snapshot data is deleted (or retained,
@@ -477,17 +478,11 @@ func (r *SnapshotReconciler) finish(snap *storkv1.Snapshot, phase storkv1.Snapsh
 }
 
 func (r *SnapshotReconciler) setCondition(snap *storkv1.Snapshot, t string, ok bool, reason, msg string) {
-	s := metav1.ConditionFalse
-	if ok {
-		s = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&snap.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: snap.Generation})
+	conditions.Set(&snap.Status.Conditions, snap.Generation, t, ok, reason, msg)
 }
 
 func (r *SnapshotReconciler) event(obj client.Object, kind, reason, msg string) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, kind, reason, "Capture", "%s", msg)
-	}
+	conditions.Event(r.Recorder, obj, "Capture", kind, reason, msg)
 }
 
 // finalize deletes the driver's snapshot data (policy Delete), after any capture still running

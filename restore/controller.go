@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -21,6 +20,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/conditions"
 )
 
 // RestoredByAnnotation marks the claims a Restore made, with the Restore's UID: a claim that
@@ -420,15 +420,9 @@ func (r *Reconciler) finish(rs *storkv1.Restore, ok bool, reason, msg string) {
 }
 
 func (r *Reconciler) setCondition(rs *storkv1.Restore, t string, ok bool, reason, msg string) {
-	s := metav1.ConditionFalse
-	if ok {
-		s = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: rs.Generation})
+	conditions.Set(&rs.Status.Conditions, rs.Generation, t, ok, reason, msg)
 }
 
 func (r *Reconciler) event(obj client.Object, kind, reason, msg string) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, kind, reason, "Restore", "%s", msg)
-	}
+	conditions.Event(r.Recorder, obj, "Restore", kind, reason, msg)
 }

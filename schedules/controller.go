@@ -22,6 +22,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/retention"
+	"stork.dev/stork/internal/conditions"
 )
 
 // Labels and annotations on the Snapshots a schedule makes.
@@ -371,15 +372,9 @@ func prepend(sched *storkv1.SnapshotSchedule, run storkv1.ScheduleRun) {
 }
 
 func setCondition(sched *storkv1.SnapshotSchedule, t string, ok bool, reason, msg string) {
-	s := metav1.ConditionFalse
-	if ok {
-		s = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&sched.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: sched.Generation})
+	conditions.Set(&sched.Status.Conditions, sched.Generation, t, ok, reason, msg)
 }
 
 func (r *Reconciler) event(obj client.Object, kind, reason, msg string) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, kind, reason, "Schedule", "%s", msg)
-	}
+	conditions.Event(r.Recorder, obj, "Schedule", kind, reason, msg)
 }
