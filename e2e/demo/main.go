@@ -122,7 +122,7 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 	}
 	fmt.Fprintf(out, "  pod %s/hello bound to %s\n", namespace, node)
 
-	if err := storkStory(ctx, out, step, cluster, zones); err != nil {
+	if err := storkStory(ctx, out, step, cluster, zones, bucket); err != nil {
 		return err
 	}
 
