@@ -291,13 +291,7 @@ func (r *BackupReconciler) fail(b *storkv1.Backup, reason, msg string) {
 }
 
 func (r *BackupReconciler) finish(b *storkv1.Backup, ok bool, reason, msg string) {
-	r.condition(b, storkv1.ConditionProgressing, false, reason, "finished")
-	r.condition(b, storkv1.ConditionReady, ok, reason, msg)
-	kind := corev1.EventTypeNormal
-	if !ok {
-		kind = corev1.EventTypeWarning
-	}
-	r.event(b, kind, reason, msg)
+	conditions.Finish(&b.Status.Conditions, b.Generation, r.Recorder, b, "Backup", ok, reason, reason, msg)
 }
 
 func (r *BackupReconciler) condition(b *storkv1.Backup, t string, ok bool, reason, msg string) {

@@ -468,13 +468,7 @@ func (r *SnapshotReconciler) sumProgress(snap *storkv1.Snapshot) {
 func (r *SnapshotReconciler) finish(snap *storkv1.Snapshot, phase storkv1.SnapshotPhase, reason, msg string) {
 	now := metav1.Now()
 	snap.Status.Phase, snap.Status.CompletionTime = phase, &now
-	r.setCondition(snap, storkv1.ConditionProgressing, false, reason, "finished")
-	r.setCondition(snap, storkv1.ConditionReady, phase == storkv1.SnapshotReady, reason, msg)
-	kind := corev1.EventTypeNormal
-	if phase != storkv1.SnapshotReady {
-		kind = corev1.EventTypeWarning
-	}
-	r.event(snap, kind, string(phase), msg)
+	conditions.Finish(&snap.Status.Conditions, snap.Generation, r.Recorder, snap, "Capture", phase == storkv1.SnapshotReady, reason, string(phase), msg)
 }
 
 func (r *SnapshotReconciler) setCondition(snap *storkv1.Snapshot, t string, ok bool, reason, msg string) {

@@ -410,13 +410,7 @@ func (r *Reconciler) fail(rs *storkv1.Restore, reason, msg string) {
 }
 
 func (r *Reconciler) finish(rs *storkv1.Restore, ok bool, reason, msg string) {
-	r.setCondition(rs, storkv1.ConditionProgressing, false, reason, "finished")
-	r.setCondition(rs, storkv1.ConditionReady, ok, reason, msg)
-	kind := corev1.EventTypeNormal
-	if !ok {
-		kind = corev1.EventTypeWarning
-	}
-	r.event(rs, kind, reason, msg)
+	conditions.Finish(&rs.Status.Conditions, rs.Generation, r.Recorder, rs, "Restore", ok, reason, reason, msg)
 }
 
 func (r *Reconciler) setCondition(rs *storkv1.Restore, t string, ok bool, reason, msg string) {
