@@ -98,13 +98,16 @@ func Parse(spec storkv1.SnapshotScheduleSpec) (cron.Schedule, *time.Location, er
 	return s, loc, nil
 }
 
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	reader := r.Reader
-	if reader == nil {
-		reader = r.Client
+func (r *Reconciler) reader() client.Reader {
+	if r.Reader != nil {
+		return r.Reader
 	}
+	return r.Client
+}
+
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sched := &storkv1.SnapshotSchedule{}
-	if err := reader.Get(ctx, req.NamespacedName, sched); err != nil {
+	if err := r.reader().Get(ctx, req.NamespacedName, sched); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if sched.DeletionTimestamp != nil {
@@ -253,12 +256,8 @@ func (r *Reconciler) run(ctx context.Context, sched *storkv1.SnapshotSchedule, s
 
 // snapshots lists the schedule's Snapshots, oldest first.
 func (r *Reconciler) snapshots(ctx context.Context, sched *storkv1.SnapshotSchedule) ([]storkv1.Snapshot, error) {
-	reader := r.Reader
-	if reader == nil {
-		reader = r.Client
-	}
 	var list storkv1.SnapshotList
-	if err := reader.List(ctx, &list, client.InNamespace(sched.Namespace), client.MatchingLabels{LabelScheduleUID: string(sched.UID)}); err != nil {
+	if err := r.reader().List(ctx, &list, client.InNamespace(sched.Namespace), client.MatchingLabels{LabelScheduleUID: string(sched.UID)}); err != nil {
 		return nil, fmt.Errorf("listing the Snapshots of schedule %s: %w", sched.Name, err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return scheduledTime(&list.Items[i]).Before(scheduledTime(&list.Items[j])) })

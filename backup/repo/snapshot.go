@@ -123,6 +123,20 @@ func (r *Repository) Snapshots(ctx context.Context) ([]SnapshotInfo, error) {
 	return out, nil
 }
 
+// Latest returns the newest snapshot that match accepts, or nil when there is none.
+func (r *Repository) Latest(ctx context.Context, match func(SnapshotInfo) bool) (*SnapshotInfo, error) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if match(snaps[i]) {
+			return &snaps[i], nil
+		}
+	}
+	return nil, nil
+}
+
 // FindSnapshot resolves a snapshot by ID or unique ID prefix; "latest" is the newest.
 func (r *Repository) FindSnapshot(ctx context.Context, ref string) (SnapshotInfo, error) {
 	all, err := r.Snapshots(ctx)

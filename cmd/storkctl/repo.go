@@ -295,16 +295,14 @@ func findSnapshot(ctx context.Context, r *repo.Repository, ref string, tags []st
 		}
 		return s, err
 	}
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
+	s, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool { return hasTags(s.Tags, filter) })
+	switch {
+	case err != nil:
 		return repo.SnapshotInfo{}, err
+	case s == nil:
+		return repo.SnapshotInfo{}, fmt.Errorf("no snapshot carries the tags %v", tags)
 	}
-	for i := len(snaps) - 1; i >= 0; i-- {
-		if hasTags(snaps[i].Tags, filter) {
-			return snaps[i], nil
-		}
-	}
-	return repo.SnapshotInfo{}, fmt.Errorf("no snapshot carries the tags %v", tags)
+	return *s, nil
 }
 
 func hasTags(have, want map[string]string) bool {
@@ -318,16 +316,7 @@ func hasTags(have, want map[string]string) bool {
 
 // latestOf returns the newest snapshot of the same path, to back up incrementally from.
 func latestOf(ctx context.Context, r *repo.Repository, abs string) (*repo.SnapshotInfo, error) {
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(snaps) - 1; i >= 0; i-- {
-		if len(snaps[i].Paths) == 1 && snaps[i].Paths[0] == abs {
-			return &snaps[i], nil
-		}
-	}
-	return nil, nil
+	return r.Latest(ctx, func(s repo.SnapshotInfo) bool { return len(s.Paths) == 1 && s.Paths[0] == abs })
 }
 
 // bar is a byte progress bar on a terminal, and nothing elsewhere (logs stay clean).

@@ -66,6 +66,13 @@ type Tasks struct {
 	snapLocks sync.Map
 }
 
+func (t *Tasks) reader() client.Reader {
+	if t.Reader != nil {
+		return t.Reader
+	}
+	return t.Client
+}
+
 func (t *Tasks) lockSnapshot(id string) func() {
 	m, _ := t.snapLocks.LoadOrStore(id, &sync.Mutex{})
 	mu := m.(*sync.Mutex)
@@ -115,12 +122,8 @@ type result struct {
 }
 
 func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	reader := t.Reader
-	if reader == nil {
-		reader = t.Client
-	}
 	task := &storkv1.VolumeTask{}
-	if err := reader.Get(ctx, req.NamespacedName, task); err != nil {
+	if err := t.reader().Get(ctx, req.NamespacedName, task); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if task.Spec.NodeName != t.Node || task.Spec.Driver != DriverName || task.DeletionTimestamp != nil {
@@ -429,12 +432,8 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 	if _, err := os.Stat(src); err != nil {
 		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
 	}
-	reader := t.Reader
-	if reader == nil {
-		reader = t.Client
-	}
 	secret := &corev1.Secret{}
-	if err := reader.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: task.Spec.AccessSecretName}, secret); err != nil {
+	if err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: task.Spec.AccessSecretName}, secret); err != nil {
 		return result{}, fail("AccessSecretMissing", "reading access Secret %s/%s: %w", t.Namespace, task.Spec.AccessSecretName, err)
 	}
 	access, err := locations.ParseAccessSecret(secret.Data)
@@ -467,18 +466,11 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 // newestWithTags returns the newest repository snapshot of the same volume, by its identity
 // tags, to back up incrementally from.
 func newestWithTags(ctx context.Context, r *repo.Repository, tags map[string]string) (*repo.ID, error) {
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
+	s, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool {
+		return s.Tags["cluster"] == tags["cluster"] && s.Tags["namespace"] == tags["namespace"] && s.Tags["pvc"] == tags["pvc"]
+	})
+	if s == nil || err != nil {
 		return nil, err
 	}
-	for i := len(snaps) - 1; i >= 0; i-- {
-		same := true
-		for _, k := range []string{"cluster", "namespace", "pvc"} {
-			same = same && snaps[i].Tags[k] == tags[k]
-		}
-		if same {
-			return &snaps[i].ID, nil
-		}
-	}
-	return nil, nil
+	return &s.ID, nil
 }
