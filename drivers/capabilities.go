@@ -122,11 +122,17 @@ type ImportRequest struct {
 	ID string
 	// Namespace of the Restore, where the driver may create work objects.
 	Namespace string
+	// Owner, if set, owns the work objects the driver creates.
+	Owner *metav1.OwnerReference
 	// Location is the BackupLocation (in Namespace) holding the backup.
 	Location string
+	// AccessSecret names the Secret, in Stork's namespace, with what the download needs to
+	// reach the location (see backup/locations.AccessSecretData).
+	AccessSecret string
 	// RepositorySnapshotID is the backup of the volume.
 	RepositorySnapshotID string
-	// Topology where the new volume must live (a zone, for zone mapping).
+	// Topology where the new volume must live: the driver puts it on storage in
+	// Topology.Zone (and Region) when set, anywhere healthy otherwise.
 	Topology storkv1.Topology
 	// TargetNamespace and TargetClaim are the claim the new volume is made for.
 	TargetNamespace string
@@ -135,6 +141,8 @@ type ImportRequest struct {
 	SizeBytes int64
 	// StorageClassName for the new PersistentVolume.
 	StorageClassName string
+	// AccessModes of the claim the volume is for (ReadWriteOnce when empty).
+	AccessModes []corev1.PersistentVolumeAccessMode
 }
 
 // VolumeStatus is how far the work on one volume got.

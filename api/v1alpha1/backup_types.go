@@ -18,10 +18,12 @@ type BackupSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="backupLocation is immutable"
 	BackupLocation string `json:"backupLocation"`
-	// DeletionPolicy is Retain (default: deleting the object keeps the data in the
-	// location, and sync would bring the object back) or Delete.
+	// DeletionPolicy is Delete (default: deleting the Backup removes its data from the
+	// location, and the location's next prune frees the space) or Retain (the data stays,
+	// and sync brings the Backup back). Sync makes imported Backups with Retain, and the
+	// data of a ReadOnly location is never deleted.
 	// +optional
-	// +kubebuilder:default=Retain
+	// +kubebuilder:default=Delete
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
@@ -98,6 +100,15 @@ type BackupStatus struct {
 	// ResourceCount is how many Kubernetes objects the backup holds.
 	// +optional
 	ResourceCount int32 `json:"resourceCount,omitempty"`
+	// ResourcesSnapshotID is the repository snapshot holding the Kubernetes objects, when
+	// the Snapshot asked for them (spec.includeResources).
+	// +optional
+	ResourcesSnapshotID string `json:"resourcesSnapshotID,omitempty"`
+	// RecordID is the repository snapshot holding the backup's record (what this status
+	// says about volumes and objects). It is written last: a backup without one is not
+	// complete, and sync never shows it.
+	// +optional
+	RecordID string `json:"recordID,omitempty"`
 	// Progress over all volumes.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`

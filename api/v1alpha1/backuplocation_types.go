@@ -82,6 +82,25 @@ type BackupLocationSpec struct {
 	// +kubebuilder:default="1m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="syncPeriod must be at least 10s"
 	SyncPeriod *metav1.Duration `json:"syncPeriod,omitempty"`
+
+	// Maintenance says how often the repository is pruned: data no Backup references any
+	// more (deleted Backups, interrupted uploads) is marked, and deleted once it has been
+	// marked for the grace period. ReadOnly locations are never pruned.
+	// +optional
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+}
+
+// Maintenance tunes a location's pruning.
+type Maintenance struct {
+	// Interval between prunes. Default 24h; at least 10s.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="maintenance.interval must be at least 10s"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Grace is how long unreferenced data stays marked before it is deleted, so that
+	// backups running while a prune marks can still use it. Default 1h; 0 deletes at the
+	// first prune when no backup that began earlier is running.
+	// +optional
+	Grace *metav1.Duration `json:"grace,omitempty"`
 }
 
 // BackupLocationStatus is what Stork last saw of the location.
@@ -106,6 +125,15 @@ type BackupLocationStatus struct {
 	// LastSyncTime is when the location's backups were last listed.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// Backups is how many complete backups the location held at the last sync.
+	// +optional
+	Backups int32 `json:"backups,omitempty"`
+	// LastPruneTime is when the repository was last pruned.
+	// +optional
+	LastPruneTime *metav1.Time `json:"lastPruneTime,omitempty"`
+	// LastPruneResult says what the last prune did, or why it failed.
+	// +optional
+	LastPruneResult string `json:"lastPruneResult,omitempty"`
 }
 
 // BackupLocation is an object store where Stork keeps backups.

@@ -86,6 +86,11 @@ type SnapshotScheduleSpec struct {
 	// Retention of the Snapshots this schedule created.
 	// +optional
 	Retention Retention `json:"retention,omitempty"`
+	// BackupRetention of the Backups this schedule's Snapshots made (with
+	// template.spec.backupLocation); unset means the same as retention. Backups usually
+	// live longer than local snapshots: keep more of them here.
+	// +optional
+	BackupRetention *Retention `json:"backupRetention,omitempty"`
 	// ConcurrencyPolicy is Forbid (default) or Allow.
 	// +optional
 	// +kubebuilder:default=Forbid
