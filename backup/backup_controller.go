@@ -12,15 +12,19 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/resources"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
 )
@@ -45,15 +49,29 @@ func init() {
 	metrics.Registry.MustRegister(backupsFinished, backupDuration, backupBytes, backupVolumeFailures)
 }
 
-// BackupReconciler copies Snapshots into BackupLocations: once the Snapshot is Ready and the
-// location Available, it puts what the agents need to reach the location into an access Secret
-// in Stork's namespace, asks each volume's driver to export its snapshot (the local driver: an
-// Upload task on the node that holds it, run with the backup engine), and removes the access
-// Secret when every volume is final.
+// BackupFinalizer keeps a Backup whose deletion policy is Delete until its data is forgotten
+// in the repository.
+const BackupFinalizer = "stork.dev/backup-data"
+
+// BackupReconciler copies Snapshots into BackupLocations. Once the Snapshot is Ready and the
+// location Available, it:
+//  1. stores the application's Kubernetes objects in the repository, when the Snapshot asked
+//     for them (backup/resources, backup/catalog);
+//  2. puts what the agents need to reach the location into an access Secret in Stork's
+//     namespace and asks each volume's driver to export its snapshot (the local driver: an
+//     Upload task on the node that holds it, run with the backup engine);
+//  3. once every volume is final, writes the backup's record, which makes it visible to other
+//     clusters as complete, and removes the access Secret.
+//
+// Deleting a Backup with policy Delete forgets its repository snapshots (after uploads still
+// running have ended); the location's next prune frees the space.
 type BackupReconciler struct {
 	Client client.Client
-	// Reader reads Backups and Secrets from the API server (no cache, no list/watch of Secrets).
-	Reader   client.Reader
+	// Reader reads Backups, Secrets and the objects to back up from the API server (no cache,
+	// no list/watch of Secrets).
+	Reader client.Reader
+	// Repos keeps the locations' repositories open.
+	Repos    *locations.Repositories
 	Drivers  *drivers.Set
 	Recorder events.EventRecorder
 	// Namespace is Stork's namespace, where access Secrets are made.
@@ -77,8 +95,16 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Reader.Get(ctx, req.NamespacedName, b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if finalBackup(b.Status.Phase) || b.Status.Imported || b.DeletionTimestamp != nil {
+	if b.DeletionTimestamp != nil {
+		return r.finalize(ctx, b)
+	}
+	if finalBackup(b.Status.Phase) || b.Status.Imported || b.Annotations[ImportedFromAnnotation] != "" {
 		return ctrl.Result{}, r.dropAccess(ctx, b)
+	}
+	if b.Spec.DeletionPolicy != storkv1.DeletionRetain && !controllerutil.ContainsFinalizer(b, BackupFinalizer) {
+		// Before anything is written, so that no data of a deleted Backup is left behind.
+		controllerutil.AddFinalizer(b, BackupFinalizer)
+		return ctrl.Result{}, r.Client.Update(ctx, b)
 	}
 	orig := b.DeepCopy()
 	res, err := r.step(ctx, b)
@@ -150,7 +176,7 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 		zones := map[string]bool{}
 		for _, v := range snap.Status.Volumes {
 			bv := storkv1.BackupVolume{ClaimName: v.ClaimName, Driver: v.Driver, StorageClassName: v.StorageClassName, Topology: v.Topology,
-				SizeBytes: v.SizeBytes, Phase: storkv1.VolumePending}
+				SizeBytes: v.SizeBytes, AccessModes: v.AccessModes, Phase: storkv1.VolumePending}
 			if v.Capacity != nil {
 				bv.SizeBytes = v.Capacity.Value()
 			}
@@ -168,10 +194,60 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 		sort.Strings(st.Zones)
 	}
 	st.Phase = storkv1.BackupInProgress
+	if snap.Spec.IncludeResources && st.ResourcesSnapshotID == "" {
+		if err := r.saveResources(ctx, b, snap, loc); err != nil {
+			r.condition(b, storkv1.ConditionProgressing, true, "SavingResources", err.Error())
+			r.event(b, corev1.EventTypeWarning, "ResourcesFailed", err.Error())
+			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		}
+	}
+	if done, err := r.exportVolumes(ctx, b, snap, loc); err != nil || !done {
+		return ctrl.Result{RequeueAfter: r.Poll}, err
+	}
 
+	var failed []string
+	for _, v := range st.Volumes {
+		if v.Phase == storkv1.VolumeFailed {
+			failed = append(failed, v.ClaimName+": "+v.Message)
+		}
+	}
+	if len(failed) < len(st.Volumes) && st.RecordID == "" {
+		phase := storkv1.BackupCompleted
+		if len(failed) > 0 {
+			phase = storkv1.BackupPartiallyFailed
+		}
+		if err := r.saveRecord(ctx, b, loc, phase); err != nil {
+			r.condition(b, storkv1.ConditionProgressing, true, "SavingRecord", err.Error())
+			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		}
+	}
+	now := metav1.Now()
+	st.CompletionTime = &now
+	switch {
+	case len(failed) == 0:
+		st.Phase = storkv1.BackupCompleted
+		what := fmt.Sprintf("%d volumes", len(st.Volumes))
+		if st.ResourcesSnapshotID != "" {
+			what += fmt.Sprintf(" and %d objects", st.ResourceCount)
+		}
+		r.finish(b, true, "Completed", what+" copied to "+loc.Spec.URL)
+	case len(failed) == len(st.Volumes):
+		st.Phase = storkv1.BackupFailed
+		r.finish(b, false, "Failed", strings.Join(failed, "; "))
+	default:
+		st.Phase = storkv1.BackupPartiallyFailed
+		r.finish(b, false, "PartiallyFailed", fmt.Sprintf("%d of %d volumes failed: %s", len(failed), len(st.Volumes), strings.Join(failed, "; ")))
+	}
+	return ctrl.Result{}, nil
+}
+
+// exportVolumes has each volume's driver copy its snapshot, and reports whether every volume
+// is final.
+func (r *BackupReconciler) exportVolumes(ctx context.Context, b *storkv1.Backup, snap *storkv1.Snapshot, loc *storkv1.BackupLocation) (bool, error) {
+	st := &b.Status
 	secret, err := r.ensureAccess(ctx, b, loc)
 	if err != nil {
-		return ctrl.Result{}, err
+		return false, err
 	}
 	for i := range st.Volumes {
 		v := &st.Volumes[i]
@@ -197,11 +273,11 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 			Location:     loc.Name,
 			AccessSecret: secret,
 			Owner:        &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Backup", Name: b.Name, UID: b.UID, Controller: ptr.To(true)},
-			Tags: map[string]string{"cluster": r.Cluster, "namespace": b.Namespace, "pvc": v.ClaimName, "snapshot": snap.Name,
-				"backup": b.Name, "zone": v.Topology.Zone},
+			Tags: map[string]string{catalog.TagKind: catalog.KindVolume, catalog.TagCluster: r.Cluster, catalog.TagNamespace: b.Namespace,
+				"pvc": v.ClaimName, "snapshot": snap.Name, catalog.TagBackup: b.Name, catalog.TagBackupUID: string(b.UID), "zone": v.Topology.Zone},
 		})
 		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("driver %s: exporting claim %s: %w", v.Driver, v.ClaimName, err)
+			return false, fmt.Errorf("driver %s: exporting claim %s: %w", v.Driver, v.ClaimName, err)
 		}
 		v.Phase, v.Progress, v.RepositorySnapshotID = vs.Phase, vs.Progress, vs.RepositorySnapshotID
 		v.Message = vs.Message
@@ -212,72 +288,172 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 	}
 
 	p := storkv1.Progress{ItemsTotal: int64(len(st.Volumes))}
-	var failed []string
 	for _, v := range st.Volumes {
 		p.BytesDone += v.Progress.BytesDone
 		p.BytesTotal += v.Progress.BytesTotal
-		switch v.Phase {
-		case storkv1.VolumeSucceeded:
+		if v.Phase == storkv1.VolumeSucceeded || v.Phase == storkv1.VolumeFailed {
 			p.ItemsDone++
-		case storkv1.VolumeFailed:
-			p.ItemsDone++
-			failed = append(failed, v.ClaimName+": "+v.Message)
 		}
 	}
 	st.Progress = p
 	if p.ItemsDone < p.ItemsTotal {
 		r.condition(b, storkv1.ConditionProgressing, true, "Uploading", fmt.Sprintf("%d of %d volumes copied", p.ItemsDone, p.ItemsTotal))
+		return false, nil
+	}
+	return true, nil
+}
+
+// record is the catalog record of a Backup as its status stands.
+func (r *BackupReconciler) record(b *storkv1.Backup) *catalog.Record {
+	st := &b.Status
+	rec := &catalog.Record{Name: b.Name, Namespace: b.Namespace, UID: string(b.UID), Cluster: r.Cluster, SnapshotName: b.Spec.SnapshotName,
+		Phase: st.Phase, Zones: st.Zones, Volumes: st.Volumes, ResourcesSnapshotID: st.ResourcesSnapshotID, ResourceCount: st.ResourceCount}
+	if st.StartTime != nil {
+		rec.StartTime = st.StartTime.UTC()
+	}
+	rec.CompletionTime = time.Now().UTC()
+	return rec
+}
+
+// saveResources stores the Kubernetes objects of the Snapshot's selection. An earlier attempt
+// that stored them but was stopped before its status was written is found by its tags.
+func (r *BackupReconciler) saveResources(ctx context.Context, b *storkv1.Backup, snap *storkv1.Snapshot, loc *storkv1.BackupLocation) error {
+	rp, err := r.Repos.Get(ctx, loc)
+	if err != nil {
+		return err
+	}
+	if found, err := catalog.Find(ctx, rp, catalog.KindResources, string(b.UID)); err != nil {
+		return fmt.Errorf("listing the repository in %s: %w", loc.Spec.URL, err)
+	} else if found != nil {
+		b.Status.ResourcesSnapshotID = found.ID.String()
+		b.Status.ResourceCount = int32(found.Summary.Files)
+		return nil
+	}
+	var sel labels.Selector
+	if ls := snap.Spec.Source.Selector; ls != nil {
+		if sel, err = metav1.LabelSelectorAsSelector(ls); err != nil {
+			return fmt.Errorf("spec.source.selector of Snapshot %s: %w", snap.Name, err)
+		}
+	}
+	objs, err := resources.Collect(ctx, r.Reader, b.Namespace, sel)
+	if err != nil {
+		return fmt.Errorf("reading the objects of namespace %s: %w", b.Namespace, err)
+	}
+	id, err := catalog.WriteResources(ctx, rp, r.record(b), objs)
+	if err != nil {
+		return err
+	}
+	b.Status.ResourcesSnapshotID, b.Status.ResourceCount = id.String(), int32(len(objs))
+	r.event(b, corev1.EventTypeNormal, "ResourcesSaved", fmt.Sprintf("%d objects of namespace %s saved", len(objs), b.Namespace))
+	return nil
+}
+
+// saveRecord writes the backup's record, the step that makes it complete.
+func (r *BackupReconciler) saveRecord(ctx context.Context, b *storkv1.Backup, loc *storkv1.BackupLocation, phase storkv1.BackupPhase) error {
+	rp, err := r.Repos.Get(ctx, loc)
+	if err != nil {
+		return err
+	}
+	if found, err := catalog.Find(ctx, rp, catalog.KindRecord, string(b.UID)); err != nil {
+		return fmt.Errorf("listing the repository in %s: %w", loc.Spec.URL, err)
+	} else if found != nil {
+		b.Status.RecordID = found.ID.String()
+		return nil
+	}
+	rec := r.record(b)
+	rec.Phase = phase
+	id, err := catalog.WriteRecord(ctx, rp, rec)
+	if err != nil {
+		return err
+	}
+	b.Status.RecordID = id.String()
+	return nil
+}
+
+// finalize forgets a deleted Backup's data in its repository (policy Delete), once no upload of
+// it is running, and lets the object go.
+func (r *BackupReconciler) finalize(ctx context.Context, b *storkv1.Backup) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(b, BackupFinalizer) {
+		return ctrl.Result{}, r.dropAccess(ctx, b)
+	}
+	orig := b.DeepCopy()
+	done, err := r.forget(ctx, b)
+	if err != nil {
+		r.condition(b, storkv1.ConditionReady, false, "DeleteFailed", err.Error())
+		r.event(b, corev1.EventTypeWarning, "DeleteFailed", err.Error())
+	}
+	if !done {
+		b.Status.Phase = storkv1.BackupDeleting
+		if perr := r.Client.Status().Patch(ctx, b, client.MergeFrom(orig)); perr != nil && !apierrors.IsNotFound(perr) {
+			return ctrl.Result{}, perr
+		}
+		if err != nil {
+			return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+		}
 		return ctrl.Result{RequeueAfter: r.Poll}, nil
 	}
-	now := metav1.Now()
-	st.CompletionTime = &now
-	switch {
-	case len(failed) == 0:
-		st.Phase = storkv1.BackupCompleted
-		r.finish(b, true, "Completed", fmt.Sprintf("%d volumes copied to %s", len(st.Volumes), loc.Spec.URL))
-	case len(failed) == len(st.Volumes):
-		st.Phase = storkv1.BackupFailed
-		r.finish(b, false, "Failed", strings.Join(failed, "; "))
-	default:
-		st.Phase = storkv1.BackupPartiallyFailed
-		r.finish(b, false, "PartiallyFailed", fmt.Sprintf("%d of %d volumes failed: %s", len(failed), len(st.Volumes), strings.Join(failed, "; ")))
+	if err := r.dropAccess(ctx, b); err != nil {
+		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, nil
+	controllerutil.RemoveFinalizer(b, BackupFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, b))
 }
+
+// forget waits for uploads still running (their snapshot would be written after the forget and
+// left behind), up to UploadWaitLimit after the deletion, then forgets every snapshot of the
+// Backup, and reports whether it is done.
+func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool, error) {
+	if b.Status.Imported || b.Spec.DeletionPolicy == storkv1.DeletionRetain {
+		return true, nil
+	}
+	loc := &storkv1.BackupLocation{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.BackupLocation}, loc)
+	switch {
+	case apierrors.IsNotFound(err):
+		r.event(b, corev1.EventTypeWarning, "DataLeft", "BackupLocation "+b.Spec.BackupLocation+" is gone: the backup's data, if any, stays in the store")
+		return true, nil
+	case err != nil:
+		return false, err
+	case loc.Spec.AccessMode == storkv1.AccessReadOnly:
+		r.event(b, corev1.EventTypeNormal, "DataLeft", "BackupLocation "+loc.Name+" is ReadOnly: the backup's data stays in the store")
+		return true, nil
+	}
+	if !finalBackup(b.Status.Phase) && time.Since(b.DeletionTimestamp.Time) < UploadWaitLimit {
+		snap := &storkv1.Snapshot{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.SnapshotName}, snap); err == nil && len(b.Status.Volumes) > 0 {
+			if done, err := r.exportVolumes(ctx, b, snap, loc); err != nil || !done {
+				r.condition(b, storkv1.ConditionReady, false, "WaitingForUploads", "deleting once the uploads in progress have ended")
+				return false, err
+			}
+		}
+	}
+	rp, err := r.Repos.Get(ctx, loc)
+	if err != nil {
+		return false, err
+	}
+	n, err := catalog.Forget(ctx, rp, string(b.UID))
+	if err != nil {
+		return false, err
+	}
+	r.event(b, corev1.EventTypeNormal, "DataDeleted", fmt.Sprintf("forgot %d repository snapshots in %s; the location's next prune frees their space", n, loc.Spec.URL))
+	return true, nil
+}
+
+// UploadWaitLimit bounds how long a deleted Backup waits for its uploads to end.
+const UploadWaitLimit = 10 * time.Minute
 
 // accessName is the access Secret of a Backup, in Stork's namespace.
 func accessName(b *storkv1.Backup) string { return "stork-access-" + string(b.UID) }
 
 // ensureAccess makes the Backup's access Secret unless it exists, and returns its name.
 func (r *BackupReconciler) ensureAccess(ctx context.Context, b *storkv1.Backup, loc *storkv1.BackupLocation) (string, error) {
-	name := accessName(b)
-	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: name}, &corev1.Secret{})
-	if err == nil {
-		return name, nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return "", err
-	}
-	access, err := locations.Resolve(ctx, r.Reader, loc)
-	if err != nil {
-		return "", fmt.Errorf("reading the Secrets of BackupLocation %s/%s: %w", loc.Namespace, loc.Name, err)
-	}
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: name,
-			Labels: map[string]string{"stork.dev/backup-namespace": b.Namespace, "stork.dev/backup": b.Name}},
-		Data: locations.AccessSecretData(access),
-		Type: corev1.SecretTypeOpaque,
-	}
-	if err := r.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("creating access Secret %s/%s: %w", r.Namespace, name, err)
-	}
-	return name, nil
+	return accessName(b), locations.EnsureAccessSecret(ctx, r.Client, r.Reader, r.Namespace, accessName(b),
+		map[string]string{"stork.dev/backup-namespace": b.Namespace, "stork.dev/backup": b.Name}, loc)
 }
 
 // dropAccess deletes the Backup's access Secret: the copy no longer needs it.
 func (r *BackupReconciler) dropAccess(ctx context.Context, b *storkv1.Backup) error {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: accessName(b)}}
-	return client.IgnoreNotFound(r.Client.Delete(ctx, s))
+	return locations.DeleteAccessSecret(ctx, r.Client, r.Namespace, accessName(b))
 }
 
 func finalBackup(p storkv1.BackupPhase) bool {

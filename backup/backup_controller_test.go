@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,9 +15,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
 	"stork.dev/stork/drivers"
 	fakedriver "stork.dev/stork/drivers/fake"
 )
@@ -26,9 +31,21 @@ func TestBackupReconciler(t *testing.T) {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
+	dir := t.TempDir()
+	url := "file://" + dir
+	store, err := objstore.Open(ctx, objstore.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rp, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "a long passphrase"}, repo.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
 	location := func(phase storkv1.BackupLocationPhase, mode storkv1.BackupLocationAccessMode) *storkv1.BackupLocation {
-		return &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc"},
-			Spec: storkv1.BackupLocationSpec{URL: "file:///backups", AccessMode: mode,
+		return &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
+			Spec: storkv1.BackupLocationSpec{URL: url, AccessMode: mode,
 				EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}},
 			Status: storkv1.BackupLocationStatus{Phase: phase}}
 	}
@@ -58,7 +75,7 @@ func TestBackupReconciler(t *testing.T) {
 				Spec: storkv1.BackupSpec{SnapshotName: tc.snapshot, BackupLocation: "loc"}}
 			key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "key"}, Data: map[string][]byte{"passphrase": []byte("a long passphrase")}}
 			c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, b, tc.loc, key).WithStatusSubresource(b).Build()
-			r := &BackupReconciler{Client: c, Reader: c, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
+			r := &BackupReconciler{Client: c, Reader: c, Repos: &locations.Repositories{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
 			accessSeen := false
 			for range 10 {
 				if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)}); err != nil {
@@ -67,7 +84,7 @@ func TestBackupReconciler(t *testing.T) {
 				sec := &corev1.Secret{}
 				if err := c.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "stork-access-backup-uid"}, sec); err == nil {
 					accessSeen = true
-					if a, err := locations.ParseAccessSecret(sec.Data); err != nil || a.Store.URL != "file:///backups" || a.Key.Passphrase != "a long passphrase" {
+					if a, err := locations.ParseAccessSecret(sec.Data); err != nil || a.Store.URL != url || a.Key.Passphrase != "a long passphrase" {
 						t.Errorf("access Secret %+v, %v", a, err)
 					}
 				}
@@ -91,6 +108,35 @@ func TestBackupReconciler(t *testing.T) {
 				}
 				if err := c.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "stork-access-backup-uid"}, &corev1.Secret{}); err == nil {
 					t.Error("the access Secret outlived the backup")
+				}
+				// The record makes the backup visible to other clusters, with what a restore needs.
+				if err := rp.RefreshIndex(ctx); err != nil {
+					t.Fatal(err)
+				}
+				recs, err := catalog.Records(ctx, rp)
+				if err != nil || len(recs) != 1 || recs[0].ID.String() != b.Status.RecordID {
+					t.Fatalf("records %v (%v), status.recordID %s", recs, err, b.Status.RecordID)
+				}
+				rec, err := catalog.ReadRecord(ctx, rp, recs[0].ID)
+				if err != nil || rec.UID != "backup-uid" || rec.Cluster != "c1" || rec.Phase != storkv1.BackupCompleted ||
+					len(rec.Volumes) != 1 || rec.Volumes[0].RepositorySnapshotID != b.Status.Volumes[0].RepositorySnapshotID {
+					t.Fatalf("record %+v, %v", rec, err)
+				}
+				// Deleting it (policy Delete, the default) forgets its snapshots in the repository.
+				if !controllerutil.ContainsFinalizer(b, BackupFinalizer) {
+					t.Fatalf("finalizers %v", b.Finalizers)
+				}
+				if err := c.Delete(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)}); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Get(ctx, client.ObjectKeyFromObject(b), b); !apierrors.IsNotFound(err) {
+					t.Errorf("the deleted Backup is still there: %v %v", err, b.Finalizers)
+				}
+				if recs, err := catalog.Records(ctx, rp); err != nil || len(recs) != 0 {
+					t.Errorf("records after delete: %v, %v", recs, err)
 				}
 			}
 		})

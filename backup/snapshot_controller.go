@@ -219,8 +219,16 @@ func (r *SnapshotReconciler) startBackup(ctx context.Context, snap *storkv1.Snap
 	if snap.Spec.BackupLocation == "" {
 		return nil
 	}
-	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: snap.Namespace, Name: snap.Name,
-		Labels: map[string]string{"stork.dev/snapshot": snap.Name}},
+	lbls := map[string]string{"stork.dev/snapshot": snap.Name}
+	// The schedule that made the Snapshot applies its backupRetention to the Backups that
+	// carry its UID (schedules.LabelSchedule and LabelScheduleUID; named here, as schedules
+	// is not imported by this package).
+	for _, k := range []string{"stork.dev/schedule", "stork.dev/schedule-uid"} {
+		if v, ok := snap.Labels[k]; ok {
+			lbls[k] = v
+		}
+	}
+	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: snap.Namespace, Name: snap.Name, Labels: lbls},
 		Spec: storkv1.BackupSpec{SnapshotName: snap.Name, BackupLocation: snap.Spec.BackupLocation}}
 	if err := r.Client.Create(ctx, b); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating Backup %s/%s: %w", snap.Namespace, snap.Name, err)
@@ -539,6 +547,12 @@ func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snaps
 		}
 		return user, err
 	}
+	if copying, err := r.backupCopying(ctx, snap); err != nil || copying != "" {
+		if copying != "" {
+			r.setCondition(snap, storkv1.ConditionReady, false, "InUse", "deleting once Backup "+copying+" has copied it")
+		}
+		return copying, err
+	}
 	var waiting []string
 	var errs []error
 	for i := range snap.Status.Volumes {
@@ -567,6 +581,25 @@ func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snaps
 		r.setCondition(snap, storkv1.ConditionReady, false, "DeletingData", "deleting the snapshot data of "+strings.Join(waiting, ", "))
 	}
 	return strings.Join(waiting, ","), errors.Join(errs...)
+}
+
+// backupCopying names the Snapshot's Backup while it is copying the data, which must not be
+// deleted under it (a Snapshot that retention deletes right after its run, say).
+func (r *SnapshotReconciler) backupCopying(ctx context.Context, snap *storkv1.Snapshot) (string, error) {
+	if snap.Status.BackupName == "" {
+		return "", nil
+	}
+	b := &storkv1.Backup{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: snap.Namespace, Name: snap.Status.BackupName}, b)
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil || b.Status.Phase != storkv1.BackupInProgress || b.Spec.SnapshotName != snap.Name {
+		// A Backup still waiting (for its location, say) has not started reading: it fails
+		// with SnapshotNotReady rather than hold the Snapshot forever.
+		return "", err
+	}
+	return b.Name, nil
 }
 
 // restoreUsing names a Restore, not finished, that restores from the Snapshot.

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
 )
@@ -45,8 +46,10 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	Poll     time.Duration
 	// AdminNamespace is Stork's namespace: only Restores there may read Snapshots of, or
-	// restore into, other namespaces.
+	// restore into, other namespaces. Restores from Backups make their access Secrets there.
 	AdminNamespace string
+	// Repos keeps the locations' repositories open, for restores from Backups.
+	Repos *locations.Repositories
 }
 
 // SetupWithManager registers the controller.
@@ -63,11 +66,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rs := &storkv1.Restore{}
-	reader := r.Reader
-	if reader == nil {
-		reader = r.Client
-	}
-	if err := reader.Get(ctx, req.NamespacedName, rs); err != nil {
+	if err := r.reader().Get(ctx, req.NamespacedName, rs); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	switch rs.Status.Phase {
@@ -98,22 +97,18 @@ func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result
 		now := metav1.Now()
 		st.StartTime, st.Phase = &now, storkv1.RestoreInProgress
 	}
-	if rs.Spec.Source.BackupName != "" {
-		r.fail(rs, "BackupsNotSupported", "spec.source.backupName: this Stork restores Snapshots only; restores from Backups come with the cloud-backup controllers")
-		return ctrl.Result{}, nil
-	}
-	if zm := rs.Spec.ZoneMapping; zm != nil && zm.Mode != storkv1.ZoneKeep {
-		r.fail(rs, "ZoneMappingNotSupported", "spec.zoneMapping: a Snapshot is restored where its data is; zone mapping applies to restores from Backups")
-		return ctrl.Result{}, nil
-	}
 	if msg := r.crossNamespace(rs); msg != "" {
 		r.fail(rs, "CrossNamespaceNotAllowed", msg)
 		return ctrl.Result{}, nil
 	}
-	snapNS := rs.Spec.Source.Namespace
-	if snapNS == "" {
-		snapNS = rs.Namespace
+	if rs.Spec.Source.BackupName != "" {
+		return r.stepBackup(ctx, rs)
 	}
+	if zm := rs.Spec.ZoneMapping; zm != nil && zm.Mode != storkv1.ZoneKeep {
+		r.fail(rs, "ZoneMappingNotSupported", "spec.zoneMapping: a Snapshot is restored where its data is, on its node; zone mapping applies to restores from Backups")
+		return ctrl.Result{}, nil
+	}
+	snapNS := sourceNamespace(rs)
 	snap := &storkv1.Snapshot{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: snapNS, Name: rs.Spec.Source.SnapshotName}, snap)
 	if apierrors.IsNotFound(err) {
@@ -151,37 +146,64 @@ func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result
 			return ctrl.Result{}, err
 		}
 	}
+	if !r.volumesDone(rs) {
+		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+	r.complete(rs, nil)
+	return ctrl.Result{}, nil
+}
+
+// volumesDone sums the volumes' progress and reports whether every volume is final.
+func (r *Reconciler) volumesDone(rs *storkv1.Restore) bool {
+	st := &rs.Status
 	p := storkv1.Progress{ItemsTotal: int64(len(st.Volumes))}
-	var failed []string
 	for _, v := range st.Volumes {
 		p.BytesDone += v.Progress.BytesDone
 		p.BytesTotal += v.Progress.BytesTotal
-		switch v.Phase {
-		case storkv1.VolumeSucceeded:
+		if v.Phase == storkv1.VolumeSucceeded || v.Phase == storkv1.VolumeFailed {
 			p.ItemsDone++
-		case storkv1.VolumeFailed:
-			p.ItemsDone++
-			failed = append(failed, fmt.Sprintf("%s: %s", v.SourceClaim, v.Message))
 		}
 	}
 	st.Progress = p
-	if p.ItemsDone < p.ItemsTotal {
-		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	return p.ItemsDone == p.ItemsTotal
+}
+
+// complete ends the Restore: Completed when every volume and object made it, Failed when no
+// volume did, PartiallyFailed otherwise, with every failure named in the message.
+func (r *Reconciler) complete(rs *storkv1.Restore, failedObjects []string) {
+	st := &rs.Status
+	var failed []string
+	for _, v := range st.Volumes {
+		if v.Phase == storkv1.VolumeFailed {
+			failed = append(failed, fmt.Sprintf("claim %s: %s", v.SourceClaim, v.Message))
+		}
 	}
 	now := metav1.Now()
 	st.CompletionTime = &now
+	done := fmt.Sprintf("%d claims", len(st.Volumes)-len(failed))
+	if len(st.Objects) > 0 {
+		done += fmt.Sprintf(" and %d objects", len(st.Objects)-len(failedObjects))
+	}
+	failed = append(failed, failedObjects...)
 	switch {
 	case len(failed) == 0:
 		st.Phase = storkv1.RestoreCompleted
-		r.finish(rs, true, "Restored", fmt.Sprintf("%d claims restored", len(st.Volumes)))
-	case len(failed) == len(st.Volumes):
+		r.finish(rs, true, "Restored", done+" restored")
+	case len(failed) == len(st.Volumes)+len(failedObjects):
 		st.Phase = storkv1.RestoreFailed
 		r.finish(rs, false, "RestoreFailed", strings.Join(failed, "; "))
 	default:
 		st.Phase = storkv1.RestorePartiallyFailed
-		r.finish(rs, false, "PartiallyFailed", fmt.Sprintf("%d of %d claims failed: %s", len(failed), len(st.Volumes), strings.Join(failed, "; ")))
+		r.finish(rs, false, "PartiallyFailed", fmt.Sprintf("%s restored; %d failed: %s", done, len(failed), strings.Join(failed, "; ")))
 	}
-	return ctrl.Result{}, nil
+}
+
+// sourceNamespace is the namespace of the Restore's source object.
+func sourceNamespace(rs *storkv1.Restore) string {
+	if rs.Spec.Source.Namespace != "" {
+		return rs.Spec.Source.Namespace
+	}
+	return rs.Namespace
 }
 
 // crossNamespace says why the Restore may not read or write the namespaces it names ("" if it
@@ -205,46 +227,54 @@ func (r *Reconciler) crossNamespace(rs *storkv1.Restore) string {
 
 // plan decides each volume's target claim and checks it against what exists, once.
 func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv1.Snapshot) error {
-	targets := map[string]string{} // target namespace/claim → source claim
+	targets := map[string]string{}
 	for _, sv := range snap.Status.Volumes {
-		ns := snap.Namespace
-		if m, ok := rs.Spec.NamespaceMapping[ns]; ok {
-			ns = m
-		}
-		name := sv.ClaimName
-		if m, ok := rs.Spec.ClaimNameMapping[name]; ok {
-			name = m
-		}
-		v := storkv1.RestoreVolumeStatus{SourceClaim: sv.ClaimName, TargetNamespace: ns, TargetClaim: name, Node: sv.Node,
-			Zone: sv.Topology.Zone, Phase: storkv1.VolumePending}
-		if other, dup := targets[ns+"/"+name]; dup {
-			r.failVolume(rs, &v, "TargetConflict", fmt.Sprintf("claims %s and %s would both be restored as %s/%s; map one to another name", other, sv.ClaimName, ns, name))
-			rs.Status.Volumes = append(rs.Status.Volumes, v)
-			continue
-		}
-		targets[ns+"/"+name] = sv.ClaimName
-		if sv.Phase != storkv1.VolumeSucceeded {
-			r.failVolume(rs, &v, "NotCaptured", "the Snapshot did not capture this claim")
-			rs.Status.Volumes = append(rs.Status.Volumes, v)
-			continue
-		}
-		existing := &corev1.PersistentVolumeClaim{}
-		err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, existing)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
+		v, err := r.planVolume(ctx, rs, targets, snap.Namespace, sv.ClaimName, sv.Phase == storkv1.VolumeSucceeded)
+		if err != nil {
 			return err
-		case rs.Spec.ExistingObjectPolicy == storkv1.ExistingSkip:
-			v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Skipped", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is left as it is (existingObjectPolicy Skip)", ns, name)
-		case rs.Spec.ExistingObjectPolicy == storkv1.ExistingUpdate:
-			v.Reason, v.Message = "Replacing", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is replaced (existingObjectPolicy Update)", ns, name)
-		default:
-			r.failVolume(rs, &v, "ClaimExists",
-				fmt.Sprintf("PersistentVolumeClaim %s/%s already exists; it is not overwritten (set existingObjectPolicy Update to replace it, or map the claim to another name)", ns, name))
 		}
+		v.Node, v.Zone = sv.Node, sv.Topology.Zone
 		rs.Status.Volumes = append(rs.Status.Volumes, v)
 	}
 	return nil
+}
+
+// planVolume maps one source claim to its target and checks the target against the claims that
+// exist and the other targets (target namespace/claim → source claim).
+func (r *Reconciler) planVolume(ctx context.Context, rs *storkv1.Restore, targets map[string]string, srcNS, claim string, captured bool) (storkv1.RestoreVolumeStatus, error) {
+	ns := srcNS
+	if m, ok := rs.Spec.NamespaceMapping[ns]; ok {
+		ns = m
+	}
+	name := claim
+	if m, ok := rs.Spec.ClaimNameMapping[name]; ok {
+		name = m
+	}
+	v := storkv1.RestoreVolumeStatus{SourceClaim: claim, TargetNamespace: ns, TargetClaim: name, Phase: storkv1.VolumePending}
+	if other, dup := targets[ns+"/"+name]; dup {
+		r.failVolume(rs, &v, "TargetConflict", fmt.Sprintf("claims %s and %s would both be restored as %s/%s; map one to another name", other, claim, ns, name))
+		return v, nil
+	}
+	targets[ns+"/"+name] = claim
+	if !captured {
+		r.failVolume(rs, &v, "NotCaptured", "the source did not capture this claim")
+		return v, nil
+	}
+	existing := &corev1.PersistentVolumeClaim{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, existing)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return v, err
+	case rs.Spec.ExistingObjectPolicy == storkv1.ExistingSkip:
+		v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Skipped", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is left as it is (existingObjectPolicy Skip)", ns, name)
+	case rs.Spec.ExistingObjectPolicy == storkv1.ExistingUpdate:
+		v.Reason, v.Message = "Replacing", fmt.Sprintf("PersistentVolumeClaim %s/%s exists and is replaced (existingObjectPolicy Update)", ns, name)
+	default:
+		r.failVolume(rs, &v, "ClaimExists",
+			fmt.Sprintf("PersistentVolumeClaim %s/%s already exists; it is not overwritten (set existingObjectPolicy Update to replace it, or map the claim to another name)", ns, name))
+	}
+	return v, nil
 }
 
 // restoreVolume moves one volume on: replace an existing claim if asked, have the driver make
@@ -260,62 +290,99 @@ func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, sna
 		r.failVolume(rs, v, "SourceGone", "the Snapshot no longer lists claim "+v.SourceClaim)
 		return nil
 	}
-	key := client.ObjectKey{Namespace: v.TargetNamespace, Name: v.TargetClaim}
-	existing := &corev1.PersistentVolumeClaim{}
-	err := r.Client.Get(ctx, key, existing)
-	if err != nil && !apierrors.IsNotFound(err) {
+	existing, ours, ready, err := r.clearTarget(ctx, rs, v, "Snapshot "+snap.Name)
+	if err != nil || !ready {
 		return err
 	}
-	ours := err == nil && existing.Annotations[RestoredByAnnotation] == string(rs.UID)
-	if err == nil && !ours {
-		if v.Reason != "Replacing" {
-			r.failVolume(rs, v, "ClaimExists", fmt.Sprintf("PersistentVolumeClaim %s was created by someone else while restoring; delete it and create a new Restore, or map the claim to another name", key))
-			return nil
-		}
-		if user, err := r.podUsing(ctx, existing); err != nil {
-			return err
-		} else if user != "" {
-			r.failVolume(rs, v, "ClaimInUse", fmt.Sprintf("PersistentVolumeClaim %s is used by pod %s; stop it to replace the claim", key, user))
-			return nil
-		}
-		if existing.DeletionTimestamp == nil {
-			if err := r.Client.Delete(ctx, existing); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("deleting PersistentVolumeClaim %s to replace it: %w", key, err)
-			}
-			r.event(rs, corev1.EventTypeNormal, "ClaimReplaced", fmt.Sprintf("deleted PersistentVolumeClaim %s to restore it from %s", key, snap.Name))
-		}
-		v.Phase = storkv1.VolumeInProgress
-		return nil // next round, once it is gone
-	}
-	if err := r.ensureNamespace(ctx, v.TargetNamespace); err != nil {
-		return err
-	}
-
 	d, ok := r.Drivers.Get(sv.Driver)
 	rst, isRestorer := drivers.As[drivers.Restorer](d)
 	if !ok || !isRestorer {
 		r.failVolume(rs, v, "DriverUnavailable", "driver "+sv.Driver+" is not enabled in this Stork or cannot restore snapshots")
 		return nil
 	}
-	sc := sv.StorageClassName
-	if m, ok := rs.Spec.StorageClassMapping[sc]; ok {
-		sc = m
-	}
-	capacity := resource.NewQuantity(sv.SizeBytes, resource.BinarySI)
-	if sv.Capacity != nil {
-		capacity = sv.Capacity
-	}
+	claim := r.claimFor(rs, v, sv.StorageClassName, sv.SizeBytes, sv.Capacity, sv.AccessModes)
 	vs, err := rst.Restore(ctx, drivers.RestoreRequest{
 		ID:              string(rs.UID) + "/" + v.SourceClaim,
 		Namespace:       rs.Namespace,
-		Owner:           &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Restore", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)},
+		Owner:           owner(rs),
 		Source:          drivers.SnapshotRef{Namespace: snap.Namespace, VolumeName: sv.VolumeName, SnapshotID: sv.SnapshotID, Node: sv.Node},
 		TargetNamespace: v.TargetNamespace, TargetClaim: v.TargetClaim,
-		SizeBytes: capacity.Value(), StorageClassName: sc, AccessModes: sv.AccessModes,
+		SizeBytes: claim.Spec.Resources.Requests.Storage().Value(), StorageClassName: *claim.Spec.StorageClassName, AccessModes: claim.Spec.AccessModes,
 	})
 	if err != nil {
 		return fmt.Errorf("driver %s: restoring claim %s: %w", sv.Driver, v.SourceClaim, err)
 	}
+	return r.bindClaim(ctx, rs, v, vs, claim, existing, ours, "Snapshot "+snap.Name)
+}
+
+func owner(rs *storkv1.Restore) *metav1.OwnerReference {
+	return &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Restore", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)}
+}
+
+// clearTarget looks at the target claim: one this Restore made is returned with ours; one
+// someone else made fails the volume unless the policy is Update, in which case it is deleted
+// (once no pod uses it) and ready is false until it is gone.
+func (r *Reconciler) clearTarget(ctx context.Context, rs *storkv1.Restore, v *storkv1.RestoreVolumeStatus, from string) (existing *corev1.PersistentVolumeClaim, ours, ready bool, err error) {
+	key := client.ObjectKey{Namespace: v.TargetNamespace, Name: v.TargetClaim}
+	existing = &corev1.PersistentVolumeClaim{}
+	err = r.Client.Get(ctx, key, existing)
+	if apierrors.IsNotFound(err) {
+		return nil, false, true, r.ensureNamespace(ctx, v.TargetNamespace)
+	}
+	if err != nil {
+		return nil, false, false, err
+	}
+	if existing.Annotations[RestoredByAnnotation] == string(rs.UID) {
+		return existing, true, true, nil
+	}
+	if v.Reason != "Replacing" {
+		r.failVolume(rs, v, "ClaimExists", fmt.Sprintf("PersistentVolumeClaim %s was created by someone else while restoring; delete it and create a new Restore, or map the claim to another name", key))
+		return nil, false, false, nil
+	}
+	if user, err := r.podUsing(ctx, existing); err != nil {
+		return nil, false, false, err
+	} else if user != "" {
+		r.failVolume(rs, v, "ClaimInUse", fmt.Sprintf("PersistentVolumeClaim %s is used by pod %s; stop it to replace the claim", key, user))
+		return nil, false, false, nil
+	}
+	if existing.DeletionTimestamp == nil {
+		if err := r.Client.Delete(ctx, existing); client.IgnoreNotFound(err) != nil {
+			return nil, false, false, fmt.Errorf("deleting PersistentVolumeClaim %s to replace it: %w", key, err)
+		}
+		r.event(rs, corev1.EventTypeNormal, "ClaimReplaced", fmt.Sprintf("deleted PersistentVolumeClaim %s to restore it from %s", key, from))
+	}
+	v.Phase = storkv1.VolumeInProgress
+	return nil, false, false, nil // next round, once it is gone
+}
+
+// claimFor is the claim a restored volume is bound to.
+func (r *Reconciler) claimFor(rs *storkv1.Restore, v *storkv1.RestoreVolumeStatus, class string, size int64, capacity *resource.Quantity,
+	modes []corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+	if m, ok := rs.Spec.StorageClassMapping[class]; ok {
+		class = m
+	}
+	if capacity == nil {
+		capacity = resource.NewQuantity(size, resource.BinarySI)
+	}
+	if len(modes) == 0 {
+		modes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: v.TargetNamespace, Name: v.TargetClaim,
+			Annotations: map[string]string{RestoredByAnnotation: string(rs.UID)},
+			Labels:      map[string]string{"stork.dev/restore": rs.Name}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      modes,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *capacity}},
+			StorageClassName: ptr.To(class),
+		},
+	}
+}
+
+// bindClaim records the driver's progress and, once the volume is made, creates the claim
+// bound to it and waits for the binding.
+func (r *Reconciler) bindClaim(ctx context.Context, rs *storkv1.Restore, v *storkv1.RestoreVolumeStatus, vs drivers.VolumeStatus,
+	claim, existing *corev1.PersistentVolumeClaim, ours bool, from string) error {
 	v.Progress = vs.Progress
 	if vs.Node != "" {
 		v.Node = vs.Node
@@ -329,29 +396,16 @@ func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, sna
 		v.Phase, v.Reason, v.Message = vs.Phase, vs.Reason, vs.Message
 		return nil
 	}
-
+	key := client.ObjectKeyFromObject(claim)
 	if !ours {
-		pvc := &corev1.PersistentVolumeClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: v.TargetNamespace, Name: v.TargetClaim,
-				Annotations: map[string]string{RestoredByAnnotation: string(rs.UID)},
-				Labels:      map[string]string{"stork.dev/restore": rs.Name}},
-			Spec: corev1.PersistentVolumeClaimSpec{
-				AccessModes:      sv.AccessModes,
-				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *capacity}},
-				VolumeName:       vs.VolumeName,
-				StorageClassName: ptr.To(sc),
-			},
-		}
-		if len(pvc.Spec.AccessModes) == 0 {
-			pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
-		}
-		if err := r.Client.Create(ctx, pvc); err != nil {
+		claim.Spec.VolumeName = vs.VolumeName
+		if err := r.Client.Create(ctx, claim); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				return nil // created meanwhile: looked at next round
 			}
 			return fmt.Errorf("creating PersistentVolumeClaim %s: %w", key, err)
 		}
-		existing = pvc
+		existing = claim
 	}
 	if existing.Spec.VolumeName != vs.VolumeName {
 		r.failVolume(rs, v, "ClaimConflict", fmt.Sprintf("PersistentVolumeClaim %s asks for volume %s, not the restored %s", key, existing.Spec.VolumeName, vs.VolumeName))
@@ -362,7 +416,7 @@ func (r *Reconciler) restoreVolume(ctx context.Context, rs *storkv1.Restore, sna
 		return nil
 	}
 	v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("bound to PersistentVolume %s on node %s", vs.VolumeName, v.Node)
-	r.event(rs, corev1.EventTypeNormal, "ClaimRestored", fmt.Sprintf("PersistentVolumeClaim %s restored from claim %s of Snapshot %s", key, v.SourceClaim, snap.Name))
+	r.event(rs, corev1.EventTypeNormal, "ClaimRestored", fmt.Sprintf("PersistentVolumeClaim %s restored from claim %s of %s", key, v.SourceClaim, from))
 	return nil
 }
 

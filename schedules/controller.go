@@ -25,19 +25,20 @@ import (
 	"stork.dev/stork/internal/conditions"
 )
 
-// Labels and annotations on the Snapshots a schedule makes.
+// Labels and annotations on the Snapshots a schedule makes. The Snapshot controller copies the
+// two labels onto the Backup of a Snapshot that names a backupLocation.
 const (
-	// LabelSchedule names the schedule that made a Snapshot.
+	// LabelSchedule names the schedule that made a Snapshot (or its Backup).
 	LabelSchedule = "stork.dev/schedule"
-	// LabelScheduleUID is the UID of that schedule: runs and retention act on the Snapshots of
-	// this schedule only, not on those of an earlier schedule of the same name.
+	// LabelScheduleUID is the UID of that schedule: runs and retention act on the Snapshots and
+	// Backups of this schedule only, not on those of an earlier schedule of the same name.
 	LabelScheduleUID = "stork.dev/schedule-uid"
 	// AnnotationScheduledTime is the time the run was due (RFC 3339), which retention sorts by.
 	AnnotationScheduledTime = "stork.dev/scheduled-time"
 )
 
-// keepFailed is how many failed Snapshots of a schedule are kept for a look at what went wrong;
-// older failed ones are deleted.
+// keepFailed is how many failed Snapshots (and failed Backups) of a schedule are kept for a look
+// at what went wrong; older failed ones are deleted.
 const keepFailed = 3
 
 // historyLen bounds status.history.
@@ -59,20 +60,23 @@ type Reconciler struct {
 // parser accepts five fields, six with leading seconds, and descriptors (@hourly, @every 5m).
 var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// SetupWithManager registers the controller; a Snapshot's changes wake its schedule.
+// SetupWithManager registers the controller; the changes of a Snapshot or Backup wake its
+// schedule (a Backup completes after its Snapshot is Ready, and only then counts for retention).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	toSchedule := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if name := o.GetLabels()[LabelSchedule]; name != "" {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		}
+		return nil
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("snapshotschedule").
 		For(&storkv1.SnapshotSchedule{}).
-		Watches(&storkv1.Snapshot{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			if name := o.GetLabels()[LabelSchedule]; name != "" {
-				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
-			}
-			return nil
-		})).
+		Watches(&storkv1.Snapshot{}, toSchedule).
+		Watches(&storkv1.Backup{}, toSchedule).
 		Complete(r)
 }
 
@@ -301,12 +305,18 @@ func (r *Reconciler) updateHistory(sched *storkv1.SnapshotSchedule, snaps []stor
 	}
 }
 
-// applyRetention deletes the schedule's Ready Snapshots the policy does not keep, and failed
-// ones beyond the newest few. Snapshots still running are never touched. A deletion that fails
-// is reported in an Event and tried again at the next reconcile; it does not hold up runs.
+// applyRetention applies the schedule's retention to its Snapshots and its backupRetention to
+// their Backups. A deletion that fails is reported in an Event and tried again at the next
+// reconcile; it does not hold up runs.
 func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
-	ret := sched.Spec.Retention
-	p := retention.Policy{Last: int(ret.KeepLast), Hourly: int(ret.KeepHourly), Daily: int(ret.KeepDaily), Weekly: int(ret.KeepWeekly), Monthly: int(ret.KeepMonthly)}
+	r.applySnapshotRetention(ctx, sched, snaps, loc)
+	r.applyBackupRetention(ctx, sched, snaps, loc)
+}
+
+// applySnapshotRetention deletes the schedule's Ready Snapshots the policy does not keep, and
+// failed ones beyond the newest few. Snapshots still running are never touched.
+func (r *Reconciler) applySnapshotRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
+	p := policy(sched.Spec.Retention)
 	var ready, failed []storkv1.Snapshot
 	for _, s := range snaps {
 		if s.DeletionTimestamp != nil {
@@ -319,30 +329,113 @@ func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.Snapshot
 			failed = append(failed, s)
 		}
 	}
-	var drop []storkv1.Snapshot
-	if !p.Empty() {
-		times := make([]time.Time, len(ready))
-		for i := range ready {
-			times[i] = scheduledTime(&ready[i])
-		}
-		for _, d := range retention.Apply(times, p, loc) {
-			if !d.Keep {
-				drop = append(drop, ready[d.Index])
-			}
-		}
-	}
+	drop := unkept(ready, p, loc, scheduledTime)
 	if len(failed) > keepFailed {
 		drop = append(drop, failed[:len(failed)-keepFailed]...)
 	}
 	for i := range drop {
 		s := &drop[i]
-		if err := r.Client.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
-			r.event(sched, corev1.EventTypeWarning, "RetentionFailed", fmt.Sprintf("deleting Snapshot %s: %v", s.Name, err))
-			continue
-		}
-		r.event(sched, corev1.EventTypeNormal, "RetentionDeleted", fmt.Sprintf("deleted Snapshot %s (%s): retention %s", s.Name, s.Status.Phase, p))
+		r.deleteExpired(ctx, sched, "Snapshot", s, string(s.Status.Phase), "RetentionDeleted", "retention "+p.String())
 	}
 }
+
+// applyBackupRetention deletes the schedule's usable Backups (Completed or PartiallyFailed) that
+// spec.backupRetention (spec.retention when unset) does not keep, judged by creation time, and
+// Failed ones beyond the newest few, as for Snapshots: a failure is kept for a look whether or not
+// a later backup succeeded, and a location that fails every night does not pile them up.
+// Untouched: imported Backups and Backups made by hand, Backups still running or being deleted,
+// and those whose Snapshot run is still going.
+func (r *Reconciler) applyBackupRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
+	backups, err := r.backups(ctx, sched)
+	if err != nil {
+		r.event(sched, corev1.EventTypeWarning, "RetentionFailed", err.Error())
+		return
+	}
+	ret := sched.Spec.Retention
+	if sched.Spec.BackupRetention != nil {
+		ret = *sched.Spec.BackupRetention
+	}
+	p := policy(ret)
+	running := map[string]bool{}
+	for _, s := range snaps {
+		if s.DeletionTimestamp == nil && !final(s.Status.Phase) {
+			running[s.Name] = true
+		}
+	}
+	var usable, failed []storkv1.Backup
+	for _, b := range backups {
+		if b.Status.Imported || b.Spec.SnapshotName == "" || b.DeletionTimestamp != nil || running[b.Spec.SnapshotName] {
+			continue
+		}
+		switch b.Status.Phase {
+		case storkv1.BackupCompleted, storkv1.BackupPartiallyFailed:
+			usable = append(usable, b)
+		case storkv1.BackupFailed:
+			failed = append(failed, b)
+		}
+	}
+	for _, b := range unkept(usable, p, loc, createdAt) {
+		r.deleteExpired(ctx, sched, "Backup", &b, string(b.Status.Phase), "BackupPruned", "backup retention "+p.String())
+	}
+	if len(failed) > keepFailed {
+		for _, b := range failed[:len(failed)-keepFailed] {
+			r.deleteExpired(ctx, sched, "Backup", &b, string(b.Status.Phase), "BackupPruned", fmt.Sprintf("only the newest %d failed Backups are kept", keepFailed))
+		}
+	}
+}
+
+// backups lists the Backups of the schedule's Snapshots, oldest first.
+func (r *Reconciler) backups(ctx context.Context, sched *storkv1.SnapshotSchedule) ([]storkv1.Backup, error) {
+	var list storkv1.BackupList
+	if err := r.reader().List(ctx, &list, client.InNamespace(sched.Namespace), client.MatchingLabels{LabelScheduleUID: string(sched.UID)}); err != nil {
+		return nil, fmt.Errorf("listing the Backups of schedule %s: %w", sched.Name, err)
+	}
+	sort.SliceStable(list.Items, func(i, j int) bool {
+		a, b := &list.Items[i], &list.Items[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name // names end in the scheduled time
+	})
+	return list.Items, nil
+}
+
+// policy is the retention package's form of a schedule's Retention.
+func policy(ret storkv1.Retention) retention.Policy {
+	return retention.Policy{Last: int(ret.KeepLast), Hourly: int(ret.KeepHourly), Daily: int(ret.KeepDaily), Weekly: int(ret.KeepWeekly), Monthly: int(ret.KeepMonthly)}
+}
+
+// unkept returns the items the policy does not keep, each judged by the time at gives it; an
+// empty policy keeps everything.
+func unkept[T any](items []T, p retention.Policy, loc *time.Location, at func(*T) time.Time) []T {
+	if p.Empty() {
+		return nil
+	}
+	times := make([]time.Time, len(items))
+	for i := range items {
+		times[i] = at(&items[i])
+	}
+	var drop []T
+	for _, d := range retention.Apply(times, p, loc) {
+		if !d.Keep {
+			drop = append(drop, items[d.Index])
+		}
+	}
+	return drop
+}
+
+// deleteExpired deletes an object retention does not keep (that very object: a newer one of the
+// same name is left alone) and reports it on the schedule, with reason, or RetentionFailed.
+func (r *Reconciler) deleteExpired(ctx context.Context, sched *storkv1.SnapshotSchedule, kind string, obj client.Object, phase, reason, why string) {
+	uid := obj.GetUID()
+	if err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+		r.event(sched, corev1.EventTypeWarning, "RetentionFailed", fmt.Sprintf("deleting %s %s: %v", kind, obj.GetName(), err))
+		return
+	}
+	r.event(sched, corev1.EventTypeNormal, reason, fmt.Sprintf("deleted %s %s (%s): %s", kind, obj.GetName(), phase, why))
+}
+
+func createdAt(b *storkv1.Backup) time.Time { return b.CreationTimestamp.Time }
 
 func scheduledTime(s *storkv1.Snapshot) time.Time {
 	if t, err := time.Parse(time.RFC3339, s.Annotations[AnnotationScheduledTime]); err == nil {

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -56,6 +57,9 @@ type BackupVolume struct {
 	// SizeBytes is the claim's requested size.
 	// +optional
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// AccessModes of the source claim.
+	// +optional
+	AccessModes []corev1.PersistentVolumeAccessMode `json:"accessModes,omitempty"`
 	// RepositorySnapshotID is the ID of the volume's tree in the backup repository.
 	// +optional
 	RepositorySnapshotID string `json:"repositorySnapshotID,omitempty"`

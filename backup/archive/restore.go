@@ -348,3 +348,34 @@ func List(ctx context.Context, r *repo.Repository, tree repo.ID, fn func(string,
 	rs := &restorer{r: r}
 	return rs.walk(ctx, tree, "", fn)
 }
+
+// ReadFiles calls fn with the path and content of every regular file in a snapshot, depth
+// first, at most maxBytes per file (a bigger file is an error naming it). It is for small trees
+// read into memory, such as a backup's record and Kubernetes objects; volumes are restored to
+// disk with Restore.
+func ReadFiles(ctx context.Context, r *repo.Repository, snap repo.ID, maxBytes int64, fn func(path string, data []byte) error) error {
+	s, err := r.LoadSnapshot(ctx, snap)
+	if err != nil {
+		return fmt.Errorf("reading snapshot %s: %w", snap, err)
+	}
+	return List(ctx, r, s.Tree, func(p string, n *Node) error {
+		if n.Type != TypeFile {
+			return nil
+		}
+		if n.Size > maxBytes {
+			return fmt.Errorf("snapshot %s: %s is %d bytes, more than the %d expected", snap, p, n.Size, maxBytes)
+		}
+		data := make([]byte, 0, n.Size)
+		for _, c := range n.Content {
+			b, err := r.LoadBlob(ctx, c)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: reading %s: %w", snap, p, err)
+			}
+			data = append(data, b...)
+		}
+		if int64(len(data)) != n.Size {
+			return fmt.Errorf("snapshot %s: %s has %d bytes, its entry says %d", snap, p, len(data), n.Size)
+		}
+		return fn(p, data)
+	})
+}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -75,4 +78,34 @@ func ParseAccessSecret(d map[string][]byte) (Access, error) {
 		Key: repo.UserKey{Passphrase: string(d[keyPassphrase]), Raw: d[keyRawKey]},
 	}
 	return a, a.Key.Validate()
+}
+
+// EnsureAccessSecret makes the access Secret ns/name for a location unless it exists: the
+// Secret a Backup's or Restore's VolumeTasks name, so that agents reach the location without
+// reading the Secrets of the location's namespace. The caller deletes it when its work is done
+// (DeleteAccessSecret).
+func EnsureAccessSecret(ctx context.Context, c client.Client, secrets client.Reader, ns, name string, labels map[string]string, loc *storkv1.BackupLocation) error {
+	err := secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{})
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	access, err := Resolve(ctx, secrets, loc)
+	if err != nil {
+		return fmt.Errorf("reading the Secrets of BackupLocation %s/%s: %w", loc.Namespace, loc.Name, err)
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Data:       AccessSecretData(access),
+		Type:       corev1.SecretTypeOpaque,
+	}
+	if err := c.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating access Secret %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// DeleteAccessSecret deletes an access Secret; one already gone is fine.
+func DeleteAccessSecret(ctx context.Context, c client.Client, ns, name string) error {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	return client.IgnoreNotFound(c.Delete(ctx, s))
 }

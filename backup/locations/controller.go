@@ -2,7 +2,8 @@
 // Secrets, opens the object store, probes it (list, and for writable locations write, read back
 // and delete an object), opens the backup repository there — initialising it on first use —
 // and reports Available or Unavailable with a reason a person can act on. It rechecks every
-// sync period. Credentials never reach logs, Events or status.
+// sync period. Credentials never reach logs, Events or status. It also prunes the repositories
+// of writable, Available locations every maintenance interval (maintenance.go).
 package locations
 
 import (
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -44,11 +46,23 @@ type Reconciler struct {
 	// watch every Secret of the cluster.
 	Secrets  client.Reader
 	Recorder events.EventRecorder
+	// Clock tells when checks and prunes are due; the real clock when nil.
+	Clock clock.PassiveClock
+	// PruneTimeout bounds one prune; DefaultPruneTimeout when zero.
+	PruneTimeout time.Duration
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock.Now()
 }
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	// Several at once: one unreachable store must not delay the checks of the others.
+	// Several at once: one unreachable store, or one long prune, must not delay the checks of
+	// the others.
 	return ctrl.NewControllerManagedBy(mgr).Named("backuplocation").For(&storkv1.BackupLocation{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).Complete(r)
 }
@@ -58,21 +72,62 @@ type unavailable struct{ reason, message string }
 
 func (u *unavailable) Error() string { return u.message }
 
+// Reconcile checks the location when its sync period has passed (or its spec changed), then
+// prunes it when its maintenance interval has: each has its own due time, so a check that is
+// not due never delays a prune, nor the other way round.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	loc := &storkv1.BackupLocation{}
 	if err := r.Client.Get(ctx, req.NamespacedName, loc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	period := time.Minute
+	period := syncPeriod(loc)
+	if r.checkDue(loc, period) {
+		if err := r.checkAndRecord(ctx, loc); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.maintain(ctx, loc); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.nextWake(loc, period)}, nil
+}
+
+// syncPeriod is spec.syncPeriod or its default.
+func syncPeriod(loc *storkv1.BackupLocation) time.Duration {
 	if loc.Spec.SyncPeriod != nil {
-		period = loc.Spec.SyncPeriod.Duration
+		return loc.Spec.SyncPeriod.Duration
 	}
-	if last := loc.Status.LastValidationTime; last != nil && loc.Status.ObservedGeneration == loc.Generation && time.Since(last.Time) < period {
-		return ctrl.Result{RequeueAfter: period - time.Since(last.Time)}, nil
+	return time.Minute
+}
+
+// checkDue says whether the location must be checked: never checked, checked under an older
+// spec, or checked a period ago.
+func (r *Reconciler) checkDue(loc *storkv1.BackupLocation, period time.Duration) bool {
+	last := loc.Status.LastValidationTime
+	return last == nil || loc.Status.ObservedGeneration != loc.Generation || r.now().Sub(last.Time) >= period
+}
+
+// nextWake is how long until the next check or prune, whichever comes first.
+func (r *Reconciler) nextWake(loc *storkv1.BackupLocation, period time.Duration) time.Duration {
+	now := r.now()
+	wake := period
+	if last := loc.Status.LastValidationTime; last != nil {
+		wake = last.Add(period).Sub(now)
 	}
+	if due, ok := nextPrune(loc); ok {
+		wake = min(wake, due.Sub(now))
+	}
+	// Status times are whole seconds, so a due time may look a fraction of a second away; and
+	// a zero RequeueAfter would mean no requeue at all.
+	return max(wake, time.Second)
+}
+
+// checkAndRecord checks the location and writes the outcome into its status (Available
+// condition, phase, repository ID), with an Event when the condition changes.
+func (r *Reconciler) checkAndRecord(ctx context.Context, loc *storkv1.BackupLocation) error {
 	orig := loc.DeepCopy()
 	repoID, err := r.check(ctx, loc)
-	now := metav1.Now()
+	now := metav1.NewTime(r.now())
 	st := &loc.Status
 	st.LastValidationTime, st.ObservedGeneration = &now, loc.Generation
 	cond := metav1.Condition{Type: storkv1.ConditionAvailable, ObservedGeneration: loc.Generation}
@@ -89,7 +144,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		st.Phase = storkv1.BackupLocationUnavailable
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, u.reason, u.message
 	default:
-		return ctrl.Result{}, err
+		return err
 	}
 	was := meta.FindStatusCondition(orig.Status.Conditions, storkv1.ConditionAvailable)
 	if was == nil || was.Status != cond.Status || was.Reason != cond.Reason {
@@ -103,9 +158,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	if err := r.Client.Status().Patch(ctx, loc, client.MergeFrom(orig)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("updating the status of BackupLocation %s: %w", req.NamespacedName, err)
+		return fmt.Errorf("updating the status of BackupLocation %s/%s: %w", loc.Namespace, loc.Name, err)
 	}
-	return ctrl.Result{RequeueAfter: period}, nil
+	return nil
 }
 
 // check opens the location and its repository and returns the repository's ID, or an

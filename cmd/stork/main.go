@@ -113,7 +113,8 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&backup.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set,
+	repos := &locations.Repositories{Secrets: mgr.GetAPIReader()}
+	if err := (&backup.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Repos: repos, Drivers: set,
 		Namespace: namespace, Cluster: cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -121,11 +122,15 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 		Recorder: mgr.GetEventRecorder("stork-location")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos,
+		Recorder: mgr.GetEventRecorder("stork-sync")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&schedules.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder("stork-schedule")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: namespace,
+	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: namespace, Repos: repos,
 		Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
 		return err
 	}

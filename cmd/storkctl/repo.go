@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"stork.dev/stork/backup/archive"
+	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/objstore"
 	"stork.dev/stork/backup/repo"
 )
@@ -273,9 +274,48 @@ func repoCommand() *cobra.Command {
 		}),
 	}
 	ls.Flags().StringArrayVar(&lsTags, "tag", nil, "KEY=VALUE the snapshots must carry (repeatable)")
-	cmd.AddCommand(ls)
+	cmd.AddCommand(ls, backupsCommand(withRepo))
 	cmd.AddCommand(checkCommand(withRepo), forgetCommand(withRepo), pruneCommand(withRepo))
 	return cmd
+}
+
+// backupsCommand lists the complete Stork Backups in a repository (their records), with the
+// repository snapshot of each volume: what to restore, with repo restore, when no cluster is
+// left to ask.
+func backupsCommand(withRepo repoRunner) *cobra.Command {
+	return &cobra.Command{
+		Use:   "backups",
+		Short: "List the Stork Backups in the repository, newest last, with each volume's snapshot (restore one with repo restore ID DIR)",
+		Args:  cobra.NoArgs,
+		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, _ []string) error {
+			recs, err := catalog.Records(ctx, r)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "BACKUP\tCLUSTER\tCOMPLETED\tPHASE\tOBJECTS\tCLAIM\tZONE\tSIZE\tSNAPSHOT")
+			for _, s := range recs {
+				rec, err := catalog.ReadRecord(ctx, r, s.ID)
+				if err != nil {
+					fmt.Fprintf(w, "%s\t\t\tunreadable: %v\n", s.ID.String()[:12], err)
+					continue
+				}
+				head := fmt.Sprintf("%s/%s\t%s\t%s\t%s\t%d", rec.Namespace, rec.Name, rec.Cluster, rec.CompletionTime.Local().Format(time.RFC3339), rec.Phase, rec.ResourceCount)
+				for _, v := range rec.Volumes {
+					id := v.RepositorySnapshotID
+					if len(id) > 12 {
+						id = id[:12]
+					}
+					if id == "" {
+						id = "(failed: " + v.Message + ")"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", head, v.ClaimName, v.Topology.Zone, human(v.Progress.BytesTotal), id)
+					head = "\t\t\t\t"
+				}
+			}
+			return w.Flush()
+		}),
+	}
 }
 
 // findSnapshot resolves a snapshot reference among the snapshots with the given tags: the

@@ -8,6 +8,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/catalog"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
 )
 
 func storkctl(t *testing.T, args ...string) (string, error) {
@@ -168,5 +173,45 @@ func TestMaintenanceCommands(t *testing.T) {
 	out, err := run("check", "--read-data")
 	if err == nil || !regexp.MustCompile(`problem: damaged object data/[0-9a-f]{2}/[0-9a-f]{64}`).MatchString(out) {
 		t.Fatalf("check of damaged packs: %v\n%s", err, out)
+	}
+}
+
+// TestRepoBackups lists the Stork Backups a cluster wrote, from their records alone.
+func TestRepoBackups(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	url := "file://" + filepath.Join(dir, "bucket")
+	passFile := filepath.Join(dir, "pass")
+	if err := os.WriteFile(passFile, []byte("a long enough passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := storkctl(t, "repo", "init", "--location", url, "--passphrase-file", passFile); err != nil {
+		t.Fatalf("init: %v %s", err, out)
+	}
+	store, err := objstore.Open(ctx, objstore.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	r, err := repo.Open(ctx, store, repo.UserKey{Passphrase: "a long enough passphrase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rec := &catalog.Record{Name: "nightly", Namespace: "shop", UID: "u1", Cluster: "site-a", Phase: storkv1.BackupCompleted, ResourceCount: 7,
+		Volumes: []storkv1.BackupVolume{
+			{ClaimName: "data-0", Topology: storkv1.Topology{Zone: "zone-a"}, RepositorySnapshotID: "0123456789abcdef", Progress: storkv1.Progress{BytesTotal: 2 << 20}},
+			{ClaimName: "data-1", Message: "disk gone"}}}
+	if _, err := catalog.WriteRecord(ctx, r, rec); err != nil {
+		t.Fatal(err)
+	}
+	out, err := storkctl(t, "repo", "backups", "--location", url, "--passphrase-file", passFile)
+	if err != nil {
+		t.Fatalf("backups: %v %s", err, out)
+	}
+	for _, want := range []string{`shop/nightly\s+site-a\s+\S+\s+Completed\s+7\s+data-0\s+zone-a\s+2\.0 MiB\s+0123456789ab`, `data-1\s+0 B\s+\(failed: disk gone\)`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -51,6 +51,7 @@ var (
 	_ drivers.Snapshotter     = (*Driver)(nil)
 	_ drivers.Restorer        = (*Driver)(nil)
 	_ drivers.Exporter        = (*Driver)(nil)
+	_ drivers.Importer        = (*Driver)(nil)
 	_ drivers.ControllerOwner = (*Driver)(nil)
 )
 
@@ -225,7 +226,12 @@ func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *m
 	}
 	if err := d.c.Create(ctx, t); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			// Made by a previous reconcile whose result the cache had not shown yet.
+			// Made by a previous reconcile whose result the cache had not shown yet: the stored
+			// task if it shows now, else the one asked for (with no status, and no
+			// resourceVersion: it was not read).
+			if d.c.Get(ctx, client.ObjectKeyFromObject(t), got) == nil {
+				return got, nil
+			}
 			return t, nil
 		}
 		return nil, fmt.Errorf("creating VolumeTask %s/%s: %w", t.Namespace, t.Name, err)
@@ -345,29 +351,71 @@ func (d *Driver) Restore(ctx context.Context, req drivers.RestoreRequest) (drive
 	if st.Phase != storkv1.VolumeSucceeded {
 		return st, nil
 	}
-	// The path comes from the agent's report: only a volume directory of the driver's own
-	// layout, named after this volume, under a root the driver owns, becomes a volume.
+	return d.createVolume(ctx, t, st, newVolume{
+		labels:          map[string]string{LabelRestoredFrom: labelValue(req.Source.SnapshotID)},
+		targetNamespace: req.TargetNamespace, targetClaim: req.TargetClaim,
+		sizeBytes: req.SizeBytes, storageClassName: req.StorageClassName, accessModes: req.AccessModes,
+	})
+}
+
+// Labels on the PersistentVolumes of restored volumes, naming where their data came from.
+const (
+	// LabelRestoredFrom is the local snapshot a Restore copied (see SnapshotID in the agent).
+	LabelRestoredFrom = "stork.dev/restored-from"
+	// LabelRestoredFromBackup is the repository snapshot an Import downloaded.
+	LabelRestoredFromBackup = "stork.dev/restored-from-backup"
+)
+
+// labelValue makes id a valid label value: at most 63 characters, beginning and ending with a
+// letter or digit. Snapshot IDs are longer (a PersistentVolume's name and a UID; 64 hex digits
+// for a repository snapshot), and a PersistentVolume with an invalid label is not created.
+func labelValue(id string) string {
+	if len(id) > 63 {
+		id = id[:63]
+	}
+	return strings.TrimFunc(id, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	})
+}
+
+// newVolume is what the PersistentVolume of a restored or imported volume takes from the request.
+type newVolume struct {
+	labels                       map[string]string
+	targetNamespace, targetClaim string
+	sizeBytes                    int64
+	storageClassName             string
+	// accessModes default to ReadWriteOnce.
+	accessModes []corev1.PersistentVolumeAccessMode
+}
+
+// createVolume makes the PersistentVolume of the volume directory that a succeeded Restore or
+// Download task t made, on t's node, pre-bound to the target claim, and returns st (the task's
+// status) as the volume's. The path comes from the agent's report and is not trusted: only a
+// volume directory of the driver's own layout, named after this volume, under a root the driver
+// owns, becomes a volume; another path fails the volume with InvalidVolumePath.
+func (d *Driver) createVolume(ctx context.Context, t *storkv1.VolumeTask, st drivers.VolumeStatus, v newVolume) (drivers.VolumeStatus, error) {
+	pvName, node := t.Spec.VolumeName, t.Spec.NodeName
 	path := filepath.Clean(t.Status.Path)
 	if filepath.Base(path) != pvName || filepath.Base(filepath.Dir(path)) != "volumes" || !d.underRoot(path) {
 		st.Phase, st.Reason = storkv1.VolumeFailed, "InvalidVolumePath"
-		st.Message = fmt.Sprintf("the agent of node %s reported volume path %q, which is not <root>/volumes/%s under the driver's roots %v", req.Source.Node, t.Status.Path, pvName, d.roots)
+		st.Message = fmt.Sprintf("the agent of node %s reported volume path %q, which is not <root>/volumes/%s under the driver's roots %v", node, t.Status.Path, pvName, d.roots)
 		return st, nil
 	}
-	modes := req.AccessModes
+	modes := v.accessModes
 	if len(modes) == 0 {
 		modes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
 	}
 	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: pvName, Labels: map[string]string{"stork.dev/restored-from": req.Source.SnapshotID}},
+		ObjectMeta: metav1.ObjectMeta{Name: pvName, Labels: v.labels},
 		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(req.SizeBytes, resource.BinarySI)},
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(v.sizeBytes, resource.BinarySI)},
 			AccessModes:                   modes,
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              req.StorageClassName,
+			StorageClassName:              v.storageClassName,
 			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: path}},
-			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: req.TargetNamespace, Name: req.TargetClaim},
+			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: v.targetNamespace, Name: v.targetClaim},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{req.Source.Node}}},
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
 			}}}},
 		},
 	}

@@ -66,12 +66,11 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 		}
 	}()
 
-	step("Starting a Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
+	step("Starting site A's Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
 	started := time.Now()
-	zones := []string{"zone-a", "zone-b", "zone-c"}
 	cluster, err := env.StartCluster(ctx, harness.ClusterOptions{
-		Name:  "demo",
-		Nodes: harness.Nodes("node", "region-1", zones, 2),
+		Name:  "site-a",
+		Nodes: harness.Nodes("node", "region-1", []string{"zone-a", "zone-b"}, 2),
 	})
 	if err != nil {
 		return err
@@ -96,7 +95,12 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 	if err := os.MkdirAll(bucket, 0o700); err != nil {
 		return err
 	}
-	if err := createLocation(ctx, cluster.Client, bucket); err != nil {
+	// A fresh random passphrase: Stork has no default key.
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if err := createLocation(ctx, cluster.Client, namespace, bucket, base64.RawURLEncoding.EncodeToString(key), storkv1.AccessReadWrite); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "  BackupLocation %s/local → file://%s\n", namespace, bucket)
@@ -122,19 +126,21 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 	}
 	fmt.Fprintf(out, "  pod %s/hello bound to %s\n", namespace, node)
 
-	if err := storkStory(ctx, out, step, cluster, zones, bucket); err != nil {
+	siteB, err := storkStory(ctx, out, step, env, cluster, bucket)
+	if err != nil {
 		return err
 	}
 
-	step("The cluster is yours")
+	step("The clusters are yours")
 	kubectl := bins.Path("kubectl")
-	fmt.Fprintf(out, `  export KUBECONFIG=%s
+	fmt.Fprintf(out, `  site A:  export KUBECONFIG=%s
   %s get nodes -L topology.kubernetes.io/zone,stork.dev/rack
-  %s get storagenodes
-  %s get backuplocations,snapshots,snapshotschedules,volumetasks -n %s
+  %s get backuplocations,snapshots,snapshotschedules,backups,volumetasks -n %s
   %s/storkctl snapshot describe db-snap -n %s
-  %s explain snapshot.spec.source
-`, cluster.Kubeconfig, kubectl, kubectl, kubectl, namespace, storkctlDir(), namespace, kubectl)
+  site B:  export KUBECONFIG=%s
+  %s get backups -n %s; %s get restores -n stork-system -o yaml
+  %s get all,configmaps,secrets,pvc -n %s-dr
+`, cluster.Kubeconfig, kubectl, kubectl, namespace, storkctlDir(), namespace, siteB.Kubeconfig, kubectl, drNamespace, kubectl, kubectl, namespace)
 	if wait <= 0 {
 		fmt.Fprintln(out, "  (not waiting: run `make demo` from a terminal to keep the cluster up until Ctrl-C)")
 		return nil
@@ -167,28 +173,27 @@ func printNodes(ctx context.Context, out io.Writer, c client.Client) error {
 	return w.Flush()
 }
 
-func createLocation(ctx context.Context, c client.Client, bucket string) error {
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+// createLocation makes namespace ns, the encryption-key Secret and a file:// BackupLocation
+// named local in it.
+func createLocation(ctx context.Context, c client.Client, ns, bucket, passphrase string, mode storkv1.BackupLocationAccessMode) error {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return fmt.Errorf("creating namespace: %w", err)
 	}
-	// A fresh random passphrase: Stork has no default key.
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "stork-demo-key"},
-		StringData: map[string]string{"passphrase": base64.RawURLEncoding.EncodeToString(key)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stork-demo-key"},
+		StringData: map[string]string{"passphrase": passphrase},
 	}
 	if err := c.Create(ctx, secret); err != nil {
 		return fmt.Errorf("creating the encryption key Secret: %w", err)
 	}
 	loc := &storkv1.BackupLocation{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "local"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "local"},
 		Spec: storkv1.BackupLocationSpec{
 			URL:                    "file://" + bucket,
 			EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: secret.Name, Key: "passphrase"},
 			Default:                true,
+			AccessMode:             mode,
+			SyncPeriod:             &metav1.Duration{Duration: 10 * time.Second},
 		},
 	}
 	if err := c.Create(ctx, loc); err != nil {

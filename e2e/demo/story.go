@@ -15,104 +15,278 @@ import (
 	"text/tabwriter"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/e2e/harness"
 )
 
-// storkStory runs Stork on the cluster — the controller and one agent per node, under the RBAC
-// of deploy/manifests — and shows a group snapshot of an application's data, its restore into
-// another namespace with the data compared, and a schedule with retention.
-func storkStory(ctx context.Context, out io.Writer, step func(string), c *harness.Cluster, zones []string, bucket string) error {
-	step("Starting Stork: the controller, and a stork-agent per node with its own storage root")
+// storkStory is the disaster-recovery story. Site A runs Stork — the controller and one agent
+// per node, under the RBAC of deploy/manifests — and an application whose data is snapshotted,
+// restored locally and backed up every minute by a schedule, with its Kubernetes objects. Site
+// B, a second cluster in other zones, reads the same bucket, sees the backups through sync and
+// restores the application into a mapped namespace and zones; the data is compared. It returns
+// site B's cluster.
+func storkStory(ctx context.Context, out io.Writer, step func(string), env *harness.Env, a *harness.Cluster, bucket string) (*harness.Cluster, error) {
+	step("Starting Stork on site A: the controller, and a stork-agent per node with its own storage root")
+	if err := startStork(ctx, out, a); err != nil {
+		return nil, err
+	}
+	loc := &storkv1.BackupLocation{}
+	if err := a.WaitFor(ctx, time.Minute, "the BackupLocation to be checked", func(ctx context.Context) (bool, error) {
+		err := a.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "local"}, loc)
+		return err == nil && loc.Status.Phase != "", err
+	}); err != nil {
+		return nil, err
+	}
+	cond := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable)
+	fmt.Fprintf(out, "  BackupLocation local: %s (%s) — repository %s initialised\n", loc.Status.Phase, cond.Reason, loc.Status.RepositoryID)
+
+	step("A database writes its data: two claims, on nodes in zone-a and zone-b, with its config, secret, service and deployment")
+	dbNodes := map[string]string{"data-0": "node-zone-a-1", "data-1": "node-zone-b-1"}
+	dirs := map[string]string{}
+	for _, claim := range []string{"data-0", "data-1"} {
+		dir, err := a.LocalVolume(ctx, namespace, claim, dbNodes[claim], db)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeData(dir, claim); err != nil {
+			return nil, err
+		}
+		dirs[claim] = dir
+		sum, files, size, err := treeSum(dir)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "  %s on %s: %d files, %s, sha256 %s\n", claim, dbNodes[claim], files, human(size), sum[:16])
+	}
+	for _, o := range appObjects() {
+		if err := a.Client.Create(ctx, o); err != nil {
+			return nil, fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+		}
+	}
+
+	step("Snapshot db-snap: both claims of app=db, as one group")
+	snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-snap"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{Selector: &metav1.LabelSelector{MatchLabels: db}}}}
+	if err := a.Client.Create(ctx, snap); err != nil {
+		return nil, err
+	}
+	if err := waitProgress(ctx, out, a, snap, func() (string, storkv1.Progress, bool) {
+		return string(snap.Status.Phase), snap.Status.Progress, snap.Status.Phase == storkv1.SnapshotReady || snap.Status.Phase == storkv1.SnapshotFailed
+	}); err != nil {
+		return nil, err
+	}
+	if snap.Status.Phase != storkv1.SnapshotReady {
+		return nil, fmt.Errorf("snapshot db-snap %s: %v", snap.Status.Phase, snap.Status.Conditions)
+	}
+	for _, v := range snap.Status.Volumes {
+		fmt.Fprintf(out, "  %s: captured on %s (%s), %s\n", v.ClaimName, v.Node, v.Topology.Zone, human(v.SizeBytes))
+	}
+	before, err := sums(dirs)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range dirs {
+		// The application goes on writing after the snapshot.
+		if err := os.WriteFile(filepath.Join(dir, "after-snapshot.log"), []byte("written later\n"), 0o644); err != nil {
+			return nil, err
+		}
+	}
+
+	step("Restore db-snap into namespace stork-demo-copy on site A (an administrator's Restore, in stork-system)")
+	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "db-copy"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: namespace, SnapshotName: "db-snap"},
+			NamespaceMapping: map[string]string{namespace: namespace + "-copy"}}}
+	if err := restoreAndCompare(ctx, out, a, rs, before, "the snapshot"); err != nil {
+		return nil, err
+	}
+
+	step("A SnapshotSchedule on site A: every minute, snapshot the app and back it up to the bucket with its objects")
+	sched := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-every-minute"},
+		Spec: storkv1.SnapshotScheduleSpec{Schedule: "* * * * *",
+			Retention: storkv1.Retention{KeepLast: 2}, BackupRetention: &storkv1.Retention{KeepLast: 5, KeepDaily: 7},
+			Template: storkv1.SnapshotTemplate{Spec: storkv1.SnapshotSpec{Source: snap.Spec.Source, IncludeResources: true, BackupLocation: "local"}}}}
+	if err := a.Client.Create(ctx, sched); err != nil {
+		return nil, err
+	}
+	if err := a.WaitFor(ctx, time.Minute, "the schedule's next run", func(ctx context.Context) (bool, error) {
+		err := a.Client.Get(ctx, client.ObjectKeyFromObject(sched), sched)
+		return err == nil && sched.Status.NextScheduleTime != nil, err
+	}); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "  schedule %q: next run at %s; keeps 2 snapshots and 5 backups (and one a day for a week)\n",
+		sched.Spec.Schedule, sched.Status.NextScheduleTime.UTC().Format("15:04:05"))
+	// What the scheduled backups hold: the application does not write any more.
+	held, err := sums(dirs)
+	if err != nil {
+		return nil, err
+	}
+
+	step("Meanwhile, site B: a second cluster in zone-c and zone-d, whose BackupLocation reads the same bucket (ReadOnly)")
+	started := time.Now()
+	b, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "site-b", Nodes: harness.Nodes("node", "region-2", []string{"zone-c", "zone-d"}, 1)})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "  site B's control plane up in %.1fs\n", time.Since(started).Seconds())
+	if err := startStork(ctx, out, b); err != nil {
+		return nil, err
+	}
+	key := &corev1.Secret{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "stork-demo-key"}, key); err != nil {
+		return nil, err
+	}
+	if err := createLocation(ctx, b.Client, drNamespace, bucket, string(key.Data["passphrase"]), storkv1.AccessReadOnly); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "  BackupLocation %s/local → file://%s (ReadOnly, synced every 10s)\n", drNamespace, bucket)
+
+	step("Site A: the schedule's first run snapshots the app and backs it up")
+	var backup storkv1.Backup
+	if err := a.WaitFor(ctx, 2*time.Minute, "the schedule's first Backup", func(ctx context.Context) (bool, error) {
+		var list storkv1.BackupList
+		err := a.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{"stork.dev/schedule": sched.Name})
+		if err == nil && len(list.Items) > 0 {
+			backup = list.Items[0]
+		}
+		return err == nil && len(list.Items) > 0, err
+	}); err != nil {
+		return nil, err
+	}
+	if err := waitProgress(ctx, out, a, &backup, func() (string, storkv1.Progress, bool) {
+		p := backup.Status.Phase
+		return string(p), backup.Status.Progress, p == storkv1.BackupCompleted || p == storkv1.BackupPartiallyFailed || p == storkv1.BackupFailed
+	}); err != nil {
+		return nil, err
+	}
+	if backup.Status.Phase != storkv1.BackupCompleted {
+		return nil, fmt.Errorf("backup %s %s: %v", backup.Name, backup.Status.Phase, backup.Status.Conditions)
+	}
+	for _, v := range backup.Status.Volumes {
+		fmt.Fprintf(out, "  %s (zone %s) → repository snapshot %s\n", v.ClaimName, v.Topology.Zone, v.RepositorySnapshotID[:12])
+	}
+	fmt.Fprintf(out, "  %d Kubernetes objects → repository snapshot %s; record %s written last\n",
+		backup.Status.ResourceCount, backup.Status.ResourcesSnapshotID[:12], backup.Status.RecordID[:12])
+
+	step("Site B: sync finds site A's backup in the bucket")
+	var imported storkv1.Backup
+	if err := b.WaitFor(ctx, time.Minute, "the backup to be imported on site B", func(ctx context.Context) (bool, error) {
+		var list storkv1.BackupList
+		if err := b.Client.List(ctx, &list, client.InNamespace(drNamespace)); err != nil {
+			return false, err
+		}
+		for _, bk := range list.Items {
+			if bk.Annotations["stork.dev/source-uid"] == string(backup.UID) {
+				imported = bk
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "  Backup %s/%s imported: from cluster %s, namespace %s, zones %s, %d volumes, %d objects\n", imported.Namespace, imported.Name,
+		imported.Status.Cluster, imported.Status.SourceNamespace, strings.Join(imported.Status.Zones, ", "), len(imported.Status.Volumes), imported.Status.ResourceCount)
+
+	step("Site B restores the app into namespace stork-demo-dr, zone-a → zone-c and zone-b → zone-d")
+	dr := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "db-dr"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: drNamespace, BackupName: imported.Name},
+			NamespaceMapping: map[string]string{namespace: namespace + "-dr"},
+			ZoneMapping:      &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-c", "zone-b": "zone-d"}}}}
+	if err := restoreAndCompare(ctx, out, b, dr, held, "site A's data"); err != nil {
+		return nil, err
+	}
+	for _, o := range dr.Status.Objects {
+		fmt.Fprintf(out, "  %s %s: %s\n", o.Kind, strings.TrimPrefix(o.Namespace+"/"+o.Name, "/"), o.Result)
+	}
+
+	step("Break-glass: restore data-0 from the bucket with storkctl alone, as if both clusters were gone")
+	tmp, err := os.MkdirTemp(filepath.Dir(bucket), "break-glass-")
+	if err != nil {
+		return nil, err
+	}
+	passFile := filepath.Join(tmp, "passphrase")
+	if err := os.WriteFile(passFile, key.Data["passphrase"], 0o600); err != nil {
+		return nil, err
+	}
+	bins, err := harness.Commands()
+	if err != nil {
+		return nil, err
+	}
+	target := filepath.Join(tmp, "data-0")
+	args := []string{"repo", "restore", "latest", target, "--tag", "namespace=" + namespace, "--tag", "pvc=data-0",
+		"--location", "file://" + bucket, "--passphrase-file", passFile}
+	fmt.Fprintf(out, "  $ storkctl %s\n", strings.Join(args, " "))
+	cmdOut, err := exec.CommandContext(ctx, filepath.Join(bins, "storkctl"), args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("storkctl repo restore: %v\n%s", err, cmdOut)
+	}
+	sum, files, size, err := treeSum(target)
+	if err != nil {
+		return nil, err
+	}
+	if sum != held["data-0"] {
+		return nil, fmt.Errorf("the break-glass restore of data-0 differs from site A's data")
+	}
+	fmt.Fprintf(out, "  %d files, %s, sha256 %s — identical to site A's data\n", files, human(size), sum[:16])
+	return b, nil
+}
+
+// db labels the demo application's objects.
+var db = map[string]string{"app": "db"}
+
+// drNamespace is where site B keeps its BackupLocation and the Backups sync imports.
+const drNamespace = "stork-dr"
+
+// appObjects are the demo application's Kubernetes objects besides its claims. No kubelet runs
+// here, so the Deployment has no replicas: it is there to be backed up and restored.
+func appObjects() []client.Object {
+	return []client.Object{
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-config", Labels: db}, Data: map[string]string{"max_connections": "100"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-auth", Labels: db}, StringData: map[string]string{"password": "demo"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db", Labels: db},
+			Spec: corev1.ServiceSpec{Selector: db, Ports: []corev1.ServicePort{{Port: 5432, TargetPort: intstr.FromInt32(5432)}}}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db", Labels: db},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(0)), Selector: &metav1.LabelSelector{MatchLabels: db},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: db}, Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "db", Image: "postgres:17"}},
+					Volumes: []corev1.Volume{
+						{Name: "data-0", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-0"}}},
+						{Name: "data-1", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-1"}}}}}}}},
+	}
+}
+
+// startStork applies deploy/manifests' RBAC and runs the controller and an agent per node.
+func startStork(ctx context.Context, out io.Writer, c *harness.Cluster) error {
 	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
 		return err
 	}
 	if _, err := c.StartStork(ctx); err != nil {
 		return err
 	}
-	var nodes []string
-	for _, z := range zones {
-		nodes = append(nodes, "node-"+z+"-1", "node-"+z+"-2")
-	}
-	for _, n := range nodes {
-		if _, err := c.StartAgent(ctx, n); err != nil {
-			return err
-		}
-	}
-	if err := printStorageNodes(ctx, out, c.Client); err != nil {
+	var nodes corev1.NodeList
+	if err := c.Client.List(ctx, &nodes); err != nil {
 		return err
 	}
-
-	loc := &storkv1.BackupLocation{}
-	if err := c.WaitFor(ctx, time.Minute, "the BackupLocation to be checked", func(ctx context.Context) (bool, error) {
-		err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "local"}, loc)
-		return err == nil && loc.Status.Phase != "", err
-	}); err != nil {
-		return err
-	}
-	cond := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable)
-	fmt.Fprintf(out, "  BackupLocation local: %s (%s) — repository %s initialised\n", loc.Status.Phase, cond.Reason, loc.Status.RepositoryID)
-
-	step("A database writes its data: two claims, on nodes in zone-a and zone-b")
-	dbNodes := map[string]string{"data-0": "node-zone-a-1", "data-1": "node-zone-b-1"}
-	dirs := map[string]string{}
-	for _, claim := range []string{"data-0", "data-1"} {
-		dir, err := c.LocalVolume(ctx, namespace, claim, dbNodes[claim], map[string]string{"app": "db"})
-		if err != nil {
-			return err
-		}
-		if err := writeData(dir, claim); err != nil {
-			return err
-		}
-		dirs[claim] = dir
-		sum, files, size, err := treeSum(dir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "  %s on %s: %d files, %s, sha256 %s\n", claim, dbNodes[claim], files, human(size), sum[:16])
-	}
-
-	step("Snapshot db-snap: both claims of app=db, as one group")
-	snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-snap"},
-		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}}
-	if err := c.Client.Create(ctx, snap); err != nil {
-		return err
-	}
-	if err := waitProgress(ctx, out, c, snap, func() (string, storkv1.Progress, bool) {
-		return string(snap.Status.Phase), snap.Status.Progress, snap.Status.Phase == storkv1.SnapshotReady || snap.Status.Phase == storkv1.SnapshotFailed
-	}); err != nil {
-		return err
-	}
-	if snap.Status.Phase != storkv1.SnapshotReady {
-		return fmt.Errorf("snapshot db-snap %s: %v", snap.Status.Phase, snap.Status.Conditions)
-	}
-	for _, v := range snap.Status.Volumes {
-		fmt.Fprintf(out, "  %s: captured on %s (%s), %s\n", v.ClaimName, v.Node, v.Topology.Zone, human(v.SizeBytes))
-	}
-
-	before := map[string]string{}
-	for claim, dir := range dirs {
-		sum, _, _, err := treeSum(dir)
-		if err != nil {
-			return err
-		}
-		before[claim] = sum
-		// The application goes on writing after the snapshot.
-		if err := os.WriteFile(filepath.Join(dir, "after-snapshot.log"), []byte("written later\n"), 0o644); err != nil {
+	for _, n := range nodes.Items {
+		if _, err := c.StartAgent(ctx, n.Name); err != nil {
 			return err
 		}
 	}
+	return printStorageNodes(ctx, out, c.Client)
+}
 
-	step("Restore db-snap into namespace stork-demo-copy (an administrator's Restore, in stork-system)")
-	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "db-copy"},
-		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: namespace, SnapshotName: "db-snap"},
-			NamespaceMapping: map[string]string{namespace: namespace + "-copy"}}}
+// restoreAndCompare runs a Restore and checks every restored claim's data against want (tree
+// sums by source claim).
+func restoreAndCompare(ctx context.Context, out io.Writer, c *harness.Cluster, rs *storkv1.Restore, want map[string]string, what string) error {
 	if err := c.Client.Create(ctx, rs); err != nil {
 		return err
 	}
@@ -123,7 +297,7 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), c *harnes
 		return err
 	}
 	if rs.Status.Phase != storkv1.RestoreCompleted {
-		return fmt.Errorf("restore db-copy %s: %v", rs.Status.Phase, rs.Status.Conditions)
+		return fmt.Errorf("restore %s %s: %v", rs.Name, rs.Status.Phase, rs.Status.Conditions)
 	}
 	for _, v := range rs.Status.Volumes {
 		pvc := &corev1.PersistentVolumeClaim{}
@@ -138,113 +312,32 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), c *harnes
 		if err != nil {
 			return err
 		}
-		verdict := "identical to the snapshot"
-		if sum != before[v.SourceClaim] {
-			verdict = "DIFFERENT from the snapshot"
+		if sum != want[v.SourceClaim] {
+			return fmt.Errorf("restored claim %s/%s differs from %s", v.TargetNamespace, v.TargetClaim, what)
 		}
-		fmt.Fprintf(out, "  %s/%s (%s) on %s: %d files, %s, sha256 %s — %s\n", v.TargetNamespace, v.TargetClaim, pvc.Status.Phase, v.Node, files, human(size), sum[:16], verdict)
-		if sum != before[v.SourceClaim] {
-			return fmt.Errorf("restored claim %s differs from the snapshot", v.TargetClaim)
-		}
+		fmt.Fprintf(out, "  %s/%s (%s) on %s: %d files, %s, sha256 %s — identical to %s\n",
+			v.TargetNamespace, v.TargetClaim, pvc.Status.Phase, v.Node, files, human(size), sum[:16], what)
 	}
-
-	step("Backup db-snap into the file:// BackupLocation (deduplicated, compressed, encrypted, by the agents)")
-	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-snap"},
-		Spec: storkv1.BackupSpec{SnapshotName: "db-snap", BackupLocation: "local"}}
-	if err := c.Client.Create(ctx, b); err != nil {
-		return err
-	}
-	if err := waitProgress(ctx, out, c, b, func() (string, storkv1.Progress, bool) {
-		p := b.Status.Phase
-		return string(p), b.Status.Progress, p == storkv1.BackupCompleted || p == storkv1.BackupPartiallyFailed || p == storkv1.BackupFailed
-	}); err != nil {
-		return err
-	}
-	if b.Status.Phase != storkv1.BackupCompleted {
-		return fmt.Errorf("backup db-snap %s: %v", b.Status.Phase, b.Status.Conditions)
-	}
-	for _, v := range b.Status.Volumes {
-		fmt.Fprintf(out, "  %s (zone %s) → repository snapshot %s\n", v.ClaimName, v.Topology.Zone, v.RepositorySnapshotID[:12])
-	}
-
-	step("Break-glass: restore data-0 from the bucket with storkctl alone, as if the cluster were gone")
-	key := &corev1.Secret{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "stork-demo-key"}, key); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(bucket), "break-glass-")
-	if err != nil {
-		return err
-	}
-	passFile := filepath.Join(tmp, "passphrase")
-	if err := os.WriteFile(passFile, key.Data["passphrase"], 0o600); err != nil {
-		return err
-	}
-	bins, err := harness.Commands()
-	if err != nil {
-		return err
-	}
-	target := filepath.Join(tmp, "data-0")
-	args := []string{"repo", "restore", "latest", target, "--tag", "namespace=" + namespace, "--tag", "pvc=data-0",
-		"--location", "file://" + bucket, "--passphrase-file", passFile}
-	fmt.Fprintf(out, "  $ storkctl %s\n", strings.Join(args, " "))
-	cmdOut, err := exec.CommandContext(ctx, filepath.Join(bins, "storkctl"), args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("storkctl repo restore: %v\n%s", err, cmdOut)
-	}
-	sum, files, size, err := treeSum(target)
-	if err != nil {
-		return err
-	}
-	verdict := "identical to the snapshot"
-	if sum != before["data-0"] {
-		return fmt.Errorf("the break-glass restore of data-0 differs from the snapshot")
-	}
-	fmt.Fprintf(out, "  %d files, %s, sha256 %s — %s\n", files, human(size), sum[:16], verdict)
-
-	step("A SnapshotSchedule every 5 seconds, keeping the newest 2")
-	sched := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-every-5s"},
-		Spec: storkv1.SnapshotScheduleSpec{Schedule: "*/5 * * * * *", Retention: storkv1.Retention{KeepLast: 2},
-			Template: storkv1.SnapshotTemplate{Spec: snap.Spec}}}
-	if err := c.Client.Create(ctx, sched); err != nil {
-		return err
-	}
-	if err := c.WaitFor(ctx, 2*time.Minute, "three runs of the schedule", func(ctx context.Context) (bool, error) {
-		err := c.Client.Get(ctx, client.ObjectKeyFromObject(sched), sched)
-		ready := 0
-		for _, h := range sched.Status.History {
-			if h.Phase == string(storkv1.SnapshotReady) {
-				ready++
-			}
-		}
-		return err == nil && ready >= 3, err
-	}); err != nil {
-		return err
-	}
-	if err := c.Client.Patch(ctx, sched, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"suspend":true}}`))); err != nil {
-		return err
-	}
-	var kept storkv1.SnapshotList
-	if err := c.Client.List(ctx, &kept, client.InNamespace(namespace), client.MatchingLabels{"stork.dev/schedule": sched.Name}); err != nil {
-		return err
-	}
-	for _, h := range sched.Status.History {
-		fmt.Fprintf(out, "  run %s → %s %s\n", h.ScheduledTime.UTC().Format("15:04:05"), h.SnapshotName, h.Phase)
-	}
-	alive := 0
-	for _, s := range kept.Items {
-		if s.DeletionTimestamp == nil {
-			alive++
-		}
-	}
-	fmt.Fprintf(out, "  %d snapshots of the schedule remain (retention keepLast 2 deleted the older ones and their data); schedule suspended\n", alive)
 	return nil
+}
+
+// sums hashes each claim's directory.
+func sums(dirs map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	for claim, dir := range dirs {
+		sum, _, _, err := treeSum(dir)
+		if err != nil {
+			return nil, err
+		}
+		out[claim] = sum
+	}
+	return out, nil
 }
 
 // waitProgress polls obj until done, printing its phase and bytes when they change.
 func waitProgress(ctx context.Context, out io.Writer, c *harness.Cluster, obj client.Object, state func() (string, storkv1.Progress, bool)) error {
 	last := ""
-	return c.WaitFor(ctx, 2*time.Minute, obj.GetName()+" to finish", func(ctx context.Context) (bool, error) {
+	return c.WaitFor(ctx, 3*time.Minute, obj.GetName()+" to finish", func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return false, err
 		}

@@ -57,7 +57,7 @@ type Tasks struct {
 	BytesPerSecond int64
 	// IOErrors, if set, is told about I/O errors the work meets (for the IOErrors condition).
 	IOErrors *ErrorLog
-	// Namespace is Stork's namespace, where the access Secrets of Upload tasks are.
+	// Namespace is Stork's namespace, where the access Secrets of Upload and Download tasks are.
 	Namespace string
 
 	running sync.Map // task UID → struct{}
@@ -263,6 +263,8 @@ func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(
 		return t.restore(ctx, task, uid, copyOpts)
 	case storkv1.TaskUpload:
 		return t.upload(ctx, task, progress)
+	case storkv1.TaskDownload:
+		return t.download(ctx, task, uid, progress)
 	default:
 		return result{}, fail("Unsupported", "the local driver's agent does not do %s tasks", task.Spec.Type)
 	}
@@ -284,18 +286,32 @@ func (t *Tasks) published(ctx context.Context, task *storkv1.VolumeTask) (result
 			}
 		}
 	case storkv1.TaskRestore:
-		name := task.Spec.VolumeName
-		if validName("volume name", name) != nil {
-			return result{}, false
+		if res, ok := t.publishedVolume(ctx, task); ok {
+			res.snapshotID = task.Spec.SnapshotID
+			return res, true
 		}
-		if _, err := os.Stat(t.Root.restoredMark(string(task.UID))); err != nil {
-			return result{}, false
-		}
-		if size, _, err := fscopy.Usage(ctx, t.Root.volume(name)); err == nil {
-			return result{snapshotID: task.Spec.SnapshotID, path: t.Root.volume(name), size: size}, true
-		}
+	case storkv1.TaskDownload:
+		return t.publishedVolume(ctx, task)
 	}
 	return result{}, false
+}
+
+// publishedVolume returns the volume a Restore or Download task published, recognised by the
+// task's restored mark (see publishVolume): a volume directory of that name without the mark is
+// not this task's.
+func (t *Tasks) publishedVolume(ctx context.Context, task *storkv1.VolumeTask) (result, bool) {
+	name := task.Spec.VolumeName
+	if validName("volume name", name) != nil {
+		return result{}, false
+	}
+	if _, err := os.Stat(t.Root.restoredMark(string(task.UID))); err != nil {
+		return result{}, false
+	}
+	size, _, err := fscopy.Usage(ctx, t.Root.volume(name))
+	if err != nil {
+		return result{}, false
+	}
+	return result{path: t.Root.volume(name), size: size}, true
 }
 
 func (t *Tasks) snapshot(ctx context.Context, task *storkv1.VolumeTask, uid string, opts fscopy.Options) (result, error) {
@@ -363,9 +379,8 @@ func (t *Tasks) restore(ctx context.Context, task *storkv1.VolumeTask, uid strin
 	if _, err := os.Stat(src); err != nil {
 		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
 	}
-	dst, mark := t.Root.volume(name), t.Root.restoredMark(uid)
-	if _, err := os.Lstat(dst); err == nil {
-		return result{}, fail("VolumeExists", "volume directory %s already exists on node %s; it is not overwritten", dst, t.Node)
+	if err := t.volumeFree(name); err != nil {
+		return result{}, err
 	}
 	work, err := t.freshWork(uid)
 	if err != nil {
@@ -375,18 +390,38 @@ func (t *Tasks) restore(ctx context.Context, task *storkv1.VolumeTask, uid strin
 	if err != nil {
 		return result{}, t.copyFailed(work, err)
 	}
-	// The mark is written before the rename: a mark without a volume means "copy again", a
-	// volume without a mark is someone else's.
-	if err := os.MkdirAll(t.Root.restoredMark(""), 0o700); err != nil {
-		return result{}, fail("IOError", "%w", err)
-	}
-	if err := os.WriteFile(mark, []byte(name+"\n"), 0o600); err != nil {
-		return result{}, fail("IOError", "%w", err)
-	}
-	if err := publish(work, dst); err != nil {
-		return result{}, fail("IOError", "%w", err)
+	dst, err := t.publishVolume(work, uid, name)
+	if err != nil {
+		return result{}, err
 	}
 	return result{snapshotID: id, path: dst, size: stats.Bytes}, nil
+}
+
+// volumeFree refuses a new volume whose directory exists: a task never takes over (and never
+// overwrites) a volume it did not make.
+func (t *Tasks) volumeFree(name string) error {
+	dst := t.Root.volume(name)
+	if _, err := os.Lstat(dst); err == nil {
+		return fail("VolumeExists", "volume directory %s already exists on node %s; it is not overwritten", dst, t.Node)
+	}
+	return nil
+}
+
+// publishVolume makes the complete new volume in work visible as volumes/<name>, for the task
+// uid, and returns its path. The task's mark is written before the rename: a mark without a
+// volume means "make it again", a volume without a mark is someone else's (see publishedVolume).
+func (t *Tasks) publishVolume(work, uid, name string) (string, error) {
+	dst := t.Root.volume(name)
+	if err := os.MkdirAll(t.Root.restoredMark(""), 0o700); err != nil {
+		return "", fail("IOError", "%w", err)
+	}
+	if err := os.WriteFile(t.Root.restoredMark(uid), []byte(name+"\n"), 0o600); err != nil {
+		return "", fail("IOError", "%w", err)
+	}
+	if err := publish(work, dst); err != nil {
+		return "", fail("IOError", "%w", err)
+	}
+	return dst, nil
 }
 
 // freshWork returns an empty work path for the task (what an interrupted attempt left there
@@ -403,10 +438,15 @@ func (t *Tasks) freshWork(uid string) (string, error) {
 }
 
 func (t *Tasks) copyFailed(work string, err error) error {
+	return t.workFailed(work, "CopyFailed", err)
+}
+
+// workFailed removes what a failed attempt left in work, unless it was stopped (the next
+// attempt starts afresh anyway), and names the failure: reason, or IOError for EIO.
+func (t *Tasks) workFailed(work, reason string, err error) error {
 	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		_ = os.RemoveAll(work)
 	}
-	reason := "CopyFailed"
 	if errors.Is(err, syscall.EIO) {
 		reason = "IOError"
 	}
@@ -421,46 +461,128 @@ func (t *Tasks) copyFailed(work string, err error) error {
 // beginning and reuses the packs the first attempt wrote.
 func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress func(done, total int64)) (result, error) {
 	id := task.Spec.SnapshotID
-	if err := validName("snapshot ID", id); err != nil {
+	if err := errors.Join(validName("snapshot ID", id), needsAccess(task)); err != nil {
 		return result{}, fail("InvalidTask", "%w", err)
-	}
-	if task.Spec.AccessSecretName == "" {
-		return result{}, fail("InvalidTask", "an Upload task needs spec.accessSecretName")
 	}
 	defer t.lockSnapshot(id)()
 	src := t.Root.snapshot(id)
 	if _, err := os.Stat(src); err != nil {
 		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
 	}
-	secret := &corev1.Secret{}
-	if err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: task.Spec.AccessSecretName}, secret); err != nil {
-		return result{}, fail("AccessSecretMissing", "reading access Secret %s/%s: %w", t.Namespace, task.Spec.AccessSecretName, err)
-	}
-	access, err := locations.ParseAccessSecret(secret.Data)
+	r, err := t.openRepository(ctx, task)
 	if err != nil {
-		return result{}, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, task.Spec.AccessSecretName, err)
+		return result{}, err
 	}
-	store, err := objstore.Open(ctx, access.Store)
-	if err != nil {
-		return result{}, fail(objstore.Problem(err), "opening %s: %w", access.Store.URL, err)
-	}
-	defer store.Close()
-	r, err := repo.Open(ctx, store, access.Key)
-	if err != nil {
-		return result{}, fail("RepositoryUnavailable", "opening the repository in %s: %w", access.Store.URL, err)
-	}
-	defer r.Close()
+	defer r.close()
 	opts := archive.BackupOptions{Tags: task.Spec.Tags, Progress: func(p archive.Progress) { progress(p.BytesDone, p.BytesTotal) }}
-	if parent, err := newestWithTags(ctx, r, task.Spec.Tags); err != nil {
-		return result{}, fail("RepositoryUnavailable", "listing the backups in %s: %w", access.Store.URL, err)
+	if parent, err := newestWithTags(ctx, r.Repository, task.Spec.Tags); err != nil {
+		return result{}, fail("RepositoryUnavailable", "listing the backups in %s: %w", r.url, err)
 	} else if parent != nil {
 		opts.Parent = parent
 	}
-	snapID, snap, err := archive.Backup(ctx, r, src, opts)
+	snapID, snap, err := archive.Backup(ctx, r.Repository, src, opts)
 	if err != nil {
-		return result{}, &taskError{reason: "UploadFailed", err: fmt.Errorf("backing up snapshot %s to %s: %w", id, access.Store.URL, err)}
+		return result{}, &taskError{reason: "UploadFailed", err: fmt.Errorf("backing up snapshot %s to %s: %w", id, r.url, err)}
 	}
 	return result{snapshotID: id, repositorySnapshotID: snapID.String(), size: snap.Summary.Bytes}, nil
+}
+
+// download makes the new volume volumes/<spec.volumeName> from the backup
+// spec.repositorySnapshotID in the location named by the task's access Secret. The backup is
+// restored into the task's work directory, then published like a Restore task's copy, so that a
+// download killed at any moment leaves no partial volume and one that published but did not
+// report is recognised (published). An interrupted download starts again from scratch: the
+// engine restores a whole tree, and what it wrote is not trusted to be complete.
+func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid string, progress func(done, total int64)) (result, error) {
+	name := task.Spec.VolumeName
+	snapID, idErr := repo.ParseID(task.Spec.RepositorySnapshotID)
+	if idErr != nil {
+		idErr = fmt.Errorf("spec.repositorySnapshotID: %w", idErr)
+	}
+	if err := errors.Join(validName("volume name", name), idErr, needsAccess(task)); err != nil {
+		return result{}, fail("InvalidTask", "%w", err)
+	}
+	if res, ok := t.published(ctx, task); ok {
+		return res, nil
+	}
+	if err := t.volumeFree(name); err != nil {
+		return result{}, err
+	}
+	r, err := t.openRepository(ctx, task)
+	if err != nil {
+		return result{}, err
+	}
+	defer r.close()
+	// Looked up first, so that a backup that is not there is told apart from one that fails
+	// to restore.
+	if _, err := r.LoadSnapshot(ctx, snapID); errors.Is(err, objstore.ErrNotFound) {
+		return result{}, fail("BackupNotFound", "backup %s is not in the repository at %s", snapID, r.url)
+	} else if err != nil {
+		return result{}, fail("DownloadFailed", "reading backup %s in %s: %w", snapID, r.url, err)
+	}
+	work, err := t.freshWork(uid)
+	if err != nil {
+		return result{}, err
+	}
+	var size atomic.Int64
+	opts := archive.RestoreOptions{Progress: func(p archive.Progress) {
+		size.Store(p.BytesTotal)
+		progress(p.BytesDone, p.BytesTotal)
+	}}
+	if err := archive.Restore(ctx, r.Repository, snapID, work, opts); err != nil {
+		return result{}, t.workFailed(work, "DownloadFailed", fmt.Errorf("restoring backup %s from %s: %w", snapID, r.url, err))
+	}
+	dst, err := t.publishVolume(work, uid, name)
+	if err != nil {
+		return result{}, err
+	}
+	return result{path: dst, size: size.Load()}, nil
+}
+
+// needsAccess says what is missing from a task that reaches a backup location.
+func needsAccess(task *storkv1.VolumeTask) error {
+	if task.Spec.AccessSecretName == "" {
+		return fmt.Errorf("a %s task needs spec.accessSecretName", task.Spec.Type)
+	}
+	return nil
+}
+
+// openRepo is a task's open backup repository, with the URL of its location for messages.
+type openRepo struct {
+	*repo.Repository
+	url string
+}
+
+// close releases the repository and its store.
+func (r *openRepo) close() {
+	r.Repository.Close()
+	_ = r.Store().Close()
+}
+
+// openRepository opens the repository of the location the task's access Secret (in Stork's
+// namespace, made by the controller for this task) describes. Failures carry the reason for the
+// task's status: what is wrong with the Secret, with the store (objstore.Problem), or with the
+// repository in it. The caller has checked the task names a Secret (needsAccess).
+func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*openRepo, error) {
+	name := task.Spec.AccessSecretName
+	secret := &corev1.Secret{}
+	if err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: name}, secret); err != nil {
+		return nil, fail("AccessSecretMissing", "reading access Secret %s/%s: %w", t.Namespace, name, err)
+	}
+	access, err := locations.ParseAccessSecret(secret.Data)
+	if err != nil {
+		return nil, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, name, err)
+	}
+	store, err := objstore.Open(ctx, access.Store)
+	if err != nil {
+		return nil, fail(objstore.Problem(err), "opening %s: %w", access.Store.URL, err)
+	}
+	r, err := repo.Open(ctx, store, access.Key)
+	if err != nil {
+		_ = store.Close()
+		return nil, fail("RepositoryUnavailable", "opening the repository in %s: %w", access.Store.URL, err)
+	}
+	return &openRepo{Repository: r, url: store.String()}, nil
 }
 
 // newestWithTags returns the newest repository snapshot of the same volume, by its identity

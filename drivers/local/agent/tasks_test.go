@@ -120,7 +120,7 @@ func TestTaskWork(t *testing.T) {
 		{"restore of a missing snapshot", task(storkv1.TaskRestore, "u3", storkv1.VolumeTaskSpec{VolumeName: "y", SnapshotID: "nope"}), "SnapshotNotFound"},
 		{"snapshot ID with a slash", task(storkv1.TaskDeleteSnapshot, "u4", storkv1.VolumeTaskSpec{SnapshotID: "../vols"}), "InvalidTask"},
 		{"volume name ..", task(storkv1.TaskRestore, "u5", storkv1.VolumeTaskSpec{VolumeName: "..", SnapshotID: res.snapshotID}), "InvalidTask"},
-		{"a download", task(storkv1.TaskDownload, "u6", storkv1.VolumeTaskSpec{}), "Unsupported"},
+		{"a download without a backup", task(storkv1.TaskDownload, "u6", storkv1.VolumeTaskSpec{VolumeName: "z", AccessSecretName: "s"}), "InvalidTask"},
 		{"an upload without access", task(storkv1.TaskUpload, "u7", storkv1.VolumeTaskSpec{SnapshotID: res.snapshotID}), "InvalidTask"},
 	} {
 		if _, err := tk.do(ctx, tc.task, progress); !isReason(err, tc.reason) {

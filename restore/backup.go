@@ -1,0 +1,357 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/catalog"
+	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/resources"
+	"stork.dev/stork/drivers"
+)
+
+// A restore from a Backup goes in three stages, in the order the application needs them:
+//  1. plan: each volume's target claim and zone, decided once; then the namespace and the
+//     objects the volumes' users need first (service accounts, config maps, secrets);
+//  2. volumes: each volume's driver makes it from the backup in its target zone (the local
+//     driver: a Download task on a node of that zone) and the claim is bound to it;
+//  3. the other objects (services, then workloads), once every volume is final, so pods
+//     start on restored data.
+
+// accessName is the access Secret of a Restore, in Stork's namespace.
+func accessName(rs *storkv1.Restore) string { return "stork-access-" + string(rs.UID) }
+
+// beforeVolumes reports whether objects of a kind are restored before the volumes.
+func beforeVolumes(kind string) bool {
+	for _, k := range resources.Kinds {
+		if k.Kind == "PersistentVolumeClaim" {
+			return false
+		}
+		if k.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
+	st := &rs.Status
+	b := &storkv1.Backup{}
+	key := client.ObjectKey{Namespace: sourceNamespace(rs), Name: rs.Spec.Source.BackupName}
+	err := r.Client.Get(ctx, key, b)
+	if apierrors.IsNotFound(err) {
+		r.fail(rs, "BackupNotFound", fmt.Sprintf("spec.source.backupName: Backup %s does not exist (backups made by another cluster appear once their BackupLocation has synced)", key))
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	switch b.Status.Phase {
+	case storkv1.BackupCompleted, storkv1.BackupPartiallyFailed:
+	case storkv1.BackupFailed, storkv1.BackupDeleting:
+		r.fail(rs, "BackupNotUsable", fmt.Sprintf("Backup %s is %s and cannot be restored", key, b.Status.Phase))
+		return ctrl.Result{}, nil
+	default:
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForBackup", "waiting for Backup "+key.String()+" to complete")
+		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+	srcNS := b.Status.SourceNamespace
+	if srcNS == "" {
+		srcNS = b.Namespace
+	}
+	if msg := r.crossNamespaceBackup(rs, srcNS); msg != "" {
+		r.fail(rs, "CrossNamespaceNotAllowed", msg)
+		return ctrl.Result{}, nil
+	}
+	loc := &storkv1.BackupLocation{}
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.BackupLocation}, loc)
+	switch {
+	case apierrors.IsNotFound(err):
+		r.fail(rs, "LocationNotFound", fmt.Sprintf("BackupLocation %s/%s of Backup %s does not exist", b.Namespace, b.Spec.BackupLocation, key))
+		return ctrl.Result{}, nil
+	case err != nil:
+		return ctrl.Result{}, err
+	case loc.Status.Phase != storkv1.BackupLocationAvailable:
+		msg := "waiting for BackupLocation " + loc.Name + " to be Available"
+		if c := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable); c != nil {
+			msg += " (" + c.Reason + ": " + c.Message + ")"
+		}
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", msg)
+		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	}
+	rp, err := r.Repos.Get(ctx, loc)
+	if err != nil {
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
+		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	}
+
+	if meta.FindStatusCondition(st.Conditions, storkv1.ConditionValid) == nil {
+		if err := r.planBackup(ctx, rs, b, srcNS); err != nil {
+			return ctrl.Result{}, err
+		}
+		if st.Phase == storkv1.RestoreFailed {
+			return ctrl.Result{}, nil
+		}
+		if len(st.Volumes) > 0 && r.volumesDone(rs) && allFailed(st.Volumes) {
+			// Nothing to restore the application onto: no object is created either.
+			r.complete(rs, nil)
+			return ctrl.Result{}, nil
+		}
+		failed, err := r.restoreObjects(ctx, rs, rp, b, true)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(failed) > 0 {
+			r.event(rs, corev1.EventTypeWarning, "ObjectsFailed", strings.Join(failed, "; "))
+		}
+		r.setCondition(rs, storkv1.ConditionValid, true, "Planned", fmt.Sprintf("%d claims to restore from Backup %s", len(st.Volumes), key))
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "Restoring", "restoring the volumes")
+		return ctrl.Result{Requeue: true}, nil
+	}
+
+	if err := locations.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs),
+		map[string]string{"stork.dev/restore-namespace": rs.Namespace, "stork.dev/restore": rs.Name}, loc); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range st.Volumes {
+		v := &st.Volumes[i]
+		if v.Phase == storkv1.VolumeSucceeded || v.Phase == storkv1.VolumeFailed {
+			continue
+		}
+		if err := r.importVolume(ctx, rs, b, loc, v); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if !r.volumesDone(rs) {
+		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+	if err := locations.DeleteAccessSecret(ctx, r.Client, r.AdminNamespace, accessName(rs)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if _, err := r.restoreObjects(ctx, rs, rp, b, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	var failedObjects []string
+	for _, o := range st.Objects {
+		if o.Result == "Failed" {
+			failedObjects = append(failedObjects, fmt.Sprintf("%s %s/%s: %s", o.Kind, o.Namespace, o.Name, o.Message))
+		}
+	}
+	r.complete(rs, failedObjects)
+	return ctrl.Result{}, nil
+}
+
+func allFailed(vols []storkv1.RestoreVolumeStatus) bool {
+	for _, v := range vols {
+		if v.Phase != storkv1.VolumeFailed {
+			return false
+		}
+	}
+	return true
+}
+
+// crossNamespaceBackup says why the Restore may not restore a backup of srcNS where its mapping
+// puts it ("" if it may): outside Stork's namespace, a Restore restores into its own namespace
+// only, whatever namespace the backup came from.
+func (r *Reconciler) crossNamespaceBackup(rs *storkv1.Restore, srcNS string) string {
+	if r.AdminNamespace != "" && rs.Namespace == r.AdminNamespace {
+		return ""
+	}
+	to := srcNS
+	if m, ok := rs.Spec.NamespaceMapping[srcNS]; ok {
+		to = m
+	}
+	if to != rs.Namespace {
+		return fmt.Sprintf("the Backup holds namespace %s, which would be restored into %s: a Restore in %s restores into %s only; add spec.namespaceMapping {%s: %s}, or create the Restore in %s (Stork's namespace)",
+			srcNS, to, rs.Namespace, rs.Namespace, srcNS, rs.Namespace, r.AdminNamespace)
+	}
+	return ""
+}
+
+// planBackup decides each volume's target claim and target zone, once.
+func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *storkv1.Backup, srcNS string) error {
+	if _, err := resources.Prepare(nil, r.mapping(rs)); err != nil {
+		r.fail(rs, "InvalidKinds", err.Error())
+		return nil
+	}
+	zm := rs.Spec.ZoneMapping
+	if zm == nil {
+		zm = &storkv1.ZoneMapping{Mode: storkv1.ZoneKeep}
+	}
+	vols := append([]storkv1.BackupVolume(nil), b.Status.Volumes...)
+	sort.Slice(vols, func(i, j int) bool { return vols[i].ClaimName < vols[j].ClaimName })
+	spread := map[string][]string{} // driver → zones with healthy storage, for Spread
+	targets := map[string]string{}
+	for i, bv := range vols {
+		v, err := r.planVolume(ctx, rs, targets, srcNS, bv.ClaimName, bv.Phase == storkv1.VolumeSucceeded && bv.RepositorySnapshotID != "")
+		if err != nil {
+			return err
+		}
+		if v.Phase == storkv1.VolumePending || v.Reason == "Replacing" {
+			switch zm.Mode {
+			case storkv1.ZoneMap:
+				z, ok := zm.Zones[bv.Topology.Zone]
+				if !ok {
+					r.failVolume(rs, &v, "ZoneNotMapped", fmt.Sprintf("claim %s comes from zone %q, which spec.zoneMapping.zones does not map; add %q: <target zone>", bv.ClaimName, bv.Topology.Zone, bv.Topology.Zone))
+				}
+				v.Zone = z
+			case storkv1.ZoneSpread:
+				zones, ok := spread[bv.Driver]
+				if !ok {
+					if zones, err = r.healthyZones(ctx, bv.Driver); err != nil {
+						return err
+					}
+					spread[bv.Driver] = zones
+				}
+				if len(zones) > 0 {
+					v.Zone = zones[i%len(zones)]
+				}
+			default:
+				v.Zone = bv.Topology.Zone
+			}
+		}
+		rs.Status.Volumes = append(rs.Status.Volumes, v)
+	}
+	return nil
+}
+
+// healthyZones lists the zones where a driver has healthy storage, sorted.
+func (r *Reconciler) healthyZones(ctx context.Context, driver string) ([]string, error) {
+	d, ok := r.Drivers.Get(driver)
+	if !ok {
+		return nil, nil // the volume fails with DriverUnavailable when restored
+	}
+	nodes, err := d.StorageNodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing the storage nodes of driver %s: %w", driver, err)
+	}
+	set := map[string]bool{}
+	for _, n := range nodes {
+		if n.Health == storkv1.StorageHealthy && n.Topology.Zone != "" {
+			set[n.Topology.Zone] = true
+		}
+	}
+	zones := make([]string, 0, len(set))
+	for z := range set {
+		zones = append(zones, z)
+	}
+	sort.Strings(zones)
+	return zones, nil
+}
+
+// importVolume moves one volume of a backup on: clear the target, have the driver make the
+// volume from the backup in the target zone, bind the claim.
+func (r *Reconciler) importVolume(ctx context.Context, rs *storkv1.Restore, b *storkv1.Backup, loc *storkv1.BackupLocation, v *storkv1.RestoreVolumeStatus) error {
+	var bv *storkv1.BackupVolume
+	for i := range b.Status.Volumes {
+		if b.Status.Volumes[i].ClaimName == v.SourceClaim {
+			bv = &b.Status.Volumes[i]
+		}
+	}
+	if bv == nil {
+		r.failVolume(rs, v, "SourceGone", "the Backup no longer lists claim "+v.SourceClaim)
+		return nil
+	}
+	from := "Backup " + b.Name
+	existing, ours, ready, err := r.clearTarget(ctx, rs, v, from)
+	if err != nil || !ready {
+		return err
+	}
+	d, ok := r.Drivers.Get(bv.Driver)
+	imp, isImporter := drivers.As[drivers.Importer](d)
+	if !ok || !isImporter {
+		r.failVolume(rs, v, "DriverUnavailable", "driver "+bv.Driver+" is not enabled in this Stork or cannot restore backups")
+		return nil
+	}
+	claim := r.claimFor(rs, v, bv.StorageClassName, bv.SizeBytes, nil, bv.AccessModes)
+	vs, err := imp.Import(ctx, drivers.ImportRequest{
+		ID:                   string(rs.UID) + "/" + v.SourceClaim,
+		Namespace:            rs.Namespace,
+		Owner:                owner(rs),
+		Location:             loc.Name,
+		AccessSecret:         accessName(rs),
+		RepositorySnapshotID: bv.RepositorySnapshotID,
+		Topology:             storkv1.Topology{Zone: v.Zone},
+		TargetNamespace:      v.TargetNamespace, TargetClaim: v.TargetClaim,
+		SizeBytes: claim.Spec.Resources.Requests.Storage().Value(), StorageClassName: *claim.Spec.StorageClassName, AccessModes: claim.Spec.AccessModes,
+	})
+	if err != nil {
+		return fmt.Errorf("driver %s: restoring claim %s from Backup %s: %w", bv.Driver, v.SourceClaim, b.Name, err)
+	}
+	return r.bindClaim(ctx, rs, v, vs, claim, existing, ours, from)
+}
+
+func (r *Reconciler) mapping(rs *storkv1.Restore) resources.Mapping {
+	return resources.Mapping{Namespaces: rs.Spec.NamespaceMapping, Claims: rs.Spec.ClaimNameMapping, StorageClasses: rs.Spec.StorageClassMapping,
+		IncludeKinds: rs.Spec.IncludeKinds, ExcludeKinds: rs.Spec.ExcludeKinds}
+}
+
+// restoreObjects recreates the Backup's objects of one stage (before the volumes, or after) in
+// restore order, records each result in status, and returns the failures. An API error that
+// may pass is returned as an error: the stage is done again, and objects it already made count
+// as Created.
+func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp *repo.Repository, b *storkv1.Backup, first bool) ([]string, error) {
+	var objs []*unstructured.Unstructured
+	if b.Status.ResourcesSnapshotID != "" && !rs.Spec.VolumesOnly {
+		id, err := repo.ParseID(b.Status.ResourcesSnapshotID)
+		if err != nil {
+			return nil, fmt.Errorf("Backup %s: status.resourcesSnapshotID: %w", b.Name, err)
+		}
+		if objs, err = catalog.ReadResources(ctx, rp, id); err != nil {
+			return nil, fmt.Errorf("reading the objects of Backup %s: %w", b.Name, err)
+		}
+	}
+	prepared, err := resources.Prepare(objs, r.mapping(rs))
+	if err != nil {
+		return nil, err
+	}
+	restored := map[string]bool{} // namespace/claim of the volumes this Restore makes
+	for _, v := range rs.Status.Volumes {
+		restored[v.TargetNamespace+"/"+v.TargetClaim] = true
+	}
+	var results []storkv1.ObjectResult
+	var failed []string
+	for _, o := range prepared {
+		if beforeVolumes(o.GetKind()) != first || (o.GetKind() == "PersistentVolumeClaim" && restored[o.GetNamespace()+"/"+o.GetName()]) {
+			continue
+		}
+		result, msg, err := resources.Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID))
+		if err != nil {
+			return nil, fmt.Errorf("restoring %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+		}
+		results = append(results, storkv1.ObjectResult{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(), Result: result, Message: msg})
+		if result == "Failed" {
+			failed = append(failed, fmt.Sprintf("%s %s/%s: %s", o.GetKind(), o.GetNamespace(), o.GetName(), msg))
+		}
+	}
+	rs.Status.Objects = append(rs.Status.Objects, results...)
+	// The namespaces of the volumes exist even with no objects to restore.
+	if first {
+		for _, v := range rs.Status.Volumes {
+			if v.Phase != storkv1.VolumeFailed {
+				if err := r.ensureNamespace(ctx, v.TargetNamespace); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return failed, nil
+}
+
+func (r *Reconciler) reader() client.Reader {
+	if r.Reader != nil {
+		return r.Reader
+	}
+	return r.Client
+}

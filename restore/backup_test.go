@@ -1,0 +1,188 @@
+package restore
+
+import (
+	"context"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/catalog"
+	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/objstore"
+	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/drivers"
+	fakedriver "stork.dev/stork/drivers/fake"
+)
+
+// TestRestoreFromBackup restores a Backup whose objects are in a real file:// repository, with
+// the fake driver making the volumes: zone mapping, namespace mapping, objects in their stages,
+// and the requests that must fail before anything is made.
+func TestRestoreFromBackup(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+
+	url := "file://" + t.TempDir()
+	store, err := objstore.Open(ctx, objstore.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rp, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "a long passphrase"}, repo.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	toUnstructured := func(o client.Object) *unstructured.Unstructured {
+		gvks, _, _ := s.ObjectKinds(o)
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		u.SetGroupVersionKind(gvks[0])
+		return u
+	}
+	objs := []*unstructured.Unstructured{
+		toUnstructured(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"team": "x"}}}),
+		toUnstructured(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cfg"}, Data: map[string]string{"k": "v"}}),
+		toUnstructured(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"}, Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}}, Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "db", Image: "db"}},
+				Volumes:    []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "a"}}}}}}}}),
+	}
+	rec := &catalog.Record{Name: "nightly", Namespace: "shop", UID: "source-uid", Cluster: "site-a"}
+	resID, err := catalog.WriteResources(ctx, rp, rec, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := func() *storkv1.Backup {
+		return &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "nightly"},
+			Spec: storkv1.BackupSpec{BackupLocation: "site-a"},
+			Status: storkv1.BackupStatus{Phase: storkv1.BackupCompleted, Imported: true, SourceNamespace: "shop", ResourcesSnapshotID: resID.String(),
+				Volumes: []storkv1.BackupVolume{
+					{ClaimName: "a", Driver: fakedriver.Name, Topology: storkv1.Topology{Zone: "zone-a"}, SizeBytes: 1 << 20, RepositorySnapshotID: "ra", Phase: storkv1.VolumeSucceeded},
+					{ClaimName: "b", Driver: fakedriver.Name, Topology: storkv1.Topology{Zone: "zone-b"}, SizeBytes: 1 << 20, RepositorySnapshotID: "rb", Phase: storkv1.VolumeSucceeded},
+				}}}
+	}
+	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "site-a", UID: "loc-uid"},
+		Spec: storkv1.BackupLocationSpec{URL: url, AccessMode: storkv1.AccessReadOnly, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "p"}},
+		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
+	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "key"}, Data: map[string][]byte{"p": []byte("a long passphrase")}}
+
+	admin := "stork-system"
+	cases := []struct {
+		name    string
+		ns      string
+		spec    storkv1.RestoreSpec
+		phase   storkv1.RestorePhase
+		reasons map[string]string // claim → volume reason; "" → the Ready condition's reason
+		zones   map[string]string // claim → zone it landed in
+		objects bool              // objects restored into shop-dr
+	}{
+		{name: "zones mapped, namespace mapped", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ClaimNameMapping: map[string]string{"a": "a2"},
+				ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-c", "zone-b": "zone-c"}}},
+			phase: storkv1.RestoreCompleted, reasons: map[string]string{"a": "Restored", "b": "Restored"},
+			zones: map[string]string{"a": "zone-c", "b": "zone-c"}, objects: true},
+		{name: "spread", ns: admin,
+			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread}},
+			phase: storkv1.RestoreCompleted, zones: map[string]string{"a": "zone-a", "b": "zone-c"}, objects: true},
+		{name: "an unmapped zone fails before anything is made", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"},
+				ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-x": "zone-c"}}},
+			phase: storkv1.RestoreFailed, reasons: map[string]string{"a": "ZoneNotMapped", "b": "ZoneNotMapped", "": "RestoreFailed"}},
+		{name: "keep: no storage in the source zone here", ns: admin,
+			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true},
+			phase: storkv1.RestorePartiallyFailed, reasons: map[string]string{"a": "Restored", "b": "NoStorageNode"}, zones: map[string]string{"a": "zone-a"}},
+		{name: "a user's Restore cannot restore into the source namespace", ns: "dr",
+			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "CrossNamespaceNotAllowed"}},
+		{name: "a user's Restore maps into its own namespace", ns: "dr", spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "dr"},
+			ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread}},
+			phase: storkv1.RestoreCompleted},
+		{name: "unknown backup", ns: admin, spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nope"}},
+			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "BackupNotFound"}},
+		{name: "unknown kind", ns: admin, spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, IncludeKinds: []string{"Pod"}},
+			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "InvalidKinds"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			drv := fakedriver.New(1)
+			for _, n := range []drivers.StorageNode{
+				{Node: "n-a", Topology: storkv1.Topology{Zone: "zone-a"}, Health: storkv1.StorageHealthy},
+				{Node: "n-c", Topology: storkv1.Topology{Zone: "zone-c"}, Health: storkv1.StorageHealthy},
+				{Node: "n-b", Topology: storkv1.Topology{Zone: "zone-b"}, Health: storkv1.StorageDown},
+			} {
+				drv.SetNode(n)
+			}
+			spec := tc.spec
+			if spec.Source.BackupName == "" {
+				spec.Source.BackupName = "nightly"
+			}
+			if tc.ns == admin {
+				spec.Source.Namespace = "dr"
+			}
+			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "r", UID: "restore-uid"}, Spec: spec}
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(backup(), loc, key, rs).
+				WithStatusSubresource(&storkv1.Restore{}, &corev1.PersistentVolumeClaim{}).Build()
+			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locations.Repositories{Secrets: c}}
+			got := restoreOnce(t, r, client.ObjectKeyFromObject(rs))
+			if got.Status.Phase != tc.phase {
+				t.Fatalf("phase %s, want %s: %+v", got.Status.Phase, tc.phase, got.Status)
+			}
+			for claim, reason := range tc.reasons {
+				if claim == "" {
+					if cond := meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionReady); cond == nil || cond.Reason != reason {
+						t.Errorf("Ready condition %+v, want reason %s", cond, reason)
+					}
+					continue
+				}
+				for _, v := range got.Status.Volumes {
+					if v.SourceClaim == claim && v.Reason != reason {
+						t.Errorf("claim %s: %+v, want reason %s", claim, v, reason)
+					}
+				}
+			}
+			for claim, zone := range tc.zones {
+				for _, v := range got.Status.Volumes {
+					if v.SourceClaim == claim && (v.Zone != zone || v.Phase != storkv1.VolumeSucceeded) {
+						t.Errorf("claim %s: %+v, want it restored in %s", claim, v, zone)
+					}
+				}
+			}
+			cm := &corev1.ConfigMap{}
+			err := c.Get(ctx, client.ObjectKey{Namespace: "shop-dr", Name: "cfg"}, cm)
+			if tc.objects != (err == nil) {
+				t.Errorf("ConfigMap shop-dr/cfg: %v, want restored %v (objects %+v)", err, tc.objects, got.Status.Objects)
+			}
+			if tc.objects {
+				dep := &appsv1.Deployment{}
+				if err := c.Get(ctx, client.ObjectKey{Namespace: "shop-dr", Name: "db"}, dep); err != nil {
+					t.Fatal(err)
+				}
+				wantClaim := "a"
+				if m := tc.spec.ClaimNameMapping["a"]; m != "" {
+					wantClaim = m
+				}
+				if got := dep.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName; got != wantClaim {
+					t.Errorf("Deployment uses claim %s, want %s", got, wantClaim)
+				}
+				if len(got.Status.Objects) != 3 {
+					t.Errorf("objects %+v, want the Namespace, the ConfigMap and the Deployment", got.Status.Objects)
+				}
+			}
+		})
+	}
+}
