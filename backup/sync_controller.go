@@ -19,6 +19,7 @@ import (
 	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/backup/repo"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/names"
 )
 
 // Annotations on the Backups sync imports.
@@ -145,7 +146,7 @@ func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLo
 	b := &storkv1.Backup{
 		ObjectMeta: metav1.ObjectMeta{Namespace: loc.Namespace, Name: name,
 			Annotations: map[string]string{ImportedFromAnnotation: loc.Name, SourceUIDAnnotation: rec.UID},
-			Labels:      map[string]string{"stork.dev/location": loc.Name, "stork.dev/source-cluster": labelValue(rec.Cluster)}},
+			Labels:      map[string]string{"stork.dev/location": loc.Name, "stork.dev/source-cluster": names.LabelValue(rec.Cluster)}},
 		Spec: storkv1.BackupSpec{BackupLocation: loc.Name, DeletionPolicy: storkv1.DeletionRetain},
 	}
 	if err := r.Client.Create(ctx, b); err != nil {
@@ -175,23 +176,3 @@ func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLo
 		fmt.Sprintf("backup %s/%s of cluster %s found in %s", rec.Namespace, rec.Name, rec.Cluster, loc.Spec.URL))
 	return nil
 }
-
-// labelValue makes s a valid label value (cluster IDs are free text).
-func labelValue(s string) string {
-	out := []byte{}
-	for i := 0; i < len(s) && len(out) < 63; i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' {
-			out = append(out, c)
-		}
-	}
-	for len(out) > 0 && !isAlnum(out[0]) {
-		out = out[1:]
-	}
-	for len(out) > 0 && !isAlnum(out[len(out)-1]) {
-		out = out[:len(out)-1]
-	}
-	return string(out)
-}
-
-func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }

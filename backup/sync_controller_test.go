@@ -54,7 +54,7 @@ func TestSync(t *testing.T) {
 	write("clash", "uid-2")   // another Backup here has that name
 
 	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "site-a", UID: "loc-uid"},
-		Spec: storkv1.BackupLocationSpec{URL: url, AccessMode: storkv1.AccessReadOnly, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "p"}},
+		Spec:   storkv1.BackupLocationSpec{URL: url, AccessMode: storkv1.AccessReadOnly, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "p"}},
 		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
 	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "key"}, Data: map[string][]byte{"p": []byte("a long passphrase")}}
 	mine := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "mine", UID: "uid-mine"}, Spec: storkv1.BackupSpec{BackupLocation: "site-a", SnapshotName: "s"}}

@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -618,8 +619,15 @@ func TestLocalDriver(t *testing.T) {
 			{"stork-agent", &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "forged"},
 				Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskSnapshot, Driver: "local", NodeName: nodeA, VolumeName: "x"}}, nil, "create tasks", false},
 			{"stork-agent", nil, &storkv1.VolumeTaskList{}, "list tasks", true},
-			{"stork", nil, &corev1.SecretList{}, "list secrets", false},
-			{"stork", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"}}, nil, "create config maps", false},
+			// Backups hold the application's Secrets; restores create them.
+			{"stork", nil, &corev1.SecretList{}, "list secrets", true},
+			// Restores recreate a fixed list of kinds; RBAC objects and pods are not among them.
+			{"stork", &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"}}, nil, "create roles", false},
+			{"stork", &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"},
+				RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "admin"},
+				Subjects: []rbacv1.Subject{{Kind: "User", Name: "mallory"}}}, nil, "create role bindings", false},
+			{"stork", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x"}}}}, nil, "create pods", false},
 			{"stork", nil, &corev1.PersistentVolumeClaimList{}, "list claims", true},
 		}
 		for _, tc := range cases {

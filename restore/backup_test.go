@@ -78,7 +78,7 @@ func TestRestoreFromBackup(t *testing.T) {
 				}}}
 	}
 	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "site-a", UID: "loc-uid"},
-		Spec: storkv1.BackupLocationSpec{URL: url, AccessMode: storkv1.AccessReadOnly, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "p"}},
+		Spec:   storkv1.BackupLocationSpec{URL: url, AccessMode: storkv1.AccessReadOnly, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "p"}},
 		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
 	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "key"}, Data: map[string][]byte{"p": []byte("a long passphrase")}}
 

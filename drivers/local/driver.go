@@ -18,6 +18,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/local/agent"
+	"stork.dev/stork/internal/names"
 )
 
 // Name is the driver's name.
@@ -352,7 +353,7 @@ func (d *Driver) Restore(ctx context.Context, req drivers.RestoreRequest) (drive
 		return st, nil
 	}
 	return d.createVolume(ctx, t, st, newVolume{
-		labels:          map[string]string{LabelRestoredFrom: labelValue(req.Source.SnapshotID)},
+		labels:          map[string]string{LabelRestoredFrom: names.LabelValue(req.Source.SnapshotID)},
 		targetNamespace: req.TargetNamespace, targetClaim: req.TargetClaim,
 		sizeBytes: req.SizeBytes, storageClassName: req.StorageClassName, accessModes: req.AccessModes,
 	})
@@ -365,18 +366,6 @@ const (
 	// LabelRestoredFromBackup is the repository snapshot an Import downloaded.
 	LabelRestoredFromBackup = "stork.dev/restored-from-backup"
 )
-
-// labelValue makes id a valid label value: at most 63 characters, beginning and ending with a
-// letter or digit. Snapshot IDs are longer (a PersistentVolume's name and a UID; 64 hex digits
-// for a repository snapshot), and a PersistentVolume with an invalid label is not created.
-func labelValue(id string) string {
-	if len(id) > 63 {
-		id = id[:63]
-	}
-	return strings.TrimFunc(id, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
-	})
-}
 
 // newVolume is what the PersistentVolume of a restored or imported volume takes from the request.
 type newVolume struct {

@@ -12,6 +12,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/names"
 )
 
 // Import implements drivers.Importer: a Download task on a storage node in req.Topology restores
@@ -61,7 +62,7 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 		return st, nil
 	}
 	return d.createVolume(ctx, t, st, newVolume{
-		labels:          map[string]string{LabelRestoredFromBackup: labelValue(t.Spec.RepositorySnapshotID)},
+		labels:          map[string]string{LabelRestoredFromBackup: names.LabelValue(t.Spec.RepositorySnapshotID)},
 		targetNamespace: req.TargetNamespace, targetClaim: req.TargetClaim,
 		sizeBytes: req.SizeBytes, storageClassName: req.StorageClassName, accessModes: req.AccessModes,
 	})

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -203,16 +202,3 @@ func TestImportMakesAVolumeOnTheChosenNode(t *testing.T) {
 	}
 }
 
-func TestLabelValue(t *testing.T) {
-	for _, id := range []string{
-		"pv-a-1234",
-		strings.Repeat("0123456789abcdef", 4),
-		"pvc-0b0e5d6a-8f7e-4a57-9b43-5f3f2c3b8e11-7c0a1d5e-2b3f-4c6d-8e9f-0a1b2c3d4e5f", // a snapshot ID: PV name and UID
-		strings.Repeat("a", 62) + "-b",
-	} {
-		v := labelValue(id)
-		if errs := validation.IsValidLabelValue(v); len(errs) != 0 || !strings.HasPrefix(id, v) || (len(id) <= 63 && v != id) {
-			t.Errorf("labelValue(%s) = %s: %v", id, v, errs)
-		}
-	}
-}
