@@ -624,7 +624,7 @@ func TestLocalDriver(t *testing.T) {
 			// Restores recreate a fixed list of kinds; RBAC objects and pods are not among them.
 			{"stork", &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"}}, nil, "create roles", false},
 			{"stork", &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"},
-				RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "admin"},
+				RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "admin"},
 				Subjects: []rbacv1.Subject{{Kind: "User", Name: "mallory"}}}, nil, "create role bindings", false},
 			{"stork", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "x"},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x"}}}}, nil, "create pods", false},

@@ -201,4 +201,3 @@ func TestImportMakesAVolumeOnTheChosenNode(t *testing.T) {
 		t.Errorf("imported volume %+v %+v", pv.Labels, pv.Spec)
 	}
 }
-
