@@ -145,7 +145,13 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 	}
 	switch snap.Status.Phase {
 	case storkv1.SnapshotReady:
-	case storkv1.SnapshotFailed, storkv1.SnapshotDeleting:
+	case storkv1.SnapshotDeleting:
+		if st.Phase == storkv1.BackupInProgress {
+			break // copying: the Snapshot keeps its data until this Backup is done with it
+		}
+		r.fail(b, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s: there is nothing to copy", snap.Name, snap.Status.Phase))
+		return ctrl.Result{}, nil
+	case storkv1.SnapshotFailed:
 		r.fail(b, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s: there is nothing to copy", snap.Name, snap.Status.Phase))
 		return ctrl.Result{}, nil
 	default:

@@ -204,7 +204,14 @@ func TestDisasterRecovery(t *testing.T) {
 			if err := a.Client.List(ctx, &snaps, client.InNamespace("shop"), client.MatchingLabels{"stork.dev/schedule": "db"}); err != nil {
 				return false, err
 			}
-			return len(snaps.Items) <= 1 && len(scheduleBackups()) == 2, nil
+			// Failed runs (none expected) are kept apart, to show what went wrong.
+			usable := 0
+			for _, bk := range scheduleBackups() {
+				if bk.Status.Phase != storkv1.BackupFailed {
+					usable++
+				}
+			}
+			return len(snaps.Items) <= 1 && usable == 2 && completed(scheduleBackups()) == 2, nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -220,10 +227,9 @@ func TestDisasterRecovery(t *testing.T) {
 		}
 	})
 
-	kept := scheduleBackups()
-	newest := kept[0]
-	for _, bk := range kept {
-		if bk.CreationTimestamp.After(newest.CreationTimestamp.Time) {
+	var newest storkv1.Backup
+	for _, bk := range scheduleBackups() {
+		if bk.Status.Phase == storkv1.BackupCompleted && bk.CreationTimestamp.After(newest.CreationTimestamp.Time) {
 			newest = bk
 		}
 	}

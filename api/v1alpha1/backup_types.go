@@ -69,7 +69,7 @@ type BackupVolume struct {
 	// Message says why the upload failed, when it did.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Progress of this volume's upload.
+	// Progress of this volume's upload: bytes, and files as items.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`
 }

@@ -137,7 +137,7 @@ type RestoreVolumeStatus struct {
 	// Message says it to a person.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Progress of this volume's restore.
+	// Progress of this volume's restore: bytes, and files as items for restores from backups.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`
 }

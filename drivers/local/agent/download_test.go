@@ -188,7 +188,7 @@ func TestDownloadTask(t *testing.T) {
 	}
 	const size = 100000 + 18 + 5 // data.bin, run.sh, sub/f
 	if st := got.Status; st.Phase != storkv1.TaskSucceeded || st.Path != root.volume("pv-restored") || st.SizeBytes != size ||
-		st.Progress.BytesDone != size || st.Progress.BytesTotal != size {
+		st.Progress.BytesDone != size || st.Progress.BytesTotal != size || st.Progress.ItemsTotal != 3 || st.Progress.ItemsDone != 3 {
 		t.Fatalf("status %+v", st)
 	}
 	sameTree(t, b.src, got.Status.Path)
@@ -216,9 +216,9 @@ func TestDownloadTask(t *testing.T) {
 		t.Fatalf("status after an unreported attempt: %+v", st)
 	}
 	// The same when the agent died on an earlier attempt and the task is started again.
-	var last [2]int64
-	res, err := tk.do(ctx, dl, func(d, total int64) { last = [2]int64{d, total} })
-	if err != nil || res.path != root.volume("pv-restored") || res.size != size || last != [2]int64{} {
+	var last storkv1.Progress
+	res, err := tk.do(ctx, dl, func(p storkv1.Progress) { last = p })
+	if err != nil || res.path != root.volume("pv-restored") || res.size != size || last != (storkv1.Progress{}) {
 		t.Fatalf("download started again after publishing: %+v, %v, progress %v", res, err, last)
 	}
 	sameTree(t, b.src, res.path)
@@ -250,7 +250,7 @@ func TestDownloadRefusals(t *testing.T) {
 		{"a missing access Secret", downloadTask("u6", "v6", "gone", b.snapID.String()), "AccessSecretMissing", []string{"gone"}},
 		{"a location without a repository", downloadTask("u7", "v7", empty.Name, b.snapID.String()), "RepositoryUnavailable", []string{"no repository"}},
 	} {
-		_, err := tk.do(ctx, tc.task, func(int64, int64) {})
+		_, err := tk.do(ctx, tc.task, func(storkv1.Progress) {})
 		if !isReason(err, tc.reason) {
 			t.Errorf("%s: %v, want reason %s", tc.name, err, tc.reason)
 			continue

@@ -119,6 +119,8 @@ type result struct {
 	repositorySnapshotID string
 	path                 string
 	size                 int64
+	// progress is the last the work reported.
+	progress storkv1.Progress
 }
 
 func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -171,10 +173,13 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	}
 	log.Info("task started", "attempt", attempts)
 
-	var done, total atomic.Int64
-	stop := t.reportProgress(ctx, task, &done, &total)
-	res, err := t.do(ctx, task, func(d, tot int64) { done.Store(d); total.Store(tot) })
+	var progress atomic.Pointer[storkv1.Progress]
+	stop := t.reportProgress(ctx, task, &progress)
+	res, err := t.do(ctx, task, func(p storkv1.Progress) { progress.Store(&p) })
 	stop()
+	if p := progress.Load(); p != nil {
+		res.progress = *p
+	}
 	if err != nil && ctx.Err() != nil {
 		// The agent is stopping: the task stays Running and the next agent starts it again.
 		log.Info("task interrupted by shutdown")
@@ -191,9 +196,9 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	return ctrl.Result{}, t.finish(ctx, task, res, err)
 }
 
-// reportProgress writes the progress counters to the task's status every second until the
+// reportProgress writes the latest progress to the task's status every second until the
 // returned function is called.
-func (t *Tasks) reportProgress(ctx context.Context, task *storkv1.VolumeTask, done, total *atomic.Int64) (stop func()) {
+func (t *Tasks) reportProgress(ctx context.Context, task *storkv1.VolumeTask, latest *atomic.Pointer[storkv1.Progress]) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -206,10 +211,11 @@ func (t *Tasks) reportProgress(ctx context.Context, task *storkv1.VolumeTask, do
 				return
 			case <-tick.C:
 			}
-			p := storkv1.Progress{BytesDone: done.Load(), BytesTotal: total.Load()}
-			if p == last {
+			cur := latest.Load()
+			if cur == nil || *cur == last {
 				continue
 			}
+			p := *cur
 			body, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": p}})
 			obj := &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: task.Namespace, Name: task.Name}}
 			if err := t.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err == nil {
@@ -238,7 +244,9 @@ func (t *Tasks) finish(ctx context.Context, task *storkv1.VolumeTask, res result
 	} else {
 		st.Phase, st.SnapshotID, st.Path, st.SizeBytes = storkv1.TaskSucceeded, res.snapshotID, res.path, res.size
 		st.RepositorySnapshotID = res.repositorySnapshotID
+		st.Progress = res.progress
 		st.Progress.BytesDone, st.Progress.BytesTotal = res.size, res.size
+		st.Progress.ItemsDone = st.Progress.ItemsTotal
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Succeeded", "done by agent "+t.AgentID
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
@@ -250,10 +258,11 @@ func (t *Tasks) finish(ctx context.Context, task *storkv1.VolumeTask, res result
 	return nil
 }
 
-// do the work of a task.
-func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(done, total int64)) (result, error) {
+// do the work of a task. Progress counts bytes, and files for uploads and downloads.
+func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(storkv1.Progress)) (result, error) {
 	uid := string(task.UID)
-	copyOpts := fscopy.Options{Progress: progress, BytesPerSecond: t.BytesPerSecond}
+	copyOpts := fscopy.Options{BytesPerSecond: t.BytesPerSecond,
+		Progress: func(done, total int64) { progress(storkv1.Progress{BytesDone: done, BytesTotal: total}) }}
 	switch task.Spec.Type {
 	case storkv1.TaskSnapshot:
 		return t.snapshot(ctx, task, uid, copyOpts)
@@ -268,6 +277,11 @@ func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(
 	default:
 		return result{}, fail("Unsupported", "the local driver's agent does not do %s tasks", task.Spec.Type)
 	}
+}
+
+// filesProgress is the engine's progress as a task's: items are files.
+func filesProgress(p archive.Progress) storkv1.Progress {
+	return storkv1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, ItemsDone: p.FilesDone, ItemsTotal: p.FilesTotal}
 }
 
 // SnapshotID names the snapshot a Snapshot task makes: the volume and the task, so that
@@ -459,7 +473,7 @@ func (t *Tasks) workFailed(work, reason string, err error) error {
 // repository has are never sent again. A backup is visible only once complete (the engine
 // writes its snapshot manifest last), so an interrupted upload is started again from the
 // beginning and reuses the packs the first attempt wrote.
-func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress func(done, total int64)) (result, error) {
+func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress func(storkv1.Progress)) (result, error) {
 	id := task.Spec.SnapshotID
 	if err := errors.Join(validName("snapshot ID", id), needsAccess(task)); err != nil {
 		return result{}, fail("InvalidTask", "%w", err)
@@ -474,7 +488,7 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 		return result{}, err
 	}
 	defer r.close()
-	opts := archive.BackupOptions{Tags: task.Spec.Tags, Progress: func(p archive.Progress) { progress(p.BytesDone, p.BytesTotal) }}
+	opts := archive.BackupOptions{Tags: task.Spec.Tags, Progress: func(p archive.Progress) { progress(filesProgress(p)) }}
 	if parent, err := newestWithTags(ctx, r.Repository, task.Spec.Tags); err != nil {
 		return result{}, fail("RepositoryUnavailable", "listing the backups in %s: %w", r.url, err)
 	} else if parent != nil {
@@ -493,7 +507,7 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 // download killed at any moment leaves no partial volume and one that published but did not
 // report is recognised (published). An interrupted download starts again from scratch: the
 // engine restores a whole tree, and what it wrote is not trusted to be complete.
-func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid string, progress func(done, total int64)) (result, error) {
+func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid string, progress func(storkv1.Progress)) (result, error) {
 	name := task.Spec.VolumeName
 	snapID, idErr := repo.ParseID(task.Spec.RepositorySnapshotID)
 	if idErr != nil {
@@ -527,7 +541,7 @@ func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid stri
 	var size atomic.Int64
 	opts := archive.RestoreOptions{Progress: func(p archive.Progress) {
 		size.Store(p.BytesTotal)
-		progress(p.BytesDone, p.BytesTotal)
+		progress(filesProgress(p))
 	}}
 	if err := archive.Restore(ctx, r.Repository, snapID, work, opts); err != nil {
 		return result{}, t.workFailed(work, "DownloadFailed", fmt.Errorf("restoring backup %s from %s: %w", snapID, r.url, err))

@@ -66,7 +66,7 @@ func TestTaskWork(t *testing.T) {
 	}
 	tk := &Tasks{Node: "n1", Root: root, AgentID: "a1"}
 	var last [2]int64
-	progress := func(d, total int64) { last = [2]int64{d, total} }
+	progress := func(p storkv1.Progress) { last = [2]int64{p.BytesDone, p.BytesTotal} }
 
 	// A leftover of an interrupted attempt is removed first.
 	if err := os.MkdirAll(filepath.Join(root.work("snap-uid-0001"), "junk"), 0o700); err != nil {
