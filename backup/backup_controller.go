@@ -412,6 +412,15 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 	if b.Status.Imported || b.Spec.DeletionPolicy == storkv1.DeletionRetain {
 		return true, nil
 	}
+	// A namespace deleted with its Backups is the disaster backups are for, not a request to
+	// delete them: the data stays, and sync shows it again wherever the location is read.
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: b.Namespace}, ns); client.IgnoreNotFound(err) != nil {
+		return false, err
+	} else if err != nil || ns.DeletionTimestamp != nil {
+		r.event(b, corev1.EventTypeNormal, "DataLeft", "namespace "+b.Namespace+" is being deleted: the backup's data stays in the store")
+		return true, nil
+	}
 	loc := &storkv1.BackupLocation{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.BackupLocation}, loc)
 	switch {
@@ -433,6 +442,12 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 			}
 		}
 	}
+	if user, err := r.restoreUsing(ctx, b); err != nil || user != "" {
+		if user != "" {
+			r.condition(b, storkv1.ConditionReady, false, "InUse", "deleting once Restore "+user+" has finished with it")
+		}
+		return false, err
+	}
 	rp, err := r.Repos.Get(ctx, loc)
 	if err != nil {
 		return false, err
@@ -443,6 +458,12 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 	}
 	r.event(b, corev1.EventTypeNormal, "DataDeleted", fmt.Sprintf("forgot %d repository snapshots in %s; the location's next prune frees their space", n, loc.Spec.URL))
 	return true, nil
+}
+
+// restoreUsing names a Restore, not finished, that restores from the Backup: its data must stay
+// until the downloads are done.
+func (r *BackupReconciler) restoreUsing(ctx context.Context, b *storkv1.Backup) (string, error) {
+	return activeRestore(ctx, r.Client, b.Namespace, func(src storkv1.RestoreSource) bool { return src.BackupName == b.Name })
 }
 
 // UploadWaitLimit bounds how long a deleted Backup waits for its uploads to end.

@@ -74,7 +74,7 @@ func TestBackupReconciler(t *testing.T) {
 			b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "b", UID: "backup-uid"},
 				Spec: storkv1.BackupSpec{SnapshotName: tc.snapshot, BackupLocation: "loc"}}
 			key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "key"}, Data: map[string][]byte{"passphrase": []byte("a long passphrase")}}
-			c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, b, tc.loc, key).WithStatusSubresource(b).Build()
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, b, tc.loc, key, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}).WithStatusSubresource(b).Build()
 			r := &BackupReconciler{Client: c, Reader: c, Repos: &locations.Repositories{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
 			accessSeen := false
 			for range 10 {

@@ -228,14 +228,31 @@ func (r *SnapshotReconciler) startBackup(ctx context.Context, snap *storkv1.Snap
 			lbls[k] = v
 		}
 	}
-	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: snap.Namespace, Name: snap.Name, Labels: lbls},
-		Spec: storkv1.BackupSpec{SnapshotName: snap.Name, BackupLocation: snap.Spec.BackupLocation}}
-	if err := r.Client.Create(ctx, b); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating Backup %s/%s: %w", snap.Namespace, snap.Name, err)
+	// Named like the Snapshot, unless a Backup of that name exists that is not this Snapshot's
+	// (one sync imported from another cluster running the same schedule, an old one): then
+	// with the Snapshot's UID appended. The annotation tells this Snapshot's Backup apart.
+	for _, name := range []string{snap.Name, fmt.Sprintf("%s-%.8s", snap.Name, snap.UID)} {
+		b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: snap.Namespace, Name: name, Labels: lbls,
+			Annotations: map[string]string{SnapshotUIDAnnotation: string(snap.UID)}},
+			Spec: storkv1.BackupSpec{SnapshotName: snap.Name, BackupLocation: snap.Spec.BackupLocation}}
+		err := r.Client.Create(ctx, b)
+		if apierrors.IsAlreadyExists(err) {
+			err = r.reader().Get(ctx, client.ObjectKeyFromObject(b), b)
+			if err == nil && b.Annotations[SnapshotUIDAnnotation] != string(snap.UID) {
+				continue
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("creating Backup %s/%s: %w", snap.Namespace, name, err)
+		}
+		snap.Status.BackupName = name
+		return nil
 	}
-	snap.Status.BackupName = b.Name
-	return nil
+	return fmt.Errorf("Backups %s and %s-%.8s exist and belong to other Snapshots", snap.Name, snap.Name, snap.UID)
 }
+
+// SnapshotUIDAnnotation on a Backup names the Snapshot it was made for.
+const SnapshotUIDAnnotation = "stork.dev/snapshot-uid"
 
 // invalidSpec says why a spec cannot be acted on.
 type invalidSpec struct{ reason, message string }
@@ -520,6 +537,13 @@ func (r *SnapshotReconciler) finalize(ctx context.Context, snap *storkv1.Snapsho
 
 // deleteData returns what it still waits for, or "" when nothing is left to delete.
 func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snapshot) (string, error) {
+	// A Backup copying the snapshot reads the object and the data: both stay until it is done.
+	if copying, err := r.backupCopying(ctx, snap); err != nil || copying != "" {
+		if copying != "" {
+			r.setCondition(snap, storkv1.ConditionReady, false, "InUse", "deleting once Backup "+copying+" has copied it")
+		}
+		return copying, err
+	}
 	if snap.Spec.DeletionPolicy == storkv1.DeletionRetain {
 		return "", nil
 	}
@@ -546,12 +570,6 @@ func (r *SnapshotReconciler) deleteData(ctx context.Context, snap *storkv1.Snaps
 			r.setCondition(snap, storkv1.ConditionReady, false, "InUse", "deleting once Restore "+user+" has finished with it")
 		}
 		return user, err
-	}
-	if copying, err := r.backupCopying(ctx, snap); err != nil || copying != "" {
-		if copying != "" {
-			r.setCondition(snap, storkv1.ConditionReady, false, "InUse", "deleting once Backup "+copying+" has copied it")
-		}
-		return copying, err
 	}
 	var waiting []string
 	var errs []error
@@ -604,20 +622,25 @@ func (r *SnapshotReconciler) backupCopying(ctx context.Context, snap *storkv1.Sn
 
 // restoreUsing names a Restore, not finished, that restores from the Snapshot.
 func (r *SnapshotReconciler) restoreUsing(ctx context.Context, snap *storkv1.Snapshot) (string, error) {
+	return activeRestore(ctx, r.Client, snap.Namespace, func(src storkv1.RestoreSource) bool { return src.SnapshotName == snap.Name })
+}
+
+// activeRestore names a Restore, not finished, whose source is in namespace ns and matches.
+func activeRestore(ctx context.Context, c client.Client, ns string, match func(storkv1.RestoreSource) bool) (string, error) {
 	var list storkv1.RestoreList
-	if err := r.Client.List(ctx, &list); err != nil {
+	if err := c.List(ctx, &list); err != nil {
 		return "", fmt.Errorf("listing Restores: %w", err)
 	}
 	for _, rs := range list.Items {
-		ns := rs.Spec.Source.Namespace
-		if ns == "" {
-			ns = rs.Namespace
+		src := rs.Spec.Source
+		if src.Namespace == "" {
+			src.Namespace = rs.Namespace
 		}
 		switch rs.Status.Phase {
 		case storkv1.RestoreCompleted, storkv1.RestorePartiallyFailed, storkv1.RestoreFailed:
 			continue
 		}
-		if ns == snap.Namespace && rs.Spec.Source.SnapshotName == snap.Name && rs.DeletionTimestamp == nil {
+		if src.Namespace == ns && match(src) && rs.DeletionTimestamp == nil {
 			return rs.Namespace + "/" + rs.Name, nil
 		}
 	}

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -41,6 +40,10 @@ type SyncReconciler struct {
 	Client   client.Client
 	Repos    *locations.Repositories
 	Recorder events.EventRecorder
+	// AdminNamespace is Stork's namespace. Its locations import the backups of every namespace;
+	// a location in another namespace imports only that namespace's backups, so that tenants
+	// sharing a bucket do not see (and restore) each other's data.
+	AdminNamespace string
 }
 
 // SetupWithManager registers the controller.
@@ -64,11 +67,14 @@ func (r *SyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if last := loc.Status.LastSyncTime; last != nil && time.Since(last.Time) < period {
 		return ctrl.Result{RequeueAfter: period - time.Since(last.Time)}, nil
 	}
-	n, err := r.sync(ctx, loc)
+	n, problems, err := r.sync(ctx, loc)
 	if err != nil {
 		// The location controller reports access problems; this says what sync could not do.
 		conditions.Event(r.Recorder, loc, "Sync", corev1.EventTypeWarning, "SyncFailed", err.Error())
 		return ctrl.Result{RequeueAfter: period}, nil
+	}
+	for _, p := range problems {
+		conditions.Event(r.Recorder, loc, "Sync", corev1.EventTypeWarning, "RecordSkipped", p.Error())
 	}
 	orig := loc.DeepCopy()
 	now := metav1.Now()
@@ -80,40 +86,51 @@ func (r *SyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 }
 
 // sync brings the location's namespace's Backups in line with the records in the repository
-// and returns how many records there are.
-func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) (int, error) {
+// and returns how many records there are. A record that cannot be imported is a problem for
+// that record only: the others are imported, and it is tried again next time.
+func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) (int, []error, error) {
 	rp, err := r.Repos.Get(ctx, loc)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	records, err := catalog.Records(ctx, rp)
 	if err != nil {
-		return 0, fmt.Errorf("listing the backups in %s: %w", loc.Spec.URL, err)
+		return 0, nil, fmt.Errorf("listing the backups in %s: %w", loc.Spec.URL, err)
 	}
 	var list storkv1.BackupList
 	if err := r.Client.List(ctx, &list, client.InNamespace(loc.Namespace)); err != nil {
-		return 0, fmt.Errorf("listing Backups in %s: %w", loc.Namespace, err)
+		return 0, nil, fmt.Errorf("listing Backups in %s: %w", loc.Namespace, err)
 	}
-	known := map[string]bool{} // source UIDs of the Backups here
-	taken := map[string]bool{} // names in use
-	for _, b := range list.Items {
+	known := map[string]bool{}                // source UIDs of the complete Backups here
+	unfinished := map[string]*storkv1.Backup{} // imported, but the status was not written
+	taken := map[string]bool{}                 // names in use
+	for i := range list.Items {
+		b := &list.Items[i]
 		taken[b.Name] = true
+		known[string(b.UID)] = true // this cluster's own
 		if uid := b.Annotations[SourceUIDAnnotation]; uid != "" {
-			known[uid] = true
-		} else if b.Spec.BackupLocation == loc.Name {
-			known[string(b.UID)] = true
+			if b.Status.RecordID == "" {
+				unfinished[uid] = b
+			} else {
+				known[uid] = true
+			}
 		}
 	}
 	present := map[string]bool{}
-	var errs []error
+	var problems []error
+	n := 0
 	for _, s := range records {
 		uid := s.Tags[catalog.TagBackupUID]
+		if loc.Namespace != r.AdminNamespace && s.Tags[catalog.TagNamespace] != loc.Namespace {
+			continue
+		}
+		n++
 		present[uid] = true
 		if known[uid] {
 			continue
 		}
-		if err := r.importRecord(ctx, loc, rp, s, taken); err != nil {
-			errs = append(errs, err)
+		if err := r.importRecord(ctx, loc, rp, s, taken, unfinished[uid]); err != nil {
+			problems = append(problems, err)
 		}
 	}
 	for i := range list.Items {
@@ -123,39 +140,45 @@ func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) 
 		}
 		// Its record is gone: the cluster that made it deleted it.
 		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting Backup %s, whose data is gone from %s: %w", b.Name, loc.Spec.URL, err))
+			problems = append(problems, fmt.Errorf("deleting Backup %s, whose data is gone from %s: %w", b.Name, loc.Spec.URL, err))
 			continue
 		}
 		conditions.Event(r.Recorder, loc, "Sync", corev1.EventTypeNormal, "BackupRemoved",
 			fmt.Sprintf("Backup %s was deleted: its record is no longer in %s", b.Name, loc.Spec.URL))
 	}
-	return len(records), errors.Join(errs...)
+	return n, problems, nil
 }
 
 // importRecord makes the Backup object of one record, named like the original unless another
-// Backup has that name.
-func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLocation, rp *repo.Repository, s repo.SnapshotInfo, taken map[string]bool) error {
+// Backup has that name, or completes the status of b, made by an earlier sync that stopped
+// before writing it.
+func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLocation, rp *repo.Repository, s repo.SnapshotInfo, taken map[string]bool, b *storkv1.Backup) error {
 	rec, err := catalog.ReadRecord(ctx, rp, s.ID)
 	if err != nil {
 		return fmt.Errorf("reading backup record %s in %s: %w", s.ID, loc.Spec.URL, err)
 	}
-	name := rec.Name
-	if taken[name] {
-		name = fmt.Sprintf("%s-%.8s", rec.Name, rec.UID)
+	if rec.UID != s.Tags[catalog.TagBackupUID] {
+		return fmt.Errorf("backup record %s in %s names Backup UID %s but is tagged %s: not imported", s.ID, loc.Spec.URL, rec.UID, s.Tags[catalog.TagBackupUID])
 	}
-	b := &storkv1.Backup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: loc.Namespace, Name: name,
-			Annotations: map[string]string{ImportedFromAnnotation: loc.Name, SourceUIDAnnotation: rec.UID},
-			Labels:      map[string]string{"stork.dev/location": loc.Name, "stork.dev/source-cluster": names.LabelValue(rec.Cluster)}},
-		Spec: storkv1.BackupSpec{BackupLocation: loc.Name, DeletionPolicy: storkv1.DeletionRetain},
-	}
-	if err := r.Client.Create(ctx, b); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return nil // another sync made it; the next one sees it
+	if b == nil {
+		name := rec.Name
+		if taken[name] {
+			name = fmt.Sprintf("%s-%.8s", rec.Name, rec.UID)
 		}
-		return fmt.Errorf("creating Backup %s/%s for record %s: %w", b.Namespace, b.Name, s.ID, err)
+		b = &storkv1.Backup{
+			ObjectMeta: metav1.ObjectMeta{Namespace: loc.Namespace, Name: name,
+				Annotations: map[string]string{ImportedFromAnnotation: loc.Name, SourceUIDAnnotation: rec.UID},
+				Labels:      map[string]string{"stork.dev/location": loc.Name, "stork.dev/source-cluster": names.LabelValue(rec.Cluster)}},
+			Spec: storkv1.BackupSpec{BackupLocation: loc.Name, DeletionPolicy: storkv1.DeletionRetain},
+		}
+		if err := r.Client.Create(ctx, b); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return nil // another sync made it; the next one sees it
+			}
+			return fmt.Errorf("creating Backup %s/%s for record %s: %w", b.Namespace, b.Name, s.ID, err)
+		}
+		taken[name] = true
 	}
-	taken[name] = true
 	orig := b.DeepCopy()
 	st := &b.Status
 	st.Imported, st.Phase, st.Cluster, st.SourceNamespace, st.Zones = true, rec.Phase, rec.Cluster, rec.Namespace, rec.Zones

@@ -61,7 +61,7 @@ func TestSync(t *testing.T) {
 	clash := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "clash", UID: "uid-other"}, Spec: storkv1.BackupSpec{BackupLocation: "other", SnapshotName: "s"}}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(loc, key, mine, clash).
 		WithStatusSubresource(&storkv1.Backup{}, &storkv1.BackupLocation{}).Build()
-	r := &SyncReconciler{Client: c, Repos: &locations.Repositories{Secrets: c}}
+	r := &SyncReconciler{Client: c, Repos: &locations.Repositories{Secrets: c}, AdminNamespace: "dr"}
 	sync := func() {
 		t.Helper()
 		// The period has passed: forget the last sync.
@@ -121,5 +121,22 @@ func TestSync(t *testing.T) {
 	}
 	if len(list.Items) != 3 || names["nightly-1"] || !names["clash-uid-2"] || !names["mine"] {
 		t.Errorf("Backups after the record went: %v", names)
+	}
+
+	// A location outside Stork's namespace sees the backups of its own namespace only.
+	tenant := loc.DeepCopy()
+	tenant.Namespace, tenant.UID, tenant.ResourceVersion = "tenant", "tenant-loc-uid", ""
+	tkey := key.DeepCopy()
+	tkey.Namespace, tkey.ResourceVersion = "tenant", ""
+	for _, o := range []client.Object{tenant, tkey} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tenant)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(ctx, &list, client.InNamespace("tenant")); err != nil || len(list.Items) != 0 {
+		t.Errorf("a tenant's location imported other namespaces' backups: %d, %v", len(list.Items), err)
 	}
 }

@@ -238,13 +238,14 @@ func TestDisasterRecovery(t *testing.T) {
 	copyTree(t, vol0, want0)
 	copyTree(t, vol1, want1)
 
-	mustCreate(t, b, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "dr"}})
-	location(b, "dr", "site-a", storkv1.AccessReadOnly)
+	// The recovery site's location is in Stork's namespace: it sees the backups of every
+	// namespace (one in another namespace would see that namespace's only).
+	location(b, harness.StorkNamespace, "site-a", storkv1.AccessReadOnly)
 	var imported storkv1.Backup
 	t.Run("site B sees site A's backups through sync", func(t *testing.T) {
 		err := b.WaitFor(ctx, time.Minute, "site A's backups in site B", func(ctx context.Context) (bool, error) {
 			var list storkv1.BackupList
-			if err := b.Client.List(ctx, &list, client.InNamespace("dr")); err != nil {
+			if err := b.Client.List(ctx, &list, client.InNamespace(harness.StorkNamespace)); err != nil {
 				return false, err
 			}
 			for _, bk := range list.Items {
@@ -267,7 +268,7 @@ func TestDisasterRecovery(t *testing.T) {
 
 	t.Run("site B restores the application into a mapped namespace and zone", func(t *testing.T) {
 		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "shop-dr"},
-			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: "dr", BackupName: imported.Name},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: imported.Name},
 				NamespaceMapping: map[string]string{"shop": "shop-dr"},
 				ZoneMapping:      &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-c"}}}}
 		mustCreate(t, b, rs)
@@ -339,7 +340,7 @@ func TestDisasterRecovery(t *testing.T) {
 		}
 		for _, tc := range cases {
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: tc.name},
-				Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: "dr", BackupName: tc.backup},
+				Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: tc.backup},
 					NamespaceMapping: map[string]string{"shop": tc.name}}}
 			if tc.zones != nil {
 				rs.Spec.ZoneMapping = &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: tc.zones}

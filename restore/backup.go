@@ -90,10 +90,13 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", msg)
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
-	rp, err := r.Repos.Get(ctx, loc)
-	if err != nil {
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
-		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	// The repository is read when objects are restored, not on every poll of the volumes.
+	repository := func() (*repo.Repository, bool) {
+		rp, err := r.Repos.Get(ctx, loc)
+		if err != nil {
+			r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
+		}
+		return rp, err == nil
 	}
 
 	if meta.FindStatusCondition(st.Conditions, storkv1.ConditionValid) == nil {
@@ -105,12 +108,19 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 		}
 		if len(st.Volumes) > 0 && r.volumesDone(rs) && allFailed(st.Volumes) {
 			// Nothing to restore the application onto: no object is created either.
-			r.complete(rs, nil)
+			r.complete(rs)
 			return ctrl.Result{}, nil
 		}
-		failed, err := r.restoreObjects(ctx, rs, rp, b, true)
+		rp, ok := repository()
+		if !ok {
+			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		}
+		failed, err := r.restoreObjects(ctx, rs, rp, b, srcNS, true)
 		if err != nil {
-			return ctrl.Result{}, err
+			// Planned again next time, with the error in status meanwhile.
+			st.Volumes = nil
+			r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
+			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}
 		if len(failed) > 0 {
 			r.event(rs, corev1.EventTypeWarning, "ObjectsFailed", strings.Join(failed, "; "))
@@ -136,19 +146,21 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 	if !r.volumesDone(rs) {
 		return ctrl.Result{RequeueAfter: r.Poll}, nil
 	}
-	if err := locations.DeleteAccessSecret(ctx, r.Client, r.AdminNamespace, accessName(rs)); err != nil {
+	if err := r.dropAccess(ctx, rs); err != nil {
 		return ctrl.Result{}, err
 	}
-	if _, err := r.restoreObjects(ctx, rs, rp, b, false); err != nil {
-		return ctrl.Result{}, err
-	}
-	var failedObjects []string
-	for _, o := range st.Objects {
-		if o.Result == "Failed" {
-			failedObjects = append(failedObjects, fmt.Sprintf("%s %s/%s: %s", o.Kind, o.Namespace, o.Name, o.Message))
+	// Workloads are created only for volumes that exist: with none, they would wait forever.
+	if len(st.Volumes) == 0 || !allFailed(st.Volumes) {
+		rp, ok := repository()
+		if !ok {
+			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		}
+		if _, err := r.restoreObjects(ctx, rs, rp, b, srcNS, false); err != nil {
+			r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
+			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}
 	}
-	r.complete(rs, failedObjects)
+	r.complete(rs)
 	return ctrl.Result{}, nil
 }
 
@@ -168,15 +180,19 @@ func (r *Reconciler) crossNamespaceBackup(rs *storkv1.Restore, srcNS string) str
 	if r.AdminNamespace != "" && rs.Namespace == r.AdminNamespace {
 		return ""
 	}
-	to := srcNS
-	if m, ok := rs.Spec.NamespaceMapping[srcNS]; ok {
-		to = m
-	}
-	if to != rs.Namespace {
+	if to := targetNamespace(rs, srcNS); to != rs.Namespace {
 		return fmt.Sprintf("the Backup holds namespace %s, which would be restored into %s: a Restore in %s restores into %s only; add spec.namespaceMapping {%s: %s}, or create the Restore in %s (Stork's namespace)",
-			srcNS, to, rs.Namespace, rs.Namespace, srcNS, rs.Namespace, r.AdminNamespace)
+			srcNS, targetNamespace(rs, srcNS), rs.Namespace, rs.Namespace, srcNS, rs.Namespace, r.AdminNamespace)
 	}
 	return ""
+}
+
+// targetNamespace is where a Restore puts what came from namespace srcNS.
+func targetNamespace(rs *storkv1.Restore, srcNS string) string {
+	if m, ok := rs.Spec.NamespaceMapping[srcNS]; ok {
+		return m
+	}
+	return srcNS
 }
 
 // planBackup decides each volume's target claim and target zone, once.
@@ -301,7 +317,7 @@ func (r *Reconciler) mapping(rs *storkv1.Restore) resources.Mapping {
 // restore order, records each result in status, and returns the failures. An API error that
 // may pass is returned as an error: the stage is done again, and objects it already made count
 // as Created.
-func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp *repo.Repository, b *storkv1.Backup, first bool) ([]string, error) {
+func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp *repo.Repository, b *storkv1.Backup, srcNS string, first bool) ([]string, error) {
 	var objs []*unstructured.Unstructured
 	if b.Status.ResourcesSnapshotID != "" && !rs.Spec.VolumesOnly {
 		id, err := repo.ParseID(b.Status.ResourcesSnapshotID)
@@ -320,14 +336,24 @@ func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp
 	for _, v := range rs.Status.Volumes {
 		restored[v.TargetNamespace+"/"+v.TargetClaim] = true
 	}
+	// Everything is restored into the one namespace the Backup's namespace maps to, whatever
+	// the stored objects say: a backup is of one namespace, and one crafted to hold objects of
+	// others (kube-system, say) must not reach them with Stork's rights.
+	target := targetNamespace(rs, srcNS)
 	var results []storkv1.ObjectResult
 	var failed []string
 	for _, o := range prepared {
 		if beforeVolumes(o.GetKind()) != first || (o.GetKind() == "PersistentVolumeClaim" && restored[o.GetNamespace()+"/"+o.GetName()]) {
 			continue
 		}
-		result, msg, err := resources.Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID))
-		if err != nil {
+		ns := o.GetNamespace()
+		if o.GetKind() == "Namespace" {
+			ns = o.GetName()
+		}
+		result, msg := "", ""
+		if ns != target {
+			result, msg = resources.Failed, fmt.Sprintf("the Backup is of namespace %s, restored into %s: an object of namespace %q is not restored", srcNS, target, ns)
+		} else if result, msg, err = resources.Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID)); err != nil {
 			return nil, fmt.Errorf("restoring %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 		}
 		results = append(results, storkv1.ObjectResult{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(), Result: result, Message: msg})

@@ -68,6 +68,14 @@ func TestRestoreFromBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A backup crafted to hold an object of another namespace (its writer has the key).
+	evil := toUnstructured(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "evil"}})
+	craftedID, err := catalog.WriteResources(ctx, rp, &catalog.Record{Name: "crafted", Namespace: "shop", UID: "crafted-uid"}, append(objs[:2:2], evil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crafted := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "crafted"}, Spec: storkv1.BackupSpec{BackupLocation: "site-a"},
+		Status: storkv1.BackupStatus{Phase: storkv1.BackupCompleted, Imported: true, SourceNamespace: "shop", ResourcesSnapshotID: craftedID.String()}}
 	backup := func() *storkv1.Backup {
 		return &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "nightly"},
 			Spec: storkv1.BackupSpec{BackupLocation: "site-a"},
@@ -91,6 +99,7 @@ func TestRestoreFromBackup(t *testing.T) {
 		reasons map[string]string // claim → volume reason; "" → the Ready condition's reason
 		zones   map[string]string // claim → zone it landed in
 		objects bool              // objects restored into shop-dr
+		evil    bool              // the crafted backup's foreign object is refused
 	}{
 		{name: "zones mapped, namespace mapped", ns: admin,
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ClaimNameMapping: map[string]string{"a": "a2"},
@@ -112,6 +121,9 @@ func TestRestoreFromBackup(t *testing.T) {
 		{name: "a user's Restore maps into its own namespace", ns: "dr", spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "dr"},
 			ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread}},
 			phase: storkv1.RestoreCompleted},
+		{name: "objects of other namespaces in a crafted backup are refused", ns: "dr",
+			spec:  storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "crafted"}, NamespaceMapping: map[string]string{"shop": "dr"}},
+			phase: storkv1.RestorePartiallyFailed, evil: true},
 		{name: "unknown backup", ns: admin, spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nope"}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "BackupNotFound"}},
 		{name: "unknown kind", ns: admin, spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, IncludeKinds: []string{"Pod"}},
@@ -135,7 +147,7 @@ func TestRestoreFromBackup(t *testing.T) {
 				spec.Source.Namespace = "dr"
 			}
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "r", UID: "restore-uid"}, Spec: spec}
-			c := fake.NewClientBuilder().WithScheme(s).WithObjects(backup(), loc, key, rs).
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(backup(), crafted.DeepCopy(), loc, key, rs).
 				WithStatusSubresource(&storkv1.Restore{}, &corev1.PersistentVolumeClaim{}).Build()
 			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locations.Repositories{Secrets: c}}
 			got := restoreOnce(t, r, client.ObjectKeyFromObject(rs))
@@ -160,6 +172,18 @@ func TestRestoreFromBackup(t *testing.T) {
 					if v.SourceClaim == claim && (v.Zone != zone || v.Phase != storkv1.VolumeSucceeded) {
 						t.Errorf("claim %s: %+v, want it restored in %s", claim, v, zone)
 					}
+				}
+			}
+			if tc.evil {
+				if err := c.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "evil"}, &corev1.ConfigMap{}); err == nil {
+					t.Error("a Restore in namespace dr created kube-system/evil")
+				}
+				results := map[string]string{}
+				for _, o := range got.Status.Objects {
+					results[o.Kind+" "+o.Namespace+"/"+o.Name] = o.Result
+				}
+				if results["ConfigMap kube-system/evil"] != "Failed" || results["ConfigMap dr/cfg"] != "Created" || results["Namespace /dr"] != "Created" {
+					t.Errorf("object results %v", results)
 				}
 			}
 			cm := &corev1.ConfigMap{}

@@ -20,13 +20,14 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/resources"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
 )
 
-// RestoredByAnnotation marks the claims a Restore made, with the Restore's UID: a claim that
-// exists without it is someone else's and is never overwritten unless the policy says so.
-const RestoredByAnnotation = "stork.dev/restored-by"
+// RestoredByAnnotation marks the claims and objects a Restore made, with the Restore's UID: one
+// that exists without it is someone else's and is never overwritten unless the policy says so.
+const RestoredByAnnotation = resources.RestoredByAnnotation
 
 var restoresFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "stork_restores_total", Help: "Restores that reached a final phase, by phase.",
@@ -69,12 +70,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.reader().Get(ctx, req.NamespacedName, rs); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	switch rs.Status.Phase {
-	case storkv1.RestoreCompleted, storkv1.RestorePartiallyFailed, storkv1.RestoreFailed:
-		return ctrl.Result{}, nil
-	}
-	if rs.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil
+	if final(rs.Status.Phase) || rs.DeletionTimestamp != nil {
+		return ctrl.Result{}, r.dropAccess(ctx, rs)
 	}
 	orig := rs.DeepCopy()
 	result, err := r.step(ctx, rs)
@@ -85,10 +82,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Status().Patch(ctx, rs, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating the status of Restore %s: %w", req.NamespacedName, err)
 	}
-	if p := rs.Status.Phase; p == storkv1.RestoreCompleted || p == storkv1.RestorePartiallyFailed || p == storkv1.RestoreFailed {
-		restoresFinished.WithLabelValues(string(p)).Inc()
+	if final(rs.Status.Phase) {
+		restoresFinished.WithLabelValues(string(rs.Status.Phase)).Inc()
+		return ctrl.Result{}, r.dropAccess(ctx, rs)
 	}
 	return result, nil
+}
+
+func final(p storkv1.RestorePhase) bool {
+	return p == storkv1.RestoreCompleted || p == storkv1.RestorePartiallyFailed || p == storkv1.RestoreFailed
+}
+
+// dropAccess deletes the access Secret a restore from a Backup made for its downloads, however
+// the Restore ended (or if it is being deleted).
+func (r *Reconciler) dropAccess(ctx context.Context, rs *storkv1.Restore) error {
+	if rs.Spec.Source.BackupName == "" || r.AdminNamespace == "" {
+		return nil
+	}
+	return locations.DeleteAccessSecret(ctx, r.Client, r.AdminNamespace, accessName(rs))
 }
 
 func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
@@ -149,7 +160,7 @@ func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result
 	if !r.volumesDone(rs) {
 		return ctrl.Result{RequeueAfter: r.Poll}, nil
 	}
-	r.complete(rs, nil)
+	r.complete(rs)
 	return ctrl.Result{}, nil
 }
 
@@ -168,9 +179,9 @@ func (r *Reconciler) volumesDone(rs *storkv1.Restore) bool {
 	return p.ItemsDone == p.ItemsTotal
 }
 
-// complete ends the Restore: Completed when every volume and object made it, Failed when no
-// volume did, PartiallyFailed otherwise, with every failure named in the message.
-func (r *Reconciler) complete(rs *storkv1.Restore, failedObjects []string) {
+// complete ends the Restore: Completed when every volume and object made it, Failed when none
+// did, PartiallyFailed otherwise, with every failure named in the message.
+func (r *Reconciler) complete(rs *storkv1.Restore) {
 	st := &rs.Status
 	var failed []string
 	for _, v := range st.Volumes {
@@ -178,18 +189,23 @@ func (r *Reconciler) complete(rs *storkv1.Restore, failedObjects []string) {
 			failed = append(failed, fmt.Sprintf("claim %s: %s", v.SourceClaim, v.Message))
 		}
 	}
+	failedVolumes := len(failed)
+	for _, o := range st.Objects {
+		if o.Result == "Failed" {
+			failed = append(failed, fmt.Sprintf("%s %s: %s", o.Kind, strings.TrimPrefix(o.Namespace+"/"+o.Name, "/"), o.Message))
+		}
+	}
 	now := metav1.Now()
 	st.CompletionTime = &now
-	done := fmt.Sprintf("%d claims", len(st.Volumes)-len(failed))
+	done := fmt.Sprintf("%d claims", len(st.Volumes)-failedVolumes)
 	if len(st.Objects) > 0 {
-		done += fmt.Sprintf(" and %d objects", len(st.Objects)-len(failedObjects))
+		done += fmt.Sprintf(" and %d objects", len(st.Objects)-(len(failed)-failedVolumes))
 	}
-	failed = append(failed, failedObjects...)
 	switch {
 	case len(failed) == 0:
 		st.Phase = storkv1.RestoreCompleted
 		r.finish(rs, true, "Restored", done+" restored")
-	case len(failed) == len(st.Volumes)+len(failedObjects):
+	case len(failed) == len(st.Volumes)+len(st.Objects):
 		st.Phase = storkv1.RestoreFailed
 		r.finish(rs, false, "RestoreFailed", strings.Join(failed, "; "))
 	default:

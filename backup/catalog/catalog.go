@@ -173,6 +173,9 @@ func Records(ctx context.Context, r *repo.Repository) ([]repo.SnapshotInfo, erro
 // first, so that a delete interrupted halfway never leaves a record whose parts are gone. It
 // returns how many it forgot. The space is freed by the next prune.
 func Forget(ctx context.Context, r *repo.Repository, uid string) (int, error) {
+	if uid == "" {
+		return 0, errors.New("forgetting a backup: no backup UID given")
+	}
 	all, err := r.Snapshots(ctx)
 	if err != nil {
 		return 0, err

@@ -122,7 +122,7 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 		Recorder: mgr.GetEventRecorder("stork-location")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos,
+	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos, AdminNamespace: namespace,
 		Recorder: mgr.GetEventRecorder("stork-sync")}).SetupWithManager(mgr); err != nil {
 		return err
 	}

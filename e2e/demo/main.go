@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/term"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -176,7 +177,7 @@ func printNodes(ctx context.Context, out io.Writer, c client.Client) error {
 // createLocation makes namespace ns, the encryption-key Secret and a file:// BackupLocation
 // named local in it.
 func createLocation(ctx context.Context, c client.Client, ns, bucket, passphrase string, mode storkv1.BackupLocationAccessMode) error {
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace: %w", err)
 	}
 	secret := &corev1.Secret{

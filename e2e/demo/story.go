@@ -198,7 +198,7 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 
 	step("Site B restores the app into namespace stork-demo-dr, zone-a → zone-c and zone-b → zone-d")
 	dr := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "db-dr"},
-		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: drNamespace, BackupName: imported.Name},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: imported.Name},
 			NamespaceMapping: map[string]string{namespace: namespace + "-dr"},
 			ZoneMapping:      &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-c", "zone-b": "zone-d"}}}}
 	if err := restoreAndCompare(ctx, out, b, dr, held, "site A's data"); err != nil {
@@ -243,8 +243,9 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 // db labels the demo application's objects.
 var db = map[string]string{"app": "db"}
 
-// drNamespace is where site B keeps its BackupLocation and the Backups sync imports.
-const drNamespace = "stork-dr"
+// drNamespace is where site B keeps its BackupLocation and the Backups sync imports: Stork's
+// namespace, whose locations see the backups of every namespace.
+const drNamespace = harness.StorkNamespace
 
 // appObjects are the demo application's Kubernetes objects besides its claims. No kubelet runs
 // here, so the Deployment has no replicas: it is there to be backed up and restored.
