@@ -101,7 +101,7 @@ func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) 
 	if err := r.Client.List(ctx, &list, client.InNamespace(loc.Namespace)); err != nil {
 		return 0, nil, fmt.Errorf("listing Backups in %s: %w", loc.Namespace, err)
 	}
-	known := map[string]bool{}                // source UIDs of the complete Backups here
+	known := map[string]bool{}                 // source UIDs of the complete Backups here
 	unfinished := map[string]*storkv1.Backup{} // imported, but the status was not written
 	taken := map[string]bool{}                 // names in use
 	for i := range list.Items {
