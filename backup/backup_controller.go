@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
@@ -170,11 +169,7 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 		r.fail(b, "LocationReadOnly", "spec.backupLocation: BackupLocation "+loc.Name+" is ReadOnly")
 		return ctrl.Result{}, nil
 	case loc.Status.Phase != storkv1.BackupLocationAvailable:
-		msg := "waiting for BackupLocation " + loc.Name + " to be Available"
-		if c := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable); c != nil {
-			msg += " (" + c.Reason + ": " + c.Message + ")"
-		}
-		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForLocation", msg)
+		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForLocation", locations.Waiting(loc))
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
 

@@ -20,8 +20,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/repo/repotest"
 	"stork.dev/stork/drivers"
 	fakedriver "stork.dev/stork/drivers/fake"
 )
@@ -31,18 +30,7 @@ func TestBackupReconciler(t *testing.T) {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
-	dir := t.TempDir()
-	url := "file://" + dir
-	store, err := objstore.Open(ctx, objstore.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	rp, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "a long passphrase"}, repo.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rp.Close()
+	rp, url := repotest.New(t, "a long passphrase")
 	location := func(phase storkv1.BackupLocationPhase, mode storkv1.BackupLocationAccessMode) *storkv1.BackupLocation {
 		return &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
 			Spec: storkv1.BackupLocationSpec{URL: url, AccessMode: mode,

@@ -17,8 +17,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/repo/repotest"
 )
 
 // TestSync imports the backups another cluster wrote into a location, leaves alone the ones this
@@ -28,17 +27,7 @@ func TestSync(t *testing.T) {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
-	url := "file://" + t.TempDir()
-	store, err := objstore.Open(ctx, objstore.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	rp, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "a long passphrase"}, repo.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rp.Close()
+	rp, url := repotest.New(t, "a long passphrase")
 	write := func(name, uid string) {
 		t.Helper()
 		rec := &catalog.Record{Name: name, Namespace: "shop", UID: uid, Cluster: "site-a", Phase: storkv1.BackupCompleted,

@@ -83,11 +83,7 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 	case err != nil:
 		return ctrl.Result{}, err
 	case loc.Status.Phase != storkv1.BackupLocationAvailable:
-		msg := "waiting for BackupLocation " + loc.Name + " to be Available"
-		if c := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable); c != nil {
-			msg += " (" + c.Reason + ": " + c.Message + ")"
-		}
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", msg)
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", locations.Waiting(loc))
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
 	// The repository is read when objects are restored, not on every poll of the volumes.

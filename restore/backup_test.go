@@ -18,8 +18,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/repo/repotest"
 	"stork.dev/stork/drivers"
 	fakedriver "stork.dev/stork/drivers/fake"
 )
@@ -33,17 +32,7 @@ func TestRestoreFromBackup(t *testing.T) {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
 
-	url := "file://" + t.TempDir()
-	store, err := objstore.Open(ctx, objstore.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	rp, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "a long passphrase"}, repo.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rp.Close()
+	rp, url := repotest.New(t, "a long passphrase")
 	toUnstructured := func(o client.Object) *unstructured.Unstructured {
 		gvks, _, _ := s.ObjectKinds(o)
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)

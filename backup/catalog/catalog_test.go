@@ -8,31 +8,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/repo/repotest"
 )
-
-func testRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	ctx := context.Background()
-	store, err := objstore.Open(ctx, objstore.Config{URL: "file://" + t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	r, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "a long passphrase"}, repo.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	return r
-}
 
 // TestRecordsAndParts writes a Backup's parts, finds them by tags, reads them back, and forgets
 // them: the record first, and only this Backup's.
 func TestRecordsAndParts(t *testing.T) {
 	ctx := context.Background()
-	r := testRepo(t)
+	r, _ := repotest.New(t, "a long passphrase")
 	rec := &Record{Name: "nightly", Namespace: "shop", UID: "u1", Cluster: "site-a", Phase: storkv1.BackupCompleted,
 		Volumes: []storkv1.BackupVolume{{ClaimName: "data", RepositorySnapshotID: "abc"}}}
 	cm := &unstructured.Unstructured{}

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -108,4 +109,13 @@ func EnsureAccessSecret(ctx context.Context, c client.Client, secrets client.Rea
 func DeleteAccessSecret(ctx context.Context, c client.Client, ns, name string) error {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	return client.IgnoreNotFound(c.Delete(ctx, s))
+}
+
+// Waiting says, for the status of work waiting on a location, that it waits and why.
+func Waiting(loc *storkv1.BackupLocation) string {
+	msg := "waiting for BackupLocation " + loc.Name + " to be Available"
+	if c := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable); c != nil {
+		msg += " (" + c.Reason + ": " + c.Message + ")"
+	}
+	return msg
 }
