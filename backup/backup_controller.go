@@ -407,6 +407,9 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 	if b.Status.Imported || b.Spec.DeletionPolicy == storkv1.DeletionRetain {
 		return true, nil
 	}
+	if len(b.Status.Volumes) == 0 && b.Status.ResourcesSnapshotID == "" {
+		return true, nil // it never started copying: nothing was written
+	}
 	// A namespace deleted with its Backups is the disaster backups are for, not a request to
 	// delete them: the data stays, and sync shows it again wherever the location is read.
 	ns := &corev1.Namespace{}
@@ -469,7 +472,7 @@ func accessName(b *storkv1.Backup) string { return "stork-access-" + string(b.UI
 
 // ensureAccess makes the Backup's access Secret unless it exists, and returns its name.
 func (r *BackupReconciler) ensureAccess(ctx context.Context, b *storkv1.Backup, loc *storkv1.BackupLocation) (string, error) {
-	return accessName(b), locations.EnsureAccessSecret(ctx, r.Client, r.Reader, r.Namespace, accessName(b),
+	return accessName(b), locations.EnsureAccessSecret(ctx, r.Client, r.Reader, r.Namespace, accessName(b), b.Namespace,
 		map[string]string{"stork.dev/backup-namespace": b.Namespace, "stork.dev/backup": b.Name}, loc)
 }
 

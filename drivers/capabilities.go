@@ -116,6 +116,10 @@ type ExportRequest struct {
 	Tags map[string]string
 }
 
+// ReasonNoHealthyStorage is the Reason of an import that waits because the target topology has
+// storage but none of it is healthy now; the caller decides how long to wait.
+const ReasonNoHealthyStorage = "NoHealthyStorageNode"
+
 // ImportRequest asks for a new volume from a backup.
 type ImportRequest struct {
 	// ID is stable for the request across retries.

@@ -285,8 +285,8 @@ func TestDisasterRecovery(t *testing.T) {
 			if err := b.Client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
 				t.Fatal(err)
 			}
-			if pvc.Status.Phase != corev1.ClaimBound || !strings.HasPrefix(pv.Spec.Local.Path, b.NodeRoot("b-zone-c-1")) {
-				t.Errorf("claim %s is %s on %s", pvc.Name, pvc.Status.Phase, pv.Spec.Local.Path)
+			if pvc.Status.Phase != corev1.ClaimBound || !strings.HasPrefix(pv.Spec.Local.Path, b.NodeRoot("b-zone-c-1")) || pvc.Labels["app"] != "db" {
+				t.Errorf("claim %s is %s on %s, labels %v (want the source's app=db)", pvc.Name, pvc.Status.Phase, pv.Spec.Local.Path, pvc.Labels)
 			}
 			compareTrees(t, map[string]string{"data-0": want0, "data-1": want1}[v.SourceClaim], pv.Spec.Local.Path)
 		}

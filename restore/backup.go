@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -126,7 +127,7 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 		return ctrl.Result{Requeue: true}, nil
 	}
 
-	if err := locations.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs),
+	if err := locations.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs), rs.Namespace,
 		map[string]string{"stork.dev/restore-namespace": rs.Namespace, "stork.dev/restore": rs.Name}, loc); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -301,7 +302,19 @@ func (r *Reconciler) importVolume(ctx context.Context, rs *storkv1.Restore, b *s
 	if err != nil {
 		return fmt.Errorf("driver %s: restoring claim %s from Backup %s: %w", bv.Driver, v.SourceClaim, b.Name, err)
 	}
+	if vs.Reason == drivers.ReasonNoHealthyStorage && rs.Status.StartTime != nil && time.Since(rs.Status.StartTime.Time) > r.storageWait() {
+		r.failVolume(rs, v, vs.Reason, fmt.Sprintf("waited %s for healthy storage: %s", r.storageWait(), vs.Message))
+		return nil
+	}
 	return r.bindClaim(ctx, rs, v, vs, claim, existing, ours, from)
+}
+
+// storageWait is how long a volume waits for healthy storage in its zone.
+func (r *Reconciler) storageWait() time.Duration {
+	if r.StorageWait > 0 {
+		return r.StorageWait
+	}
+	return 10 * time.Minute
 }
 
 func (r *Reconciler) mapping(rs *storkv1.Restore) resources.Mapping {
@@ -339,7 +352,15 @@ func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp
 	var results []storkv1.ObjectResult
 	var failed []string
 	for _, o := range prepared {
-		if beforeVolumes(o.GetKind()) != first || (o.GetKind() == "PersistentVolumeClaim" && restored[o.GetNamespace()+"/"+o.GetName()]) {
+		if beforeVolumes(o.GetKind()) != first {
+			continue
+		}
+		if o.GetKind() == "PersistentVolumeClaim" && restored[o.GetNamespace()+"/"+o.GetName()] {
+			// Made from the volume's record; it takes the backed-up claim's labels and
+			// annotations, which applications select claims by.
+			if err := r.labelClaim(ctx, rs, o); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		ns := o.GetNamespace()
@@ -369,6 +390,36 @@ func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp
 		}
 	}
 	return failed, nil
+}
+
+// labelClaim adds the labels and annotations of the backed-up claim o to the claim this Restore
+// made for it; those the Restore set win.
+func (r *Reconciler) labelClaim(ctx context.Context, rs *storkv1.Restore, o *unstructured.Unstructured) error {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: o.GetNamespace(), Name: o.GetName()}, pvc); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if pvc.Annotations[RestoredByAnnotation] != string(rs.UID) {
+		return nil // skipped, or someone else's
+	}
+	orig := pvc.DeepCopy()
+	pvc.Labels, pvc.Annotations = merged(o.GetLabels(), pvc.Labels), merged(o.GetAnnotations(), pvc.Annotations)
+	if err := r.Client.Patch(ctx, pvc, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("labelling PersistentVolumeClaim %s/%s: %w", pvc.Namespace, pvc.Name, err)
+	}
+	return nil
+}
+
+// merged is base with over's entries on top.
+func merged(base, over map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
 }
 
 func (r *Reconciler) reader() client.Reader {

@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -102,9 +103,13 @@ func TestRestoreFromBackup(t *testing.T) {
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"},
 				ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-x": "zone-c"}}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"a": "ZoneNotMapped", "b": "ZoneNotMapped", "": "RestoreFailed"}},
-		{name: "keep: no storage in the source zone here", ns: admin,
+		{name: "keep: the source zone's storage is down here, for longer than the wait", ns: admin,
 			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true},
-			phase: storkv1.RestorePartiallyFailed, reasons: map[string]string{"a": "Restored", "b": "NoStorageNode"}, zones: map[string]string{"a": "zone-a"}},
+			phase: storkv1.RestorePartiallyFailed, reasons: map[string]string{"a": "Restored", "b": "NoHealthyStorageNode"}, zones: map[string]string{"a": "zone-a"}},
+		{name: "map: a zone with no storage here", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true,
+				ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-a", "zone-b": "zone-q"}}},
+			phase: storkv1.RestorePartiallyFailed, reasons: map[string]string{"a": "Restored", "b": "NoStorageNode"}},
 		{name: "a user's Restore cannot restore into the source namespace", ns: "dr",
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "CrossNamespaceNotAllowed"}},
 		{name: "a user's Restore maps into its own namespace", ns: "dr", spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "dr"},
@@ -138,7 +143,8 @@ func TestRestoreFromBackup(t *testing.T) {
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "r", UID: "restore-uid"}, Spec: spec}
 			c := fake.NewClientBuilder().WithScheme(s).WithObjects(backup(), crafted.DeepCopy(), loc, key, rs).
 				WithStatusSubresource(&storkv1.Restore{}, &corev1.PersistentVolumeClaim{}).Build()
-			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locations.Repositories{Secrets: c}}
+			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locations.Repositories{Secrets: c},
+				StorageWait: time.Nanosecond}
 			got := restoreOnce(t, r, client.ObjectKeyFromObject(rs))
 			if got.Status.Phase != tc.phase {
 				t.Fatalf("phase %s, want %s: %+v", got.Status.Phase, tc.phase, got.Status)

@@ -51,6 +51,10 @@ type Reconciler struct {
 	AdminNamespace string
 	// Repos keeps the locations' repositories open, for restores from Backups.
 	Repos *locations.Repositories
+	// StorageWait bounds how long a volume waits for healthy storage in its target zone
+	// (default 10 minutes): storage there that is down for a moment (an agent restarting)
+	// does not fail the restore, storage that stays down does.
+	StorageWait time.Duration
 }
 
 // SetupWithManager registers the controller.

@@ -202,3 +202,44 @@ func TestUnkeptJudgesByTheGivenTime(t *testing.T) {
 		t.Errorf("an empty policy dropped %v", drop)
 	}
 }
+
+// A Snapshot whose Backup is still copying outlives retention until the copy ends.
+func TestSnapshotRetentionWaitsForItsBackup(t *testing.T) {
+	ctx := context.Background()
+	spec := storkv1.SnapshotScheduleSpec{Schedule: "@every 1m", Retention: storkv1.Retention{KeepLast: 1}}
+	spec.Template.Spec.BackupLocation = "loc"
+	h := newHarness(t, spec, t0)
+	phases := []storkv1.BackupPhase{storkv1.BackupInProgress, storkv1.BackupCompleted}
+	for i := 1; i <= 2; i++ {
+		h.at(t0.Add(time.Duration(i) * time.Minute))
+		h.finishAll(storkv1.SnapshotReady)
+		snaps := h.snapshots()
+		newest := slices.MaxFunc(snaps, func(a, b storkv1.Snapshot) int { return scheduledTime(&a).Compare(scheduledTime(&b)) })
+		h.createBackup(bk{name: newest.Name, phase: phases[i-1]}, scheduledTime(&newest).Add(time.Second))
+		newest.Status.BackupName = newest.Name
+		if err := h.c.Status().Update(ctx, &newest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.at(t0.Add(2*time.Minute + time.Second))
+	if n := len(h.snapshots()); n != 2 {
+		t.Fatalf("%d Snapshots, want 2: the older one's Backup is still copying", n)
+	}
+	// The copy ends: the next pass deletes the older Snapshot.
+	var list storkv1.BackupList
+	if err := h.c.List(ctx, &list); err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		if b := &list.Items[i]; b.Status.Phase == storkv1.BackupInProgress {
+			b.Status.Phase = storkv1.BackupCompleted
+			if err := h.c.Update(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.at(t0.Add(2*time.Minute + 2*time.Second))
+	if n := len(h.snapshots()); n != 1 {
+		t.Errorf("%d Snapshots, want 1 once the Backup completed", n)
+	}
+}

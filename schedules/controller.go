@@ -3,6 +3,7 @@ package schedules
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -309,13 +310,23 @@ func (r *Reconciler) updateHistory(sched *storkv1.SnapshotSchedule, snaps []stor
 // their Backups. A deletion that fails is reported in an Event and tried again at the next
 // reconcile; it does not hold up runs.
 func (r *Reconciler) applyRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
-	r.applySnapshotRetention(ctx, sched, snaps, loc)
-	r.applyBackupRetention(ctx, sched, snaps, loc)
+	backups, err := r.backups(ctx, sched)
+	if err != nil {
+		r.event(sched, corev1.EventTypeWarning, "RetentionFailed", err.Error())
+		return
+	}
+	r.applySnapshotRetention(ctx, sched, snaps, backups, loc)
+	r.applyBackupRetention(ctx, sched, snaps, backups, loc)
 }
 
 // applySnapshotRetention deletes the schedule's Ready Snapshots the policy does not keep, and
-// failed ones beyond the newest few. Snapshots still running are never touched.
-func (r *Reconciler) applySnapshotRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
+// failed ones beyond the newest few. Snapshots still running are never touched, nor those whose
+// Backup has not ended yet: a Snapshot is copied before it goes.
+func (r *Reconciler) applySnapshotRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, backups []storkv1.Backup, loc *time.Location) {
+	copying := map[string]bool{} // Backups by name
+	for _, b := range backups {
+		copying[b.Name] = b.Status.Phase != storkv1.BackupCompleted && b.Status.Phase != storkv1.BackupPartiallyFailed && b.Status.Phase != storkv1.BackupFailed
+	}
 	p := policy(sched.Spec.Retention)
 	var ready, failed []storkv1.Snapshot
 	for _, s := range snaps {
@@ -329,7 +340,9 @@ func (r *Reconciler) applySnapshotRetention(ctx context.Context, sched *storkv1.
 			failed = append(failed, s)
 		}
 	}
-	drop := unkept(ready, p, loc, scheduledTime)
+	drop := slices.DeleteFunc(unkept(ready, p, loc, scheduledTime), func(s storkv1.Snapshot) bool {
+		return s.Spec.BackupLocation != "" && (s.Status.BackupName == "" || copying[s.Status.BackupName])
+	})
 	if len(failed) > keepFailed {
 		drop = append(drop, failed[:len(failed)-keepFailed]...)
 	}
@@ -345,12 +358,7 @@ func (r *Reconciler) applySnapshotRetention(ctx context.Context, sched *storkv1.
 // a later backup succeeded, and a location that fails every night does not pile them up.
 // Untouched: imported Backups and Backups made by hand, Backups still running or being deleted,
 // and those whose Snapshot run is still going.
-func (r *Reconciler) applyBackupRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, loc *time.Location) {
-	backups, err := r.backups(ctx, sched)
-	if err != nil {
-		r.event(sched, corev1.EventTypeWarning, "RetentionFailed", err.Error())
-		return
-	}
+func (r *Reconciler) applyBackupRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, backups []storkv1.Backup, loc *time.Location) {
 	ret := sched.Spec.Retention
 	if sched.Spec.BackupRetention != nil {
 		ret = *sched.Spec.BackupRetention

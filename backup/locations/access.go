@@ -81,11 +81,15 @@ func ParseAccessSecret(d map[string][]byte) (Access, error) {
 	return a, a.Key.Validate()
 }
 
+// LabelAccessFor on an access Secret names the namespace whose VolumeTasks may use it: an agent
+// refuses a task that names the access Secret of another namespace's Backup or Restore.
+const LabelAccessFor = "stork.dev/access-for-namespace"
+
 // EnsureAccessSecret makes the access Secret ns/name for a location unless it exists: the
-// Secret a Backup's or Restore's VolumeTasks name, so that agents reach the location without
-// reading the Secrets of the location's namespace. The caller deletes it when its work is done
-// (DeleteAccessSecret).
-func EnsureAccessSecret(ctx context.Context, c client.Client, secrets client.Reader, ns, name string, labels map[string]string, loc *storkv1.BackupLocation) error {
+// Secret that the VolumeTasks of a Backup or Restore in namespace forNS name, so that agents
+// reach the location without reading the Secrets of the location's namespace. The caller
+// deletes it when its work is done (DeleteAccessSecret).
+func EnsureAccessSecret(ctx context.Context, c client.Client, secrets client.Reader, ns, name, forNS string, labels map[string]string, loc *storkv1.BackupLocation) error {
 	err := secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{})
 	if err == nil || !apierrors.IsNotFound(err) {
 		return err
@@ -94,8 +98,12 @@ func EnsureAccessSecret(ctx context.Context, c client.Client, secrets client.Rea
 	if err != nil {
 		return fmt.Errorf("reading the Secrets of BackupLocation %s/%s: %w", loc.Namespace, loc.Name, err)
 	}
+	all := map[string]string{LabelAccessFor: forNS}
+	for k, v := range labels {
+		all[k] = v
+	}
 	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: all},
 		Data:       AccessSecretData(access),
 		Type:       corev1.SecretTypeOpaque,
 	}

@@ -221,17 +221,26 @@ func (d *Driver) Export(_ context.Context, req drivers.ExportRequest) (drivers.V
 }
 
 // Import implements drivers.Importer: the new volume lands on the first healthy node of the
-// requested zone.
+// requested zone; it waits while the zone's nodes are all unhealthy.
 func (d *Driver) Import(_ context.Context, req drivers.ImportRequest) (drivers.VolumeStatus, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var node string
+	unhealthy := false
 	for _, name := range slices.Sorted(maps.Keys(d.nodes)) {
 		n := d.nodes[name]
-		if n.Health == storkv1.StorageHealthy && (req.Topology.Zone == "" || n.Topology.Zone == req.Topology.Zone) {
+		if req.Topology.Zone != "" && n.Topology.Zone != req.Topology.Zone {
+			continue
+		}
+		if n.Health == storkv1.StorageHealthy {
 			node = name
 			break
 		}
+		unhealthy = true
+	}
+	if node == "" && unhealthy {
+		return drivers.VolumeStatus{Phase: storkv1.VolumePending, Reason: drivers.ReasonNoHealthyStorage,
+			Message: fmt.Sprintf("no healthy storage node in zone %q", req.Topology.Zone)}, nil
 	}
 	if node == "" {
 		return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "NoStorageNode",

@@ -36,8 +36,12 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 		if err != nil {
 			return drivers.VolumeStatus{}, fmt.Errorf("choosing a node for the import of backup %s: %w", req.RepositorySnapshotID, err)
 		}
-		node, why := chooseNode(nodes, req.Topology)
-		if node == "" {
+		node, why, wait := chooseNode(nodes, req.Topology)
+		switch {
+		case node == "" && wait:
+			// The zone has storage, none of it healthy now: an agent may be back soon.
+			return drivers.VolumeStatus{VolumeName: pvName, Phase: storkv1.VolumePending, Reason: drivers.ReasonNoHealthyStorage, Message: why}, nil
+		case node == "":
 			return drivers.VolumeStatus{VolumeName: pvName, Phase: storkv1.VolumeFailed, Reason: "NoStorageNode", Message: why}, nil
 		}
 		t, err = d.ensureTask(ctx, &storkv1.VolumeTask{
@@ -89,8 +93,8 @@ func checkImport(req drivers.ImportRequest, pvName string) (drivers.VolumeStatus
 // chooseNode picks the node for a new volume in topo: a Healthy storage node in topo's zone and
 // region (those that are set) with the most free bytes, ties broken by name so that equal nodes
 // give the same answer every time. When none fits it returns "" and why, naming what was asked
-// for and what there is.
-func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology) (node, why string) {
+// for and what there is, and wait when topo has storage nodes, none of them healthy now.
+func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology) (node, why string, wait bool) {
 	var there []drivers.StorageNode
 	for _, n := range nodes {
 		if (topo.Zone == "" || n.Topology.Zone == topo.Zone) && (topo.Region == "" || n.Topology.Region == topo.Region) {
@@ -109,9 +113,9 @@ func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology) (node, why s
 		}
 	}
 	if best != nil {
-		return best.Node, ""
+		return best.Node, "", false
 	}
-	return "", noNodeMessage(nodes, there, topo)
+	return "", noNodeMessage(nodes, there, topo), len(there) > 0
 }
 
 // noNodeMessage says why no node fits topo: no storage at all, none there (and where there is

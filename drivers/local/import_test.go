@@ -42,7 +42,7 @@ func TestChooseNode(t *testing.T) {
 		{"none in the zone", []drivers.StorageNode{sn("a1", "a", 90, h)}, storkv1.Topology{Zone: "b"}, ""},
 		{"none at all", nil, storkv1.Topology{}, ""},
 	} {
-		got, why := chooseNode(tc.nodes, tc.topo)
+		got, why, _ := chooseNode(tc.nodes, tc.topo)
 		if got != tc.want || (got == "") != (why != "") {
 			t.Errorf("%s: chose %q (%s), want %q", tc.name, got, why, tc.want)
 		}
@@ -65,8 +65,9 @@ func TestNoStorageNodeMessages(t *testing.T) {
 		{nodes[:2], storkv1.Topology{Region: "r1", Zone: "b"}, "no storage node has zone b of region r1; zones with local storage: a (region r1), c (region r1)"},
 		{nil, storkv1.Topology{Zone: "b"}, "no local storage node in zone b: no stork-agent has reported a StorageNode of driver local"},
 	} {
-		if _, got := chooseNode(tc.nodes, tc.topo); got != tc.want {
-			t.Errorf("%+v:\n got %s\nwant %s", tc.topo, got, tc.want)
+		_, got, wait := chooseNode(tc.nodes, tc.topo)
+		if got != tc.want || wait != strings.HasPrefix(tc.want, "no healthy") {
+			t.Errorf("%+v:\n got %s (wait %v)\nwant %s", tc.topo, got, wait, tc.want)
 		}
 	}
 }
@@ -85,7 +86,7 @@ func importRequest(id string) drivers.ImportRequest {
 		TargetNamespace: "copy", TargetClaim: "data", SizeBytes: 1 << 30, StorageClassName: "local"}
 }
 
-func TestImportWithoutANodeFails(t *testing.T) {
+func TestImportWithoutAHealthyNodeWaits(t *testing.T) {
 	ctx := context.Background()
 	dead := metav1.Condition{Type: storkv1.StorageConditionAgentAlive, Status: metav1.ConditionFalse, Reason: "LeaseExpired", Message: "lease expired"}
 	c := fake.NewClientBuilder().WithScheme(scheme()).WithStatusSubresource(&storkv1.VolumeTask{}).
@@ -93,14 +94,20 @@ func TestImportWithoutANodeFails(t *testing.T) {
 	d, _ := New(drivers.Options{Client: c, Config: map[string]string{ConfigRoots: "/srv"}})
 	st, err := d.Import(ctx, importRequest("i-1"))
 	want := "no healthy local storage node in zone b: nodes in that zone: n3 (Down: AgentAlive: lease expired)"
-	if err != nil || st.Phase != storkv1.VolumeFailed || st.Reason != "NoStorageNode" || st.Message != want {
+	if err != nil || st.Phase != storkv1.VolumePending || st.Reason != drivers.ReasonNoHealthyStorage || st.Message != want {
 		t.Fatalf("import with no healthy node in the zone: %+v, %v", st, err)
+	}
+	// A zone with no storage at all fails at once.
+	req := importRequest("i-zone")
+	req.Topology.Zone = "z"
+	if st, err := d.Import(ctx, req); err != nil || st.Phase != storkv1.VolumeFailed || st.Reason != "NoStorageNode" {
+		t.Fatalf("import into a zone without storage: %+v, %v", st, err)
 	}
 	var tasks storkv1.VolumeTaskList
 	if err := c.List(ctx, &tasks); err != nil || len(tasks.Items) != 0 {
 		t.Errorf("tasks made without a node: %v, %v", tasks.Items, err)
 	}
-	req := importRequest("i-2")
+	req = importRequest("i-2")
 	req.AccessSecret = ""
 	if st, err := d.Import(ctx, req); err != nil || st.Phase != storkv1.VolumeFailed || st.Reason != "InvalidRequest" || !strings.Contains(st.Message, "access Secret") {
 		t.Errorf("import without an access Secret: %+v, %v", st, err)

@@ -94,7 +94,7 @@ func backUpTree(t *testing.T, secretName string) backedUp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: secretName},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: secretName, Labels: map[string]string{locations.LabelAccessFor: "app"}},
 		Data: locations.AccessSecretData(locations.Access{Store: objstore.Config{URL: url}, Key: key})}
 	return backedUp{src: src, url: url, snapID: snapID, secret: secret}
 }
@@ -227,9 +227,11 @@ func TestDownloadTask(t *testing.T) {
 func TestDownloadRefusals(t *testing.T) {
 	ctx := context.Background()
 	b := backUpTree(t, "stork-access-1")
-	empty := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: "no-repo"},
+	empty := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: "no-repo", Labels: map[string]string{locations.LabelAccessFor: "app"}},
 		Data: locations.AccessSecretData(locations.Access{Store: objstore.Config{URL: "file://" + t.TempDir()}, Key: repo.UserKey{Passphrase: "test passphrase"}})}
-	c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(b.secret, empty).Build()
+	other := b.secret.DeepCopy()
+	other.Name, other.Labels = "other-namespace", map[string]string{locations.LabelAccessFor: "someone-else"}
+	c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(b.secret, empty, other).Build()
 	root := Root(t.TempDir())
 	tk := &Tasks{Client: c, Node: "n1", Root: root, AgentID: "a1", Namespace: storkNamespace}
 	if err := os.MkdirAll(root.volume("taken"), 0o755); err != nil {
@@ -248,6 +250,7 @@ func TestDownloadRefusals(t *testing.T) {
 		{"a malformed backup ID", downloadTask("u4", "v4", b.secret.Name, "latest"), "InvalidTask", []string{"repositorySnapshotID"}},
 		{"no access Secret named", downloadTask("u5", "v5", "", b.snapID.String()), "InvalidTask", []string{"accessSecretName"}},
 		{"a missing access Secret", downloadTask("u6", "v6", "gone", b.snapID.String()), "AccessSecretMissing", []string{"gone"}},
+		{"another namespace's access Secret", downloadTask("u7", "v7", "other-namespace", b.snapID.String()), "InvalidTask", []string{`for the tasks of namespace "someone-else"`}},
 		{"a location without a repository", downloadTask("u7", "v7", empty.Name, b.snapID.String()), "RepositoryUnavailable", []string{"no repository"}},
 	} {
 		_, err := tk.do(ctx, tc.task, func(storkv1.Progress) {})

@@ -583,6 +583,11 @@ func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*
 	if err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: name}, secret); err != nil {
 		return nil, fail("AccessSecretMissing", "reading access Secret %s/%s: %w", t.Namespace, name, err)
 	}
+	// The controllers make an access Secret for the tasks of one namespace; a task of another
+	// namespace naming it is refused, however it came to exist.
+	if got := secret.Labels[locations.LabelAccessFor]; got != task.Namespace {
+		return nil, fail("InvalidTask", "access Secret %s/%s is for the tasks of namespace %q, not %q", t.Namespace, name, got, task.Namespace)
+	}
 	access, err := locations.ParseAccessSecret(secret.Data)
 	if err != nil {
 		return nil, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, name, err)
