@@ -15,6 +15,7 @@ import (
 	"stork.dev/stork/backup/archive"
 	"stork.dev/stork/backup/repo"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/units"
 )
 
 // Defaults of spec.maintenance.
@@ -165,7 +166,7 @@ func (r *Reconciler) recordPrune(loc *storkv1.BackupLocation, rep *repo.PruneRep
 // PruneSummary is a one-line account of a prune, as storkctl repo prune prints it.
 func PruneSummary(rep *repo.PruneReport) string {
 	s := fmt.Sprintf("%d blobs in use; marked %d packs (%s) for deletion; deleted %d packs (%s)",
-		rep.BlobsReferenced, rep.PacksMarked, humanBytes(rep.BytesMarked), rep.PacksDeleted, humanBytes(rep.BytesDeleted))
+		rep.BlobsReferenced, rep.PacksMarked, units.Bytes(rep.BytesMarked), rep.PacksDeleted, units.Bytes(rep.BytesDeleted))
 	if rep.PacksKept > 0 {
 		s += fmt.Sprintf(", kept %d that new snapshots use", rep.PacksKept)
 	}
@@ -173,18 +174,4 @@ func PruneSummary(rep *repo.PruneReport) string {
 		s += fmt.Sprintf("; %d deletion marks wait for their grace period or for running backups", n)
 	}
 	return s
-}
-
-// humanBytes writes n in binary units, like storkctl.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -25,8 +25,8 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/archive"
-	"stork.dev/stork/backup/objstore"
 	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/repo/repotest"
 )
 
 const passphrase = "a long passphrase"
@@ -35,19 +35,8 @@ const passphrase = "a long passphrase"
 // directory.
 func newRepository(t *testing.T) (*repo.Repository, string) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := objstore.Open(ctx, objstore.Config{URL: "file://" + dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	r, err := repo.Init(ctx, store, repo.UserKey{Passphrase: passphrase}, repo.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	return r, dir
+	r, url := repotest.New(t, passphrase)
+	return r, strings.TrimPrefix(url, "file://")
 }
 
 // backupRandomFiles backs up a directory of incompressible files and returns the snapshot.

@@ -22,6 +22,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/archive"
+	"stork.dev/stork/internal/units"
 )
 
 // kubeFlags are the flags of the commands that talk to a cluster.
@@ -157,7 +158,7 @@ func snapshotCommand() *cobra.Command {
 					continue
 				}
 				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", s.Name, s.Status.Phase, s.Status.Progress.ItemsDone, s.Status.Progress.ItemsTotal,
-					human(s.Status.Progress.BytesTotal), age(s.CreationTimestamp))
+					units.Bytes(s.Status.Progress.BytesTotal), age(s.CreationTimestamp))
 			}
 			return w.Flush()
 		},
@@ -178,12 +179,12 @@ func snapshotCommand() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Snapshot %s/%s\nPhase: %s\nProgress: %s of %s, %d of %d volumes\n", ns, s.Name, s.Status.Phase,
-				human(s.Status.Progress.BytesDone), human(s.Status.Progress.BytesTotal), s.Status.Progress.ItemsDone, s.Status.Progress.ItemsTotal)
+				units.Bytes(s.Status.Progress.BytesDone), units.Bytes(s.Status.Progress.BytesTotal), s.Status.Progress.ItemsDone, s.Status.Progress.ItemsTotal)
 			printConditions(out, s.Status.Conditions)
 			w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "\nCLAIM\tDRIVER\tNODE\tZONE\tPHASE\tSIZE\tSNAPSHOT ID\tMESSAGE")
 			for _, v := range s.Status.Volumes {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ClaimName, v.Driver, v.Node, v.Topology.Zone, v.Phase, human(v.SizeBytes), v.SnapshotID, v.Message)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ClaimName, v.Driver, v.Node, v.Topology.Zone, v.Phase, units.Bytes(v.SizeBytes), v.SnapshotID, v.Message)
 			}
 			if len(s.Status.Hooks) > 0 {
 				fmt.Fprintln(w, "\nHOOK\tSTAGE\tPOD\tCONTAINER\tOK\tMESSAGE")
@@ -355,7 +356,7 @@ func waitFor(cmd *cobra.Command, timeout time.Duration, what string, poll func(c
 			return err
 		}
 		bar.update(archive.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal})
-		line := fmt.Sprintf("%s: %s, %s of %s", what, state, human(p.BytesDone), human(p.BytesTotal))
+		line := fmt.Sprintf("%s: %s, %s of %s", what, state, units.Bytes(p.BytesDone), units.Bytes(p.BytesTotal))
 		if bar.pb == nil && line != last {
 			fmt.Fprintln(cmd.ErrOrStderr(), line)
 			last = line

@@ -13,6 +13,7 @@ import (
 	"stork.dev/stork/backup/archive"
 	"stork.dev/stork/backup/repo"
 	"stork.dev/stork/backup/retention"
+	"stork.dev/stork/internal/units"
 )
 
 type repoRunner func(run func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error
@@ -39,7 +40,7 @@ func checkCommand(withRepo repoRunner) *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "checked %d snapshots, %d index files, %d packs, %d blobs", rep.Snapshots, rep.IndexFiles, rep.Packs, rep.Blobs)
 			if readData {
-				fmt.Fprintf(out, ", read %s", human(rep.BytesRead))
+				fmt.Fprintf(out, ", read %s", units.Bytes(rep.BytesRead))
 			}
 			fmt.Fprintf(out, " in %.1fs\n", time.Since(start).Seconds())
 			for _, n := range rep.Notes {
@@ -75,10 +76,10 @@ func runPrune(ctx context.Context, cmd *cobra.Command, r *repo.Repository, o rep
 			verb = "would mark"
 		}
 		fmt.Fprintf(out, "%d blobs in use; %s %d packs (%s) for deletion: %d unused, %d repacked, %d left by interrupted backups\n",
-			rep.BlobsReferenced, verb, rep.PacksMarked, human(rep.BytesMarked), rep.PacksMarked-rep.PacksRepacked-rep.PacksUnindexed, rep.PacksRepacked, rep.PacksUnindexed)
+			rep.BlobsReferenced, verb, rep.PacksMarked, units.Bytes(rep.BytesMarked), rep.PacksMarked-rep.PacksRepacked-rep.PacksUnindexed, rep.PacksRepacked, rep.PacksUnindexed)
 		if rep.MarksSwept > 0 {
 			fmt.Fprintf(out, "deleted %d packs (%s), kept %d that new snapshots use, rewrote %d index files\n",
-				rep.PacksDeleted, human(rep.BytesDeleted), rep.PacksKept, rep.IndexFilesRewritten)
+				rep.PacksDeleted, units.Bytes(rep.BytesDeleted), rep.PacksKept, rep.IndexFilesRewritten)
 		}
 		for _, w := range rep.Waiting {
 			fmt.Fprintf(out, "not deleted yet: %s\n", w)

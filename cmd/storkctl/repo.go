@@ -20,6 +20,7 @@ import (
 	"stork.dev/stork/backup/catalog"
 	"stork.dev/stork/backup/objstore"
 	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/internal/units"
 )
 
 // repoFlags say which repository to open and how; they mirror a BackupLocation's fields so that
@@ -199,7 +200,7 @@ func repoCommand() *cobra.Command {
 			}
 			s := snap.Summary
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files (%d unchanged), %s read, %s new, %s stored, in %.1fs\n",
-				id.String()[:12], s.Files, s.FilesReused, human(s.Bytes), human(s.BytesAdded), human(s.BytesStored), float64(s.DurationMS)/1000)
+				id.String()[:12], s.Files, s.FilesReused, units.Bytes(s.Bytes), units.Bytes(s.BytesAdded), units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
 			return nil
 		}),
 	}
@@ -268,7 +269,7 @@ func repoCommand() *cobra.Command {
 				}
 				sort.Strings(tags)
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", s.ID.String()[:12], s.Time.Local().Format(time.RFC3339),
-					strings.Join(s.Paths, ","), s.Summary.Files, human(s.Summary.Bytes), strings.Join(tags, ","))
+					strings.Join(s.Paths, ","), s.Summary.Files, units.Bytes(s.Summary.Bytes), strings.Join(tags, ","))
 			}
 			return w.Flush()
 		}),
@@ -309,7 +310,7 @@ func backupsCommand(withRepo repoRunner) *cobra.Command {
 					if id == "" {
 						id = "(failed: " + v.Message + ")"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", head, v.ClaimName, v.Topology.Zone, human(v.Progress.BytesTotal), id)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", head, v.ClaimName, v.Topology.Zone, units.Bytes(v.Progress.BytesTotal), id)
 					head = "\t\t\t\t"
 				}
 			}
@@ -397,17 +398,4 @@ func (b *bar) finish() {
 	if b.pb != nil {
 		_ = b.pb.Finish()
 	}
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
