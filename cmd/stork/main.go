@@ -122,6 +122,10 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 		Recorder: mgr.GetEventRecorder("stork-location")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := mgr.Add(&locations.AccessSweeper{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace,
+		Log: ctrl.Log.WithName("access-sweeper")}); err != nil {
+		return err
+	}
 	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos, AdminNamespace: namespace,
 		Recorder: mgr.GetEventRecorder("stork-sync")}).SetupWithManager(mgr); err != nil {
 		return err
