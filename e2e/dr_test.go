@@ -248,12 +248,18 @@ func TestDisasterRecovery(t *testing.T) {
 			if err := b.Client.List(ctx, &list, client.InNamespace(harness.StorkNamespace)); err != nil {
 				return false, err
 			}
+			complete := 0
 			for _, bk := range list.Items {
+				// Sync creates the Backup, then writes its status.
+				if bk.Status.RecordID == "" {
+					continue
+				}
+				complete++
 				if bk.Annotations["stork.dev/source-uid"] == string(newest.UID) {
 					imported = bk
 				}
 			}
-			return len(list.Items) == 2 && imported.Name != "", nil
+			return len(list.Items) == 2 && complete == 2 && imported.Name != "", nil
 		})
 		if err != nil {
 			t.Fatal(err)

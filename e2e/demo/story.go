@@ -184,7 +184,8 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 			return false, err
 		}
 		for _, bk := range list.Items {
-			if bk.Annotations["stork.dev/source-uid"] == string(backup.UID) {
+			// Sync creates the Backup, then writes its status.
+			if bk.Annotations["stork.dev/source-uid"] == string(backup.UID) && bk.Status.RecordID != "" {
 				imported = bk
 				return true, nil
 			}
