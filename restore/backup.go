@@ -110,6 +110,7 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 		}
 		rp, ok := repository()
 		if !ok {
+			st.Volumes = nil // planned again next time
 			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}
 		failed, err := r.restoreObjects(ctx, rs, rp, b, srcNS, true)

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -203,5 +205,40 @@ func TestRestoreFromBackup(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A repository that cannot be opened while planning leaves no half plan behind: the Restore
+// waits, says why, and plans again once it can.
+func TestRestoreFromBackupWaitsForTheRepository(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	_, url := repotest.New(t, "a long passphrase")
+	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "nightly"}, Spec: storkv1.BackupSpec{BackupLocation: "site-a"},
+		Status: storkv1.BackupStatus{Phase: storkv1.BackupCompleted, SourceNamespace: "dr", ResourcesSnapshotID: strings.Repeat("ab", 32),
+			Volumes: []storkv1.BackupVolume{{ClaimName: "a", Driver: fakedriver.Name, RepositorySnapshotID: "ra", Phase: storkv1.VolumeSucceeded}}}}
+	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "site-a", UID: "loc-uid"},
+		Spec:   storkv1.BackupLocationSpec{URL: url, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "p"}},
+		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
+	wrongKey := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "key"}, Data: map[string][]byte{"p": []byte("not the passphrase")}}
+	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "r", UID: "restore-uid"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nightly"}}}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(b, loc, wrongKey, rs).WithStatusSubresource(&storkv1.Restore{}).Build()
+	r := &Reconciler{Client: c, Drivers: drivers.NewSet(fakedriver.New(1)), AdminNamespace: "stork-system", Repos: &locations.Repositories{Secrets: c}}
+	for range 3 {
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rs)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := &storkv1.Restore{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(rs), got); err != nil {
+		t.Fatal(err)
+	}
+	cond := meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionProgressing)
+	if len(got.Status.Volumes) != 0 || got.Status.Phase != storkv1.RestoreInProgress || cond == nil || cond.Reason != "WaitingForLocation" ||
+		meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionValid) != nil {
+		t.Errorf("status while the repository cannot be opened: %+v", got.Status)
 	}
 }
