@@ -468,7 +468,7 @@ func (r *BackupReconciler) restoreUsing(ctx context.Context, b *storkv1.Backup) 
 const UploadWaitLimit = 10 * time.Minute
 
 // accessName is the access Secret of a Backup, in Stork's namespace.
-func accessName(b *storkv1.Backup) string { return "stork-access-" + string(b.UID) }
+func accessName(b *storkv1.Backup) string { return locations.AccessSecretName(b.UID) }
 
 // ensureAccess makes the Backup's access Secret unless it exists, and returns its name.
 func (r *BackupReconciler) ensureAccess(ctx context.Context, b *storkv1.Backup, loc *storkv1.BackupLocation) (string, error) {

@@ -31,7 +31,7 @@ import (
 //     start on restored data.
 
 // accessName is the access Secret of a Restore, in Stork's namespace.
-func accessName(rs *storkv1.Restore) string { return "stork-access-" + string(rs.UID) }
+func accessName(rs *storkv1.Restore) string { return locations.AccessSecretName(rs.UID) }
 
 // beforeVolumes reports whether objects of a kind are restored before the volumes.
 func beforeVolumes(kind string) bool {

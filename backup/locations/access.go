@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -112,6 +113,9 @@ func EnsureAccessSecret(ctx context.Context, c client.Client, secrets client.Rea
 	}
 	return nil
 }
+
+// AccessSecretName is the name of the access Secret made for the Backup or Restore with this UID.
+func AccessSecretName(uid types.UID) string { return "stork-access-" + string(uid) }
 
 // DeleteAccessSecret deletes an access Secret; one already gone is fine.
 func DeleteAccessSecret(ctx context.Context, c client.Client, ns, name string) error {
