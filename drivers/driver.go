@@ -3,6 +3,7 @@ package drivers
 import (
 	"context"
 	"errors"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -48,6 +49,10 @@ type StorageNode struct {
 	Reason string
 	// Capacity of the node's storage, when the driver knows it.
 	Capacity storkv1.StorageCapacity
+	// LastSeen is when the storage last reported itself (an agent's heartbeat), zero when
+	// the driver has no such signal. Placement's health monitor takes a cluster where every
+	// node went unseen at once for its own stale view, and acts on nothing.
+	LastSeen time.Time
 }
 
 // Location is where a volume's data lives.

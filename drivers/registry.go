@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -19,6 +20,9 @@ type Options struct {
 	Log logr.Logger
 	// Config holds driver-specific settings, from the stork command line or its config file.
 	Config map[string]string
+	// RESTConfig reaches the API server, for drivers that read objects Stork has no types
+	// for (through a dynamic client). Nil in unit tests.
+	RESTConfig *rest.Config
 }
 
 // Factory makes a driver.

@@ -149,6 +149,9 @@ func (d *Driver) StorageNodes(ctx context.Context) ([]drivers.StorageNode, error
 
 func toStorageNode(sn *storkv1.StorageNode) drivers.StorageNode {
 	n := drivers.StorageNode{Node: sn.Spec.NodeName, Topology: sn.Status.Topology, Health: sn.Status.Health, Capacity: sn.Status.Capacity}
+	if sn.Status.LastHeartbeatTime != nil {
+		n.LastSeen = sn.Status.LastHeartbeatTime.Time
+	}
 	if n.Health == "" {
 		n.Health = storkv1.StorageUnknown
 	}
