@@ -41,3 +41,21 @@ func Manifests() ([]*unstructured.Unstructured, error) {
 	}
 	return out, nil
 }
+
+// SchedulerConfig returns the stork scheduler's KubeSchedulerConfiguration, from the ConfigMap
+// of manifests/60-scheduler.yaml, so that tests run kube-scheduler with what users deploy.
+func SchedulerConfig() (string, error) {
+	objs, err := Manifests()
+	if err != nil {
+		return "", err
+	}
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" && o.GetName() == "stork-scheduler-config" {
+			cfg, ok, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+			if ok {
+				return cfg, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("deploy/manifests has no ConfigMap stork-scheduler-config with config.yaml")
+}

@@ -208,6 +208,9 @@ func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *sto
 	spread := map[string][]string{} // driver → zones with healthy storage, for Spread
 	targets := map[string]string{}
 	for i, bv := range vols {
+		if !wanted(rs, bv.ClaimName) {
+			continue
+		}
 		v, err := r.planVolume(ctx, rs, targets, srcNS, bv.ClaimName, bv.Phase == storkv1.VolumeSucceeded && bv.RepositorySnapshotID != "")
 		if err != nil {
 			return err

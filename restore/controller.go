@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -249,6 +250,9 @@ func (r *Reconciler) crossNamespace(rs *storkv1.Restore) string {
 func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv1.Snapshot) error {
 	targets := map[string]string{}
 	for _, sv := range snap.Status.Volumes {
+		if !wanted(rs, sv.ClaimName) {
+			continue
+		}
 		v, err := r.planVolume(ctx, rs, targets, snap.Namespace, sv.ClaimName, sv.Phase == storkv1.VolumeSucceeded)
 		if err != nil {
 			return err
@@ -257,6 +261,11 @@ func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv
 		rs.Status.Volumes = append(rs.Status.Volumes, v)
 	}
 	return nil
+}
+
+// wanted reports whether the Restore asks for a claim (spec.claims, empty meaning all).
+func wanted(rs *storkv1.Restore, claim string) bool {
+	return len(rs.Spec.Claims) == 0 || slices.Contains(rs.Spec.Claims, claim)
 }
 
 // planVolume maps one source claim to its target and checks the target against the claims that

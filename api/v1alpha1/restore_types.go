@@ -73,6 +73,12 @@ type RestoreSpec struct {
 	// namespaces restore into themselves.
 	// +optional
 	NamespaceMapping map[string]string `json:"namespaceMapping,omitempty"`
+	// Claims restores only these claims (by their source names); empty restores every claim
+	// of the source.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=set
+	Claims []string `json:"claims,omitempty"`
 	// ClaimNameMapping renames PersistentVolumeClaims: source name to target name.
 	// +optional
 	ClaimNameMapping map[string]string `json:"claimNameMapping,omitempty"`

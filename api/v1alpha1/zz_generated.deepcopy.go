@@ -453,6 +453,11 @@ func (in *RestoreSpec) DeepCopyInto(out *RestoreSpec) {
 			(*out)[key] = val
 		}
 	}
+	if in.Claims != nil {
+		in, out := &in.Claims, &out.Claims
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.ClaimNameMapping != nil {
 		in, out := &in.ClaimNameMapping, &out.ClaimNameMapping
 		*out = make(map[string]string, len(*in))

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,53 +21,83 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup"
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/drivers"
-	"stork.dev/stork/drivers/local" // registers the local driver
+	"stork.dev/stork/drivers/local"      // registers the local driver
+	_ "stork.dev/stork/drivers/longhorn" // registers the longhorn driver
+	"stork.dev/stork/internal/certs"
 	"stork.dev/stork/internal/version"
+	"stork.dev/stork/placement"
+	podWebhook "stork.dev/stork/placement/webhook"
 	"stork.dev/stork/restore"
 	"stork.dev/stork/schedules"
 )
 
+// options are the stork command's flags.
+type options struct {
+	metricsAddr, probeAddr, driverList, namespace, cluster string
+	leaderElect                                            bool
+	driverConfig                                           map[string]string
+
+	// placement
+	extenderAddr, schedulerName              string
+	webhookPort                              int
+	webhookCertDir, webhookService           string
+	webhookIPs                               string
+	monitor                                  bool
+	probation, checkEvery, batchEvery, stale time.Duration
+	batchSize                                int
+}
+
 func main() {
-	var (
-		metricsAddr, probeAddr, driverList, namespace, cluster string
-		leaderElect                                            bool
-		driverConfig                                           = map[string]string{}
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
-	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "stork-system"), "Stork's namespace: leader election and the agents' leases")
-	flag.StringVar(&cluster, "cluster", "default", "this cluster's name, recorded in its backups (tag cluster) so that other clusters can tell them apart")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader, so that only one replica acts at a time")
-	flag.StringVar(&driverList, "drivers", "local", "comma-separated storage drivers to enable; registered: "+strings.Join(drivers.Registered(), ", "))
+	o := options{driverConfig: map[string]string{}}
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "stork-system"), "Stork's namespace: leader election and the agents' leases")
+	flag.StringVar(&o.cluster, "cluster", "default", "this cluster's name, recorded in its backups (tag cluster) so that other clusters can tell them apart")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader, so that only one replica acts at a time")
+	flag.StringVar(&o.driverList, "drivers", "local", "comma-separated storage drivers to enable; registered: "+strings.Join(drivers.Registered(), ", "))
 	flag.Func("driver-config", "KEY=VALUE setting of a driver, repeatable (e.g. local.roots=/var/lib/stork/local,/opt/local-path-provisioner)", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
 		if !ok || k == "" {
 			return fmt.Errorf("want KEY=VALUE, got %q", v)
 		}
-		driverConfig[k] = val
+		o.driverConfig[k] = val
 		return nil
 	})
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
+	flag.StringVar(&o.extenderAddr, "extender-bind-address", ":8099", "address of the kube-scheduler extender (plain HTTP, for the stork scheduler next to it); 0 turns it off")
+	flag.StringVar(&o.schedulerName, "scheduler-name", "stork", "scheduler the webhook sends pods with Stork volumes to (the kube-scheduler configured with the extender)")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the pod admission webhook (HTTPS); 0 turns it off")
+	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "stork-webhook-certs"), "where the webhook's rotating serving certificate is written")
+	flag.StringVar(&o.webhookService, "webhook-service", "stork-webhook", "Service of the webhook in Stork's namespace, named in its certificate")
+	flag.StringVar(&o.webhookIPs, "webhook-ips", "", "comma-separated IP addresses to add to the webhook certificate (for API servers that call it by address)")
+	flag.BoolVar(&o.monitor, "health-monitor", true, "evict pods from nodes whose storage is down (leader only)")
+	flag.DurationVar(&o.probation, "monitor-probation", 2*time.Minute, "how long storage must stay down before its pods are moved")
+	flag.DurationVar(&o.checkEvery, "monitor-interval", 10*time.Second, "time between health monitor checks")
+	flag.IntVar(&o.batchSize, "monitor-batch-size", 5, "pods evicted per batch")
+	flag.DurationVar(&o.batchEvery, "monitor-batch-interval", 30*time.Second, "time between eviction batches")
+	flag.DurationVar(&o.stale, "monitor-stale-after", 3*time.Minute, "the monitor acts on nothing when no storage node reported for this long")
+	zo := zap.Options{}
+	zo.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zo)))
 	log := ctrl.Log.WithName("stork")
 
-	if err := run(metricsAddr, probeAddr, driverList, namespace, cluster, driverConfig, leaderElect); err != nil {
+	if err := run(o); err != nil {
 		log.Error(err, "stork stopped")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverConfig map[string]string, leaderElect bool) error {
-	if _, ok := driverConfig[local.ConfigAgentNamespace]; !ok {
-		driverConfig[local.ConfigAgentNamespace] = namespace
+func run(o options) error {
+	if _, ok := o.driverConfig[local.ConfigAgentNamespace]; !ok {
+		o.driverConfig[local.ConfigAgentNamespace] = o.namespace
 	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -73,27 +107,31 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 	if err != nil {
 		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mopts := ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "stork-controller.stork.dev",
-		LeaderElectionNamespace: namespace,
+		LeaderElectionNamespace: o.namespace,
 		// Leases are read in Stork's namespace only (the agents' heartbeats): RBAC grants no
 		// more.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
 		}},
-	})
+	}
+	if o.webhookPort != 0 {
+		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
 	var names []string
-	if driverList != "" {
-		names = strings.Split(driverList, ",")
+	if o.driverList != "" {
+		names = strings.Split(o.driverList, ",")
 	}
-	set, err := drivers.New(names, drivers.Options{Client: mgr.GetClient(), Log: ctrl.Log.WithName("drivers"), Config: driverConfig})
+	set, err := drivers.New(names, drivers.Options{Client: mgr.GetClient(), Log: ctrl.Log.WithName("drivers"), Config: o.driverConfig, RESTConfig: cfg})
 	if err != nil {
 		return err
 	}
@@ -115,18 +153,18 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 	}
 	repos := &locations.Repositories{Secrets: mgr.GetAPIReader()}
 	if err := (&backup.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Repos: repos, Drivers: set,
-		Namespace: namespace, Cluster: cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
+		Namespace: o.namespace, Cluster: o.cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&locations.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder("stork-location")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := mgr.Add(&locations.AccessSweeper{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace,
+	if err := mgr.Add(&locations.AccessSweeper{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.namespace,
 		Log: ctrl.Log.WithName("access-sweeper")}); err != nil {
 		return err
 	}
-	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos, AdminNamespace: namespace,
+	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos, AdminNamespace: o.namespace,
 		Recorder: mgr.GetEventRecorder("stork-sync")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -134,8 +172,11 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 		Recorder: mgr.GetEventRecorder("stork-schedule")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: namespace, Repos: repos,
+	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: o.namespace, Repos: repos,
 		Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := setupPlacement(mgr, set, o); err != nil {
 		return err
 	}
 	ctrl.Log.Info("starting", "version", version.Version, "drivers", len(set.All()))
@@ -146,6 +187,68 @@ func run(metricsAddr, probeAddr, driverList, namespace, cluster string, driverCo
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// setupPlacement adds the scheduler extender, the health monitor with failover, and the pod
+// webhook with its rotating certificate.
+func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
+	view := placement.NewView(set, ctrl.Log.WithName("placement"))
+	if err := view.WatchNodes(context.Background(), mgr.GetCache()); err != nil {
+		return err
+	}
+	if err := mgr.Add(view); err != nil {
+		return err
+	}
+	vols := &placement.Volumes{Reader: mgr.GetClient(), Drivers: set}
+	if o.extenderAddr != "0" && o.extenderAddr != "" {
+		ext := &placement.Extender{View: view, Volumes: vols, Recorder: mgr.GetEventRecorder("stork-scheduler-extender"), Log: ctrl.Log.WithName("extender")}
+		if err := mgr.Add(&placement.Server{Addr: o.extenderAddr, Handler: ext.Handler(), Log: ctrl.Log.WithName("extender")}); err != nil {
+			return err
+		}
+	}
+	if o.monitor {
+		fo := &placement.Failover{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("stork-failover"), Log: ctrl.Log.WithName("failover")}
+		if err := fo.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		if err := mgr.Add(&placement.Monitor{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), View: view, Volumes: vols,
+			Recorder: mgr.GetEventRecorder("stork-health-monitor"), Log: ctrl.Log.WithName("health-monitor"), Failover: fo,
+			Probation: o.probation, Interval: o.checkEvery, BatchSize: o.batchSize, BatchInterval: o.batchEvery, StaleAfter: o.stale}); err != nil {
+			return err
+		}
+	}
+	if o.webhookPort == 0 {
+		return nil
+	}
+	svc := o.webhookService + "." + o.namespace + ".svc"
+	rot := &certs.Rotator{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), SecretNamespace: o.namespace, SecretName: "stork-webhook-certs",
+		DNSNames: []string{svc, svc + ".cluster.local"}, CertDir: o.webhookCertDir, WebhookConfigs: []string{"stork-pods"}, Log: ctrl.Log.WithName("webhook-certs")}
+	for _, ip := range strings.Split(o.webhookIPs, ",") {
+		if ip == "" {
+			continue
+		}
+		parsed := net.ParseIP(ip)
+		if parsed == nil {
+			return fmt.Errorf("--webhook-ips: %q is not an IP address", ip)
+		}
+		rot.IPs = append(rot.IPs, parsed)
+	}
+	// The webhook server starts before any runnable and needs the certificate files: write
+	// them now (straight to the API server; the cache is not started yet).
+	ectx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rot.Ensure(ectx); err != nil {
+		return fmt.Errorf("making the webhook's certificate: %w", err)
+	}
+	if err := mgr.Add(rot); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook-certs", rot.Ready); err != nil {
+		return err
+	}
+	podWebhook.Register(mgr.GetWebhookServer(), &podWebhook.PodMutator{Reader: mgr.GetClient(), Drivers: set, SchedulerName: o.schedulerName,
+		Decoder: admission.NewDecoder(mgr.GetScheme()), Log: ctrl.Log.WithName("pod-webhook")})
+	return nil
 }
 
 func envOr(k, def string) string {

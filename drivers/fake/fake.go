@@ -127,7 +127,7 @@ func (d *Driver) Locate(_ context.Context, v drivers.Volume) (drivers.Location, 
 		loc.Replicas = append(loc.Replicas, drivers.Replica{
 			Node:     node,
 			Topology: n.Topology,
-			Healthy:  ok && n.Health == storkv1.StorageHealthy,
+			Healthy:  ok && (n.Health == storkv1.StorageHealthy || n.Health == storkv1.StorageDegraded),
 		})
 	}
 	return loc, nil

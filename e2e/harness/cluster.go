@@ -229,24 +229,41 @@ func (c *Cluster) startControllerManager(certDir, caFile string, grace time.Dura
 	return waitHealthy(c.KCM, port, 2*time.Minute)
 }
 
-func (c *Cluster) startScheduler(base string) error {
+func (c *Cluster) startScheduler(base string) (err error) {
+	c.Scheduler, err = c.schedulerProcess("kube-scheduler", base)
+	return err
+}
+
+// StartScheduler runs another kube-scheduler named name (e.g. the stork scheduler of
+// deploy/manifests) with the given KubeSchedulerConfiguration, next to the cluster's own.
+func (c *Cluster) StartScheduler(name, config string) (*Process, error) {
+	p, err := c.schedulerProcess(name, config)
+	if p != nil {
+		c.componentsMu.Lock()
+		c.components = append(c.components, p)
+		c.componentsMu.Unlock()
+	}
+	return p, err
+}
+
+func (c *Cluster) schedulerProcess(name, base string) (*Process, error) {
 	port, err := c.env.FreePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	schedDir := filepath.Join(c.Dir, "kube-scheduler")
+	schedDir := filepath.Join(c.Dir, name)
 	if err := os.MkdirAll(schedDir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	cfgPath := filepath.Join(schedDir, "config.yaml")
 	cfg, err := schedulerConfig(base, c.Kubeconfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	c.Scheduler, err = c.env.StartProcess(c.Name+"-kube-scheduler", c.env.Bins.Path("kube-scheduler"), []string{
+	p, err := c.env.StartProcess(c.Name+"-"+name, c.env.Bins.Path("kube-scheduler"), []string{
 		"--config=" + cfgPath,
 		"--authentication-kubeconfig=" + c.Kubeconfig,
 		"--authorization-kubeconfig=" + c.Kubeconfig,
@@ -255,9 +272,9 @@ func (c *Cluster) startScheduler(base string) error {
 		"--cert-dir=" + schedDir,
 	}, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return waitHealthy(c.Scheduler, port, 2*time.Minute)
+	return p, waitHealthy(p, port, 2*time.Minute)
 }
 
 // waitHealthy polls https://127.0.0.1:port/healthz of a component serving a self-signed

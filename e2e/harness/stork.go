@@ -117,11 +117,12 @@ func (c *Cluster) ApplyManifests(ctx context.Context, keep func(*unstructured.Un
 	return nil
 }
 
-// RBACOnly keeps the namespace and RBAC objects of the manifests: no Deployment or DaemonSet,
-// whose pods no kubelet would run here.
+// RBACOnly keeps the namespace, RBAC and configuration objects of the manifests: no Deployment
+// or DaemonSet, whose pods no kubelet would run here, and no webhook configuration, which
+// names a Service no process here backs (placement tests install it pointed at their Stork).
 func RBACOnly(o *unstructured.Unstructured) bool {
 	switch o.GetKind() {
-	case "Deployment", "DaemonSet":
+	case "Deployment", "DaemonSet", "MutatingWebhookConfiguration":
 		return false
 	}
 	return true
@@ -134,7 +135,9 @@ func (c *Cluster) NodeRoot(node string) string { return filepath.Join(c.Dir, "no
 func (c *Cluster) NodesDir() string { return filepath.Join(c.Dir, "nodes") }
 
 // StartStork runs the stork controller as the stork service account of deploy/manifests
-// (apply them first), with the local driver owning the nodes' storage roots.
+// (apply them first), with the local driver owning the nodes' storage roots. The extender and
+// the webhook are off (their fixed ports would clash between clusters); placement tests turn
+// them on with extraArgs, which come last and so win.
 func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process, error) {
 	bins, err := Commands()
 	if err != nil {
@@ -150,6 +153,7 @@ func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process
 	args := append([]string{
 		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--drivers=local", "--driver-config=local.roots=" + c.NodesDir(), "--namespace=" + StorkNamespace, "--cluster=" + c.Name,
+		"--extender-bind-address=0", "--webhook-port=0",
 	}, extraArgs...)
 	return c.startComponent(c.Name+"-stork", filepath.Join(bins, "stork"), args, []string{"KUBECONFIG=" + kc})
 }

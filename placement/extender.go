@@ -1,0 +1,253 @@
+package placement
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	extenderv1 "k8s.io/kube-scheduler/extender/v1"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Paths the extender serves: kube-scheduler's urlPrefix plus filterVerb / prioritizeVerb.
+const (
+	FilterPath     = "/filter"
+	PrioritizePath = "/prioritize"
+)
+
+// maxRequestBytes bounds a request body. With nodeCacheCapable the scheduler sends node names
+// only (about 100 kB for 5,000 nodes); without it, whole Nodes, which is why the limit is wide.
+const maxRequestBytes = 64 << 20
+
+var (
+	extenderRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stork_extender_requests_total",
+		Help: "Scheduler extender requests by verb and result (ok, error, bad_request).",
+	}, []string{"verb", "result"})
+	extenderLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "stork_extender_request_duration_seconds",
+		Help:    "Time to answer a scheduler extender request, from body read to response written.",
+		Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5},
+	}, []string{"verb"})
+)
+
+func init() { metrics.Registry.MustRegister(extenderRequests, extenderLatency) }
+
+// Extender answers kube-scheduler's filter and prioritize calls from the View and the cache.
+type Extender struct {
+	View    *View
+	Volumes *Volumes
+	// Recorder records NoDataLocalNode events on pods; nil records none.
+	Recorder events.EventRecorder
+	Log      logr.Logger
+}
+
+// Handler serves FilterPath and PrioritizePath.
+func (e *Extender) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+FilterPath, func(w http.ResponseWriter, r *http.Request) {
+		serve(w, r, "filter", e.Filter)
+	})
+	mux.HandleFunc("POST "+PrioritizePath, func(w http.ResponseWriter, r *http.Request) {
+		serve(w, r, "prioritize", e.Prioritize)
+	})
+	return mux
+}
+
+// serve decodes ExtenderArgs, answers and records the request's metrics.
+func serve[T any](w http.ResponseWriter, r *http.Request, verb string, answer func(context.Context, *extenderv1.ExtenderArgs) (T, error)) {
+	start := time.Now()
+	defer func() { extenderLatency.WithLabelValues(verb).Observe(time.Since(start).Seconds()) }()
+	var args extenderv1.ExtenderArgs
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes)).Decode(&args); err != nil || args.Pod == nil {
+		extenderRequests.WithLabelValues(verb, "bad_request").Inc()
+		msg := "the body is not ExtenderArgs with a Pod"
+		if err != nil {
+			msg = "decoding ExtenderArgs: " + err.Error()
+		}
+		http.Error(w, msg, http.StatusBadRequest)
+		return
+	}
+	out, err := answer(r.Context(), &args)
+	if err != nil {
+		// The protocol carries errors in the result (Error field) for filter; prioritize has
+		// none, so a failure there is an HTTP error, which kube-scheduler logs and skips.
+		extenderRequests.WithLabelValues(verb, "error").Inc()
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	extenderRequests.WithLabelValues(verb, "ok").Inc()
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(out); err != nil {
+		extenderRequests.WithLabelValues(verb, "error").Inc()
+	}
+}
+
+// candidates are the node names of the request: names only with nodeCacheCapable, else Nodes.
+func candidates(args *extenderv1.ExtenderArgs) []string {
+	if args.NodeNames != nil {
+		return *args.NodeNames
+	}
+	if args.Nodes == nil {
+		return nil
+	}
+	names := make([]string, len(args.Nodes.Items))
+	for i := range args.Nodes.Items {
+		names[i] = args.Nodes.Items[i].Name
+	}
+	return names
+}
+
+// filterResult answers with the nodes that pass, in the shape the request came in.
+func filterResult(args *extenderv1.ExtenderArgs, pass []string, failed extenderv1.FailedNodesMap, errMsg string) *extenderv1.ExtenderFilterResult {
+	res := &extenderv1.ExtenderFilterResult{FailedNodes: failed, Error: errMsg}
+	if args.NodeNames != nil {
+		res.NodeNames = &pass
+		return res
+	}
+	keep := make(map[string]bool, len(pass))
+	for _, n := range pass {
+		keep[n] = true
+	}
+	res.Nodes = &corev1.NodeList{}
+	if args.Nodes != nil {
+		for _, n := range args.Nodes.Items {
+			if keep[n.Name] {
+				res.Nodes.Items = append(res.Nodes.Items, n)
+			}
+		}
+	}
+	return res
+}
+
+// Filter removes the nodes where the driver of one of the pod's volumes has storage that is
+// down, and, for pods that require it, the nodes without a usable copy of every volume. When a
+// volume has no usable copy anywhere, it fails the pod with an error that says where the copies
+// are, rather than place it where its data cannot be read.
+func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*extenderv1.ExtenderFilterResult, error) {
+	nodes := candidates(args)
+	pod := args.Pod
+	if pod.Annotations[AnnotationPlacement] == PlacementSkip {
+		return filterResult(args, nodes, nil, ""), nil
+	}
+	vols, err := e.Volumes.Of(ctx, pod)
+	if err != nil {
+		return filterResult(args, nil, nil, err.Error()), nil
+	}
+	if len(vols) == 0 {
+		return filterResult(args, nodes, nil, ""), nil
+	}
+	for _, v := range vols {
+		if v.located && !e.View.hasUsableCopy(v.driver, v.loc) {
+			// Every node fails with the reason rather than the result's Error: kube-scheduler
+			// skips an ignorable extender that errors, and would place the pod by its own
+			// filters alone, next to storage that cannot serve it.
+			why := fmt.Sprintf("claim %s/%s has no usable copy of its data (%s): the pod cannot run until its storage recovers or is restored",
+				pod.Namespace, v.claim, describeReplicas(v.loc, e.View, v.driver))
+			failed := make(extenderv1.FailedNodesMap, len(nodes))
+			for _, n := range nodes {
+				failed[n] = why
+			}
+			return filterResult(args, []string{}, failed, ""), nil
+		}
+	}
+	requireLocal := pod.Annotations[AnnotationPlacement] == PlacementRequireLocal
+	pass := make([]string, 0, len(nodes))
+	failed := extenderv1.FailedNodesMap{}
+	for _, n := range nodes {
+		if why := e.unfit(n, vols, requireLocal); why != "" {
+			failed[n] = why
+			continue
+		}
+		pass = append(pass, n)
+	}
+	return filterResult(args, pass, failed, ""), nil
+}
+
+// unfit says why a node cannot take a pod with these volumes, or "" when it can.
+func (e *Extender) unfit(node string, vols []podVolume, requireLocal bool) string {
+	for _, v := range vols {
+		if sn, ok := e.View.Storage(v.driver, node); ok && !usable(sn.Health) {
+			msg := fmt.Sprintf("storage of driver %s on this node is %s", v.driver, sn.Health)
+			if sn.Reason != "" {
+				msg += ": " + sn.Reason
+			}
+			return msg
+		}
+		if requireLocal && v.located && len(v.loc.Replicas) > 0 && !e.View.holdsUsableCopy(v.driver, node, v.loc) {
+			return fmt.Sprintf("holds no usable copy of claim %s (pod annotation %s=%s)", v.claim, AnnotationPlacement, PlacementRequireLocal)
+		}
+	}
+	return ""
+}
+
+// Prioritize scores each node by how close it is to the pod's data (see the points table).
+// When no node holds a copy of every volume that has node copies, it records a NoDataLocalNode
+// event on the pod: it will run, but reading its data over the network.
+func (e *Extender) Prioritize(ctx context.Context, args *extenderv1.ExtenderArgs) (*extenderv1.HostPriorityList, error) {
+	nodes := candidates(args)
+	pod := args.Pod
+	out := make(extenderv1.HostPriorityList, len(nodes))
+	for i, n := range nodes {
+		out[i].Host = n
+	}
+	if pod.Annotations[AnnotationPlacement] == PlacementSkip {
+		return &out, nil
+	}
+	vols, err := e.Volumes.Of(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	var located []podVolume
+	for _, v := range vols {
+		if v.located {
+			located = append(located, v)
+		}
+	}
+	if len(located) == 0 {
+		return &out, nil
+	}
+	local := false
+	for i, n := range nodes {
+		nt := e.View.Topology(n)
+		sum, all := 0, true
+		for _, v := range located {
+			p := e.View.points(v.driver, n, nt, v.loc)
+			sum += p
+			if len(v.loc.Replicas) > 0 && p < pointsReplica {
+				all = false
+			}
+		}
+		out[i].Score = scale(sum, len(located))
+		local = local || all
+	}
+	if !local && len(nodes) > 0 {
+		e.noDataLocal(pod, nodes, located)
+	}
+	return &out, nil
+}
+
+// noDataLocal records that none of the candidates holds the pod's data.
+func (e *Extender) noDataLocal(pod *corev1.Pod, nodes []string, vols []podVolume) {
+	if e.Recorder == nil {
+		return
+	}
+	var where []string
+	for _, v := range vols {
+		if len(v.loc.Replicas) > 0 {
+			where = append(where, "claim "+v.claim+": "+describeReplicas(v.loc, e.View, v.driver))
+		}
+	}
+	sort.Strings(where)
+	e.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, "NoDataLocalNode", "Schedule",
+		"none of the %d candidate nodes holds a usable copy of every volume (%s); preferring the nearest rack, zone or region",
+		len(nodes), strings.Join(where, "; "))
+}

@@ -1,0 +1,49 @@
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Server serves the extender over plain HTTP, as a manager.Runnable on every replica. Plain
+// HTTP because the stork kube-scheduler reaches it on the same pod network the way upstream
+// extenders are deployed; put a NetworkPolicy in front of the port in clusters that need one.
+type Server struct {
+	Addr    string
+	Handler http.Handler
+	Log     logr.Logger
+	// Ready is closed once the listener is open (tests wait on it); may be nil.
+	Ready chan<- net.Addr
+}
+
+// NeedLeaderElection is false: every replica answers the scheduler.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Start listens on Addr until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("listening for the scheduler extender on %s: %w", s.Addr, err)
+	}
+	if s.Ready != nil {
+		s.Ready <- ln.Addr()
+	}
+	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.Log.Info("serving the scheduler extender", "address", ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving the scheduler extender: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package placement
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"stork.dev/stork/drivers"
+)
+
+// Pod annotations that steer placement.
+const (
+	// AnnotationPlacement is "skip" to leave the pod to the scheduler's own judgement, or
+	// "require-local" to allow only nodes that hold a healthy copy of every volume of the pod.
+	// Unset (or "prefer") prefers nodes near the data.
+	AnnotationPlacement = "stork.dev/placement"
+
+	PlacementSkip         = "skip"
+	PlacementRequireLocal = "require-local"
+)
+
+// podVolume is one of a pod's claims that a driver owns, and where its data lives.
+type podVolume struct {
+	claim  string
+	driver string
+	// located is true once the claim is bound and the driver said where the data is.
+	located bool
+	loc     drivers.Location
+}
+
+// Volumes finds a pod's claims and their drivers from the cache.
+type Volumes struct {
+	// Reader reads claims, volumes and storage classes; it must be a cache.
+	Reader  client.Reader
+	Drivers *drivers.Set
+}
+
+// Of returns the pod's claims that an enabled driver owns. Claims that do not exist yet are
+// left to kube-scheduler, which waits for them.
+func (r *Volumes) Of(ctx context.Context, pod *corev1.Pod) ([]podVolume, error) {
+	var out []podVolume
+	for _, vol := range pod.Spec.Volumes {
+		if vol.PersistentVolumeClaim == nil {
+			continue
+		}
+		v, err := r.volume(ctx, pod.Namespace, vol.PersistentVolumeClaim.ClaimName)
+		if err != nil {
+			return nil, err
+		}
+		if v.Claim == nil {
+			continue
+		}
+		d, err := r.Drivers.For(v)
+		if err != nil {
+			continue // not Stork's storage: nothing to say about it
+		}
+		pv := podVolume{claim: v.Claim.Name, driver: d.Name()}
+		if v.PV != nil {
+			if pv.loc, err = d.Locate(ctx, v); err != nil {
+				return nil, fmt.Errorf("locating the data of claim %s/%s: %w", pod.Namespace, v.Claim.Name, err)
+			}
+			pv.located = true
+		}
+		out = append(out, pv)
+	}
+	return out, nil
+}
+
+// volume reads a claim with its volume and class; Claim is nil when the claim does not exist.
+func (r *Volumes) volume(ctx context.Context, ns, name string) (drivers.Volume, error) {
+	var v drivers.Volume
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, claim); err != nil {
+		if apierrors.IsNotFound(err) {
+			return v, nil
+		}
+		return v, fmt.Errorf("reading claim %s/%s: %w", ns, name, err)
+	}
+	v.Claim = claim
+	if claim.Spec.VolumeName != "" {
+		pv := &corev1.PersistentVolume{}
+		err := r.Reader.Get(ctx, client.ObjectKey{Name: claim.Spec.VolumeName}, pv)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return v, fmt.Errorf("reading PersistentVolume %s of claim %s/%s: %w", claim.Spec.VolumeName, ns, name, err)
+		}
+		if err == nil {
+			v.PV = pv
+		}
+	}
+	if cls := claim.Spec.StorageClassName; cls != nil && *cls != "" {
+		sc := &storagev1.StorageClass{}
+		err := r.Reader.Get(ctx, client.ObjectKey{Name: *cls}, sc)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return v, fmt.Errorf("reading StorageClass %s of claim %s/%s: %w", *cls, ns, name, err)
+		}
+		if err == nil {
+			v.StorageClass = sc
+		}
+	}
+	return v, nil
+}
+
+// describeReplicas says where a volume's copies are and how they are, for messages.
+func describeReplicas(loc drivers.Location, view *View, driver string) string {
+	if len(loc.Replicas) == 0 {
+		return "no replicas"
+	}
+	parts := make([]string, 0, len(loc.Replicas))
+	for _, r := range loc.Replicas {
+		state := "healthy"
+		if sn, ok := view.Storage(driver, r.Node); ok && !usable(sn.Health) {
+			state = "storage " + string(sn.Health)
+		} else if !r.Healthy {
+			state = "replica not healthy"
+		}
+		parts = append(parts, r.Node+" ("+state+")")
+	}
+	return strings.Join(parts, ", ")
+}
