@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,7 +62,7 @@ func TestPlacement(t *testing.T) {
 		fmt.Sprintf("--extender-bind-address=127.0.0.1:%d", extenderPort),
 		fmt.Sprintf("--webhook-port=%d", webhookPort), "--webhook-ips=127.0.0.1", "--webhook-cert-dir="+filepath.Join(c.Dir, "webhook-certs"),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
-		"--monitor-probation=5s", "--monitor-interval=1s", "--monitor-batch-interval=1s", "--monitor-stale-after=20s")
+		"--monitor-probation=5s", "--monitor-interval=1s", "--monitor-batch-interval=1s", "--monitor-stale-after=90s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +93,7 @@ func TestPlacement(t *testing.T) {
 
 	t.Run("the webhook sends pods with Stork volumes to the stork scheduler, which binds them to a replica node", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-1", "data-1", "p-zone-a-2", "p-zone-b-3")
+		waitLocated(ctx, t, c, extenderPort, "data-1", "p-zone-a-2")
 		node, pod := schedule(ctx, t, c, podUsing("reader", nil, "data-1"))
 		if pod.Spec.SchedulerName != "stork" || pod.Annotations["stork.dev/scheduler-set"] == "" {
 			t.Errorf("the webhook did not send the pod to the stork scheduler: schedulerName %q, annotations %v", pod.Spec.SchedulerName, pod.Annotations)
@@ -108,17 +112,19 @@ func TestPlacement(t *testing.T) {
 
 	t.Run("when no replica node fits, the same rack, then zone, wins and an event says so", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-2", "data-2", "p-zone-a-1")
+		waitLocated(ctx, t, c, extenderPort, "data-2", "p-zone-a-1")
 		cordon(ctx, t, c, "p-zone-a-1", true)
 		defer cordon(ctx, t, c, "p-zone-a-1", false)
-		node, _ := schedule(ctx, t, c, podUsing("rack", nil, "data-2"))
-		if node != "p-zone-a-3" {
-			t.Errorf("pod bound to %s, want p-zone-a-3 (same rack and zone as the replica on cordoned p-zone-a-1)", node)
+		node, pod := schedule(ctx, t, c, podUsing("rack", nil, "data-2"))
+		if node != "p-zone-a-3" || pod.Spec.SchedulerName != "stork" {
+			t.Errorf("pod bound to %s by %s, want p-zone-a-3 (same rack and zone as the replica on cordoned p-zone-a-1) by stork", node, pod.Spec.SchedulerName)
 		}
 		waitEvent(ctx, t, c, "shop", "rack", "NoDataLocalNode")
 	})
 
 	t.Run("a Longhorn node fails: after probation the pod is evicted, once its PDB allows, to the healthy replica", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-3", "data-3", "p-zone-a-2", "p-zone-b-2")
+		waitLocated(ctx, t, c, extenderPort, "data-3", "p-zone-b-2")
 		labels := map[string]string{"app": "web"}
 		mustCreate(t, c, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
 			Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(0)), Selector: &metav1.LabelSelector{MatchLabels: labels}}})
@@ -282,8 +288,7 @@ func TestPlacement(t *testing.T) {
 			t.Errorf("%d Restores, want only the first failover's", len(restores.Items))
 		}
 		metrics := scrape(t, metricsPort)
-		if !strings.Contains(metrics, `stork_monitor_paused{driver="local",reason="partition_suspected"} 1`) &&
-			!strings.Contains(metrics, `stork_monitor_paused{driver="local",reason="stale_view"} 1`) {
+		if !strings.Contains(metrics, `stork_monitor_paused{driver="local",reason="partition_suspected"} 1`) {
 			t.Errorf("the monitor does not say it paused:\n%s", grepLines(metrics, "stork_monitor"))
 		}
 		for _, want := range []string{`stork_monitor_evictions_total{driver="longhorn",result="evicted"}`, `stork_extender_requests_total{result="ok",verb="filter"}`} {
@@ -292,6 +297,32 @@ func TestPlacement(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitLocated waits until Stork's extender, asked over HTTP as kube-scheduler asks it, scores
+// node 10 for a pod using the claim: its informers have seen the volume's replicas.
+func waitLocated(ctx context.Context, t *testing.T, c *harness.Cluster, port int, claim, node string) {
+	t.Helper()
+	body, err := json.Marshal(&extenderv1.ExtenderArgs{Pod: podUsing("probe", nil, claim), NodeNames: &[]string{node}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	if err := c.WaitFor(ctx, time.Minute, "the extender to locate "+claim+" on "+node, func(ctx context.Context) (bool, error) {
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d%s", port, placement.PrioritizePath), "application/json", bytes.NewReader(body))
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		var got extenderv1.HostPriorityList
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			return false, nil
+		}
+		last = fmt.Sprint(got)
+		return len(got) == 1 && got[0].Score == extenderv1.MaxExtenderPriority, nil
+	}); err != nil {
+		t.Fatalf("%v (last answer %s)", err, last)
+	}
 }
 
 // installLonghornCRDs creates the minimal Longhorn CRDs of drivers/longhorn and waits for them.

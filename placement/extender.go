@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/events"
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"stork.dev/stork/drivers"
 )
 
 // Paths the extender serves: kube-scheduler's urlPrefix plus filterVerb / prioritizeVerb.
@@ -160,10 +163,22 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*
 		}
 	}
 	requireLocal := pod.Annotations[AnnotationPlacement] == PlacementRequireLocal
+	// Resolve per request what every node is checked against: the storage nodes of the pod's
+	// drivers and the usable copies of its volumes.
+	storage := map[string]map[string]drivers.StorageNode{}
+	copies := make([][]usableCopy, len(vols))
+	for i, v := range vols {
+		if _, done := storage[v.driver]; !done {
+			storage[v.driver], _, _ = e.View.StorageNodes(v.driver)
+		}
+		if v.located {
+			copies[i] = e.View.usableCopies(v.driver, v.loc)
+		}
+	}
 	pass := make([]string, 0, len(nodes))
 	failed := extenderv1.FailedNodesMap{}
 	for _, n := range nodes {
-		if why := e.unfit(n, vols, requireLocal); why != "" {
+		if why := unfit(n, vols, copies, storage, requireLocal); why != "" {
 			failed[n] = why
 			continue
 		}
@@ -173,16 +188,16 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*
 }
 
 // unfit says why a node cannot take a pod with these volumes, or "" when it can.
-func (e *Extender) unfit(node string, vols []podVolume, requireLocal bool) string {
-	for _, v := range vols {
-		if sn, ok := e.View.Storage(v.driver, node); ok && !usable(sn.Health) {
+func unfit(node string, vols []podVolume, copies [][]usableCopy, storage map[string]map[string]drivers.StorageNode, requireLocal bool) string {
+	for i, v := range vols {
+		if sn, ok := storage[v.driver][node]; ok && !usable(sn.Health) {
 			msg := fmt.Sprintf("storage of driver %s on this node is %s", v.driver, sn.Health)
 			if sn.Reason != "" {
 				msg += ": " + sn.Reason
 			}
 			return msg
 		}
-		if requireLocal && v.located && len(v.loc.Replicas) > 0 && !e.View.holdsUsableCopy(v.driver, node, v.loc) {
+		if requireLocal && v.located && len(v.loc.Replicas) > 0 && !slices.ContainsFunc(copies[i], func(c usableCopy) bool { return c.node == node }) {
 			return fmt.Sprintf("holds no usable copy of claim %s (pod annotation %s=%s)", v.claim, AnnotationPlacement, PlacementRequireLocal)
 		}
 	}
@@ -215,12 +230,16 @@ func (e *Extender) Prioritize(ctx context.Context, args *extenderv1.ExtenderArgs
 	if len(located) == 0 {
 		return &out, nil
 	}
+	copies := make([][]usableCopy, len(located))
+	for i, v := range located {
+		copies[i] = e.View.usableCopies(v.driver, v.loc)
+	}
+	topologies := e.View.Topologies(nodes)
 	local := false
 	for i, n := range nodes {
-		nt := e.View.Topology(n)
 		sum, all := 0, true
-		for _, v := range located {
-			p := e.View.points(v.driver, n, nt, v.loc)
+		for j, v := range located {
+			p := points(n, topologies[i], copies[j], v.loc)
 			sum += p
 			if len(v.loc.Replicas) > 0 && p < pointsReplica {
 				all = false

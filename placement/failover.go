@@ -166,11 +166,11 @@ func (f *Failover) start(ctx context.Context, claim *corev1.PersistentVolumeClai
 		return false, err
 	}
 	uid8 := string(claim.UID)[:8]
-	temp := names.LabelValue(claim.Name + "-failover-" + uid8)
+	temp := failoverName("", claim.Name, "-failover-"+uid8)
 	rs := &storkv1.Restore{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: claim.Namespace,
-			Name:      names.LabelValue("failover-" + claim.Name + "-" + uid8),
+			Name:      failoverName("failover-", claim.Name, "-"+uid8),
 			Labels:    map[string]string{LabelFailoverOf: string(claim.UID)},
 			Annotations: map[string]string{
 				AnnotationFailoverPhase: FailoverRestoring,
@@ -195,6 +195,18 @@ func (f *Failover) start(ctx context.Context, claim *corev1.PersistentVolumeClai
 		fmt.Sprintf("storage on node %s is down: restoring the claim from Backup %s (started %s) onto a healthy node of its zone (Restore %s)",
 			node, b.Name, backupTime(b).UTC().Format(time.RFC3339), rs.Name))
 	return true, nil
+}
+
+// failoverName is prefix+claim+suffix as a label value (at most 63 characters), shortening the
+// claim's name rather than cutting off the suffix: the suffix, from the claim's UID, is what keeps
+// apart the names made for long claims that differ only at their end (a StatefulSet's "-0" and
+// "-1"). Cut from the end, they would share one Restore, whose AlreadyExists was taken for
+// success.
+func failoverName(prefix, claim, suffix string) string {
+	if over := len(prefix) + len(claim) + len(suffix) - 63; over > 0 {
+		claim = claim[:len(claim)-over]
+	}
+	return names.LabelValue(prefix + claim + suffix)
 }
 
 // claimToRecreate is the claim as its replacement is created: same name, labels, annotations
@@ -399,6 +411,11 @@ func scheduledUser(ctx context.Context, c client.Reader, claim *corev1.Persisten
 
 func (f *Failover) setPhase(ctx context.Context, rs *storkv1.Restore, phase, kind, reason, msg string) error {
 	orig := rs.DeepCopy()
+	if rs.Annotations == nil {
+		// A Restore labelled by hand (or stripped of its annotations) has none: failing it
+		// must not panic.
+		rs.Annotations = map[string]string{}
+	}
 	rs.Annotations[AnnotationFailoverPhase] = phase
 	if err := f.Client.Patch(ctx, rs, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("recording failover phase %s on Restore %s/%s: %w", phase, rs.Namespace, rs.Name, err)

@@ -44,9 +44,17 @@ func (v *View) replicaState(driver string, r drivers.Replica) (usableNow, degrad
 	return usable(sn.Health), sn.Health == storkv1.StorageDegraded
 }
 
-// points is what node (with topology nt) earns for one located volume.
-func (v *View) points(driver, node string, nt storkv1.Topology, loc drivers.Location) int {
-	best := pointsNoData
+// usableCopy is a copy of a volume that can serve I/O now, resolved once per request so that
+// scoring thousands of nodes is string comparisons only.
+type usableCopy struct {
+	node     string
+	topology storkv1.Topology
+	degraded bool
+}
+
+// usableCopies lists the copies of a located volume that can serve I/O now.
+func (v *View) usableCopies(driver string, loc drivers.Location) []usableCopy {
+	out := make([]usableCopy, 0, len(loc.Replicas))
 	for _, r := range loc.Replicas {
 		ok, degraded := v.replicaState(driver, r)
 		if !ok {
@@ -56,8 +64,17 @@ func (v *View) points(driver, node string, nt storkv1.Topology, loc drivers.Loca
 		if rt == (storkv1.Topology{}) {
 			rt = v.Topology(r.Node)
 		}
-		p := closeness(node, nt, r.Node, rt)
-		if degraded {
+		out = append(out, usableCopy{node: r.Node, topology: rt, degraded: degraded})
+	}
+	return out
+}
+
+// points is what node (with topology nt) earns for one volume, given its usable copies.
+func points(node string, nt storkv1.Topology, copies []usableCopy, loc drivers.Location) int {
+	best := pointsNoData
+	for _, c := range copies {
+		p := closeness(node, nt, c.node, c.topology)
+		if c.degraded {
 			p /= 2
 		}
 		best = max(best, p)
@@ -94,18 +111,6 @@ func scale(sum, n int) int64 {
 	}
 	s := int64(math.Ceil(float64(sum) / float64(n) / 10))
 	return min(max(s, extenderv1.MinExtenderPriority), extenderv1.MaxExtenderPriority)
-}
-
-// holdsUsableCopy reports whether node holds a copy of the volume that can serve I/O now.
-func (v *View) holdsUsableCopy(driver, node string, loc drivers.Location) bool {
-	for _, r := range loc.Replicas {
-		if r.Node == node {
-			if ok, _ := v.replicaState(driver, r); ok {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // hasUsableCopy reports whether a volume with replicas has at least one that can serve I/O.

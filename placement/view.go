@@ -114,6 +114,23 @@ func (v *View) Topology(node string) storkv1.Topology {
 	return t
 }
 
+// Topologies returns the topology of each node, under one lock: the extender asks for thousands
+// at a time.
+func (v *View) Topologies(nodes []string) []storkv1.Topology {
+	out := make([]storkv1.Topology, len(nodes))
+	v.mu.RLock()
+	for i, n := range nodes {
+		out[i] = v.nodes[n]
+	}
+	v.mu.RUnlock()
+	for i, n := range nodes {
+		if out[i] == (storkv1.Topology{}) {
+			out[i] = v.Topology(n) // a node without labels: what its storage says
+		}
+	}
+	return out
+}
+
 // Storage returns a driver's storage node on a node, and whether the driver has storage there.
 func (v *View) Storage(driver, node string) (drivers.StorageNode, bool) {
 	s := v.storage.Load()

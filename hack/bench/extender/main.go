@@ -1,0 +1,303 @@
+// Command extender measures Stork's scheduler extender the way kube-scheduler uses it: for each
+// pod, a filter then a prioritize request over HTTP with the names of every node (the
+// extender is nodeCacheCapable), answered from the in-memory view of 5,000 nodes and 20,000
+// Longhorn volumes with 3 replicas each. It prints p50/p90/p99/max latencies and requests per
+// second, sequentially and with one client per core.
+//
+// There is no peer to run beside it: upstream Stork's extender (libopenstorage/stork) is not
+// served by the module proxy here, and kube-scheduler has no in-tree equivalent. The figure to
+// beat is the target of issue 6: p99 of filter+prioritize under 5 ms on this machine.
+//
+// Usage: go run ./hack/bench/extender [-nodes 5000] [-volumes 20000] [-pods 2000] [-json FILE]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	extenderv1 "k8s.io/kube-scheduler/extender/v1"
+	"k8s.io/utils/ptr"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/drivers"
+	"stork.dev/stork/drivers/longhorn"
+	"stork.dev/stork/placement"
+)
+
+func main() {
+	var o options
+	flag.IntVar(&o.nodes, "nodes", 5000, "nodes (2 regions × 5 zones × 10 racks)")
+	flag.IntVar(&o.volumes, "volumes", 20000, "Longhorn volumes, each with -replicas replicas")
+	flag.IntVar(&o.replicas, "replicas", 3, "replicas per volume")
+	flag.IntVar(&o.pods, "pods", 2000, "pods to schedule per run (one filter and one prioritize request each)")
+	flag.Float64Var(&o.downFraction, "down", 0.02, "fraction of nodes whose storage is down")
+	flag.StringVar(&o.json, "json", "", "also write the results as JSON to this file")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-extender:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	nodes, volumes, replicas, pods int
+	downFraction                   float64
+	json                           string
+}
+
+// result is one measured run.
+type result struct {
+	Name    string        `json:"name"`
+	Clients int           `json:"clients"`
+	Pods    int           `json:"pods"`
+	P50     time.Duration `json:"p50"`
+	P90     time.Duration `json:"p90"`
+	P99     time.Duration `json:"p99"`
+	Max     time.Duration `json:"max"`
+	PerSec  float64       `json:"requestsPerSecond"`
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	setupStart := time.Now()
+	w := build(o)
+	fmt.Printf("world: %d nodes, %d volumes × %d replicas, %.0f%% of nodes with storage down; built in %s\n",
+		o.nodes, o.volumes, o.replicas, o.downFraction*100, time.Since(setupStart).Round(time.Millisecond))
+
+	ready := make(chan net.Addr, 1)
+	srv := &placement.Server{Addr: "127.0.0.1:0", Handler: w.ext.Handler(), Log: logr.Discard(), Ready: ready}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = srv.Start(sctx) }()
+	base := "http://" + (<-ready).String()
+
+	// Bodies are encoded before timing: encoding them is the scheduler's work, not ours.
+	rng := rand.New(rand.NewPCG(2, 2))
+	bodies := make([][]byte, o.pods)
+	for i := range bodies {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: fmt.Sprintf("pod-%d", i)}}
+		for range 1 + rng.IntN(3) {
+			claim := fmt.Sprintf("claim-%05d", rng.IntN(o.volumes))
+			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: claim, VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
+		}
+		b, err := json.Marshal(&extenderv1.ExtenderArgs{Pod: pod, NodeNames: &w.names})
+		if err != nil {
+			return err
+		}
+		bodies[i] = b
+	}
+	fmt.Printf("requests: %d pods with 1–3 claims each; %d node names per request (%d KiB)\n\n", o.pods, len(w.names), len(bodies[0])>>10)
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	post := func(path string, body []byte) error {
+		resp, err := hc.Post(base+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: HTTP %d", path, resp.StatusCode)
+		}
+		return nil
+	}
+	// Warm up: connections, caches, the allocator.
+	for i := 0; i < 200 && i < len(bodies); i++ {
+		if err := post(placement.FilterPath, bodies[i]); err != nil {
+			return err
+		}
+	}
+
+	var results []result
+	for _, clients := range []int{1, runtime.GOMAXPROCS(0)} {
+		filter, prio, pair, perSec, err := measure(bodies, clients, post)
+		if err != nil {
+			return err
+		}
+		for _, r := range []struct {
+			name string
+			lat  []time.Duration
+			rate float64
+		}{{"filter", filter, perSec}, {"prioritize", prio, perSec}, {"filter+prioritize", pair, perSec / 2}} {
+			results = append(results, summarize(r.name, clients, r.lat, r.rate))
+		}
+	}
+	// In process, without HTTP and JSON: where the time goes.
+	var inproc []time.Duration
+	for _, b := range bodies {
+		var args extenderv1.ExtenderArgs
+		if err := json.Unmarshal(b, &args); err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := w.ext.Filter(ctx, &args); err != nil {
+			return err
+		}
+		if _, err := w.ext.Prioritize(ctx, &args); err != nil {
+			return err
+		}
+		inproc = append(inproc, time.Since(start))
+	}
+	results = append(results, summarize("filter+prioritize in process (no HTTP, no JSON)", 1, inproc, 0))
+
+	fmt.Printf("%-50s %7s %9s %9s %9s %9s %12s\n", "", "clients", "p50", "p90", "p99", "max", "requests/s")
+	for _, r := range results {
+		rate := "–"
+		if r.PerSec > 0 {
+			rate = fmt.Sprintf("%.0f", r.PerSec)
+		}
+		fmt.Printf("%-50s %7d %9s %9s %9s %9s %12s\n", r.Name, r.Clients, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), rate)
+	}
+	for _, r := range results {
+		if r.Name == "filter+prioritize" && r.Clients == 1 {
+			fmt.Printf("\np99 of filter+prioritize: %s, %.2f× the 5 ms target (below 1 is better)\n", ms(r.P99), float64(r.P99)/float64(5*time.Millisecond))
+		}
+	}
+	if o.json != "" {
+		data, err := json.MarshalIndent(map[string]any{"options": map[string]any{"nodes": o.nodes, "volumes": o.volumes, "replicas": o.replicas, "pods": o.pods},
+			"results": results}, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(o.json, data, 0o644)
+	}
+	return nil
+}
+
+// measure sends every pod's filter then prioritize request from clients goroutines and returns
+// the latencies and the requests per second over the whole run.
+func measure(bodies [][]byte, clients int, post func(string, []byte) error) (filter, prio, pair []time.Duration, perSec float64, err error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	next := make(chan []byte)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range next {
+				t0 := time.Now()
+				e1 := post(placement.FilterPath, b)
+				t1 := time.Now()
+				e2 := post(placement.PrioritizePath, b)
+				t2 := time.Now()
+				mu.Lock()
+				if e := cmpErr(e1, e2); e != nil && firstErr == nil {
+					firstErr = e
+				}
+				filter, prio, pair = append(filter, t1.Sub(t0)), append(prio, t2.Sub(t1)), append(pair, t2.Sub(t0))
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, b := range bodies {
+		next <- b
+	}
+	close(next)
+	wg.Wait()
+	return filter, prio, pair, float64(2*len(bodies)) / time.Since(start).Seconds(), firstErr
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func summarize(name string, clients int, lat []time.Duration, perSec float64) result {
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	return result{Name: name, Clients: clients, Pods: len(lat), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: lat[len(lat)-1], PerSec: perSec}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
+
+// world is the extender with its view, driver and cache filled in.
+type world struct {
+	ext   *placement.Extender
+	names []string
+}
+
+// build makes the nodes, the Longhorn objects (fed to the driver's index as its informers
+// would) and the claims and volumes (in a map-backed reader that copies objects out as
+// controller-runtime's cache does).
+func build(o options) world {
+	rng := rand.New(rand.NewPCG(1, 1))
+	lh := longhorn.NewWithClient(nil, "longhorn-system", logr.Discard())
+	set := drivers.NewSet(lh)
+	view := placement.NewView(set, logr.Discard())
+	type node struct{ name, region, zone, rack string }
+	nodes := make([]node, o.nodes)
+	names := make([]string, o.nodes)
+	for i := range nodes {
+		region := fmt.Sprintf("r%d", i%2)
+		zone := fmt.Sprintf("%s-z%d", region, (i/2)%5)
+		rack := fmt.Sprintf("%s-rack%d", zone, (i/10)%10)
+		nodes[i] = node{fmt.Sprintf("node-%05d", i), region, zone, rack}
+		names[i] = nodes[i].name
+		view.SetNode(nodes[i].name, map[string]string{storkv1.LabelRegion: region, storkv1.LabelZone: zone, storkv1.LabelRack: rack})
+		ready := "True"
+		if rng.Float64() < o.downFraction {
+			ready = "False"
+		}
+		lh.Observe(lhObject("Node", nodes[i].name, nil, map[string]any{"region": region, "zone": zone,
+			"conditions": []any{map[string]any{"type": "Ready", "status": ready}, map[string]any{"type": "Schedulable", "status": "True"}}}))
+	}
+	r := &mapReader{objs: map[string]any{}}
+	r.put("", "longhorn", &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "longhorn"}, Provisioner: longhorn.CSIDriver})
+	for v := range o.volumes {
+		vol := fmt.Sprintf("vol-%05d", v)
+		lh.Observe(lhObject("Volume", vol, nil, map[string]any{"robustness": "healthy"}))
+		for k := range o.replicas {
+			n := nodes[rng.IntN(len(nodes))]
+			lh.Observe(lhObject("Replica", fmt.Sprintf("%s-r%d", vol, k), map[string]any{"volumeName": vol, "nodeID": n.name},
+				map[string]any{"currentState": "running"}))
+		}
+		claim := fmt.Sprintf("claim-%05d", v)
+		r.put("", vol, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: vol}, Spec: corev1.PersistentVolumeSpec{
+			StorageClassName:       "longhorn",
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: longhorn.CSIDriver, VolumeHandle: vol}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: "app", Name: claim}}})
+		r.put("app", claim, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: claim},
+			Spec: corev1.PersistentVolumeClaimSpec{VolumeName: vol, StorageClassName: ptr.To("longhorn")}})
+	}
+	view.Refresh(context.Background())
+	return world{names: names, ext: &placement.Extender{View: view, Volumes: &placement.Volumes{Reader: r, Drivers: set}, Log: logr.Discard()}}
+}
+
+func lhObject(kind, name string, spec, status map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	if spec != nil {
+		u.Object["spec"] = spec
+	}
+	if status != nil {
+		u.Object["status"] = status
+	}
+	u.SetAPIVersion("longhorn.io/v1beta2")
+	u.SetKind(kind)
+	u.SetNamespace("longhorn-system")
+	u.SetName(name)
+	return u
+}
