@@ -1,13 +1,14 @@
 package placement
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,7 +18,7 @@ import (
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"stork.dev/stork/drivers"
+	storkv1 "stork.dev/stork/api/v1alpha1"
 )
 
 // Paths the extender serves: kube-scheduler's urlPrefix plus filterVerb / prioritizeVerb.
@@ -51,26 +52,86 @@ type Extender struct {
 	// Recorder records NoDataLocalNode events on pods; nil records none.
 	Recorder events.EventRecorder
 	Log      logr.Logger
+
+	// free holds each request's memory for the next (see scratch). A channel rather than a
+	// sync.Pool: a pool is emptied by every garbage collection, which on a large heap comes
+	// often enough that the buffers were made again for most requests.
+	free     chan *scratch
+	freeOnce sync.Once
+}
+
+// scratch is one request's reusable memory. A request with 5,000 node names allocated about
+// 850 kB (names, node rows, answers); on a controller whose caches make the heap large, the
+// garbage collector's work for that showed in the extender's tail latency.
+type scratch struct {
+	body  bytes.Buffer
+	names []string
+	// table is the View's node table when the request came in; rows are the rows of names
+	// (rowsFor), looked up while decoding.
+	table   *table
+	rows    []int32
+	rowsFor []string
+	pass    []string
+	prios   extenderv1.HostPriorityList
+	out     []byte
+}
+
+// maxPooled: scratch that grew past this (a request with whole Nodes) is not kept.
+const maxPooled = 8 << 20
+
+func (e *Extender) getScratch() *scratch {
+	e.freeOnce.Do(func() { e.free = make(chan *scratch, 8) })
+	select {
+	case s := <-e.free:
+		return s
+	default:
+		return &scratch{}
+	}
+}
+
+func (e *Extender) putScratch(s *scratch) {
+	if s.body.Cap() > maxPooled || cap(s.out) > maxPooled {
+		return
+	}
+	select {
+	case e.free <- s:
+	default: // enough kept
+	}
 }
 
 // Handler serves FilterPath and PrioritizePath.
 func (e *Extender) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+FilterPath, func(w http.ResponseWriter, r *http.Request) {
-		serve(w, r, "filter", e.Filter)
+		e.serve(w, r, "filter", func(ctx context.Context, args *extenderv1.ExtenderArgs, s *scratch) ([]byte, error) {
+			res, err := e.filter(ctx, args, s)
+			if err != nil {
+				return nil, err
+			}
+			return appendFilterResult(s.out[:0], res)
+		})
 	})
 	mux.HandleFunc("POST "+PrioritizePath, func(w http.ResponseWriter, r *http.Request) {
-		serve(w, r, "prioritize", e.Prioritize)
+		e.serve(w, r, "prioritize", func(ctx context.Context, args *extenderv1.ExtenderArgs, s *scratch) ([]byte, error) {
+			res, err := e.prioritize(ctx, args, s)
+			if err != nil {
+				return nil, err
+			}
+			return appendPriorities(s.out[:0], res), nil
+		})
 	})
 	return mux
 }
 
 // serve decodes ExtenderArgs, answers and records the request's metrics.
-func serve[T any](w http.ResponseWriter, r *http.Request, verb string, answer func(context.Context, *extenderv1.ExtenderArgs) (T, error)) {
+func (e *Extender) serve(w http.ResponseWriter, r *http.Request, verb string, answer func(context.Context, *extenderv1.ExtenderArgs, *scratch) ([]byte, error)) {
 	start := time.Now()
 	defer func() { extenderLatency.WithLabelValues(verb).Observe(time.Since(start).Seconds()) }()
+	s := e.getScratch()
+	defer e.putScratch(s)
+	s.table, s.rowsFor = e.View.nodeTable(), nil
 	var args extenderv1.ExtenderArgs
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes)).Decode(&args); err != nil || args.Pod == nil {
+	if err := decodeArgs(http.MaxBytesReader(w, r.Body, maxRequestBytes), &args, s); err != nil || args.Pod == nil {
 		extenderRequests.WithLabelValues(verb, "bad_request").Inc()
 		msg := "the body is not ExtenderArgs with a Pod"
 		if err != nil {
@@ -79,7 +140,7 @@ func serve[T any](w http.ResponseWriter, r *http.Request, verb string, answer fu
 		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
-	out, err := answer(r.Context(), &args)
+	body, err := answer(r.Context(), &args, s)
 	if err != nil {
 		// The protocol carries errors in the result (Error field) for filter; prioritize has
 		// none, so a failure there is an HTTP error, which kube-scheduler logs and skips.
@@ -87,11 +148,24 @@ func serve[T any](w http.ResponseWriter, r *http.Request, verb string, answer fu
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	s.out = body
 	extenderRequests.WithLabelValues(verb, "ok").Inc()
 	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(out); err != nil {
-		extenderRequests.WithLabelValues(verb, "error").Inc()
+	_, _ = w.Write(body)
+}
+
+// rowsOf returns the node table and the rows of the nodes: those found while decoding the
+// request when they are for these nodes, else looked up now.
+func (e *Extender) rowsOf(nodes []string, s *scratch) (*table, []int32) {
+	if s.table != nil && len(s.rowsFor) == len(nodes) && (len(nodes) == 0 || &s.rowsFor[0] == &nodes[0]) {
+		return s.table, s.rows
 	}
+	if s.table == nil {
+		s.table = e.View.nodeTable()
+	}
+	s.rows = s.table.lookup(nodes, s.rows)
+	s.rowsFor = nodes
+	return s.table, s.rows
 }
 
 // candidates are the node names of the request: names only with nodeCacheCapable, else Nodes.
@@ -136,6 +210,10 @@ func filterResult(args *extenderv1.ExtenderArgs, pass []string, failed extenderv
 // volume has no usable copy anywhere, it fails the pod with an error that says where the copies
 // are, rather than place it where its data cannot be read.
 func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*extenderv1.ExtenderFilterResult, error) {
+	return e.filter(ctx, args, &scratch{})
+}
+
+func (e *Extender) filter(ctx context.Context, args *extenderv1.ExtenderArgs, s *scratch) (*extenderv1.ExtenderFilterResult, error) {
 	nodes := candidates(args)
 	pod := args.Pod
 	if pod.Annotations[AnnotationPlacement] == PlacementSkip {
@@ -163,22 +241,20 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*
 		}
 	}
 	requireLocal := pod.Annotations[AnnotationPlacement] == PlacementRequireLocal
-	// Resolve per request what every node is checked against: the storage nodes of the pod's
-	// drivers and the usable copies of its volumes.
-	storage := map[string]map[string]drivers.StorageNode{}
+	// Resolve once per request what every node is checked against.
+	t, rows := e.rowsOf(nodes, s)
+	health := t.healthOf(vols)
 	copies := make([][]usableCopy, len(vols))
 	for i, v := range vols {
-		if _, done := storage[v.driver]; !done {
-			storage[v.driver], _, _ = e.View.StorageNodes(v.driver)
-		}
 		if v.located {
-			copies[i] = e.View.usableCopies(v.driver, v.loc)
+			copies[i] = e.View.usableCopies(t, v.driver, v.loc)
 		}
 	}
-	pass := make([]string, 0, len(nodes))
+	pass := s.pass[:0]
+	defer func() { s.pass = pass }()
 	failed := extenderv1.FailedNodesMap{}
-	for _, n := range nodes {
-		if why := unfit(n, vols, copies, storage, requireLocal); why != "" {
+	for i, n := range nodes {
+		if why := e.unfit(health, rows[i], n, vols, copies, requireLocal); why != "" {
 			failed[n] = why
 			continue
 		}
@@ -188,16 +264,17 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*
 }
 
 // unfit says why a node cannot take a pod with these volumes, or "" when it can.
-func unfit(node string, vols []podVolume, copies [][]usableCopy, storage map[string]map[string]drivers.StorageNode, requireLocal bool) string {
+func (e *Extender) unfit(health [][]storkv1.StorageHealth, row int32, node string, vols []podVolume, copies [][]usableCopy, requireLocal bool) string {
 	for i, v := range vols {
-		if sn, ok := storage[v.driver][node]; ok && !usable(sn.Health) {
+		if !usableOn(health[i], row) {
+			sn, _ := e.View.Storage(v.driver, node)
 			msg := fmt.Sprintf("storage of driver %s on this node is %s", v.driver, sn.Health)
 			if sn.Reason != "" {
 				msg += ": " + sn.Reason
 			}
 			return msg
 		}
-		if requireLocal && v.located && len(v.loc.Replicas) > 0 && !slices.ContainsFunc(copies[i], func(c usableCopy) bool { return c.node == node }) {
+		if requireLocal && v.located && len(v.loc.Replicas) > 0 && !slices.ContainsFunc(copies[i], func(c usableCopy) bool { return c.on(row, node) }) {
 			return fmt.Sprintf("holds no usable copy of claim %s (pod annotation %s=%s)", v.claim, AnnotationPlacement, PlacementRequireLocal)
 		}
 	}
@@ -208,11 +285,16 @@ func unfit(node string, vols []podVolume, copies [][]usableCopy, storage map[str
 // When no node holds a copy of every volume that has node copies, it records a NoDataLocalNode
 // event on the pod: it will run, but reading its data over the network.
 func (e *Extender) Prioritize(ctx context.Context, args *extenderv1.ExtenderArgs) (*extenderv1.HostPriorityList, error) {
+	return e.prioritize(ctx, args, &scratch{})
+}
+
+func (e *Extender) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs, s *scratch) (*extenderv1.HostPriorityList, error) {
 	nodes := candidates(args)
 	pod := args.Pod
-	out := make(extenderv1.HostPriorityList, len(nodes))
+	out := slices.Grow(s.prios[:0], len(nodes))[:len(nodes)]
+	s.prios = out
 	for i, n := range nodes {
-		out[i].Host = n
+		out[i] = extenderv1.HostPriority{Host: n}
 	}
 	if pod.Annotations[AnnotationPlacement] == PlacementSkip {
 		return &out, nil
@@ -230,16 +312,17 @@ func (e *Extender) Prioritize(ctx context.Context, args *extenderv1.ExtenderArgs
 	if len(located) == 0 {
 		return &out, nil
 	}
+	t, rows := e.rowsOf(nodes, s)
 	copies := make([][]usableCopy, len(located))
 	for i, v := range located {
-		copies[i] = e.View.usableCopies(v.driver, v.loc)
+		copies[i] = e.View.usableCopies(t, v.driver, v.loc)
 	}
-	topologies := e.View.Topologies(nodes)
 	local := false
 	for i, n := range nodes {
+		nt := t.topology(rows[i])
 		sum, all := 0, true
 		for j, v := range located {
-			p := points(n, topologies[i], copies[j], v.loc)
+			p := points(rows[i], n, nt, copies[j])
 			sum += p
 			if len(v.loc.Replicas) > 0 && p < pointsReplica {
 				all = false

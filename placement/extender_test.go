@@ -249,3 +249,58 @@ func TestHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestWire checks the hand-written JSON against encoding/json: decoding what it encodes gives
+// the same ExtenderArgs, and the answers decode to what was encoded.
+func TestWire(t *testing.T) {
+	names := []string{"n1", "node-2.example", `odd"name\with<escapes>`, "ünïcode"}
+	pod := podWith(map[string]string{"a": "b"}, "c1")
+	bodies := map[string]any{
+		"names":              &extenderv1.ExtenderArgs{Pod: pod, NodeNames: &names},
+		"nodes":              &extenderv1.ExtenderArgs{Pod: pod, Nodes: &corev1.NodeList{Items: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}}}},
+		"lower-case, extras": map[string]any{"pod": pod, "nodenames": names, "Other": []int{1, 2}},
+		"null names":         map[string]any{"Pod": pod, "NodeNames": nil},
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			data, err := json.Marshal(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want, got extenderv1.ExtenderArgs
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			if err := decodeArgs(bytes.NewReader(data), &got, &scratch{}); err != nil {
+				t.Fatal(err)
+			}
+			wantJSON, _ := json.Marshal(want)
+			gotJSON, _ := json.Marshal(got)
+			if string(wantJSON) != string(gotJSON) {
+				t.Errorf("decoded\n%s\nwant\n%s", gotJSON, wantJSON)
+			}
+		})
+	}
+	for _, bad := range []string{`[]`, `{"NodeNames": "n1"}`, `{"NodeNames": [1]}`, `{"Pod": `} {
+		if err := decodeArgs(strings.NewReader(bad), &extenderv1.ExtenderArgs{}, &scratch{}); err == nil {
+			t.Errorf("%s: decoded without error", bad)
+		}
+	}
+	res := &extenderv1.ExtenderFilterResult{NodeNames: &names, FailedNodes: extenderv1.FailedNodesMap{"n9": `down: "disk" <gone>`}, Error: "x"}
+	data, err := appendFilterResult(nil, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back extenderv1.ExtenderFilterResult
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("%v: %s", err, data)
+	}
+	if strings.Join(*back.NodeNames, "|") != strings.Join(names, "|") || back.FailedNodes["n9"] != res.FailedNodes["n9"] || back.Error != "x" || back.Nodes != nil {
+		t.Errorf("filter result round trip: %+v", back)
+	}
+	prios := extenderv1.HostPriorityList{{Host: "n1", Score: 10}, {Host: names[2], Score: 0}}
+	var backPrios extenderv1.HostPriorityList
+	if err := json.Unmarshal(appendPriorities(nil, &prios), &backPrios); err != nil || len(backPrios) != 2 || backPrios[1] != prios[1] || backPrios[0] != prios[0] {
+		t.Errorf("priorities round trip: %v %+v", err, backPrios)
+	}
+}

@@ -45,60 +45,78 @@ func (v *View) replicaState(driver string, r drivers.Replica) (usableNow, degrad
 }
 
 // usableCopy is a copy of a volume that can serve I/O now, resolved once per request so that
-// scoring thousands of nodes is string comparisons only.
+// scoring thousands of nodes compares integers only. A volume on storage that a whole zone
+// or region reaches (no node replicas) has one copy with row noRow and that topology.
 type usableCopy struct {
 	node     string
-	topology storkv1.Topology
+	row      int32
+	topo     topoIDs
 	degraded bool
 }
 
+// noRow is the row of a copy that is not on a node.
+const noRow = -2
+
 // usableCopies lists the copies of a located volume that can serve I/O now.
-func (v *View) usableCopies(driver string, loc drivers.Location) []usableCopy {
-	out := make([]usableCopy, 0, len(loc.Replicas))
+func (v *View) usableCopies(t *table, driver string, loc drivers.Location) []usableCopy {
+	out := make([]usableCopy, 0, len(loc.Replicas)+1)
 	for _, r := range loc.Replicas {
 		ok, degraded := v.replicaState(driver, r)
 		if !ok {
 			continue
 		}
-		rt := r.Topology
-		if rt == (storkv1.Topology{}) {
-			rt = v.Topology(r.Node)
+		c := usableCopy{node: r.Node, row: -1, degraded: degraded}
+		if row, known := t.rows[r.Node]; known {
+			c.row = row
 		}
-		out = append(out, usableCopy{node: r.Node, topology: rt, degraded: degraded})
+		if r.Topology != (storkv1.Topology{}) {
+			c.topo = t.idsOf(r.Topology)
+		} else {
+			c.topo = t.topology(c.row)
+		}
+		out = append(out, c)
+	}
+	if len(loc.Replicas) == 0 && loc.Topology != (storkv1.Topology{}) {
+		out = append(out, usableCopy{row: noRow, topo: t.idsOf(loc.Topology)})
 	}
 	return out
 }
 
-// points is what node (with topology nt) earns for one volume, given its usable copies.
-func points(node string, nt storkv1.Topology, copies []usableCopy, loc drivers.Location) int {
+// on reports whether the copy is on the node (row, or name for nodes the table does not know).
+func (c usableCopy) on(row int32, name string) bool {
+	if row >= 0 || c.row >= 0 {
+		return row == c.row
+	}
+	return c.row == -1 && c.node == name
+}
+
+// points is what a node (row, name, topology ids) earns for one volume, given its usable copies.
+func points(row int32, name string, nt topoIDs, copies []usableCopy) int {
 	best := pointsNoData
 	for _, c := range copies {
-		p := closeness(node, nt, c.node, c.topology)
+		p := closeness(c.on(row, name), nt, c.topo)
 		if c.degraded {
 			p /= 2
 		}
 		best = max(best, p)
 	}
-	if len(loc.Replicas) == 0 && loc.Topology != (storkv1.Topology{}) {
-		// Storage reachable from a whole zone or region: being there is what counts.
-		best = max(best, closeness(node, nt, "", loc.Topology))
-	}
 	return best
 }
 
-// closeness scores a node against where a copy lives.
-func closeness(node string, nt storkv1.Topology, copyNode string, ct storkv1.Topology) int {
-	sameRegion := nt.Region == "" || ct.Region == "" || nt.Region == ct.Region
+// closeness scores a node against where a copy lives. Ids are positive for known labels, 0
+// for unset ones and negative for labels no node has.
+func closeness(onNode bool, nt, ct topoIDs) int {
+	sameRegion := nt.region == 0 || ct.region == 0 || nt.region == ct.region
 	switch {
-	case copyNode != "" && node == copyNode:
+	case onNode:
 		return pointsReplica
 	case !sameRegion:
 		return 0
-	case nt.Zone != "" && nt.Zone == ct.Zone && nt.Rack != "" && nt.Rack == ct.Rack:
+	case nt.zone > 0 && nt.zone == ct.zone && nt.rack > 0 && nt.rack == ct.rack:
 		return pointsRack
-	case nt.Zone != "" && nt.Zone == ct.Zone:
+	case nt.zone > 0 && nt.zone == ct.zone:
 		return pointsZone
-	case nt.Region != "" && nt.Region == ct.Region:
+	case nt.region > 0 && nt.region == ct.region:
 		return pointsRegion
 	}
 	return 0

@@ -38,6 +38,8 @@ type storageView struct {
 	// at is when the refresh finished.
 	at      time.Time
 	drivers map[string]driverView
+	// table is the nodes and their storage flattened for the extender.
+	table *table
 }
 
 type driverView struct {
@@ -81,7 +83,8 @@ func (v *View) observeNode(o any) {
 	}
 }
 
-// SetNode records a node's topology from its labels.
+// SetNode records a node's topology from its labels. The extender sees it from the next
+// refresh (Every) on.
 func (v *View) SetNode(name string, labels map[string]string) {
 	t := storkv1.Topology{Region: labels[storkv1.LabelRegion], Zone: labels[storkv1.LabelZone], Rack: labels[storkv1.LabelRack]}
 	v.mu.Lock()
@@ -114,21 +117,12 @@ func (v *View) Topology(node string) storkv1.Topology {
 	return t
 }
 
-// Topologies returns the topology of each node, under one lock: the extender asks for thousands
-// at a time.
-func (v *View) Topologies(nodes []string) []storkv1.Topology {
-	out := make([]storkv1.Topology, len(nodes))
-	v.mu.RLock()
-	for i, n := range nodes {
-		out[i] = v.nodes[n]
+// nodeTable is the last refresh's table; an empty one before the first.
+func (v *View) nodeTable() *table {
+	if s := v.storage.Load(); s != nil {
+		return s.table
 	}
-	v.mu.RUnlock()
-	for i, n := range nodes {
-		if out[i] == (storkv1.Topology{}) {
-			out[i] = v.Topology(n) // a node without labels: what its storage says
-		}
-	}
-	return out
+	return buildTable(nil, nil)
 }
 
 // Storage returns a driver's storage node on a node, and whether the driver has storage there.
@@ -166,6 +160,9 @@ func (v *View) Refresh(ctx context.Context) {
 		}
 		next.drivers[d.Name()] = dv
 	}
+	v.mu.RLock()
+	next.table = buildTable(v.nodes, next.drivers)
+	v.mu.RUnlock()
 	next.at = time.Now()
 	v.storage.Store(next)
 }

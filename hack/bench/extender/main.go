@@ -22,8 +22,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,24 +45,45 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "client" {
+		if err := clientMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-extender client:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.IntVar(&o.nodes, "nodes", 5000, "nodes (2 regions × 5 zones × 10 racks)")
 	flag.IntVar(&o.volumes, "volumes", 20000, "Longhorn volumes, each with -replicas replicas")
 	flag.IntVar(&o.replicas, "replicas", 3, "replicas per volume")
 	flag.IntVar(&o.pods, "pods", 2000, "pods to schedule per run (one filter and one prioritize request each)")
+	flag.IntVar(&o.sample, "sample", 500, "node names per request in the second run (kube-scheduler's adaptive sampling sends about 10% of 5,000 nodes)")
 	flag.Float64Var(&o.downFraction, "down", 0.02, "fraction of nodes whose storage is down")
 	flag.StringVar(&o.json, "json", "", "also write the results as JSON to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write the extender's CPU profile (this process, not the client's) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-extender:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(o); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench-extender:", err)
 		os.Exit(1)
 	}
 }
 
 type options struct {
-	nodes, volumes, replicas, pods int
-	downFraction                   float64
-	json                           string
+	nodes, volumes, replicas, pods, sample int
+	downFraction                           float64
+	json                                   string
 }
 
 // result is one measured run.
@@ -88,24 +112,134 @@ func run(o options) error {
 	go func() { _ = srv.Start(sctx) }()
 	base := "http://" + (<-ready).String()
 
-	// Bodies are encoded before timing: encoding them is the scheduler's work, not ours.
+	// Bodies are encoded before timing: encoding them is the scheduler's work, not ours. The
+	// scheduler's side runs in another process, as kube-scheduler does, so that its garbage and
+	// ours are collected apart.
 	rng := rand.New(rand.NewPCG(2, 2))
-	bodies := make([][]byte, o.pods)
-	for i := range bodies {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: fmt.Sprintf("pod-%d", i)}}
-		for range 1 + rng.IntN(3) {
-			claim := fmt.Sprintf("claim-%05d", rng.IntN(o.volumes))
-			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: claim, VolumeSource: corev1.VolumeSource{
-				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
+	var allBodies [][]byte
+	for _, names := range [][]string{w.names, w.names[:min(len(w.names), o.sample)]} {
+		for i := range o.pods {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: fmt.Sprintf("pod-%d", i)}}
+			for range 1 + rng.IntN(3) {
+				claim := fmt.Sprintf("claim-%05d", rng.IntN(o.volumes))
+				pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: claim, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
+			}
+			b, err := json.Marshal(&extenderv1.ExtenderArgs{Pod: pod, NodeNames: &names})
+			if err != nil {
+				return err
+			}
+			allBodies = append(allBodies, b)
 		}
-		b, err := json.Marshal(&extenderv1.ExtenderArgs{Pod: pod, NodeNames: &w.names})
+	}
+	full, sampled := allBodies[:o.pods], allBodies[o.pods:]
+	fmt.Printf("requests: %d pods with 1–3 claims each, with all %d node names (%d KiB per request), then with %d names\n",
+		o.pods, len(w.names), len(full[0])>>10, min(len(w.names), o.sample))
+	fmt.Printf("  (kube-scheduler's default percentageOfNodesToScore samples about 10%% of 5,000 nodes: %d is the usual request)\n\n", o.sample)
+
+	var results []result
+	for _, set := range []struct {
+		label  string
+		bodies [][]byte
+	}{{fmt.Sprintf("%d names", len(w.names)), full}, {fmt.Sprintf("%d names", min(len(w.names), o.sample)), sampled}} {
+		for _, clients := range []int{1, runtime.GOMAXPROCS(0)} {
+			rs, err := runClient(base, set.bodies, clients)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				r.Name = set.label + ": " + r.Name
+				results = append(results, r)
+			}
+		}
+	}
+	// In process, without HTTP and JSON: where the time goes.
+	var inproc []time.Duration
+	for _, b := range full {
+		var args extenderv1.ExtenderArgs
+		if err := json.Unmarshal(b, &args); err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := w.ext.Filter(ctx, &args); err != nil {
+			return err
+		}
+		if _, err := w.ext.Prioritize(ctx, &args); err != nil {
+			return err
+		}
+		inproc = append(inproc, time.Since(start))
+	}
+	results = append(results, summarize(fmt.Sprintf("%d names: filter+prioritize in process, no HTTP/JSON", len(w.names)), 1, inproc, 0))
+
+	fmt.Printf("%-62s %7s %9s %9s %9s %9s %11s\n", "", "clients", "p50", "p90", "p99", "max", "requests/s")
+	for _, r := range results {
+		rate := "–"
+		if r.PerSec > 0 {
+			rate = fmt.Sprintf("%.0f", r.PerSec)
+		}
+		fmt.Printf("%-62s %7d %9s %9s %9s %9s %11s\n", r.Name, r.Clients, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), rate)
+	}
+	for _, r := range results {
+		if strings.HasSuffix(r.Name, ": filter+prioritize") && r.Clients == 1 {
+			fmt.Printf("p99 of %s: %s, %.2f× the 5 ms target (below 1 meets it)\n", r.Name, ms(r.P99), float64(r.P99)/float64(5*time.Millisecond))
+		}
+	}
+	if o.json != "" {
+		data, err := json.MarshalIndent(map[string]any{"options": map[string]any{"nodes": o.nodes, "volumes": o.volumes, "replicas": o.replicas, "pods": o.pods, "sample": o.sample},
+			"results": results}, "", "  ")
 		if err != nil {
 			return err
 		}
-		bodies[i] = b
+		return os.WriteFile(o.json, data, 0o644)
 	}
-	fmt.Printf("requests: %d pods with 1–3 claims each; %d node names per request (%d KiB)\n\n", o.pods, len(w.names), len(bodies[0])>>10)
+	return nil
+}
 
+// runClient runs this program as the scheduler's side in a process of its own and returns
+// what it measured.
+func runClient(base string, bodies [][]byte, clients int) ([]result, error) {
+	f, err := os.CreateTemp("", "bench-extender-bodies-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	enc := json.NewEncoder(f)
+	if err := enc.Encode(bodies); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(os.Args[0], "client", base, f.Name(), fmt.Sprint(clients))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("the client process: %w", err)
+	}
+	var rs []result
+	return rs, json.Unmarshal(out, &rs)
+}
+
+// clientMain is the scheduler's side: args are the extender's URL, the file of request bodies and
+// the number of concurrent clients. It prints its results as JSON.
+func clientMain(args []string) error {
+	if len(args) != 3 {
+		return fmt.Errorf("want URL BODIES-FILE CLIENTS")
+	}
+	base := args[0]
+	data, err := os.ReadFile(args[1])
+	if err != nil {
+		return err
+	}
+	var bodies [][]byte
+	if err := json.Unmarshal(data, &bodies); err != nil {
+		return err
+	}
+	var clients int
+	if _, err := fmt.Sscan(args[2], &clients); err != nil {
+		return err
+	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	post := func(path string, body []byte) error {
 		resp, err := hc.Post(base+path, "application/json", bytes.NewReader(body))
@@ -121,67 +255,19 @@ func run(o options) error {
 		}
 		return nil
 	}
-	// Warm up: connections, caches, the allocator.
-	for i := 0; i < 200 && i < len(bodies); i++ {
-		if err := post(placement.FilterPath, bodies[i]); err != nil {
+	// Warm up: connections, the server's caches and allocator.
+	for i := 0; i < 200; i++ {
+		if err := post(placement.FilterPath, bodies[i%len(bodies)]); err != nil {
 			return err
 		}
 	}
-
-	var results []result
-	for _, clients := range []int{1, runtime.GOMAXPROCS(0)} {
-		filter, prio, pair, perSec, err := measure(bodies, clients, post)
-		if err != nil {
-			return err
-		}
-		for _, r := range []struct {
-			name string
-			lat  []time.Duration
-			rate float64
-		}{{"filter", filter, perSec}, {"prioritize", prio, perSec}, {"filter+prioritize", pair, perSec / 2}} {
-			results = append(results, summarize(r.name, clients, r.lat, r.rate))
-		}
+	filter, prio, pair, perSec, err := measure(bodies, clients, post)
+	if err != nil {
+		return err
 	}
-	// In process, without HTTP and JSON: where the time goes.
-	var inproc []time.Duration
-	for _, b := range bodies {
-		var args extenderv1.ExtenderArgs
-		if err := json.Unmarshal(b, &args); err != nil {
-			return err
-		}
-		start := time.Now()
-		if _, err := w.ext.Filter(ctx, &args); err != nil {
-			return err
-		}
-		if _, err := w.ext.Prioritize(ctx, &args); err != nil {
-			return err
-		}
-		inproc = append(inproc, time.Since(start))
-	}
-	results = append(results, summarize("filter+prioritize in process (no HTTP, no JSON)", 1, inproc, 0))
-
-	fmt.Printf("%-50s %7s %9s %9s %9s %9s %12s\n", "", "clients", "p50", "p90", "p99", "max", "requests/s")
-	for _, r := range results {
-		rate := "–"
-		if r.PerSec > 0 {
-			rate = fmt.Sprintf("%.0f", r.PerSec)
-		}
-		fmt.Printf("%-50s %7d %9s %9s %9s %9s %12s\n", r.Name, r.Clients, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), rate)
-	}
-	for _, r := range results {
-		if r.Name == "filter+prioritize" && r.Clients == 1 {
-			fmt.Printf("\np99 of filter+prioritize: %s, %.2f× the 5 ms target (below 1 is better)\n", ms(r.P99), float64(r.P99)/float64(5*time.Millisecond))
-		}
-	}
-	if o.json != "" {
-		data, err := json.MarshalIndent(map[string]any{"options": map[string]any{"nodes": o.nodes, "volumes": o.volumes, "replicas": o.replicas, "pods": o.pods},
-			"results": results}, "", "  ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(o.json, data, 0o644)
-	}
-	return nil
+	out := []result{summarize("filter", clients, filter, perSec), summarize("prioritize", clients, prio, perSec),
+		summarize("filter+prioritize", clients, pair, perSec/2)}
+	return json.NewEncoder(os.Stdout).Encode(out)
 }
 
 // measure sends every pod's filter then prioritize request from clients goroutines and returns
