@@ -1,8 +1,15 @@
-// Package placement puts pods where their data is: a kube-scheduler extender (filter and
-// prioritize by where each volume's replicas live — node, rack, zone, region — and by storage
-// health), the health monitor that moves pods off nodes whose storage failed, and the admission
-// webhook that sends pods with Stork-managed volumes to the extender.
+// Package placement puts pods where their data is (docs/placement.md):
 //
-// It may import api/, drivers/ and Kubernetes libraries. It keeps all state in informers so
-// that scheduling requests never wait on the API server or a driver.
+//   - View: node topology and every driver's storage nodes, kept in memory and flattened into a
+//     table for the extender's loops (view.go, table.go);
+//   - Extender: kube-scheduler's filter and prioritize, scoring nodes by where each volume's
+//     usable copies are — node, rack, zone, region — and by storage health (extender.go,
+//     score.go, wire.go), served by Server;
+//   - Monitor: evicts pods from nodes whose storage stayed down past a probation, and stands
+//     down when its view is stale or most storage looks down at once (monitor.go);
+//   - Failover: restores opted-in local volumes from their latest backup onto a healthy node of
+//     their zone and repoints their claims (failover.go).
+//
+// The pod webhook that sends pods with Stork volumes to the stork scheduler is in
+// placement/webhook. Scheduling requests never wait on the API server or a driver.
 package placement
