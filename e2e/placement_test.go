@@ -13,6 +13,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -72,7 +73,12 @@ func TestPlacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	schedCfg = strings.Replace(schedCfg, "http://stork-extender.stork-system.svc:8099", fmt.Sprintf("http://127.0.0.1:%d", extenderPort), 1)
-	if _, err := c.StartScheduler("stork-scheduler", schedCfg); err != nil {
+	// The stork scheduler runs as its service account of 60-scheduler.yaml: that RBAC is tested too.
+	schedKC, err := c.ServiceAccountKubeconfig(harness.StorkNamespace, "stork-scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartScheduler("stork-scheduler", schedCfg, schedKC); err != nil {
 		t.Fatal(err)
 	}
 	c.RunPods()
@@ -90,6 +96,42 @@ func TestPlacement(t *testing.T) {
 	for _, n := range nodes.Items {
 		setLonghornNode(ctx, t, c, n.Name, n.Labels[storkv1.LabelZone], true)
 	}
+
+	t.Run("RBAC: placement gets what it uses and no more", func(t *testing.T) {
+		cases := []struct {
+			sa, verb, group, resource, sub, ns, name string
+			allowed                                  bool
+		}{
+			{"stork", "create", "", "pods", "eviction", "shop", "x", true},
+			{"stork", "delete", "", "pods", "", "shop", "x", false},
+			{"stork", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "stork-pods", true},
+			{"stork", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "someone-elses", false},
+			{"stork", "create", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "", false},
+			{"stork", "update", "", "secrets", "", harness.StorkNamespace, "stork-webhook-certs", true},
+			{"stork", "update", "", "secrets", "", harness.StorkNamespace, "another", false},
+			{"stork", "list", "longhorn.io", "replicas", "", "longhorn-system", "", true},
+			{"stork", "update", "longhorn.io", "replicas", "", "longhorn-system", "x", false},
+			{"stork", "update", "", "persistentvolumes", "", "", "x", true},
+			{"stork", "delete", "", "persistentvolumes", "", "", "x", false},
+			{"stork-scheduler", "create", "", "pods", "binding", "shop", "x", true},
+			{"stork-scheduler", "list", "", "secrets", "", "shop", "", false},
+			{"stork-scheduler", "update", "coordination.k8s.io", "leases", "", harness.StorkNamespace, "stork-scheduler", true},
+			{"stork-scheduler", "update", "coordination.k8s.io", "leases", "", harness.StorkNamespace, "stork-controller.stork.dev", false},
+		}
+		for _, tc := range cases {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   "system:serviceaccount:" + harness.StorkNamespace + ":" + tc.sa,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + harness.StorkNamespace, "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: tc.verb, Group: tc.group, Resource: tc.resource,
+					Subresource: tc.sub, Namespace: tc.ns, Name: tc.name}}}
+			if err := c.Client.Create(ctx, sar); err != nil {
+				t.Fatal(err)
+			}
+			if sar.Status.Allowed != tc.allowed {
+				t.Errorf("%s may %s %s/%s %s (group %q, namespace %q): %v, want %v", tc.sa, tc.verb, tc.resource, tc.sub, tc.name, tc.group, tc.ns, sar.Status.Allowed, tc.allowed)
+			}
+		}
+	})
 
 	t.Run("the webhook sends pods with Stork volumes to the stork scheduler, which binds them to a replica node", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-1", "data-1", "p-zone-a-2", "p-zone-b-3")

@@ -230,14 +230,18 @@ func (c *Cluster) startControllerManager(certDir, caFile string, grace time.Dura
 }
 
 func (c *Cluster) startScheduler(base string) (err error) {
-	c.Scheduler, err = c.schedulerProcess("kube-scheduler", base)
+	c.Scheduler, err = c.schedulerProcess("kube-scheduler", base, c.Kubeconfig)
 	return err
 }
 
 // StartScheduler runs another kube-scheduler named name (e.g. the stork scheduler of
-// deploy/manifests) with the given KubeSchedulerConfiguration, next to the cluster's own.
-func (c *Cluster) StartScheduler(name, config string) (*Process, error) {
-	p, err := c.schedulerProcess(name, config)
+// deploy/manifests) with the given KubeSchedulerConfiguration, next to the cluster's own, as
+// the identity of kubeconfig (the admin's when empty).
+func (c *Cluster) StartScheduler(name, config, kubeconfig string) (*Process, error) {
+	if kubeconfig == "" {
+		kubeconfig = c.Kubeconfig
+	}
+	p, err := c.schedulerProcess(name, config, kubeconfig)
 	if p != nil {
 		c.componentsMu.Lock()
 		c.components = append(c.components, p)
@@ -246,7 +250,7 @@ func (c *Cluster) StartScheduler(name, config string) (*Process, error) {
 	return p, err
 }
 
-func (c *Cluster) schedulerProcess(name, base string) (*Process, error) {
+func (c *Cluster) schedulerProcess(name, base, kubeconfig string) (*Process, error) {
 	port, err := c.env.FreePort()
 	if err != nil {
 		return nil, err
@@ -256,7 +260,7 @@ func (c *Cluster) schedulerProcess(name, base string) (*Process, error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(schedDir, "config.yaml")
-	cfg, err := schedulerConfig(base, c.Kubeconfig)
+	cfg, err := schedulerConfig(base, kubeconfig)
 	if err != nil {
 		return nil, err
 	}
