@@ -240,6 +240,7 @@ func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *sto
 		}
 		rs.Status.Volumes = append(rs.Status.Volumes, v)
 	}
+	r.missingClaims(rs)
 	return nil
 }
 

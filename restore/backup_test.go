@@ -92,6 +92,7 @@ func TestRestoreFromBackup(t *testing.T) {
 		zones   map[string]string // claim → zone it landed in
 		objects bool              // objects restored into shop-dr
 		evil    bool              // the crafted backup's foreign object is refused
+		volumes int               // volume entries, when not 0
 	}{
 		{name: "zones mapped, namespace mapped", ns: admin,
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ClaimNameMapping: map[string]string{"a": "a2"},
@@ -120,6 +121,12 @@ func TestRestoreFromBackup(t *testing.T) {
 		{name: "objects of other namespaces in a crafted backup are refused", ns: "dr",
 			spec:  storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "crafted"}, NamespaceMapping: map[string]string{"shop": "dr"}},
 			phase: storkv1.RestorePartiallyFailed, evil: true},
+		{name: "spec.claims restores only the claims it names", ns: admin,
+			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true, Claims: []string{"a"}},
+			phase: storkv1.RestoreCompleted, reasons: map[string]string{"a": "Restored"}, volumes: 1},
+		{name: "a claim spec.claims names that the backup lacks fails", ns: admin,
+			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true, Claims: []string{"a", "typo"}},
+			phase: storkv1.RestorePartiallyFailed, reasons: map[string]string{"a": "Restored", "typo": "NotInSource"}, volumes: 2},
 		{name: "unknown backup", ns: admin, spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nope"}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "BackupNotFound"}},
 		{name: "unknown kind", ns: admin, spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, IncludeKinds: []string{"Pod"}},
@@ -163,6 +170,9 @@ func TestRestoreFromBackup(t *testing.T) {
 						t.Errorf("claim %s: %+v, want reason %s", claim, v, reason)
 					}
 				}
+			}
+			if tc.volumes != 0 && len(got.Status.Volumes) != tc.volumes {
+				t.Errorf("volumes %+v, want %d", got.Status.Volumes, tc.volumes)
 			}
 			for claim, zone := range tc.zones {
 				for _, v := range got.Status.Volumes {

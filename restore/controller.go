@@ -260,7 +260,20 @@ func (r *Reconciler) plan(ctx context.Context, rs *storkv1.Restore, snap *storkv
 		v.Node, v.Zone = sv.Node, sv.Topology.Zone
 		rs.Status.Volumes = append(rs.Status.Volumes, v)
 	}
+	r.missingClaims(rs)
 	return nil
+}
+
+// missingClaims fails, each with a volume entry of its own, the claims spec.claims names that
+// the source does not hold: a typo must not pass as a restore of nothing.
+func (r *Reconciler) missingClaims(rs *storkv1.Restore) {
+	for _, c := range rs.Spec.Claims {
+		if !slices.ContainsFunc(rs.Status.Volumes, func(v storkv1.RestoreVolumeStatus) bool { return v.SourceClaim == c }) {
+			v := storkv1.RestoreVolumeStatus{SourceClaim: c}
+			r.failVolume(rs, &v, "NotInSource", "spec.claims names claim "+c+", which the source does not hold")
+			rs.Status.Volumes = append(rs.Status.Volumes, v)
+		}
+	}
 }
 
 // wanted reports whether the Restore asks for a claim (spec.claims, empty meaning all).

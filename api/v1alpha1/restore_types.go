@@ -77,6 +77,8 @@ type RestoreSpec struct {
 	// of the source.
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
 	// +listType=set
 	Claims []string `json:"claims,omitempty"`
 	// ClaimNameMapping renames PersistentVolumeClaims: source name to target name.

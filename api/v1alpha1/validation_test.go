@@ -178,6 +178,10 @@ func TestCRDValidation(t *testing.T) {
 				[]string{"spec.zoneMapping", "zones is required with mode Map"}},
 			{"restore bad policy", restore("policy", func(r *storkv1.Restore) { r.Spec.ExistingObjectPolicy = "Overwrite" }),
 				[]string{"spec.existingObjectPolicy", "Unsupported value"}},
+			{"restore duplicate claims", restore("dupclaims", func(r *storkv1.Restore) { r.Spec.Claims = []string{"a", "a"} }),
+				[]string{"spec.claims[1]", "Duplicate value"}},
+			{"restore empty claim", restore("emptyclaim", func(r *storkv1.Restore) { r.Spec.Claims = []string{""} }),
+				[]string{"spec.claims[0]", "at least 1 chars"}},
 
 			{"storagenode missing fields", &storkv1.StorageNode{ObjectMeta: metav1.ObjectMeta{Name: "n0"}},
 				[]string{"spec.nodeName", "spec.driver"}},
