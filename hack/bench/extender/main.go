@@ -86,6 +86,9 @@ type options struct {
 	json                                   string
 }
 
+// warmup is how many filter requests the client sends before measuring.
+const warmup = 200
+
 // result is one measured run.
 type result struct {
 	Name    string        `json:"name"`
@@ -106,7 +109,10 @@ func run(o options) error {
 		o.nodes, o.volumes, o.replicas, o.downFraction*100, time.Since(setupStart).Round(time.Millisecond))
 
 	ready := make(chan net.Addr, 1)
-	srv := &placement.Server{Addr: "127.0.0.1:0", Handler: w.ext.Handler(), Log: logr.Discard(), Ready: ready}
+	// The server side's own time per request (handler entered to answer written), to tell the
+	// extender's cost from the transport's and the client's.
+	var served serverTimes
+	srv := &placement.Server{Addr: "127.0.0.1:0", Handler: served.wrap(w.ext.Handler()), Log: logr.Discard(), Ready: ready}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = srv.Start(sctx) }()
@@ -143,6 +149,7 @@ func run(o options) error {
 		bodies [][]byte
 	}{{fmt.Sprintf("%d names", len(w.names)), full}, {fmt.Sprintf("%d names", min(len(w.names), o.sample)), sampled}} {
 		for _, clients := range []int{1, runtime.GOMAXPROCS(0)} {
+			served.reset()
 			rs, err := runClient(base, set.bodies, clients)
 			if err != nil {
 				return err
@@ -150,6 +157,9 @@ func run(o options) error {
 			for _, r := range rs {
 				r.Name = set.label + ": " + r.Name
 				results = append(results, r)
+			}
+			if clients == 1 {
+				results = append(results, summarize(set.label+": server time per request", 1, served.take(), 0))
 			}
 		}
 	}
@@ -256,7 +266,7 @@ func clientMain(args []string) error {
 		return nil
 	}
 	// Warm up: connections, the server's caches and allocator.
-	for i := 0; i < 200; i++ {
+	for i := 0; i < warmup; i++ {
 		if err := post(placement.FilterPath, bodies[i%len(bodies)]); err != nil {
 			return err
 		}
@@ -386,4 +396,34 @@ func lhObject(kind, name string, spec, status map[string]any) *unstructured.Unst
 	u.SetNamespace("longhorn-system")
 	u.SetName(name)
 	return u
+}
+
+// serverTimes records how long the handler takes per request.
+type serverTimes struct {
+	mu    sync.Mutex
+	times []time.Duration
+}
+
+func (s *serverTimes) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		h.ServeHTTP(w, r)
+		d := time.Since(start)
+		s.mu.Lock()
+		s.times = append(s.times, d)
+		s.mu.Unlock()
+	})
+}
+
+func (s *serverTimes) reset() {
+	s.mu.Lock()
+	s.times = nil
+	s.mu.Unlock()
+}
+
+// take returns the times recorded since reset, without the client's warm-up requests.
+func (s *serverTimes) take() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.times[min(len(s.times), warmup):]...)
 }
