@@ -107,11 +107,12 @@ func TestPlacement(t *testing.T) {
 			{"stork", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "stork-pods", true},
 			{"stork", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "someone-elses", false},
 			{"stork", "create", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "", false},
-			{"stork", "update", "", "secrets", "", harness.StorkNamespace, "stork-webhook-certs", true},
-			{"stork", "update", "", "secrets", "", harness.StorkNamespace, "another", false},
+			{"stork", "patch", "", "secrets", "", harness.StorkNamespace, "stork-webhook-certs", true},
+			{"stork", "delete", "", "secrets", "", "shop", "x", false},
 			{"stork", "list", "longhorn.io", "replicas", "", "longhorn-system", "", true},
 			{"stork", "update", "longhorn.io", "replicas", "", "longhorn-system", "x", false},
-			{"stork", "update", "", "persistentvolumes", "", "", "x", true},
+			{"stork", "patch", "", "persistentvolumes", "", "", "x", true},
+			{"stork", "update", "", "persistentvolumes", "", "", "x", false},
 			{"stork", "delete", "", "persistentvolumes", "", "", "x", false},
 			{"stork-scheduler", "create", "", "pods", "binding", "shop", "x", true},
 			{"stork-scheduler", "list", "", "secrets", "", "shop", "", false},
@@ -476,7 +477,7 @@ func longhornVolume(ctx context.Context, t *testing.T, c *harness.Cluster, volum
 	for i, n := range nodes {
 		r := obj("Replica", fmt.Sprintf("%s-r-%d", volume, i), map[string]any{"volumeName": volume, "nodeID": n})
 		mustCreate(t, c, r)
-		r.Object["status"] = map[string]any{"currentState": "running"}
+		r.Object["status"] = map[string]any{"currentState": "stopped"} // detached until a pod uses it
 		if err := c.Client.Status().Update(ctx, r); err != nil {
 			t.Fatal(err)
 		}

@@ -183,9 +183,11 @@ func candidates(args *extenderv1.ExtenderArgs) []string {
 	return names
 }
 
-// filterResult answers with the nodes that pass, in the shape the request came in.
-func filterResult(args *extenderv1.ExtenderArgs, pass []string, failed extenderv1.FailedNodesMap, errMsg string) *extenderv1.ExtenderFilterResult {
-	res := &extenderv1.ExtenderFilterResult{FailedNodes: failed, Error: errMsg}
+// filterResult answers with the nodes that pass, in the shape the request came in. The nodes
+// that fail are unresolvable: evicting pods there (preemption) would not give the pod usable
+// storage.
+func filterResult(args *extenderv1.ExtenderArgs, pass []string, failed extenderv1.FailedNodesMap) *extenderv1.ExtenderFilterResult {
+	res := &extenderv1.ExtenderFilterResult{FailedAndUnresolvableNodes: failed}
 	if args.NodeNames != nil {
 		res.NodeNames = &pass
 		return res
@@ -217,14 +219,16 @@ func (e *Extender) filter(ctx context.Context, args *extenderv1.ExtenderArgs, s 
 	nodes := candidates(args)
 	pod := args.Pod
 	if pod.Annotations[AnnotationPlacement] == PlacementSkip {
-		return filterResult(args, nodes, nil, ""), nil
+		return filterResult(args, nodes, nil), nil
 	}
 	vols, err := e.Volumes.Of(ctx, pod)
 	if err != nil {
-		return filterResult(args, nil, nil, err.Error()), nil
+		res := filterResult(args, nil, nil)
+		res.Error = err.Error()
+		return res, nil
 	}
 	if len(vols) == 0 {
-		return filterResult(args, nodes, nil, ""), nil
+		return filterResult(args, nodes, nil), nil
 	}
 	for _, v := range vols {
 		if v.located && !e.View.hasUsableCopy(v.driver, v.loc) {
@@ -237,7 +241,7 @@ func (e *Extender) filter(ctx context.Context, args *extenderv1.ExtenderArgs, s 
 			for _, n := range nodes {
 				failed[n] = why
 			}
-			return filterResult(args, []string{}, failed, ""), nil
+			return filterResult(args, []string{}, failed), nil
 		}
 	}
 	requireLocal := pod.Annotations[AnnotationPlacement] == PlacementRequireLocal
@@ -260,7 +264,7 @@ func (e *Extender) filter(ctx context.Context, args *extenderv1.ExtenderArgs, s 
 		}
 		pass = append(pass, n)
 	}
-	return filterResult(args, pass, failed, ""), nil
+	return filterResult(args, pass, failed), nil
 }
 
 // unfit says why a node cannot take a pod with these volumes, or "" when it can.
@@ -274,7 +278,10 @@ func (e *Extender) unfit(health [][]storkv1.StorageHealth, row int32, node strin
 			}
 			return msg
 		}
-		if requireLocal && v.located && len(v.loc.Replicas) > 0 && !slices.ContainsFunc(copies[i], func(c usableCopy) bool { return c.on(row, node) }) {
+		if (requireLocal || v.localOnly) && v.located && len(v.loc.Replicas) > 0 && !slices.ContainsFunc(copies[i], func(c usableCopy) bool { return c.on(row, node) }) {
+			if v.localOnly {
+				return fmt.Sprintf("holds no copy of the volume reserved for claim %s: the claim would get a new, empty volume here", v.claim)
+			}
 			return fmt.Sprintf("holds no usable copy of claim %s (pod annotation %s=%s)", v.claim, AnnotationPlacement, PlacementRequireLocal)
 		}
 	}
@@ -322,11 +329,9 @@ func (e *Extender) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs
 		nt := t.topology(rows[i])
 		sum, all := 0, true
 		for j, v := range located {
-			p := points(rows[i], n, nt, copies[j])
+			p, holds := points(rows[i], n, nt, copies[j])
 			sum += p
-			if len(v.loc.Replicas) > 0 && p < pointsReplica {
-				all = false
-			}
+			all = all && (holds || len(v.loc.Replicas) == 0)
 		}
 		out[i].Score = scale(sum, len(located))
 		local = local || all

@@ -75,7 +75,16 @@ func newWorld(t *testing.T, health map[string]storkv1.StorageHealth, replicas ma
 	}
 	objs = append(objs, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "unbound"},
 		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("fast")}})
-	c := fakeclient.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
+	// A claim not bound yet, with a volume reserved for it by name (as failover leaves it).
+	d.SetReplicas("reserved", "n3")
+	objs = append(objs, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "waiting"}},
+		&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "reserved"}, Spec: corev1.PersistentVolumeSpec{
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: fake.Name, VolumeHandle: "reserved"}},
+			ClaimRef:               &corev1.ObjectReference{Namespace: "app", Name: "waiting"},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{"n3"}}}}}}}}})
+	c := fakeclient.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
+		WithIndex(&corev1.PersistentVolume{}, IndexPreboundClaim, PreboundClaim).Build()
 	set := drivers.NewSet(d)
 	view := NewView(set, logr.Discard())
 	for n, topo := range testNodes {
@@ -113,7 +122,7 @@ func TestPrioritize(t *testing.T) {
 			want: map[string]int64{"n1": 10, "n2": 5, "n3": 3, "n4": 1, "n5": 1, "n6": 1}},
 		{name: "degraded storage halves the points", health: map[string]storkv1.StorageHealth{"n1": storkv1.StorageDegraded},
 			replicas: map[string][]string{"v1": {"n1"}}, pod: podWith(nil, "c-v1"),
-			want: map[string]int64{"n1": 5, "n2": 3, "n3": 2, "n4": 1, "n5": 1, "n6": 1}, event: true},
+			want: map[string]int64{"n1": 5, "n2": 3, "n3": 2, "n4": 1, "n5": 1, "n6": 1}},
 		{name: "the best replica counts", replicas: map[string][]string{"v1": {"n3", "n4"}}, pod: podWith(nil, "c-v1"),
 			want: map[string]int64{"n1": 3, "n2": 3, "n3": 10, "n4": 10, "n5": 3, "n6": 1}},
 		{name: "a down replica counts for nothing", health: map[string]storkv1.StorageHealth{"n4": storkv1.StorageDown},
@@ -172,6 +181,8 @@ func TestFilter(t *testing.T) {
 			replicas: map[string][]string{"v1": {"n1", "n4"}}, pod: podWith(nil, "c-v1"),
 			pass: []string{}, failed: map[string]string{"n1": "claim app/c-v1 has no usable copy of its data (n1 (storage Down), n4 (storage Down))",
 				"n3": "claim app/c-v1 has no usable copy"}},
+		{name: "a claim waiting for its reserved local volume may only go where that volume is",
+			pod: podWith(nil, "waiting"), pass: []string{"n3"}, failed: map[string]string{"n1": "would get a new, empty volume here"}},
 		{name: "pods without Stork volumes pass everywhere", health: map[string]storkv1.StorageHealth{"n1": storkv1.StorageDown},
 			pod: podWith(nil), pass: allNodes},
 		{name: "opted out pods pass everywhere", health: map[string]storkv1.StorageHealth{"n1": storkv1.StorageDown},
@@ -188,11 +199,11 @@ func TestFilter(t *testing.T) {
 				t.Fatalf("unexpected error %q", res.Error)
 			}
 			if strings.Join(*res.NodeNames, ",") != strings.Join(tc.pass, ",") {
-				t.Errorf("passing nodes %v, want %v (failed: %v)", *res.NodeNames, tc.pass, res.FailedNodes)
+				t.Errorf("passing nodes %v, want %v (failed: %v)", *res.NodeNames, tc.pass, res.FailedAndUnresolvableNodes)
 			}
 			for n, why := range tc.failed {
-				if !strings.Contains(res.FailedNodes[n], why) {
-					t.Errorf("node %s failed with %q, want it to contain %q", n, res.FailedNodes[n], why)
+				if !strings.Contains(res.FailedAndUnresolvableNodes[n], why) {
+					t.Errorf("node %s failed with %q, want it to contain %q", n, res.FailedAndUnresolvableNodes[n], why)
 				}
 			}
 		})
@@ -222,7 +233,7 @@ func TestHandler(t *testing.T) {
 	if err := json.NewDecoder(post(FilterPath, argsFor(podWith(nil, "c-v1"))).Body).Decode(&filtered); err != nil {
 		t.Fatal(err)
 	}
-	if filtered.NodeNames == nil || len(*filtered.NodeNames) != 5 || filtered.FailedNodes["n2"] == "" {
+	if filtered.NodeNames == nil || len(*filtered.NodeNames) != 5 || filtered.FailedAndUnresolvableNodes["n2"] == "" {
 		t.Errorf("filter by names: %+v", filtered)
 	}
 	nodes := &corev1.NodeList{}
@@ -286,7 +297,8 @@ func TestWire(t *testing.T) {
 			t.Errorf("%s: decoded without error", bad)
 		}
 	}
-	res := &extenderv1.ExtenderFilterResult{NodeNames: &names, FailedNodes: extenderv1.FailedNodesMap{"n9": `down: "disk" <gone>`}, Error: "x"}
+	res := &extenderv1.ExtenderFilterResult{NodeNames: &names, FailedNodes: extenderv1.FailedNodesMap{"n9": `down: "disk" <gone>`},
+		FailedAndUnresolvableNodes: extenderv1.FailedNodesMap{"n8": "gone\nfor good"}, Error: "x"}
 	data, err := appendFilterResult(nil, res)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +307,8 @@ func TestWire(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatalf("%v: %s", err, data)
 	}
-	if strings.Join(*back.NodeNames, "|") != strings.Join(names, "|") || back.FailedNodes["n9"] != res.FailedNodes["n9"] || back.Error != "x" || back.Nodes != nil {
+	if strings.Join(*back.NodeNames, "|") != strings.Join(names, "|") || back.FailedNodes["n9"] != res.FailedNodes["n9"] ||
+		back.FailedAndUnresolvableNodes["n8"] != res.FailedAndUnresolvableNodes["n8"] || back.Error != "x" || back.Nodes != nil {
 		t.Errorf("filter result round trip: %+v", back)
 	}
 	prios := extenderv1.HostPriorityList{{Host: "n1", Score: 10}, {Host: names[2], Score: 0}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -73,6 +74,7 @@ type Monitor struct {
 
 	downSince map[string]map[string]time.Time // driver → node → first seen down
 	paused    map[string]string               // driver → why it is paused, to log transitions once
+	reported  map[string]bool                 // pod UID/result already reported (see report)
 	lastBatch time.Time
 }
 
@@ -101,6 +103,7 @@ func (m *Monitor) defaults() {
 	if m.downSince == nil {
 		m.downSince = map[string]map[string]time.Time{}
 		m.paused = map[string]string{}
+		m.reported = map[string]bool{}
 	}
 }
 
@@ -128,14 +131,16 @@ type victim struct {
 	node   string
 }
 
-// Check looks at every driver's storage once and evicts at most one batch.
+// Check looks at every driver's storage once and acts on at most one batch of pods. A pod that
+// cannot be acted on (an API error) is reported and skipped: it never holds up the others.
 func (m *Monitor) Check(ctx context.Context) error {
 	m.defaults()
 	now := m.Now()
+	batchDue := now.Sub(m.lastBatch) >= m.BatchInterval
 	var due []victim
 	for _, d := range m.View.Drivers.All() {
 		nodes, ok := m.driverView(d.Name(), now)
-		if !ok {
+		if !ok || !batchDue {
 			continue
 		}
 		for _, n := range nodes {
@@ -151,9 +156,10 @@ func (m *Monitor) Check(ctx context.Context) error {
 			}
 		}
 	}
-	if len(due) == 0 || now.Sub(m.lastBatch) < m.BatchInterval {
+	if !batchDue {
 		return nil
 	}
+	m.forgetReports(due)
 	acted := 0
 	for _, v := range due {
 		if acted == m.BatchSize {
@@ -161,7 +167,9 @@ func (m *Monitor) Check(ctx context.Context) error {
 		}
 		did, err := m.act(ctx, v)
 		if err != nil {
-			return err
+			m.report(v, "failed", corev1.EventTypeWarning, "EvictFailed", fmt.Sprintf("moving the pod off node %s failed: %v; trying again next batch", v.node, err))
+			m.Log.Error(err, "acting on a pod on a node whose storage is down", "pod", client.ObjectKeyFromObject(&v.pod), "node", v.node)
+			continue
 		}
 		if did {
 			acted++
@@ -228,6 +236,9 @@ func (m *Monitor) driverView(driver string, now time.Time) (down []string, ok bo
 // pause records that the monitor acts on nothing for a driver, logging and counting it once per
 // transition. It returns false, for the caller to return.
 func (m *Monitor) pause(driver, reason, msg string) bool {
+	// Probation starts again after the pause: time seen through a view that could not be
+	// trusted does not count.
+	delete(m.downSince, driver)
 	if m.paused[driver] != reason {
 		m.resume(driver)
 		m.paused[driver] = reason
@@ -261,7 +272,7 @@ func (m *Monitor) podsOn(ctx context.Context, node string) ([]corev1.Pod, error)
 }
 
 // act decides about one pod on a down node and reports whether it took an action that counts
-// against the batch.
+// against the batch: an eviction, or the start of a failover.
 func (m *Monitor) act(ctx context.Context, v victim) (bool, error) {
 	vols, err := m.Volumes.Of(ctx, &v.pod)
 	if err != nil {
@@ -277,46 +288,78 @@ func (m *Monitor) act(ctx context.Context, v victim) (bool, error) {
 		return false, nil // the pod does not use the failed storage
 	}
 	if !hasController(&v.pod) {
-		m.once(v, "no_controller", corev1.EventTypeWarning, "NotEvicted",
+		m.report(v, "no_controller", corev1.EventTypeWarning, "NotEvicted",
 			fmt.Sprintf("storage of driver %s on node %s is down, but nothing would recreate this pod if it were evicted; move it by hand", v.driver, v.node))
 		return false, nil
 	}
+	var failedOver []string // claims whose failover waits for this eviction
 	for _, pv := range mine {
 		if !pv.located || m.View.hasUsableCopy(pv.driver, pv.loc) {
 			continue
 		}
 		if m.Failover != nil {
-			ready, handled, err := m.Failover.Step(ctx, &v.pod, pv.claim, v.node)
+			state, started, err := m.Failover.Step(ctx, &v.pod, pv.claim, pv.driver, v.node)
 			if err != nil {
 				return false, err
 			}
-			if handled && !ready {
-				return false, nil // restoring; the pod waits where it is
-			}
-			if handled {
+			switch state {
+			case failoverWaiting:
+				return started, nil // restoring; the pod waits where it is
+			case failoverReady:
+				failedOver = append(failedOver, pv.claim)
 				continue
 			}
 		}
-		m.once(v, "no_usable_copy", corev1.EventTypeWarning, "NotEvicted",
-			fmt.Sprintf("storage of driver %s on node %s is down and claim %s has no usable copy elsewhere (%s): moving the pod would not help; enable failover (annotation %s=true) to restore it from its latest backup",
+		m.report(v, "no_usable_copy", corev1.EventTypeWarning, "NotEvicted",
+			fmt.Sprintf("storage of driver %s on node %s is down and claim %s has no usable copy elsewhere (%s): moving the pod would not help; failover (annotation %s=true on the claim) restores it from its latest backup when there is one (see the claim's events)",
 				v.driver, v.node, pv.claim, describeReplicas(pv.loc, m.View, pv.driver), AnnotationFailover))
 		return false, nil
 	}
-	return true, m.evict(ctx, v)
+	evicted, err := m.evict(ctx, v)
+	if err != nil || !evicted {
+		return false, err
+	}
+	for _, claim := range failedOver {
+		if err := m.Failover.MarkEvicted(ctx, &v.pod, claim); err != nil {
+			// The failover goes on without the mark once no scheduled pod uses the claim.
+			m.Log.Error(err, "recording an eviction for a failover", "claim", claim)
+		}
+	}
+	return true, nil
 }
 
-// once records an event for a pod that is not moved, counting it; the events library merges
-// repeats, so calling it every check is fine.
-func (m *Monitor) once(v victim, result, kind, reason, msg string) {
+// report records, once per pod and reason while its node's storage stays down, an event and a
+// count for a pod that is not moved.
+func (m *Monitor) report(v victim, result, kind, reason, msg string) {
+	key := string(v.pod.UID) + "/" + result
+	if m.reported[key] {
+		return
+	}
+	m.reported[key] = true
 	monitorEvictions.WithLabelValues(v.driver, result).Inc()
 	if m.Recorder != nil {
 		m.Recorder.Eventf(&v.pod, nil, kind, reason, "Evict", "%s", msg)
 	}
 }
 
-// evict asks the Eviction API to move the pod; a PodDisruptionBudget may refuse (429), and the
-// pod is tried again next batch.
-func (m *Monitor) evict(ctx context.Context, v victim) error {
+// forgetReports drops what was reported about pods no longer on a down node, so that a later
+// outage reports them again.
+func (m *Monitor) forgetReports(due []victim) {
+	still := map[string]bool{}
+	for _, v := range due {
+		still[string(v.pod.UID)] = true
+	}
+	for key := range m.reported {
+		uid, _, _ := strings.Cut(key, "/")
+		if !still[uid] {
+			delete(m.reported, key)
+		}
+	}
+}
+
+// evict asks the Eviction API to move the pod and reports whether it did; a PodDisruptionBudget
+// may refuse (429), and the pod is tried again next batch.
+func (m *Monitor) evict(ctx context.Context, v victim) (bool, error) {
 	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: v.pod.Name, Namespace: v.pod.Namespace}}
 	err := m.Client.SubResource("eviction").Create(ctx, &v.pod, ev)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: v.node}}
@@ -329,19 +372,18 @@ func (m *Monitor) evict(ctx context.Context, v victim) error {
 			m.Recorder.Eventf(&v.pod, node, corev1.EventTypeNormal, "Evicted", "Evict", "%s", msg)
 			m.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "PodEvicted", "Evict", "pod %s/%s evicted: %s", v.pod.Namespace, v.pod.Name, msg)
 		}
-		return nil
+		return true, nil
 	case apierrors.IsTooManyRequests(err):
 		monitorEvictions.WithLabelValues(v.driver, "blocked_by_pdb").Inc()
 		if m.Recorder != nil {
 			m.Recorder.Eventf(&v.pod, nil, corev1.EventTypeWarning, "EvictionBlocked", "Evict",
 				"storage of driver %s on node %s is down, but eviction is refused for now (%v); trying again next batch", v.driver, v.node, err)
 		}
-		return nil
+		return false, nil
 	case apierrors.IsNotFound(err):
-		return nil // gone already
+		return false, nil // gone already
 	default:
-		monitorEvictions.WithLabelValues(v.driver, "failed").Inc()
-		return fmt.Errorf("evicting pod %s/%s from node %s: %w", v.pod.Namespace, v.pod.Name, v.node, err)
+		return false, fmt.Errorf("evicting pod %s/%s from node %s: %w", v.pod.Namespace, v.pod.Name, v.node, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package placement
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	fakeclient "sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
@@ -26,9 +30,8 @@ import (
 )
 
 // Note on evictions: the controller-runtime fake client implements the pods/eviction
-// subresource by deleting the pod, and knows nothing of PodDisruptionBudgets. These tests
-// therefore check which pods the monitor asks to evict, not that budgets hold: PDBs (the 429
-// path) are covered by the e2e tests against a real API server.
+// subresource by deleting the pod, and knows nothing of PodDisruptionBudgets. The tests that
+// need a budget's refusal (429) have an interceptor answer it instead.
 
 // eventLog is an events.EventRecorder that keeps "<reason> <regarding object's name>".
 type eventLog struct {
@@ -71,6 +74,9 @@ func monScheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
+// podNodeName is the spec.nodeName field index the monitor lists a node's pods with.
+func podNodeName(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }
+
 const (
 	monNS        = "app"
 	monProbation = 2 * time.Minute
@@ -105,10 +111,11 @@ func monClaim(name, pv string) *corev1.PersistentVolumeClaim {
 	}
 }
 
-// monPod is a pod on node using claims; owned pods have a ReplicaSet as their controller.
+// monPod is a pod on node using claims; owned pods have a ReplicaSet as their controller. Its
+// UID derives from its name (the monitor reports once per pod UID).
 func monPod(name, node string, owned bool, claims ...string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: monNS, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: monNS, Name: name, UID: types.UID("pod-uid-" + name)},
 		Spec:       corev1.PodSpec{NodeName: node},
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 	}
@@ -124,6 +131,12 @@ func monPod(name, node string, owned bool, claims ...string) *corev1.Pod {
 
 func newMonEnv(t *testing.T, objs ...client.Object) *monEnv {
 	t.Helper()
+	return newMonEnvWith(t, interceptor.Funcs{}, objs...)
+}
+
+// newMonEnvWith is newMonEnv with a client whose calls funcs may intercept.
+func newMonEnvWith(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *monEnv {
+	t.Helper()
 	d := fake.New(1)
 	d.SetReplicas("pv-rep", "n1", "n2")
 	d.SetReplicas("pv-local", "n1")
@@ -137,8 +150,10 @@ func newMonEnv(t *testing.T, objs ...client.Object) *monEnv {
 	}
 	c := fakeclient.NewClientBuilder().WithScheme(monScheme(t)).
 		WithObjects(append(base, objs...)...).
-		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).
+		WithIndex(&corev1.Pod{}, "spec.nodeName", podNodeName).
+		WithIndex(&corev1.PersistentVolume{}, IndexPreboundClaim, PreboundClaim).
 		WithStatusSubresource(&storkv1.Restore{}).
+		WithInterceptorFuncs(funcs).
 		Build()
 	set := drivers.NewSet(d)
 	view := NewView(set, logr.Discard())
@@ -210,6 +225,19 @@ func (e *monEnv) expect(step string, pods, evs []string) {
 	}
 }
 
+// optIn opts claim c-local into failover.
+func (e *monEnv) optIn() {
+	e.t.Helper()
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: monNS, Name: "c-local"}, claim); err != nil {
+		e.t.Fatal(err)
+	}
+	claim.Annotations = map[string]string{AnnotationFailover: "true"}
+	if err := e.c.Update(e.ctx, claim); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func podNames(pods ...*corev1.Pod) []string {
 	var out []string
 	for _, p := range pods {
@@ -217,6 +245,11 @@ func podNames(pods ...*corev1.Pod) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// evictions is the monitor's count of a result for the fake driver.
+func evictions(result string) float64 {
+	return testutil.ToFloat64(monitorEvictions.WithLabelValues(fake.Name, result))
 }
 
 // TestMonitorEvictsAfterProbation: storage of n1 goes down; nothing moves during probation,
@@ -237,6 +270,9 @@ func TestMonitorEvictsAfterProbation(t *testing.T) {
 		{name: "a pod without a controller is not evicted",
 			pods: []*corev1.Pod{monPod("bare", "n1", false, "c-rep")},
 			left: []string{"bare"}, events: []string{"NotEvicted bare"}},
+		{name: "each pod not evicted is reported",
+			pods: []*corev1.Pod{monPod("bare-1", "n1", false, "c-rep"), monPod("bare-2", "n1", false, "c-rep")},
+			left: []string{"bare-1", "bare-2"}, events: []string{"NotEvicted bare-1", "NotEvicted bare-2"}},
 		{name: "a claim whose only copy is on the down node, without failover",
 			pods: []*corev1.Pod{monPod("db", "n1", true, "c-local")},
 			left: []string{"db"}, events: []string{"NotEvicted db"}},
@@ -299,25 +335,36 @@ func TestMonitorUnknownStorageCountsAsDown(t *testing.T) {
 	}
 }
 
+// pauseCases break the monitor's view (n1 being down) in each way that pauses it, and heal it.
+var pauseCases = []struct {
+	name        string
+	setup, heal func(e *monEnv)
+}{
+	{name: "two of three nodes down: partition suspected",
+		setup: func(e *monEnv) { e.set(storkv1.StorageDown, "n3") },
+		heal:  func(e *monEnv) { e.set(storkv1.StorageHealthy, "n3") }},
+	{name: "no storage node heard from within StaleAfter",
+		setup: func(e *monEnv) { e.lastSeen = e.t0.Add(-2 * time.Hour); e.sync() },
+		heal:  func(e *monEnv) { e.lastSeen = e.now; e.sync() }},
+	{name: "the driver's storage nodes cannot be listed",
+		setup: func(e *monEnv) {
+			e.view.storage.Store(&storageView{at: time.Now(), drivers: map[string]driverView{fake.Name: {err: errors.New("driver unavailable")}}, table: buildTable(nil, nil)})
+		},
+		heal: func(e *monEnv) { e.sync() }},
+}
+
 // TestMonitorPauses: the monitor acts on nothing while it suspects a partition or its view is
 // stale, and a node's probation starts only once it can trust what it sees again.
 func TestMonitorPauses(t *testing.T) {
-	cases := []struct {
-		name string
-		// setup breaks the view (n1 is down in every case), heal repairs it.
-		setup, heal func(e *monEnv)
-		evicts      bool
-	}{
-		{name: "control: one of three nodes down", evicts: true,
-			setup: func(e *monEnv) {}, heal: func(e *monEnv) {}},
-		{name: "two of three nodes down: partition suspected",
-			setup: func(e *monEnv) { e.set(storkv1.StorageDown, "n3") },
-			heal:  func(e *monEnv) { e.set(storkv1.StorageHealthy, "n3") }},
-		{name: "no storage node heard from within StaleAfter",
-			setup: func(e *monEnv) { e.lastSeen = e.t0.Add(-2 * time.Hour); e.sync() },
-			heal:  func(e *monEnv) { e.lastSeen = e.now; e.sync() }},
-	}
-	for _, tc := range cases {
+	t.Run("control: one of three nodes down", func(t *testing.T) {
+		e := newMonEnv(t, monPod("web", "n1", true, "c-rep"))
+		e.lastSeen = e.t0
+		e.set(storkv1.StorageDown, "n1")
+		e.check(0)
+		e.check(monProbation + time.Second)
+		e.expect("after probation", nil, []string{"Evicted web", "PodEvicted n1"})
+	})
+	for _, tc := range pauseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newMonEnv(t, monPod("web", "n1", true, "c-rep"))
 			e.lastSeen = e.t0
@@ -326,10 +373,6 @@ func TestMonitorPauses(t *testing.T) {
 			e.check(0)
 			e.check(monProbation + time.Second)
 			e.check(2*monProbation + time.Second)
-			if tc.evicts {
-				e.expect("after probation", nil, []string{"Evicted web", "PodEvicted n1"})
-				return
-			}
 			e.expect("paused", []string{"web"}, nil)
 			// Once the view is trustworthy again, n1's probation starts afresh.
 			e.now = e.t0.Add(3 * monProbation)
@@ -339,6 +382,39 @@ func TestMonitorPauses(t *testing.T) {
 			e.expect("probation after the pause", []string{"web"}, nil)
 			e.check(4*monProbation + time.Second)
 			e.expect("after probation", nil, []string{"Evicted web", "PodEvicted n1"})
+		})
+	}
+}
+
+// TestMonitorPauseRestartsProbation: a pause in the middle of a node's probation drops what was
+// seen before it: probation counts again from the first trusted check after the pause.
+func TestMonitorPauseRestartsProbation(t *testing.T) {
+	for _, tc := range pauseCases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newMonEnv(t, monPod("web", "n1", true, "c-rep"))
+			e.lastSeen = e.t0
+			e.set(storkv1.StorageDown, "n1")
+			e.check(0) // n1 down and trusted: probation starts
+			if _, ok := e.m.downSince[fake.Name]["n1"]; !ok {
+				t.Fatalf("n1 not recorded down: %v", e.m.downSince)
+			}
+			e.check(time.Minute)
+			e.now = e.t0.Add(90 * time.Second)
+			tc.setup(e)
+			e.check(90 * time.Second) // paused
+			if since, ok := e.m.downSince[fake.Name]["n1"]; ok {
+				t.Errorf("n1 still recorded down since %s during the pause", since.Sub(e.t0))
+			}
+			resumed := 100 * time.Second
+			e.now = e.t0.Add(resumed)
+			tc.heal(e)
+			e.check(resumed) // n1 seen down again: probation starts here
+			e.check(monProbation + time.Second)
+			e.expect("the first probation would be over", []string{"web"}, nil)
+			e.check(resumed + monProbation - time.Second)
+			e.expect("in the new probation", []string{"web"}, nil)
+			e.check(resumed + monProbation + time.Second)
+			e.expect("after the new probation", nil, []string{"Evicted web", "PodEvicted n1"})
 		})
 	}
 }
@@ -353,7 +429,8 @@ func TestMonitorWithoutRefresh(t *testing.T) {
 	e.expect("never refreshed", []string{"web"}, nil)
 }
 
-// TestMonitorBatches: BatchSize pods at a time, BatchInterval apart.
+// TestMonitorBatches: BatchSize pods at a time, BatchInterval apart; between batches the
+// monitor does not even list pods.
 func TestMonitorBatches(t *testing.T) {
 	var objs []client.Object
 	var all []string
@@ -361,13 +438,39 @@ func TestMonitorBatches(t *testing.T) {
 		objs = append(objs, monPod(n, "n1", true, "c-rep"))
 		all = append(all, n)
 	}
-	e := newMonEnv(t, objs...)
+	var mu sync.Mutex
+	podLists := 0
+	e := newMonEnvWith(t, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, ok := list.(*corev1.PodList); ok {
+			mu.Lock()
+			podLists++
+			mu.Unlock()
+		}
+		return c.List(ctx, list, opts...)
+	}}, objs...)
+	lists := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := podLists
+		podLists = 0
+		return n
+	}
+	// check runs a check and reports how often it listed pods (the test's own lists aside).
+	check := func(at time.Duration) int {
+		lists()
+		e.check(at)
+		return lists()
+	}
 	e.set(storkv1.StorageDown, "n1")
-	e.check(0)
+	if n := check(0); n != 0 {
+		t.Errorf("pods listed %d times during probation, want none", n)
+	}
 	e.expect("probation", all, nil)
 
 	due := monProbation + time.Second
-	e.check(due)
+	if n := check(due); n != 1 {
+		t.Errorf("pods listed %d times for the first batch, want 1", n)
+	}
 	if got := e.pods(); len(got) != 2 {
 		t.Fatalf("first batch left %v, want 2 pods", got)
 	}
@@ -375,9 +478,13 @@ func TestMonitorBatches(t *testing.T) {
 		t.Errorf("first batch: events %q, want 5 evictions", evs)
 	}
 	left := e.pods()
-	e.check(due + time.Second)
+	if n := check(due + time.Second); n != 0 {
+		t.Errorf("pods listed %d times 1s after a batch, want none", n)
+	}
 	e.expect("1s later", left, nil)
-	e.check(due + monBatch - time.Second)
+	if n := check(due + monBatch - time.Second); n != 0 {
+		t.Errorf("pods listed %d times just before the interval, want none", n)
+	}
 	e.expect("just before the interval", left, nil)
 	e.check(due + monBatch)
 	e.expect("after the interval", nil, []string{"Evicted " + left[0], "Evicted " + left[1], "PodEvicted n1", "PodEvicted n1"})
@@ -408,6 +515,141 @@ func TestMonitorNotEvictedPodsDoNotUseTheBatch(t *testing.T) {
 	if got := e.pods(); !slices.Equal(got, []string{"a-bare", "b-db"}) {
 		t.Errorf("pods %v, want the five movable ones evicted in one batch", got)
 	}
+}
+
+// TestMonitorPodErrorsDoNotBlockOthers: a pod the monitor fails to act on (reading its claims,
+// or evicting it) is reported, once, and skipped: the others move in the same batch, and the
+// check itself succeeds.
+func TestMonitorPodErrorsDoNotBlockOthers(t *testing.T) {
+	e := newMonEnvWith(t, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if key.Name == "c-broken" {
+				return apierrors.NewServiceUnavailable("etcd is sad")
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+			if sub == "eviction" && obj.GetName() == "b-evict-fails" {
+				return apierrors.NewInternalError(errors.New("webhook down"))
+			}
+			return c.SubResource(sub).Create(ctx, obj, subObj, opts...)
+		},
+	}, monPod("a-broken", "n1", true, "c-broken"), monPod("b-evict-fails", "n1", true, "c-rep"), monPod("c-web", "n1", true, "c-rep"))
+	e.m.BatchSize = 1
+	failed := evictions("failed")
+	e.set(storkv1.StorageDown, "n1")
+	e.check(0)
+	e.check(monProbation + time.Second)
+	e.expect("after probation", []string{"a-broken", "b-evict-fails"},
+		[]string{"EvictFailed a-broken", "EvictFailed b-evict-fails", "Evicted c-web", "PodEvicted n1"})
+	if got := evictions("failed") - failed; got != 2 {
+		t.Errorf("%v failures counted, want 2", got)
+	}
+	// Tried again every batch, reported once.
+	e.check(monProbation + time.Second + monBatch)
+	e.check(monProbation + time.Second + 2*monBatch)
+	e.expect("later batches", []string{"a-broken", "b-evict-fails"}, nil)
+	if got := evictions("failed") - failed; got != 2 {
+		t.Errorf("%v failures counted after later batches, want still 2", got)
+	}
+}
+
+// TestMonitorTooManyRequests: an eviction a PodDisruptionBudget refuses (429) does not count
+// against the batch: the next pods move in its place, and it is tried again at the next check.
+func TestMonitorTooManyRequests(t *testing.T) {
+	var mu sync.Mutex
+	blocked := map[string]bool{"a-guarded": true}
+	attempts := map[string]int{}
+	e := newMonEnvWith(t, interceptor.Funcs{
+		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+			mu.Lock()
+			attempts[obj.GetName()]++
+			refuse := blocked[obj.GetName()]
+			mu.Unlock()
+			if sub == "eviction" && refuse {
+				return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
+			}
+			return c.SubResource(sub).Create(ctx, obj, subObj, opts...)
+		},
+	}, monPod("a-guarded", "n1", true, "c-rep"), monPod("b", "n1", true, "c-rep"), monPod("c", "n1", true, "c-rep"), monPod("d", "n1", true, "c-rep"))
+	guarded := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts["a-guarded"]
+	}
+	e.m.BatchSize = 2
+	blockedCount := evictions("blocked_by_pdb")
+	e.set(storkv1.StorageDown, "n1")
+	e.check(0)
+	due := monProbation + time.Second
+	e.check(due)
+	e.expect("first batch", []string{"a-guarded", "d"},
+		[]string{"EvictionBlocked a-guarded", "Evicted b", "Evicted c", "PodEvicted n1", "PodEvicted n1"})
+	if got := evictions("blocked_by_pdb") - blockedCount; got != 1 {
+		t.Errorf("%v refusals counted, want 1", got)
+	}
+	e.check(due + time.Second) // the batch was used by b and c
+	if n := guarded(); n != 1 {
+		t.Errorf("a-guarded tried %d times within the batch interval, want 1", n)
+	}
+	e.check(due + monBatch)
+	if got := e.pods(); !slices.Equal(got, []string{"a-guarded"}) {
+		t.Errorf("second batch left %v, want [a-guarded]", got)
+	}
+	if evs := e.ev.take(); !slices.Contains(evs, "Evicted d") {
+		t.Errorf("second batch: events %q, want d evicted", evs)
+	}
+	// Only refusals: no batch was used, so the next check tries again at once.
+	e.check(due + 2*monBatch)
+	e.check(due + 2*monBatch + time.Second)
+	if n := guarded(); n != 4 {
+		t.Errorf("a-guarded tried %d times, want 4 (refusals do not start the batch interval)", n)
+	}
+	mu.Lock()
+	blocked["a-guarded"] = false
+	mu.Unlock()
+	e.ev.take()
+	e.check(due + 2*monBatch + 2*time.Second)
+	e.expect("budget allows it", nil, []string{"Evicted a-guarded", "PodEvicted n1"})
+}
+
+// TestMonitorReportsOncePerOutage: a pod that is not moved is reported once while its node's
+// storage stays down, and again when it goes down another time.
+func TestMonitorReportsOncePerOutage(t *testing.T) {
+	e := newMonEnv(t, monPod("bare-1", "n1", false, "c-rep"), monPod("bare-2", "n1", false, "c-rep"), monPod("db", "n1", true, "c-local"))
+	all := []string{"bare-1", "bare-2", "db"}
+	reported := []string{"NotEvicted bare-1", "NotEvicted bare-2", "NotEvicted db"}
+	noController, noCopy := evictions("no_controller"), evictions("no_usable_copy")
+	counts := func(step string, wantNoController, wantNoCopy float64) {
+		t.Helper()
+		if got := evictions("no_controller") - noController; got != wantNoController {
+			t.Errorf("%s: no_controller counted %v, want %v", step, got, wantNoController)
+		}
+		if got := evictions("no_usable_copy") - noCopy; got != wantNoCopy {
+			t.Errorf("%s: no_usable_copy counted %v, want %v", step, got, wantNoCopy)
+		}
+	}
+	e.set(storkv1.StorageDown, "n1")
+	e.check(0)
+	e.check(monProbation + time.Second)
+	e.expect("after probation", all, reported)
+	counts("after probation", 2, 1)
+	for i := 1; i <= 3; i++ {
+		e.check(monProbation + time.Second + time.Duration(i)*monBatch)
+	}
+	e.expect("still down", all, nil)
+	counts("still down", 2, 1)
+
+	// The storage comes back, then fails again: a new outage, reported again.
+	e.set(storkv1.StorageHealthy, "n1")
+	back := 10 * time.Minute
+	e.check(back)
+	e.expect("back", all, nil)
+	e.set(storkv1.StorageDown, "n1")
+	e.check(back + time.Minute)
+	e.check(back + time.Minute + monProbation + time.Second)
+	e.expect("down again", all, reported)
+	counts("down again", 4, 2)
 }
 
 // TestMonitorRecoveryDuringProbation: storage that comes back during probation moves nothing,
@@ -449,42 +691,44 @@ func TestMonitorForgetsRemovedNodes(t *testing.T) {
 	}
 }
 
+// monBackup is a finished Backup of c-local.
+func monBackup(name string, claims ...string) *storkv1.Backup {
+	b := &storkv1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: monNS, Name: name},
+		Spec:       storkv1.BackupSpec{BackupLocation: "s3"},
+		Status:     storkv1.BackupStatus{Phase: storkv1.BackupCompleted},
+	}
+	for _, c := range claims {
+		b.Status.Volumes = append(b.Status.Volumes, storkv1.BackupVolume{ClaimName: c, Phase: storkv1.VolumeSucceeded, RepositorySnapshotID: "repo-" + c})
+	}
+	return b
+}
+
 // TestMonitorFailover: a claim whose only copy is on the down node, opted into failover, is
 // restored elsewhere before its pod moves: the pod stays while the Restore runs and is evicted
-// once the claim is repointed.
+// once the claim is repointed, which the monitor records on the old volume.
 func TestMonitorFailover(t *testing.T) {
-	backup := &storkv1.Backup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: monNS, Name: "nightly"},
-		Spec:       storkv1.BackupSpec{BackupLocation: "s3"},
-		Status: storkv1.BackupStatus{Phase: storkv1.BackupCompleted, Volumes: []storkv1.BackupVolume{
-			{ClaimName: "c-local", Phase: storkv1.VolumeSucceeded, RepositorySnapshotID: "repo-1"}}},
-	}
 	cases := []struct {
 		name   string
-		objs   []client.Object
-		phase  string // the failover phase the Restore is moved to after the first check
+		phase  string // the failover phase the old volume is moved to after the first check
 		left   []string
 		events []string // at the second check
+		// restores there are afterwards (1 when 0)
+		restores int
 	}{
-		{name: "restoring: the pod waits", objs: []client.Object{backup}, phase: FailoverRestoring,
-			left: []string{"db"}},
-		{name: "repointed: the pod is evicted", objs: []client.Object{backup}, phase: FailoverRepointing,
+		{name: "restoring: the pod waits", phase: FailoverRestoring, left: []string{"db"}},
+		{name: "repointing: the pod is evicted", phase: FailoverRepointing,
 			events: []string{"Evicted db", "PodEvicted n1"}},
-		{name: "failed: the pod stays and says why", objs: []client.Object{backup}, phase: FailoverFailed,
+		{name: "failed: the pod stays and says why", phase: FailoverFailed,
 			left: []string{"db"}, events: []string{"NotEvicted db"}},
+		{name: "cancelled earlier, down again: a new attempt starts", phase: FailoverCancelled,
+			left: []string{"db"}, events: []string{"FailoverStarted c-local"}, restores: 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newMonEnv(t, append(tc.objs, monPod("db", "n1", true, "c-local"))...)
-			e.m.Failover = &Failover{Client: e.c, Reader: e.c, Recorder: e.ev, Log: logr.Discard()}
-			claim := &corev1.PersistentVolumeClaim{}
-			if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: monNS, Name: "c-local"}, claim); err != nil {
-				t.Fatal(err)
-			}
-			claim.Annotations = map[string]string{AnnotationFailover: "true"}
-			if err := e.c.Update(e.ctx, claim); err != nil {
-				t.Fatal(err)
-			}
+			e := newMonEnv(t, monBackup("nightly", "c-local"), monPod("db", "n1", true, "c-local"))
+			e.m.Failover = &Failover{Client: e.c, Reader: e.c, View: e.view, Recorder: e.ev, Log: logr.Discard()}
+			e.optIn()
 			e.set(storkv1.StorageDown, "n1")
 			e.check(0)
 			e.check(monProbation + time.Second)
@@ -497,33 +741,90 @@ func TestMonitorFailover(t *testing.T) {
 			if len(list.Items) != 1 {
 				t.Fatalf("%d failover Restores, want 1", len(list.Items))
 			}
-			rs := &list.Items[0]
-			orig := rs.DeepCopy()
-			rs.Annotations[AnnotationFailoverPhase] = tc.phase
-			if err := e.c.Patch(e.ctx, rs, client.MergeFrom(orig)); err != nil {
+			if rs := list.Items[0]; rs.Annotations[annotationOldVolume] != "pv-local" || rs.Spec.Source.BackupName != "nightly" {
+				t.Errorf("Restore annotations %v, source %+v; want old volume pv-local, Backup nightly", rs.Annotations, rs.Spec.Source)
+			}
+			pv := &corev1.PersistentVolume{}
+			if err := e.c.Get(e.ctx, client.ObjectKey{Name: "pv-local"}, pv); err != nil {
+				t.Fatal(err)
+			}
+			a := pv.Annotations
+			if a[AnnotationFailoverPhase] != FailoverRestoring || a[annotationClaimUID] != monLocalUID || a[annotationRestore] != list.Items[0].Name ||
+				a[annotationNode] != "n1" || a[annotationDriver] != fake.Name {
+				t.Errorf("pv-local annotations %v", a)
+			}
+			orig := pv.DeepCopy()
+			pv.Annotations[AnnotationFailoverPhase] = tc.phase
+			if err := e.c.Patch(e.ctx, pv, client.MergeFrom(orig)); err != nil {
 				t.Fatal(err)
 			}
 			e.check(monProbation + time.Second + monBatch)
 			e.expect("phase "+tc.phase, tc.left, tc.events)
+			if tc.restores == 0 {
+				tc.restores = 1
+			}
+			if err := e.c.List(e.ctx, &list); err != nil || len(list.Items) != tc.restores {
+				t.Errorf("%d Restores (%v), want %d", len(list.Items), err, tc.restores)
+			}
+			if err := e.c.Get(e.ctx, client.ObjectKey{Name: "pv-local"}, pv); err != nil {
+				t.Fatal(err)
+			}
+			if evicted := pv.Annotations[annotationEvicted] == "true"; evicted != (tc.phase == FailoverRepointing) {
+				t.Errorf("pv-local marked evicted: %v, want %v", evicted, tc.phase == FailoverRepointing)
+			}
 		})
 	}
 }
 
+// TestMonitorFailoverStartsUseTheBatch: starting a failover counts against BatchSize.
+func TestMonitorFailoverStartsUseTheBatch(t *testing.T) {
+	local2 := monClaim("c-local-2", "pv-local-2")
+	local2.UID = "4567cdef-0000-4000-8000-000000000002"
+	local2.Annotations = map[string]string{AnnotationFailover: "true"}
+	e := newMonEnv(t, fake.PV("pv-local-2", 1<<30), local2, monBackup("nightly", "c-local", "c-local-2"),
+		monPod("a-db", "n1", true, "c-local"), monPod("b-db", "n1", true, "c-local-2"))
+	e.d.SetReplicas("pv-local-2", "n1")
+	e.m.Failover = &Failover{Client: e.c, Reader: e.c, View: e.view, Recorder: e.ev, Log: logr.Discard()}
+	e.m.BatchSize = 1
+	e.optIn()
+	restores := func() int {
+		var list storkv1.RestoreList
+		if err := e.c.List(e.ctx, &list); err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Items)
+	}
+	e.set(storkv1.StorageDown, "n1")
+	e.check(0)
+	due := monProbation + time.Second
+	e.check(due)
+	e.expect("first batch", []string{"a-db", "b-db"}, []string{"FailoverStarted c-local"})
+	if n := restores(); n != 1 {
+		t.Errorf("%d Restores after the first batch, want 1", n)
+	}
+	e.check(due + time.Second)
+	if n := restores(); n != 1 {
+		t.Errorf("%d Restores within the batch interval, want 1", n)
+	}
+	e.check(due + monBatch)
+	e.expect("second batch", []string{"a-db", "b-db"}, []string{"FailoverStarted c-local-2"})
+	if n := restores(); n != 2 {
+		t.Errorf("%d Restores after the second batch, want 2", n)
+	}
+}
+
 // TestMonitorFailoverImpossible: opted in, but no backup holds the claim: the pod stays, and both
-// the claim (no backup) and the pod (no usable copy) say so.
+// the claim (no backup) and the pod (no usable copy) say so; the pod only once.
 func TestMonitorFailoverImpossible(t *testing.T) {
 	e := newMonEnv(t, monPod("db", "n1", true, "c-local"))
-	e.m.Failover = &Failover{Client: e.c, Reader: e.c, Recorder: e.ev, Log: logr.Discard()}
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: monNS, Name: "c-local"}, claim); err != nil {
-		t.Fatal(err)
-	}
-	claim.Annotations = map[string]string{AnnotationFailover: "true"}
-	if err := e.c.Update(e.ctx, claim); err != nil {
-		t.Fatal(err)
-	}
+	e.m.Failover = &Failover{Client: e.c, Reader: e.c, View: e.view, Recorder: e.ev, Log: logr.Discard()}
+	e.optIn()
 	e.set(storkv1.StorageDown, "n1")
 	e.check(0)
 	e.check(monProbation + time.Second)
 	e.expect("no backup", []string{"db"}, []string{"FailoverImpossible c-local", "NotEvicted db"})
+	e.check(monProbation + time.Second + monBatch)
+	if evs := e.ev.take(); countPrefixed(evs, "NotEvicted ") != 0 {
+		t.Errorf("next batch: events %q, want no NotEvicted again", evs)
+	}
 }

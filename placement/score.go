@@ -90,17 +90,19 @@ func (c usableCopy) on(row int32, name string) bool {
 	return c.row == -1 && c.node == name
 }
 
-// points is what a node (row, name, topology ids) earns for one volume, given its usable copies.
-func points(row int32, name string, nt topoIDs, copies []usableCopy) int {
-	best := pointsNoData
+// points is what a node (row, name, topology ids) earns for one volume, given its usable
+// copies, and whether it holds one of them.
+func points(row int32, name string, nt topoIDs, copies []usableCopy) (best int, holds bool) {
+	best = pointsNoData
 	for _, c := range copies {
-		p := closeness(c.on(row, name), nt, c.topo)
+		on := c.on(row, name)
+		p := closeness(on, nt, c.topo)
 		if c.degraded {
 			p /= 2
 		}
-		best = max(best, p)
+		best, holds = max(best, p), holds || on
 	}
-	return best
+	return best, holds
 }
 
 // closeness scores a node against where a copy lives. Ids are positive for known labels, 0

@@ -12,8 +12,9 @@ import (
 )
 
 // Server serves the extender over plain HTTP, as a manager.Runnable on every replica. Plain
-// HTTP because the stork kube-scheduler reaches it on the same pod network the way upstream
-// extenders are deployed; put a NetworkPolicy in front of the port in clusters that need one.
+// HTTP, as kube-scheduler extenders are usually deployed; deploy/manifests/60-scheduler.yaml
+// has a NetworkPolicy that admits only the stork scheduler's pods to the port, since answers
+// say where a namespace's data is.
 type Server struct {
 	Addr    string
 	Handler http.Handler
@@ -34,7 +35,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.Ready != nil {
 		s.Ready <- ln.Addr()
 	}
-	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second}
+	// Bounded reads and writes: a slow or stalled client must not hold the controller's memory.
+	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -2,7 +2,9 @@ package placement
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +185,22 @@ func (v *View) Start(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Ready is a readiness check: a replica answers the scheduler only once it has asked every
+// driver for its storage nodes without error (Longhorn's informers have synced, say), so that a
+// restarted replica never places pods without knowing where storage is down.
+func (v *View) Ready(*http.Request) error {
+	s := v.storage.Load()
+	if s == nil {
+		return errors.New("the placement view has not been refreshed yet")
+	}
+	for name, d := range s.drivers {
+		if d.err != nil {
+			return fmt.Errorf("driver %s: %w", name, d.err)
+		}
+	}
+	return nil
 }
 
 // NeedLeaderElection is false: every Stork replica serves scheduling requests.

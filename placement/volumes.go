@@ -24,13 +24,31 @@ const (
 	PlacementRequireLocal = "require-local"
 )
 
+// IndexPreboundClaim indexes PersistentVolumes reserved for a claim by name ("namespace/name":
+// a claimRef without a UID), as restores and failovers make them. The cache behind
+// Volumes.Reader must have it (see PreboundClaim).
+const IndexPreboundClaim = "stork.dev/prebound-claim"
+
+// PreboundClaim is the index function of IndexPreboundClaim.
+func PreboundClaim(o client.Object) []string {
+	pv, ok := o.(*corev1.PersistentVolume)
+	if !ok || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.UID != "" || pv.Spec.ClaimRef.Name == "" {
+		return nil
+	}
+	return []string{pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name}
+}
+
 // podVolume is one of a pod's claims that a driver owns, and where its data lives.
 type podVolume struct {
 	claim  string
 	driver string
-	// located is true once the claim is bound and the driver said where the data is.
+	// located is true once the claim is bound, or a volume is reserved for it, and the driver
+	// said where the data is.
 	located bool
 	loc     drivers.Location
+	// localOnly: the claim is not bound yet but a volume with node affinity is reserved for it;
+	// on any node without a copy the scheduler would provision it a new, empty volume.
+	localOnly bool
 }
 
 // Volumes finds a pod's claims and their drivers from the cache.
@@ -61,6 +79,7 @@ func (r *Volumes) Of(ctx context.Context, pod *corev1.Pod) ([]podVolume, error) 
 		}
 		pv := podVolume{claim: v.Claim.Name, driver: d.Name()}
 		if v.PV != nil {
+			pv.localOnly = v.Claim.Spec.VolumeName == "" && v.PV.Spec.NodeAffinity != nil
 			if pv.loc, err = d.Locate(ctx, v); err != nil {
 				return nil, fmt.Errorf("locating the data of claim %s/%s: %w", pod.Namespace, v.Claim.Name, err)
 			}
@@ -82,7 +101,15 @@ func (r *Volumes) volume(ctx context.Context, ns, name string) (drivers.Volume, 
 		return v, fmt.Errorf("reading claim %s/%s: %w", ns, name, err)
 	}
 	v.Claim = claim
-	if claim.Spec.VolumeName != "" {
+	if claim.Spec.VolumeName == "" {
+		var reserved corev1.PersistentVolumeList
+		if err := r.Reader.List(ctx, &reserved, client.MatchingFields{IndexPreboundClaim: ns + "/" + name}); err != nil {
+			return v, fmt.Errorf("looking for a volume reserved for claim %s/%s: %w", ns, name, err)
+		}
+		if len(reserved.Items) == 1 {
+			v.PV = &reserved.Items[0]
+		}
+	} else {
 		pv := &corev1.PersistentVolume{}
 		err := r.Reader.Get(ctx, client.ObjectKey{Name: claim.Spec.VolumeName}, pv)
 		if err != nil && !apierrors.IsNotFound(err) {

@@ -207,7 +207,8 @@ func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *sto
 	sort.Slice(vols, func(i, j int) bool { return vols[i].ClaimName < vols[j].ClaimName })
 	spread := map[string][]string{} // driver → zones with healthy storage, for Spread
 	targets := map[string]string{}
-	for i, bv := range vols {
+	i := 0 // the wanted volumes' index, for Spread
+	for _, bv := range vols {
 		if !wanted(rs, bv.ClaimName) {
 			continue
 		}
@@ -234,6 +235,7 @@ func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *sto
 				if len(zones) > 0 {
 					v.Zone = zones[i%len(zones)]
 				}
+				i++
 			default:
 				v.Zone = bv.Topology.Zone
 			}

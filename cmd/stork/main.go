@@ -11,6 +11,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -199,6 +200,12 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 	if err := mgr.Add(view); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.PersistentVolume{}, placement.IndexPreboundClaim, placement.PreboundClaim); err != nil {
+		return fmt.Errorf("indexing PersistentVolumes by the claim they are reserved for: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("placement-view", view.Ready); err != nil {
+		return err
+	}
 	vols := &placement.Volumes{Reader: mgr.GetClient(), Drivers: set}
 	if o.extenderAddr != "0" && o.extenderAddr != "" {
 		ext := &placement.Extender{View: view, Volumes: vols, Recorder: mgr.GetEventRecorder("stork-scheduler-extender"), Log: ctrl.Log.WithName("extender")}
@@ -207,7 +214,7 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 		}
 	}
 	if o.monitor {
-		fo := &placement.Failover{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("stork-failover"), Log: ctrl.Log.WithName("failover")}
+		fo := &placement.Failover{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), View: view, Recorder: mgr.GetEventRecorder("stork-failover"), Log: ctrl.Log.WithName("failover")}
 		if err := fo.SetupWithManager(mgr); err != nil {
 			return err
 		}

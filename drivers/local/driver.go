@@ -185,7 +185,9 @@ func (d *Driver) Locate(ctx context.Context, v drivers.Volume) (drivers.Location
 		r.Topology = sn.Status.Topology
 		r.Healthy = sn.Status.Health == storkv1.StorageHealthy || sn.Status.Health == storkv1.StorageDegraded
 	case apierrors.IsNotFound(err):
-		// No agent has reported from the node: the data's health is unknown.
+		// No agent has reported from the node (yet): nothing says the copy cannot serve, and
+		// placement treats storage it has no report of as usable, not as down.
+		r.Healthy = true
 	default:
 		return drivers.Location{}, fmt.Errorf("reading the StorageNode of %s: %w", node, err)
 	}

@@ -7,8 +7,10 @@ import (
 	"sync/atomic"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -126,11 +128,6 @@ func (d *Driver) Locate(_ context.Context, v drivers.Volume) (drivers.Location, 
 	return d.idx.locate(v.PV.Spec.CSI.VolumeHandle), nil
 }
 
-// Robustness returns the Longhorn Volume's status.robustness ("healthy", "degraded", "faulted",
-// "unknown"), or "" when the volume has not been seen. volume is the Longhorn volume name (the
-// PersistentVolume's CSI volume handle).
-func (d *Driver) Robustness(volume string) string { return d.idx.volumeRobustness(volume) }
-
 // Observe records a Longhorn Volume, Replica or Node (by kind; other objects, including core
 // Nodes, are ignored), replacing what was known of it. The informers' handlers call it, and so do
 // tests and benchmarks that feed the index without an API server.
@@ -169,6 +166,19 @@ func (d *Driver) Synced() bool { return d.synced.Load() }
 func (d *Driver) SetupWithManager(mgr ctrl.Manager) error {
 	if d.dyn == nil {
 		return errors.New("the longhorn driver was made without a connection to the API server (no RESTConfig): it cannot watch Longhorn's objects")
+	}
+	// A cluster without Longhorn: the driver stays enabled (it owns nothing there) but starts no
+	// informers, which would never sync and keep the placement view stale.
+	dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("making a discovery client: %w", err)
+	}
+	if _, err := dc.ServerResourcesForGroupVersion(Group + "/" + Version); err != nil {
+		if apierrors.IsNotFound(err) {
+			d.log.Info("Longhorn is not installed (no " + Group + "/" + Version + " API): the longhorn driver has nothing to watch")
+			return nil
+		}
+		return fmt.Errorf("looking for Longhorn's API %s/%s: %w", Group, Version, err)
 	}
 	if err := mgr.Add(&informers{d: d}); err != nil {
 		return fmt.Errorf("adding the Longhorn informers to the manager: %w", err)

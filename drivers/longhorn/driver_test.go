@@ -248,7 +248,9 @@ func TestLocate(t *testing.T) {
 		replicaObj("ok-r1", "ok", "n2", "running", ""), replicaObj("ok-r2", "ok", "n1", "running", ""),
 		// A failed replica goes after the healthy one, whatever its node's name.
 		replicaObj("failed-r1", "failed", "n1", "running", "2026-01-02T03:04:05Z"), replicaObj("failed-r2", "failed", "n2", "running", ""),
-		replicaObj("stopped-r1", "stopped", "n1", "stopped", ""),
+		replicaObj("stopped-r1", "stopped", "n1", "stopped", ""), // a detached volume
+		replicaObj("errored-r1", "errored", "n1", "error", ""),
+		volumeObj("faulted", "faulted"), replicaObj("faulted-r1", "faulted", "n1", "stopped", ""),
 		replicaObj("down-r1", "down", "n3", "running", ""),
 		replicaObj("unknown-r1", "unknown", "n5", "running", ""),
 		replicaObj("gone-r1", "gone", "n9", "running", ""),
@@ -275,7 +277,9 @@ func TestLocate(t *testing.T) {
 	}{
 		{"ok", drivers.Location{Replicas: []drivers.Replica{r("n1", true), r("n2", true)}}},
 		{"failed", drivers.Location{Replicas: []drivers.Replica{r("n2", true), r("n1", false)}}},
-		{"stopped", drivers.Location{Replicas: []drivers.Replica{r("n1", false)}, Topology: zoneA}},
+		{"stopped", drivers.Location{Replicas: []drivers.Replica{r("n1", true)}, Topology: zoneA}},
+		{"errored", drivers.Location{Replicas: []drivers.Replica{r("n1", false)}, Topology: zoneA}},
+		{"faulted", drivers.Location{Replicas: []drivers.Replica{r("n1", false)}, Topology: zoneA}},
 		{"down", drivers.Location{Replicas: []drivers.Replica{r("n3", false)}, Topology: zoneA}},
 		{"unknown", drivers.Location{Replicas: []drivers.Replica{r("n5", false)}, Topology: zoneA}},
 		{"gone", drivers.Location{Replicas: []drivers.Replica{r("n9", false)}}},
@@ -326,7 +330,7 @@ func TestUpdatesAndForget(t *testing.T) {
 	if got := nodesOf("v"); !slices.Equal(got, []string{"n2:true"}) {
 		t.Errorf("before scheduling: %v", got)
 	}
-	if got := d.Robustness("v"); got != "degraded" {
+	if got := d.idx.volumeRobustness("v"); got != "degraded" {
 		t.Errorf("Robustness = %q", got)
 	}
 
@@ -336,7 +340,7 @@ func TestUpdatesAndForget(t *testing.T) {
 	if got := nodesOf("v"); !slices.Equal(got, []string{"n1:true", "n2:true"}) {
 		t.Errorf("after scheduling: %v", got)
 	}
-	if got := d.Robustness("v"); got != "healthy" {
+	if got := d.idx.volumeRobustness("v"); got != "healthy" {
 		t.Errorf("Robustness = %q", got)
 	}
 	// A replica that changes volume (not something Longhorn does, but the index must not
@@ -360,7 +364,7 @@ func TestUpdatesAndForget(t *testing.T) {
 	if got := nodesOf("w"); !slices.Equal(got, []string{"n1:false"}) {
 		t.Errorf("after forgetting n1: %v", got)
 	}
-	if got := d.Robustness("v"); got != "" {
+	if got := d.idx.volumeRobustness("v"); got != "" {
 		t.Errorf("Robustness after Forget = %q", got)
 	}
 	list, _ := d.StorageNodes(ctx)
@@ -507,7 +511,7 @@ func TestInformers(t *testing.T) {
 	if got := nodesOf(); !slices.Equal(got, []string{"n1"}) {
 		t.Errorf("after sync: replicas on %v, want [n1]", got)
 	}
-	if got := d.Robustness("vol-a"); got != "degraded" {
+	if got := d.idx.volumeRobustness("vol-a"); got != "degraded" {
 		t.Errorf("Robustness = %q", got)
 	}
 	if list, _ := d.StorageNodes(ctx); len(list) != 2 {

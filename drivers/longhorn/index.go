@@ -26,8 +26,10 @@ type replica struct {
 	volume string
 	// node is empty while the replica is not scheduled.
 	node string
-	// running is status.currentState == "running".
-	running bool
+	// errored is status.currentState == "error". Other states count as holding the data:
+	// Longhorn stops every replica of a detached volume ("stopped"), and a volume that no pod
+	// uses must still be schedulable where its replicas are.
+	errored bool
 	// failed is spec.failedAt != "".
 	failed bool
 }
@@ -142,7 +144,7 @@ func (x *index) locate(volume string) drivers.Location {
 		n, known := x.nodes[r.node]
 		// A replica's data is only as reachable as its node: one on a node Longhorn reports
 		// down, or has no (or no ready) Node for, cannot serve I/O now.
-		healthy := r.running && !r.failed && known && n.Health != storkv1.StorageDown && n.Health != storkv1.StorageUnknown
+		healthy := !r.errored && !r.failed && known && n.Health != storkv1.StorageDown && n.Health != storkv1.StorageUnknown
 		if i := slices.IndexFunc(reps, func(p drivers.Replica) bool { return p.Node == r.node }); i >= 0 {
 			// Two replicas on one node (soft anti-affinity) are one copy for placement.
 			reps[i].Healthy = reps[i].Healthy || healthy
@@ -150,9 +152,16 @@ func (x *index) locate(volume string) drivers.Location {
 		}
 		reps = append(reps, drivers.Replica{Node: r.node, Topology: n.Topology, Healthy: healthy})
 	}
+	faulted := x.robustness[volume] == "faulted"
 	x.mu.RUnlock()
 	if len(reps) == 0 {
 		return drivers.Location{}
+	}
+	if faulted {
+		// Longhorn found no replica it can use: none is a copy placement can count on.
+		for i := range reps {
+			reps[i].Healthy = false
+		}
 	}
 	slices.SortFunc(reps, func(a, b drivers.Replica) int {
 		if a.Healthy != b.Healthy {
@@ -189,7 +198,7 @@ func parseReplica(obj *unstructured.Unstructured) *replica {
 		name:    obj.GetName(),
 		volume:  str(obj.Object, "spec", "volumeName"),
 		node:    str(obj.Object, "spec", "nodeID"),
-		running: str(obj.Object, "status", "currentState") == "running",
+		errored: str(obj.Object, "status", "currentState") == "error",
 		failed:  str(obj.Object, "spec", "failedAt") != "",
 	}
 }
