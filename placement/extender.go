@@ -208,9 +208,9 @@ func filterResult(args *extenderv1.ExtenderArgs, pass []string, failed extenderv
 }
 
 // Filter removes the nodes where the driver of one of the pod's volumes has storage that is
-// down, and, for pods that require it, the nodes without a usable copy of every volume. When a
-// volume has no usable copy anywhere, it fails the pod with an error that says where the copies
-// are, rather than place it where its data cannot be read.
+// down and, for pods that require it (or claims waiting for a reserved local volume), the nodes
+// without a usable copy. When a volume has no usable copy anywhere, every node fails with a reason
+// that says where the copies are, rather than the pod be placed where its data cannot be read.
 func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) (*extenderv1.ExtenderFilterResult, error) {
 	return e.filter(ctx, args, &scratch{})
 }

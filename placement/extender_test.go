@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,14 +42,7 @@ var allNodes = []string{"n1", "n2", "n3", "n4", "n5", "n6"}
 type world struct {
 	d   *fake.Driver
 	ext *Extender
-	rec *recorder
-}
-
-// recorder keeps the reasons of recorded events.
-type recorder struct{ reasons []string }
-
-func (r *recorder) Eventf(_ runtime.Object, _ runtime.Object, _, reason, _, _ string, _ ...interface{}) {
-	r.reasons = append(r.reasons, reason)
+	rec *eventLog
 }
 
 func newWorld(t *testing.T, health map[string]storkv1.StorageHealth, replicas map[string][]string) *world {
@@ -91,7 +85,7 @@ func newWorld(t *testing.T, health map[string]storkv1.StorageHealth, replicas ma
 		view.SetNode(n, map[string]string{storkv1.LabelRegion: topo.Region, storkv1.LabelZone: topo.Zone, storkv1.LabelRack: topo.Rack})
 	}
 	view.Refresh(context.Background())
-	rec := &recorder{}
+	rec := &eventLog{}
 	return &world{d: d, rec: rec, ext: &Extender{View: view, Volumes: &Volumes{Reader: c, Drivers: set}, Recorder: rec, Log: logr.Discard()}}
 }
 
@@ -151,8 +145,9 @@ func TestPrioritize(t *testing.T) {
 					t.Errorf("%s scored %d, want %d (all: %v)", n, scores[n], want, scores)
 				}
 			}
-			if gotEvent := strings.Contains(strings.Join(w.rec.reasons, ","), "NoDataLocalNode"); gotEvent != tc.event {
-				t.Errorf("NoDataLocalNode event: %v, want %v (%v)", gotEvent, tc.event, w.rec.reasons)
+			events := w.rec.take()
+			if gotEvent := slices.Contains(events, "NoDataLocalNode p"); gotEvent != tc.event {
+				t.Errorf("NoDataLocalNode event: %v, want %v (%v)", gotEvent, tc.event, events)
 			}
 		})
 	}
