@@ -59,11 +59,12 @@ func TestPlacement(t *testing.T) {
 		}
 	}
 	extenderPort, webhookPort, metricsPort := ports[0], ports[1], ports[2]
-	stork, err := c.StartStork(ctx, "--drivers=local,longhorn",
+	storkArgs := []string{"--drivers=local,longhorn",
 		fmt.Sprintf("--extender-bind-address=127.0.0.1:%d", extenderPort),
-		fmt.Sprintf("--webhook-port=%d", webhookPort), "--webhook-ips=127.0.0.1", "--webhook-cert-dir="+filepath.Join(c.Dir, "webhook-certs"),
+		fmt.Sprintf("--webhook-port=%d", webhookPort), "--webhook-ips=127.0.0.1", "--webhook-cert-dir=" + filepath.Join(c.Dir, "webhook-certs"),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
-		"--monitor-probation=5s", "--monitor-interval=1s", "--monitor-batch-interval=1s", "--monitor-stale-after=90s")
+		"--monitor-probation=5s", "--monitor-interval=1s", "--monitor-batch-interval=1s", "--monitor-stale-after=90s"}
+	stork, err := c.StartStork(ctx, storkArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +252,21 @@ func TestPlacement(t *testing.T) {
 		if err := agents["p-zone-a-1"].Kill(); err != nil {
 			t.Fatal(err)
 		}
+		// Stork is killed once the failover has started, and restarted: it carries on from the
+		// state on the old volume.
+		if err := c.WaitFor(ctx, 2*time.Minute, "the failover of data-db-0 to start", func(ctx context.Context) (bool, error) {
+			pv := &corev1.PersistentVolume{}
+			err := c.Client.Get(ctx, client.ObjectKey{Name: orig.Spec.VolumeName}, pv)
+			return err == nil && pv.Annotations[placement.AnnotationFailoverPhase] != "", err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := stork.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if stork, err = c.StartStork(ctx, storkArgs...); err != nil {
+			t.Fatal(err)
+		}
 		var rs storkv1.Restore
 		if err := c.WaitFor(ctx, 3*time.Minute, "the failover of data-db-0 to finish", func(ctx context.Context) (bool, error) {
 			var list storkv1.RestoreList
@@ -334,7 +350,7 @@ func TestPlacement(t *testing.T) {
 		if !strings.Contains(metrics, `stork_monitor_paused{driver="local",reason="partition_suspected"} 1`) {
 			t.Errorf("the monitor does not say it paused:\n%s", grepLines(metrics, "stork_monitor"))
 		}
-		for _, want := range []string{`stork_monitor_evictions_total{driver="longhorn",result="evicted"}`, `stork_extender_requests_total{result="ok",verb="filter"}`} {
+		for _, want := range []string{`stork_monitor_evictions_total{driver="local",result="evicted"}`, `stork_extender_requests_total{result="ok",verb="filter"}`} {
 			if !strings.Contains(metrics, want) {
 				t.Errorf("metric %s missing:\n%s", want, grepLines(metrics, "stork_"))
 			}
