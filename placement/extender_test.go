@@ -153,6 +153,25 @@ func TestPrioritize(t *testing.T) {
 	}
 }
 
+// TestPrioritizeRackFromNodeLabels: a driver that reports zones but not racks (Longhorn) still
+// gets the same-rack score, from the Node labels.
+func TestPrioritizeRackFromNodeLabels(t *testing.T) {
+	w := newWorld(t, nil, map[string][]string{"v1": {"n1"}})
+	w.d.SetNode(drivers.StorageNode{Node: "n1", Topology: storkv1.Topology{Region: "r1", Zone: "zone-a"}, Health: storkv1.StorageHealthy})
+	w.ext.View.Refresh(context.Background())
+	got, err := w.ext.Prioritize(context.Background(), argsFor(podWith(nil, "c-v1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores := map[string]int64{}
+	for _, h := range *got {
+		scores[h.Host] = h.Score
+	}
+	if scores["n2"] != 5 || scores["n3"] != 3 {
+		t.Errorf("scores %v: want n2 (same rack by its labels) 5 and n3 (same zone) 3", scores)
+	}
+}
+
 func TestFilter(t *testing.T) {
 	cases := []struct {
 		name     string

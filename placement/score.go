@@ -66,13 +66,12 @@ func (v *View) usableCopies(t *table, driver string, loc drivers.Location) []usa
 			continue
 		}
 		c := usableCopy{node: r.Node, row: -1, degraded: degraded}
+		// The node's labels say where the copy is; what the driver reports (Longhorn knows
+		// zones, not racks) only stands in for a node the table does not know.
 		if row, known := t.rows[r.Node]; known {
-			c.row = row
-		}
-		if r.Topology != (storkv1.Topology{}) {
-			c.topo = t.idsOf(r.Topology)
+			c.row, c.topo = row, t.topology(row)
 		} else {
-			c.topo = t.topology(c.row)
+			c.topo = t.idsOf(r.Topology)
 		}
 		out = append(out, c)
 	}
