@@ -101,24 +101,6 @@ func (v *View) ForgetNode(name string) {
 	v.mu.Unlock()
 }
 
-// Topology of a node: its labels, or what a driver's storage node says when the Node has none.
-func (v *View) Topology(node string) storkv1.Topology {
-	v.mu.RLock()
-	t, ok := v.nodes[node]
-	v.mu.RUnlock()
-	if ok && t != (storkv1.Topology{}) {
-		return t
-	}
-	if s := v.storage.Load(); s != nil {
-		for _, d := range s.drivers {
-			if n, ok := d.nodes[node]; ok && n.Topology != (storkv1.Topology{}) {
-				return n.Topology
-			}
-		}
-	}
-	return t
-}
-
 // nodeTable is the last refresh's table; an empty one before the first.
 func (v *View) nodeTable() *table {
 	if s := v.storage.Load(); s != nil {
