@@ -66,7 +66,7 @@ func (r *Volumes) Of(ctx context.Context, pod *corev1.Pod) ([]podVolume, error) 
 		if vol.PersistentVolumeClaim == nil {
 			continue
 		}
-		v, err := r.volume(ctx, pod.Namespace, vol.PersistentVolumeClaim.ClaimName)
+		v, err := r.Volume(ctx, pod.Namespace, vol.PersistentVolumeClaim.ClaimName)
 		if err != nil {
 			return nil, err
 		}
@@ -90,46 +90,54 @@ func (r *Volumes) Of(ctx context.Context, pod *corev1.Pod) ([]podVolume, error) 
 	return out, nil
 }
 
-// volume reads a claim with its volume and class; Claim is nil when the claim does not exist.
-func (r *Volumes) volume(ctx context.Context, ns, name string) (drivers.Volume, error) {
+// Volume reads a claim from the cache with its volume (the bound one, or one reserved for the
+// claim by name) and its storage class; Claim is nil when the claim does not exist (yet). The
+// extender, the monitor and the pod webhook all see a pod's claims through it.
+func (r *Volumes) Volume(ctx context.Context, ns, name string) (drivers.Volume, error) {
 	var v drivers.Volume
 	claim := &corev1.PersistentVolumeClaim{}
 	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, claim); err != nil {
 		if apierrors.IsNotFound(err) {
 			return v, nil
 		}
-		return v, fmt.Errorf("reading claim %s/%s: %w", ns, name, err)
+		return v, fmt.Errorf("reading PersistentVolumeClaim %s/%s: %w", ns, name, err)
 	}
 	v.Claim = claim
 	if claim.Spec.VolumeName == "" {
 		var reserved corev1.PersistentVolumeList
 		if err := r.Reader.List(ctx, &reserved, client.MatchingFields{IndexPreboundClaim: ns + "/" + name}); err != nil {
-			return v, fmt.Errorf("looking for a volume reserved for claim %s/%s: %w", ns, name, err)
+			return v, fmt.Errorf("looking for a PersistentVolume reserved for PersistentVolumeClaim %s/%s: %w", ns, name, err)
 		}
 		if len(reserved.Items) == 1 {
 			v.PV = &reserved.Items[0]
 		}
 	} else {
 		pv := &corev1.PersistentVolume{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Name: claim.Spec.VolumeName}, pv)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return v, fmt.Errorf("reading PersistentVolume %s of claim %s/%s: %w", claim.Spec.VolumeName, ns, name, err)
-		}
-		if err == nil {
+		switch err := r.Reader.Get(ctx, client.ObjectKey{Name: claim.Spec.VolumeName}, pv); {
+		case err == nil:
 			v.PV = pv
+		case !apierrors.IsNotFound(err):
+			return v, fmt.Errorf("reading PersistentVolume %s of PersistentVolumeClaim %s/%s: %w", claim.Spec.VolumeName, ns, name, err)
 		}
 	}
-	if cls := claim.Spec.StorageClassName; cls != nil && *cls != "" {
+	if class := storageClassName(claim); class != "" {
 		sc := &storagev1.StorageClass{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Name: *cls}, sc)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return v, fmt.Errorf("reading StorageClass %s of claim %s/%s: %w", *cls, ns, name, err)
-		}
-		if err == nil {
+		switch err := r.Reader.Get(ctx, client.ObjectKey{Name: class}, sc); {
+		case err == nil:
 			v.StorageClass = sc
+		case !apierrors.IsNotFound(err):
+			return v, fmt.Errorf("reading StorageClass %s of PersistentVolumeClaim %s/%s: %w", class, ns, name, err)
 		}
 	}
 	return v, nil
+}
+
+// storageClassName is the claim's class, from the field or the older beta annotation.
+func storageClassName(c *corev1.PersistentVolumeClaim) string {
+	if c.Spec.StorageClassName != nil {
+		return *c.Spec.StorageClassName
+	}
+	return c.Annotations[corev1.BetaStorageClassAnnotation]
 }
 
 // describeReplicas says where a volume's copies are and how they are, for messages.

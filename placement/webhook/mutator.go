@@ -12,8 +12,6 @@ import (
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -22,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/placement"
 )
 
 const (
@@ -133,6 +132,7 @@ func (m *PodMutator) owners(ctx context.Context, ns string, pod *corev1.Pod) ([]
 	if m.Drivers == nil {
 		return nil, nil
 	}
+	vols := &placement.Volumes{Reader: m.Reader, Drivers: m.Drivers}
 	var owners, seen []string
 	for _, vol := range pod.Spec.Volumes {
 		// Generic ephemeral volumes are ignored: their claims are made after the pod.
@@ -140,12 +140,12 @@ func (m *PodMutator) owners(ctx context.Context, ns string, pod *corev1.Pod) ([]
 			continue
 		}
 		seen = append(seen, vol.PersistentVolumeClaim.ClaimName)
-		v, found, err := m.volume(ctx, ns, vol.PersistentVolumeClaim.ClaimName)
+		v, err := vols.Volume(ctx, ns, vol.PersistentVolumeClaim.ClaimName)
 		if err != nil {
 			return nil, err
 		}
-		if !found {
-			continue
+		if v.Claim == nil {
+			continue // the claim does not exist yet: not ours to judge
 		}
 		if d, err := m.Drivers.For(v); err == nil && !slices.Contains(owners, d.Name()) {
 			owners = append(owners, d.Name())
@@ -153,45 +153,6 @@ func (m *PodMutator) owners(ctx context.Context, ns string, pod *corev1.Pod) ([]
 	}
 	slices.Sort(owners)
 	return owners, nil
-}
-
-// volume reads a claim with its volume (if bound) and storage class (if found). found is false
-// when the claim does not exist (yet).
-func (m *PodMutator) volume(ctx context.Context, ns, name string) (v drivers.Volume, found bool, err error) {
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := m.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, claim); err != nil {
-		if apierrors.IsNotFound(err) {
-			return v, false, nil
-		}
-		return v, false, fmt.Errorf("reading PersistentVolumeClaim %s/%s of the pod: %w", ns, name, err)
-	}
-	v.Claim = claim
-	if pvName := claim.Spec.VolumeName; pvName != "" {
-		pv := &corev1.PersistentVolume{}
-		switch err := m.Reader.Get(ctx, client.ObjectKey{Name: pvName}, pv); {
-		case err == nil:
-			v.PV = pv
-		case !apierrors.IsNotFound(err):
-			return v, false, fmt.Errorf("reading PersistentVolume %s of PersistentVolumeClaim %s/%s: %w", pvName, ns, name, err)
-		}
-	}
-	if class := storageClassName(claim); class != "" {
-		sc := &storagev1.StorageClass{}
-		switch err := m.Reader.Get(ctx, client.ObjectKey{Name: class}, sc); {
-		case err == nil:
-			v.StorageClass = sc
-		case !apierrors.IsNotFound(err):
-			return v, false, fmt.Errorf("reading StorageClass %s of PersistentVolumeClaim %s/%s: %w", class, ns, name, err)
-		}
-	}
-	return v, true, nil
-}
-
-func storageClassName(c *corev1.PersistentVolumeClaim) string {
-	if c.Spec.StorageClassName != nil {
-		return *c.Spec.StorageClassName
-	}
-	return c.Annotations[corev1.BetaStorageClassAnnotation]
 }
 
 // setScheduler returns the pod JSON with spec.schedulerName and the AnnotationSchedulerSet

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/placement"
 )
 
 const ns = "app"
@@ -221,7 +222,7 @@ func TestHandle(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &PodMutator{
-				Reader:        fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).Build(),
+				Reader:        fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).WithIndex(&corev1.PersistentVolume{}, placement.IndexPreboundClaim, placement.PreboundClaim).Build(),
 				Drivers:       testDrivers(),
 				SchedulerName: tc.scheduler,
 				Decoder:       admission.NewDecoder(scheme()),
@@ -264,7 +265,7 @@ func TestHandle(t *testing.T) {
 }
 
 func TestCacheErrorNamesTheClaim(t *testing.T) {
-	base := fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).Build()
+	base := fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).WithIndex(&corev1.PersistentVolume{}, placement.IndexPreboundClaim, placement.PreboundClaim).Build()
 	for _, tc := range []struct {
 		name string
 		fail func(client.Object) bool
@@ -303,7 +304,7 @@ func TestPatchTouchesOnlyItsFields(t *testing.T) {
 		`"containers":[{"name":"web","image":"nginx"}],` +
 		`"volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"data"}}]}}`
 	req := request(t, admissionv1.Create, json.RawMessage(raw))
-	m := &PodMutator{Reader: fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).Build(), Drivers: testDrivers()}
+	m := &PodMutator{Reader: fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).WithIndex(&corev1.PersistentVolume{}, placement.IndexPreboundClaim, placement.PreboundClaim).Build(), Drivers: testDrivers()}
 	resp := m.Handle(context.Background(), req)
 	_, ops := apply(t, req.Object.Raw, resp)
 	if len(ops) != 2 {
@@ -318,7 +319,7 @@ func TestPatchTouchesOnlyItsFields(t *testing.T) {
 // Register serves the mutator at Path; a full AdmissionReview round trip.
 func TestRegister(t *testing.T) {
 	srv := webhook.NewServer(webhook.Options{})
-	Register(srv, &PodMutator{Reader: fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).Build(), Drivers: testDrivers()})
+	Register(srv, &PodMutator{Reader: fake.NewClientBuilder().WithScheme(scheme()).WithObjects(objects()...).WithIndex(&corev1.PersistentVolume{}, placement.IndexPreboundClaim, placement.PreboundClaim).Build(), Drivers: testDrivers()})
 	req := request(t, admissionv1.Create, pod(nil, "data"))
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
