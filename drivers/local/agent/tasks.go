@@ -2,19 +2,15 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -23,11 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/archive"
 	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/objstore"
 	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/transfer"
 	"stork.dev/stork/drivers/local/fscopy"
+	"stork.dev/stork/drivers/taskstatus"
 )
 
 // DriverName is the local driver's name, in VolumeTasks and StorageNodes.
@@ -100,17 +96,9 @@ func (t *Tasks) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(t)
 }
 
-// taskError is a failure with a reason for status.
-type taskError struct {
-	reason string
-	err    error
-}
-
-func (e *taskError) Error() string { return e.err.Error() }
-func (e *taskError) Unwrap() error { return e.err }
-
+// fail is a task failure with a reason for status.
 func fail(reason string, format string, args ...any) error {
-	return &taskError{reason: reason, err: fmt.Errorf(format, args...)}
+	return transfer.Fail(reason, format, args...)
 }
 
 // result is what a finished task reports.
@@ -149,32 +137,19 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 		}
 		_ = os.RemoveAll(t.Root.work(uid))
 		msg := fmt.Sprintf("the task was interrupted %d times (last run by agent %s) and is not started again", task.Status.Attempts, task.Status.AgentID)
-		return ctrl.Result{}, t.finish(ctx, task, result{}, &taskError{reason: "TooManyAttempts", err: errors.New(msg)})
-	}
-	orig := task.DeepCopy()
-	task.Status.Phase = storkv1.TaskRunning
-	task.Status.Attempts = attempts
-	task.Status.AgentID = t.AgentID
-	task.Status.ObservedGeneration = task.Generation
-	if task.Status.StartTime == nil {
-		now := metav1.Now()
-		task.Status.StartTime = &now
+		return ctrl.Result{}, t.finish(ctx, task, result{}, &transfer.Error{Reason: "TooManyAttempts", Err: errors.New(msg)})
 	}
 	msg := "started"
 	if attempts > 1 {
 		msg = fmt.Sprintf("started again (attempt %d of %d) after the agent that ran it stopped", attempts, t.MaxAttempts)
 	}
-	meta.SetStatusCondition(&task.Status.Conditions, metav1.Condition{Type: storkv1.ConditionProgressing, Status: metav1.ConditionTrue,
-		Reason: "Running", Message: msg, ObservedGeneration: task.Generation})
-	// Optimistic locking: of two agents that both think the task is theirs (an old one not
-	// quite dead), one starts it.
-	if err := t.Client.Status().Patch(ctx, task, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		return ctrl.Result{}, fmt.Errorf("marking task %s running: %w", req.NamespacedName, err)
+	if err := taskstatus.Start(ctx, t.Client, task, attempts, t.AgentID, msg); err != nil {
+		return ctrl.Result{}, err
 	}
 	log.Info("task started", "attempt", attempts)
 
 	var progress atomic.Pointer[storkv1.Progress]
-	stop := t.reportProgress(ctx, task, &progress)
+	stop := taskstatus.ReportProgress(ctx, t.Client, task, &progress)
 	res, err := t.do(ctx, task, func(p storkv1.Progress) { progress.Store(&p) })
 	stop()
 	if p := progress.Load(); p != nil {
@@ -196,66 +171,10 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	return ctrl.Result{}, t.finish(ctx, task, res, err)
 }
 
-// reportProgress writes the latest progress to the task's status every second until the
-// returned function is called.
-func (t *Tasks) reportProgress(ctx context.Context, task *storkv1.VolumeTask, latest *atomic.Pointer[storkv1.Progress]) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		var last storkv1.Progress
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			cur := latest.Load()
-			if cur == nil || *cur == last {
-				continue
-			}
-			p := *cur
-			body, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": p}})
-			obj := &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: task.Namespace, Name: task.Name}}
-			if err := t.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err == nil {
-				last = p
-			}
-		}
-	})
-	return func() { cancel(); wg.Wait() }
-}
-
 // finish writes a task's final status.
 func (t *Tasks) finish(ctx context.Context, task *storkv1.VolumeTask, res result, err error) error {
-	orig := task.DeepCopy()
-	now := metav1.Now()
-	st := &task.Status
-	st.CompletionTime = &now
-	cond := metav1.Condition{Type: storkv1.ConditionReady, ObservedGeneration: task.Generation}
-	if err != nil {
-		reason := "Failed"
-		var te *taskError
-		if errors.As(err, &te) {
-			reason = te.reason
-		}
-		st.Phase, st.Reason, st.Message = storkv1.TaskFailed, reason, err.Error()
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, err.Error()
-	} else {
-		st.Phase, st.SnapshotID, st.Path, st.SizeBytes = storkv1.TaskSucceeded, res.snapshotID, res.path, res.size
-		st.RepositorySnapshotID = res.repositorySnapshotID
-		st.Progress = res.progress
-		st.Progress.BytesDone, st.Progress.BytesTotal = res.size, res.size
-		st.Progress.ItemsDone = st.Progress.ItemsTotal
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Succeeded", "done by agent "+t.AgentID
-	}
-	meta.SetStatusCondition(&st.Conditions, cond)
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: storkv1.ConditionProgressing, Status: metav1.ConditionFalse,
-		Reason: cond.Reason, Message: "finished", ObservedGeneration: task.Generation})
-	if perr := t.Client.Status().Patch(ctx, task, client.MergeFrom(orig)); perr != nil {
-		return fmt.Errorf("writing the result of task %s/%s: %w", task.Namespace, task.Name, perr)
-	}
-	return nil
+	return taskstatus.Finish(ctx, t.Client, task, taskstatus.Result{SnapshotID: res.snapshotID, RepositorySnapshotID: res.repositorySnapshotID,
+		Path: res.path, Size: res.size, Progress: res.progress}, err, "agent "+t.AgentID)
 }
 
 // do the work of a task. Progress counts bytes, and files for uploads and downloads.
@@ -277,11 +196,6 @@ func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(
 	default:
 		return result{}, fail("Unsupported", "the local driver's agent does not do %s tasks", task.Spec.Type)
 	}
-}
-
-// filesProgress is the engine's progress as a task's: items are files.
-func filesProgress(p archive.Progress) storkv1.Progress {
-	return storkv1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, ItemsDone: p.FilesDone, ItemsTotal: p.FilesTotal}
 }
 
 // SnapshotID names the snapshot a Snapshot task makes: the volume and the task, so that
@@ -464,15 +378,11 @@ func (t *Tasks) workFailed(work, reason string, err error) error {
 	if errors.Is(err, syscall.EIO) {
 		reason = "IOError"
 	}
-	return &taskError{reason: reason, err: err}
+	return &transfer.Error{Reason: reason, Err: err}
 }
 
 // upload backs a snapshot up into the location named by the task's access Secret, with the
-// task's tags. The newest earlier backup with the same cluster, namespace and claim tags is the
-// parent (files unchanged since are taken from it when their metadata matches), and chunks the
-// repository has are never sent again. A backup is visible only once complete (the engine
-// writes its snapshot manifest last), so an interrupted upload is started again from the
-// beginning and reuses the packs the first attempt wrote.
+// task's tags (see transfer.Upload).
 func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress func(storkv1.Progress)) (result, error) {
 	id := task.Spec.SnapshotID
 	if err := errors.Join(validName("snapshot ID", id), needsAccess(task)); err != nil {
@@ -487,18 +397,12 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 	if err != nil {
 		return result{}, err
 	}
-	defer r.close()
-	opts := archive.BackupOptions{Tags: task.Spec.Tags, Progress: func(p archive.Progress) { progress(filesProgress(p)) }}
-	if parent, err := newestWithTags(ctx, r.Repository, task.Spec.Tags); err != nil {
-		return result{}, fail("RepositoryUnavailable", "listing the backups in %s: %w", r.url, err)
-	} else if parent != nil {
-		opts.Parent = parent
-	}
-	snapID, snap, err := archive.Backup(ctx, r.Repository, src, opts)
+	defer r.Close()
+	snapID, size, err := transfer.Upload(ctx, r, src, task.Spec.Tags, progress)
 	if err != nil {
-		return result{}, &taskError{reason: "UploadFailed", err: fmt.Errorf("backing up snapshot %s to %s: %w", id, r.url, err)}
+		return result{}, err
 	}
-	return result{snapshotID: id, repositorySnapshotID: snapID.String(), size: snap.Summary.Bytes}, nil
+	return result{snapshotID: id, repositorySnapshotID: snapID, size: size}, nil
 }
 
 // download makes the new volume volumes/<spec.volumeName> from the backup
@@ -509,7 +413,7 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 // engine restores a whole tree, and what it wrote is not trusted to be complete.
 func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid string, progress func(storkv1.Progress)) (result, error) {
 	name := task.Spec.VolumeName
-	snapID, idErr := repo.ParseID(task.Spec.RepositorySnapshotID)
+	_, idErr := repo.ParseID(task.Spec.RepositorySnapshotID)
 	if idErr != nil {
 		idErr = fmt.Errorf("spec.repositorySnapshotID: %w", idErr)
 	}
@@ -526,31 +430,20 @@ func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid stri
 	if err != nil {
 		return result{}, err
 	}
-	defer r.close()
-	// Looked up first, so that a backup that is not there is told apart from one that fails
-	// to restore.
-	if _, err := r.LoadSnapshot(ctx, snapID); errors.Is(err, objstore.ErrNotFound) {
-		return result{}, fail("BackupNotFound", "backup %s is not in the repository at %s", snapID, r.url)
-	} else if err != nil {
-		return result{}, fail("DownloadFailed", "reading backup %s in %s: %w", snapID, r.url, err)
-	}
+	defer r.Close()
 	work, err := t.freshWork(uid)
 	if err != nil {
 		return result{}, err
 	}
-	var size atomic.Int64
-	opts := archive.RestoreOptions{Progress: func(p archive.Progress) {
-		size.Store(p.BytesTotal)
-		progress(filesProgress(p))
-	}}
-	if err := archive.Restore(ctx, r.Repository, snapID, work, opts); err != nil {
-		return result{}, t.workFailed(work, "DownloadFailed", fmt.Errorf("restoring backup %s from %s: %w", snapID, r.url, err))
+	size, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, work, progress)
+	if err != nil {
+		return result{}, t.workFailed(work, transfer.ReasonOf(err, "DownloadFailed"), err)
 	}
 	dst, err := t.publishVolume(work, uid, name)
 	if err != nil {
 		return result{}, err
 	}
-	return result{path: dst, size: size.Load()}, nil
+	return result{path: dst, size: size}, nil
 }
 
 // needsAccess says what is missing from a task that reaches a backup location.
@@ -561,23 +454,11 @@ func needsAccess(task *storkv1.VolumeTask) error {
 	return nil
 }
 
-// openRepo is a task's open backup repository, with the URL of its location for messages.
-type openRepo struct {
-	*repo.Repository
-	url string
-}
-
-// close releases the repository and its store.
-func (r *openRepo) close() {
-	r.Repository.Close()
-	_ = r.Store().Close()
-}
-
 // openRepository opens the repository of the location the task's access Secret (in Stork's
 // namespace, made by the controller for this task) describes. Failures carry the reason for the
-// task's status: what is wrong with the Secret, with the store (objstore.Problem), or with the
-// repository in it. The caller has checked the task names a Secret (needsAccess).
-func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*openRepo, error) {
+// task's status: what is wrong with the Secret, with the store, or with the repository in it.
+// The caller has checked the task names a Secret (needsAccess).
+func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*transfer.Repo, error) {
 	name := task.Spec.AccessSecretName
 	secret := &corev1.Secret{}
 	if err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: name}, secret); err != nil {
@@ -592,26 +473,5 @@ func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*
 	if err != nil {
 		return nil, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, name, err)
 	}
-	store, err := objstore.Open(ctx, access.Store)
-	if err != nil {
-		return nil, fail(objstore.Problem(err), "opening %s: %w", access.Store.URL, err)
-	}
-	r, err := repo.Open(ctx, store, access.Key)
-	if err != nil {
-		_ = store.Close()
-		return nil, fail("RepositoryUnavailable", "opening the repository in %s: %w", access.Store.URL, err)
-	}
-	return &openRepo{Repository: r, url: store.String()}, nil
-}
-
-// newestWithTags returns the newest repository snapshot of the same volume, by its identity
-// tags, to back up incrementally from.
-func newestWithTags(ctx context.Context, r *repo.Repository, tags map[string]string) (*repo.ID, error) {
-	s, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool {
-		return s.Tags["cluster"] == tags["cluster"] && s.Tags["namespace"] == tags["namespace"] && s.Tags["pvc"] == tags["pvc"]
-	})
-	if s == nil || err != nil {
-		return nil, err
-	}
-	return &s.ID, nil
+	return transfer.Open(ctx, access)
 }

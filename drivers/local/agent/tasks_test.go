@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/transfer"
 )
 
 func TestWithin(t *testing.T) {
@@ -140,6 +141,6 @@ func TestTaskWork(t *testing.T) {
 }
 
 func isReason(err error, reason string) bool {
-	var te *taskError
-	return errors.As(err, &te) && te.reason == reason
+	var te *transfer.Error
+	return errors.As(err, &te) && te.Reason == reason
 }
