@@ -1,6 +1,6 @@
 # Stork's build. The two commands of the quick start are `make demo` and `make test`; both build
-# everything they need (the test control plane's binaries are cached outside the checkout, see
-# hack/testbin.sh).
+# everything they need (the test control plane's binaries and the CSI sidecars are cached outside
+# the checkout, see hack/testbin.sh).
 
 SHELL := /usr/bin/env bash
 GO ?= go
@@ -41,13 +41,15 @@ vet:
 
 lint: fmt-check vet
 
-## testbin: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl and minio (cached)
+## testbin: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl and minio, and the CSI sidecars (cached)
 testbin:
 	@hack/testbin.sh
+	@hack/testbin.sh csi
 
 ## test: everything — generated files, formatting, vet, unit, integration and e2e tests
 test: verify-generated lint
-	STORK_TESTBIN="$$(hack/testbin.sh)" && export STORK_TESTBIN && \
+	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
+		export STORK_TESTBIN STORK_CSI_TESTBIN && \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
 
 ## test-unit: only the tests that need no control plane
@@ -56,7 +58,8 @@ test-unit:
 
 ## demo: a local control plane with simulated nodes in three zones, Stork's CRDs and a file:// BackupLocation
 demo:
-	STORK_TESTBIN="$$(hack/testbin.sh)" && export STORK_TESTBIN && \
+	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
+		export STORK_TESTBIN STORK_CSI_TESTBIN && \
 		$(GO) run ./e2e/demo $(DEMO_ARGS)
 
 ## bench-primitives: the chunker and keyed-hash measurements behind the repository format

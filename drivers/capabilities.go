@@ -33,7 +33,9 @@ type Restorer interface {
 	Driver
 	// Restore creates a volume with the snapshot's data and a PersistentVolume for it,
 	// pre-bound to req.TargetNamespace/req.TargetClaim, so that a claim of that name binds
-	// to it. The status's VolumeName names the PersistentVolume.
+	// to it; the status's VolumeName names the PersistentVolume. A driver whose volumes are
+	// provisioned from a data source (CSI) instead names the source in the status's
+	// DataSource, and the claim is created with it.
 	Restore(ctx context.Context, req RestoreRequest) (VolumeStatus, error)
 }
 
@@ -164,6 +166,9 @@ type VolumeStatus struct {
 	Node string
 	// SizeBytes of the result.
 	SizeBytes int64
+	// DataSource, for a restore, is what the target claim is provisioned from (a
+	// VolumeSnapshot in the target namespace) when the driver made no PersistentVolume.
+	DataSource *corev1.TypedLocalObjectReference
 	// Progress of the work.
 	Progress storkv1.Progress
 	// Reason and Message say why the work failed.

@@ -16,6 +16,11 @@ import (
 type Options struct {
 	// Client reads and writes Kubernetes objects (from caches where the process has them).
 	Client client.Client
+	// APIReader reads straight from the API server, for reads that must see the driver's own
+	// recent writes (a cache may lag). Defaults to Client.
+	APIReader client.Reader
+	// Namespace is Stork's namespace, where drivers run their work pods.
+	Namespace string
 	// Log is the driver's logger.
 	Log logr.Logger
 	// Config holds driver-specific settings, from the stork command line or its config file.

@@ -711,7 +711,7 @@ func waitRestore(t *testing.T, c *harness.Cluster, r *storkv1.Restore, want stor
 		return false, nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\nlast status: %+v", err, r.Status)
 	}
 }
 

@@ -1,73 +1,122 @@
 #!/usr/bin/env bash
-# Builds the binaries of the test control plane and object store from pinned Go modules into a
-# versioned cache directory outside the checkout, and prints that directory.
+# Builds test binaries from pinned Go modules into a versioned cache directory outside the
+# checkout, and prints that directory.
 #
-#   etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl  (hack/tools/{etcd,kube})
-#   minio                                                                    (MINIO_VERSION below)
+#   hack/testbin.sh       etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl
+#                         (hack/tools/{etcd,kube}) and minio (MINIO_VERSION below)
+#   hack/testbin.sh csi   csi-provisioner, csi-snapshotter, snapshot-controller (hack/tools/csi)
+#                         and, in crds/, the VolumeSnapshot and VolumeGroupSnapshot CRDs of the
+#                         same external-snapshotter release
 #
-# The directory name carries the versions and a hash of the tools modules and BUILD_REVISION, so a
-# change of any pin builds into a new directory and a second run with the same pins reuses the
-# first one's binaries.
+# The two sets live in separate directories, so that a change of the CSI pins never costs a
+# rebuild of the control plane (about half an hour on two cores). A directory's name carries the
+# versions and a hash of its tools modules and build revision, so a change of any pin builds into
+# a new directory and a second run with the same pins reuses the first one's binaries.
 # Binaries are built into a temporary directory that is renamed into place only when all of them
 # are there: a build that is killed half-way is never taken for a complete one.
 set -euo pipefail
 
-# Bump BUILD_REVISION when the way the binaries are built changes (flags, tags), so caches made
-# the old way are not reused.
+# Bump BUILD_REVISION (CSI_BUILD_REVISION) when the way the binaries are built changes (flags,
+# tags), so caches made the old way are not reused.
 BUILD_REVISION=1
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.0
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+CSI_BUILD_REVISION=1
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${STORK_TESTBIN_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/stork/testbin}
 
-key=$(cat "$here/tools/kube/go.mod" "$here/tools/kube/go.sum" "$here/tools/etcd/go.mod" \
-	"$here/tools/etcd/go.sum" "$here/tools/etcd/main.go" <(echo "$BUILD_REVISION $MINIO_VERSION") |
-	sha256sum | cut -c1-12)
-dir="$cache_root/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-$key"
-
-if [[ -f "$dir/.complete" ]]; then
-	echo "$dir"
-	exit 0
-fi
-
 log() { echo "testbin: $*" >&2; }
-mkdir -p "$cache_root"
-# One build at a time per cache; whoever waited finds the other's result.
-exec 9>"$cache_root/.lock"
-flock 9
-if [[ -f "$dir/.complete" ]]; then
+
+# cached DIR BUILD prints DIR after running `BUILD TMP` into a fresh temporary directory and
+# renaming that into place, unless DIR is complete already.
+cached() {
+	local dir=$1 build=$2
+	if [[ -f "$dir/.complete" ]]; then
+		echo "$dir"
+		return
+	fi
+	mkdir -p "$cache_root"
+	# One build at a time per cache (the machines have two cores); whoever waited finds the
+	# other's result.
+	exec 9>"$cache_root/.lock"
+	flock 9
+	if [[ -f "$dir/.complete" ]]; then
+		echo "$dir"
+		return
+	fi
+	tmp=$(mktemp -d "$cache_root/.build-XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	chmod 755 "$tmp"
+	local start
+	start=$(date +%s)
+	"$build" "$tmp"
+	touch "$tmp/.complete"
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+	trap - EXIT
+	log "built in $(($(date +%s) - start))s into $dir"
 	echo "$dir"
-	exit 0
-fi
-tmp=$(mktemp -d "$cache_root/.build-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"
+}
 
-minor=${KUBE_VERSION#v1.}
-minor=${minor%%.*}
-# The same -X flags as kubernetes' hack/lib/version.sh, so the servers report the real version.
-ldflags=""
-for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-	ldflags+=" -X '$pkg.gitVersion=$KUBE_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
-	ldflags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=1970-01-01T00:00:00Z'"
-done
+build_kube() {
+	local out=$1 minor ldflags="" pkg cmd
+	minor=${KUBE_VERSION#v1.}
+	minor=${minor%%.*}
+	# The same -X flags as kubernetes' hack/lib/version.sh, so the servers report the real version.
+	for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+		ldflags+=" -X '$pkg.gitVersion=$KUBE_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
+		ldflags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=1970-01-01T00:00:00Z'"
+	done
+	for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
+		log "building $cmd $KUBE_VERSION (the first, kube-apiserver, takes several minutes)"
+		(cd "$here/tools/kube" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+	done
+	log "building etcd $ETCD_VERSION"
+	(cd "$here/tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" .)
+	log "building minio $MINIO_VERSION"
+	GOBIN="$out" GOFLAGS=-trimpath go install -ldflags "-s -w" "github.com/minio/minio@$MINIO_VERSION"
+	"$out/kube-apiserver" --version >&2
+}
 
-start=$(date +%s)
-for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
-	log "building $cmd $KUBE_VERSION (the first, kube-apiserver, takes several minutes)"
-	(cd "$here/tools/kube" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd")
-done
-log "building etcd $ETCD_VERSION"
-(cd "$here/tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" .)
-log "building minio $MINIO_VERSION"
-GOBIN="$tmp" GOFLAGS=-trimpath go install -ldflags "-s -w" "github.com/minio/minio@$MINIO_VERSION"
+csi_tools=$here/tools/csi
+# The versions come from the tools module, the single place that pins them.
+csi_version() { awk -v m="$1" '$1 == m { print $2 }' "$csi_tools/go.mod"; }
+SNAPSHOTTER_VERSION=$(csi_version github.com/kubernetes-csi/external-snapshotter/v8)
+PROVISIONER_VERSION=$(csi_version github.com/kubernetes-csi/external-provisioner/v6)
 
-"$tmp/kube-apiserver" --version >&2
-touch "$tmp/.complete"
-rm -rf "$dir"
-mv "$tmp" "$dir"
-trap - EXIT
-log "built in $(($(date +%s) - start))s into $dir"
-echo "$dir"
+build_csi() {
+	local out=$1 crds
+	# The sidecars print main.version in their logs and for --version.
+	log "building csi-provisioner $PROVISIONER_VERSION"
+	(cd "$csi_tools" && go build -trimpath -ldflags "-s -w -X main.version=$PROVISIONER_VERSION" -o "$out/" \
+		github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
+	log "building csi-snapshotter and snapshot-controller $SNAPSHOTTER_VERSION"
+	(cd "$csi_tools" && go build -trimpath -ldflags "-s -w -X main.version=$SNAPSHOTTER_VERSION" -o "$out/" \
+		github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter \
+		github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller)
+	crds=$(cd "$csi_tools" && go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
+	mkdir "$out/crds"
+	cp "$crds"/snapshot.storage.k8s.io_*.yaml "$crds"/groupsnapshot.storage.k8s.io_*.yaml "$out/crds/"
+	chmod 644 "$out"/crds/*.yaml # the module cache is read-only
+	"$out/csi-provisioner" --version >&2
+	"$out/snapshot-controller" --version >&2
+}
+
+case "${1:-}" in
+"")
+	key=$(cat "$here/tools/kube/go.mod" "$here/tools/kube/go.sum" "$here/tools/etcd/go.mod" \
+		"$here/tools/etcd/go.sum" "$here/tools/etcd/main.go" <(echo "$BUILD_REVISION $MINIO_VERSION") |
+		sha256sum | cut -c1-12)
+	cached "$cache_root/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-$key" build_kube
+	;;
+csi)
+	key=$(cat "$csi_tools/go.mod" "$csi_tools/go.sum" <(echo "$CSI_BUILD_REVISION") | sha256sum | cut -c1-12)
+	cached "$cache_root/csi-snapshotter-$SNAPSHOTTER_VERSION-provisioner-$PROVISIONER_VERSION-$key" build_csi
+	;;
+*)
+	echo "usage: $0 [csi]" >&2
+	exit 2
+	;;
+esac

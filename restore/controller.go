@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -440,7 +441,15 @@ func (r *Reconciler) bindClaim(ctx context.Context, rs *storkv1.Restore, v *stor
 	}
 	key := client.ObjectKeyFromObject(claim)
 	if !ours {
-		claim.Spec.VolumeName = vs.VolumeName
+		if vs.DataSource != nil {
+			claim.Spec.DataSource = vs.DataSource
+			// The provisioner refuses a claim smaller than the snapshot.
+			if size := resource.NewQuantity(vs.SizeBytes, resource.BinarySI); size.Cmp(claim.Spec.Resources.Requests[corev1.ResourceStorage]) > 0 {
+				claim.Spec.Resources.Requests[corev1.ResourceStorage] = *size
+			}
+		} else {
+			claim.Spec.VolumeName = vs.VolumeName
+		}
 		if err := r.Client.Create(ctx, claim); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				return nil // created meanwhile: looked at next round
@@ -448,6 +457,9 @@ func (r *Reconciler) bindClaim(ctx context.Context, rs *storkv1.Restore, v *stor
 			return fmt.Errorf("creating PersistentVolumeClaim %s: %w", key, err)
 		}
 		existing = claim
+	}
+	if vs.DataSource != nil {
+		return r.provisionedClaim(ctx, rs, v, vs, existing, from)
 	}
 	if existing.Spec.VolumeName != vs.VolumeName {
 		r.failVolume(rs, v, "ClaimConflict", fmt.Sprintf("PersistentVolumeClaim %s asks for volume %s, not the restored %s", key, existing.Spec.VolumeName, vs.VolumeName))
@@ -458,6 +470,32 @@ func (r *Reconciler) bindClaim(ctx context.Context, rs *storkv1.Restore, v *stor
 		return nil
 	}
 	v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("bound to PersistentVolume %s on node %s", vs.VolumeName, v.Node)
+	r.event(rs, corev1.EventTypeNormal, "ClaimRestored", fmt.Sprintf("PersistentVolumeClaim %s restored from claim %s of %s", key, v.SourceClaim, from))
+	return nil
+}
+
+// provisionedClaim follows a claim the storage provisions from a data source (a CSI
+// VolumeSnapshot): done once it is bound, or once it is made when its class provisions volumes
+// only for a pod that uses them (WaitForFirstConsumer), which no restore can wait for.
+func (r *Reconciler) provisionedClaim(ctx context.Context, rs *storkv1.Restore, v *storkv1.RestoreVolumeStatus, vs drivers.VolumeStatus,
+	claim *corev1.PersistentVolumeClaim, from string) error {
+	key := client.ObjectKeyFromObject(claim)
+	src := vs.DataSource.Kind + " " + vs.DataSource.Name
+	if ds := claim.Spec.DataSource; ds == nil || ds.Kind != vs.DataSource.Kind || ds.Name != vs.DataSource.Name {
+		r.failVolume(rs, v, "ClaimConflict", fmt.Sprintf("PersistentVolumeClaim %s is not provisioned from the restored %s", key, src))
+		return nil
+	}
+	if claim.Status.Phase != corev1.ClaimBound {
+		class := &storagev1.StorageClass{}
+		err := r.Client.Get(ctx, client.ObjectKey{Name: ptr.Deref(claim.Spec.StorageClassName, "")}, class)
+		if err != nil || class.VolumeBindingMode == nil || *class.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
+			v.Phase, v.Reason, v.Message = storkv1.VolumeInProgress, "WaitingForBinding", "PersistentVolumeClaim "+key.String()+" is being provisioned from "+src
+			return client.IgnoreNotFound(err)
+		}
+		v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("PersistentVolumeClaim %s is provisioned from %s when a pod first uses it (class %s binds on first consumer)", key, src, class.Name)
+	} else {
+		v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("bound to PersistentVolume %s provisioned from %s", claim.Spec.VolumeName, src)
+	}
 	r.event(rs, corev1.EventTypeNormal, "ClaimRestored", fmt.Sprintf("PersistentVolumeClaim %s restored from claim %s of %s", key, v.SourceClaim, from))
 	return nil
 }

@@ -39,10 +39,11 @@ type VolumeTaskSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	Driver string `json:"driver"`
-	// NodeName whose agent does the work.
-	// +kubebuilder:validation:MinLength=1
+	// NodeName whose agent does the work. Empty for work done by a data mover pod (the csi
+	// driver's), which runs on a node chosen when the pod is made.
+	// +optional
 	// +kubebuilder:validation:MaxLength=253
-	NodeName string `json:"nodeName"`
+	NodeName string `json:"nodeName,omitempty"`
 	// VolumeName is the PersistentVolume to read (Snapshot, Upload) or, for Restore and
 	// Download, the name to give the new volume.
 	// +kubebuilder:validation:MinLength=1

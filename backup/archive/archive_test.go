@@ -276,6 +276,43 @@ func TestDedupAcrossVolumes(t *testing.T) {
 	}
 }
 
+// TestExcludeLeavesOutUnreadable backs up a tree whose lost+found cannot be read (as a non-root
+// mover meets an ext4 root) with it excluded: the backup succeeds, totals and the restored tree
+// leave it out, and what is below an excluded name elsewhere is kept.
+func TestExcludeLeavesOutUnreadable(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "data", "lost+found"), []byte("a file, not the excluded directory"), 0o644)
+	write(t, filepath.Join(src, "data", "table"), []byte("rows"), 0o644)
+	write(t, filepath.Join(src, "lost+found", "#12"), []byte("orphan"), 0o644)
+	if err := os.Chmod(filepath.Join(src, "lost+found"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(filepath.Join(src, "lost+found"), 0o700) })
+	var last Progress
+	id, _, err := Backup(ctx, r, src, BackupOptions{Exclude: func(rel string) bool { return rel == "lost+found" },
+		Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.FilesTotal != 2 {
+		t.Errorf("progress counted %d files, want 2 (the excluded directory's file left out)", last.FilesTotal)
+	}
+	dst := t.TempDir()
+	if err := Restore(ctx, r, id, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "lost+found")); !os.IsNotExist(err) {
+		t.Errorf("lost+found was restored: %v", err)
+	}
+	for _, f := range []string{"data/lost+found", "data/table"} {
+		if _, err := os.Stat(filepath.Join(dst, f)); err != nil {
+			t.Errorf("%s missing after restore: %v", f, err)
+		}
+	}
+}
+
 // TestRestoreRefusesEscapes feeds restore trees that try to leave the target.
 func TestRestoreRefusesEscapes(t *testing.T) {
 	ctx := context.Background()

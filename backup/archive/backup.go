@@ -36,6 +36,9 @@ type BackupOptions struct {
 	Workers int
 	// Progress, if set, is called about every 200ms and at the end.
 	Progress func(Progress)
+	// Exclude, if set, leaves out the entries (and all below them) whose slash-separated path
+	// relative to the tree's root it returns true for, such as a file system's lost+found.
+	Exclude func(rel string) bool
 }
 
 // Backup stores the tree under dir in the repository and returns the new snapshot's ID. The
@@ -182,6 +185,14 @@ func (a *archiver) scan(ctx context.Context, root string) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if a.opts.Exclude != nil && p != root {
+			if rel, rerr := filepath.Rel(root, p); rerr == nil && a.opts.Exclude(filepath.ToSlash(rel)) {
+				if d != nil && d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+		}
 		if err != nil || !d.Type().IsRegular() {
 			return nil
 		}
@@ -212,6 +223,9 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
 	for _, e := range entries {
+		if a.opts.Exclude != nil && a.opts.Exclude(path.Join(rel, e.Name())) {
+			continue
+		}
 		node, err := nodeFromPath(filepath.Join(abs, e.Name()), e.Name())
 		if err != nil {
 			return repo.ID{}, err

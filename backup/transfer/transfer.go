@@ -73,9 +73,9 @@ func FilesProgress(p archive.Progress) storkv1.Progress {
 // since are taken from it when their metadata matches), and chunks the repository has are never
 // sent again. A backup is visible only once complete (the engine writes its snapshot manifest
 // last), so an interrupted upload is started again from the beginning and reuses the packs the
-// first attempt wrote.
-func Upload(ctx context.Context, r *Repo, src string, tags map[string]string, progress func(storkv1.Progress)) (string, int64, error) {
-	opts := archive.BackupOptions{Tags: tags, Progress: func(p archive.Progress) { progress(FilesProgress(p)) }}
+// first attempt wrote. exclude, if set, leaves entries out (see archive.BackupOptions).
+func Upload(ctx context.Context, r *Repo, src string, tags map[string]string, exclude func(rel string) bool, progress func(storkv1.Progress)) (string, int64, error) {
+	opts := archive.BackupOptions{Tags: tags, Exclude: exclude, Progress: func(p archive.Progress) { progress(FilesProgress(p)) }}
 	parent, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool {
 		return s.Tags["cluster"] == tags["cluster"] && s.Tags["namespace"] == tags["namespace"] && s.Tags["pvc"] == tags["pvc"]
 	})

@@ -41,7 +41,7 @@ func main() {
 		Use:   "version",
 		Short: "Print the agent's version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
-	}, runCommand())
+	}, runCommand(), moverCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "stork-agent:", err)
 		os.Exit(1)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +32,7 @@ import (
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/drivers"
+	_ "stork.dev/stork/drivers/csi"      // registers the csi driver
 	"stork.dev/stork/drivers/local"      // registers the local driver
 	_ "stork.dev/stork/drivers/longhorn" // registers the longhorn driver
 	"stork.dev/stork/internal/certs"
@@ -103,6 +106,8 @@ func run(o options) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(storkv1.AddToScheme(scheme))
+	utilruntime.Must(snapv1.AddToScheme(scheme))
+	utilruntime.Must(groupv1.AddToScheme(scheme))
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -132,7 +137,8 @@ func run(o options) error {
 	if o.driverList != "" {
 		names = strings.Split(o.driverList, ",")
 	}
-	set, err := drivers.New(names, drivers.Options{Client: mgr.GetClient(), Log: ctrl.Log.WithName("drivers"), Config: o.driverConfig, RESTConfig: cfg})
+	set, err := drivers.New(names, drivers.Options{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.namespace,
+		Log: ctrl.Log.WithName("drivers"), Config: o.driverConfig, RESTConfig: cfg})
 	if err != nil {
 		return err
 	}

@@ -328,12 +328,19 @@ func restoreCommand() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Restore %s/%s of Snapshot %s\nPhase: %s\n", ns, r.Name, r.Spec.Source.SnapshotName, r.Status.Phase)
+			src := "Snapshot " + r.Spec.Source.SnapshotName
+			if r.Spec.Source.BackupName != "" {
+				src = "Backup " + r.Spec.Source.BackupName
+			}
+			p := r.Status.Progress
+			fmt.Fprintf(out, "Restore %s/%s of %s\nPhase: %s\nProgress: %s of %s, %d of %d volumes\n", ns, r.Name, src, r.Status.Phase,
+				units.Bytes(p.BytesDone), units.Bytes(p.BytesTotal), p.ItemsDone, p.ItemsTotal)
 			printConditions(out, r.Status.Conditions)
 			w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "\nSOURCE CLAIM\tTARGET\tNODE\tPHASE\tREASON\tMESSAGE")
+			fmt.Fprintln(w, "\nSOURCE CLAIM\tTARGET\tNODE\tPHASE\tDONE\tTOTAL\tREASON\tMESSAGE")
 			for _, v := range r.Status.Volumes {
-				fmt.Fprintf(w, "%s\t%s/%s\t%s\t%s\t%s\t%s\n", v.SourceClaim, v.TargetNamespace, v.TargetClaim, v.Node, v.Phase, v.Reason, v.Message)
+				fmt.Fprintf(w, "%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.SourceClaim, v.TargetNamespace, v.TargetClaim, v.Node, v.Phase,
+					units.Bytes(v.Progress.BytesDone), units.Bytes(v.Progress.BytesTotal), v.Reason, v.Message)
 			}
 			return w.Flush()
 		},

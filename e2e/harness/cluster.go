@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +32,8 @@ func Scheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
+	utilruntime.Must(snapv1.AddToScheme(s))
+	utilruntime.Must(groupv1.AddToScheme(s))
 	return s
 }
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -38,6 +39,51 @@ func FindBinaries() (Binaries, error) {
 
 // Path returns the path of one binary.
 func (b Binaries) Path(name string) string { return filepath.Join(string(b), name) }
+
+// CSIBinaries is the directory built by `hack/testbin.sh csi`: the CSI sidecars and, in crds/,
+// the snapshot CRDs of the same release. It is apart from Binaries so that the CSI pins can
+// change without a rebuild of the control plane.
+type CSIBinaries string
+
+// EnvCSIBinaries names the variable that points the harness at the CSI sidecars.
+const EnvCSIBinaries = "STORK_CSI_TESTBIN"
+
+var requiredCSIBinaries = []string{"csi-provisioner", "csi-snapshotter", "snapshot-controller", "crds"}
+
+// FindCSIBinaries returns the directory named by $STORK_CSI_TESTBIN after checking that every
+// sidecar the harness runs, and the CRD directory, is in it.
+func FindCSIBinaries() (CSIBinaries, error) {
+	dir := os.Getenv(EnvCSIBinaries)
+	if dir == "" {
+		return "", fmt.Errorf("%s is not set: run the tests with `make test`, or export %s=$(hack/testbin.sh csi)", EnvCSIBinaries, EnvCSIBinaries)
+	}
+	for _, b := range requiredCSIBinaries {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return "", fmt.Errorf("%s=%s lacks %s (%v): rebuild with `make testbin`", EnvCSIBinaries, dir, b, err)
+		}
+	}
+	return CSIBinaries(dir), nil
+}
+
+// RequireCSIBinaries returns the CSI sidecars' directory, skipping the test in -short mode and
+// failing it when $STORK_CSI_TESTBIN is missing or incomplete.
+func RequireCSIBinaries(t testing.TB) CSIBinaries {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a real control plane and CSI sidecars: run without -short (make test)")
+	}
+	bins, err := FindCSIBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
+}
+
+// Path returns the path of one sidecar.
+func (b CSIBinaries) Path(name string) string { return filepath.Join(string(b), name) }
+
+// CRDs returns the directory of the snapshot CRDs.
+func (b CSIBinaries) CRDs() string { return filepath.Join(string(b), "crds") }
 
 // Env owns everything one test (or the demo) starts: clusters, object stores and other
 // processes, all with their files under one root directory. Close stops all of it; if the

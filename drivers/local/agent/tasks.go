@@ -398,7 +398,7 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 		return result{}, err
 	}
 	defer r.Close()
-	snapID, size, err := transfer.Upload(ctx, r, src, task.Spec.Tags, progress)
+	snapID, size, err := transfer.Upload(ctx, r, src, task.Spec.Tags, nil, progress)
 	if err != nil {
 		return result{}, err
 	}

@@ -1,0 +1,88 @@
+package csi
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+)
+
+// Labels of mover pods.
+const (
+	// LabelMover marks mover pods (counted for the concurrency limits).
+	LabelMover = "stork.dev/mover"
+	// LabelMoverTask is the UID of the VolumeTask a mover pod works on.
+	LabelMoverTask = "stork.dev/mover-task"
+	// LabelMoverNode is the node a mover pod was placed on (per-node limit).
+	LabelMoverNode = "stork.dev/mover-node"
+)
+
+// Paths inside the mover container.
+const (
+	MoverVolumePath = "/stork/volume"
+	MoverAccessPath = "/stork/access"
+)
+
+// moverUser is the non-root user mover pods run as.
+const moverUser = 65532
+
+// moverPod is the pod of the task's next attempt: `stork-agent mover <verb>` on the chosen
+// node (and the volume's zone), mounting the temporary claim (read-only for backups) and the
+// task's access Secret as files, never in its environment or arguments. It runs under the
+// restricted Pod Security Standard: non-root, no privilege escalation, no capabilities, the
+// runtime's seccomp profile, a read-only root file system. A non-root mover cannot read files
+// only their owner may read, and restores files owned by itself (the engine skips chown when
+// it is not permitted).
+func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, job moverJob) *corev1.Pod {
+	attempt := task.Status.Attempts
+	m := w.meta(d.cfg.namespace, podName(task, attempt))
+	for k, v := range map[string]string{LabelMover: "true", LabelMoverTask: string(task.UID), LabelMoverNode: node,
+		"app.kubernetes.io/name": "stork-mover", "app.kubernetes.io/component": "data-mover"} {
+		m.Labels[k] = v
+	}
+	term := corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{
+		{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}
+	if job.zone != "" {
+		term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{Key: storkv1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{job.zone}})
+	}
+	return &corev1.Pod{
+		ObjectMeta: m,
+		Spec: corev1.PodSpec{
+			RestartPolicy:      corev1.RestartPolicyNever,
+			ServiceAccountName: d.cfg.serviceAccount,
+			Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term}}}},
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](moverUser), RunAsGroup: ptr.To[int64](moverUser),
+				// Without it the access Secret's files (0440, root's) and a fresh volume's
+				// root (root's) are out of the mover's reach.
+				FSGroup:        ptr.To[int64](moverUser),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{{
+				Name:    "mover",
+				Image:   d.cfg.image,
+				Command: []string{"stork-agent", "mover", job.verb},
+				Args:    []string{"--task=" + task.Namespace + "/" + task.Name, "--volume=" + MoverVolumePath, "--access=" + MoverAccessPath},
+				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "TMPDIR", Value: "/tmp"}},
+				Resources: corev1.ResourceRequirements{Requests: d.cfg.requests.DeepCopy(), Limits: d.cfg.limits.DeepCopy()},
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "volume", MountPath: MoverVolumePath, ReadOnly: job.readOnly},
+					{Name: "access", MountPath: MoverAccessPath, ReadOnly: true},
+					{Name: "tmp", MountPath: "/tmp"},
+				},
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "volume", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim, ReadOnly: job.readOnly}}},
+				{Name: "access", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: task.Spec.AccessSecretName, DefaultMode: ptr.To[int32](0o440)}}},
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resourceMi(64))}}},
+			},
+		},
+	}
+}
