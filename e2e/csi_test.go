@@ -83,6 +83,28 @@ func TestCSIDriver(t *testing.T) {
 	defer stopMovers()
 	movers.Run(mctx)
 
+	t.Run("RBAC: the controller and the movers get what the csi driver uses and no more", func(t *testing.T) {
+		checkAccess(ctx, t, c, []access{
+			{"stork", "create", "snapshot.storage.k8s.io", "volumesnapshots", "", "app", "", true},
+			{"stork", "update", "snapshot.storage.k8s.io", "volumesnapshots", "", "app", "x", false},
+			{"stork", "create", "snapshot.storage.k8s.io", "volumesnapshotcontents", "", "", "", true},
+			{"stork", "create", "snapshot.storage.k8s.io", "volumesnapshotclasses", "", "", "", false},
+			{"stork", "create", "groupsnapshot.storage.k8s.io", "volumegroupsnapshots", "", "app", "", true},
+			{"stork", "list", "storage.k8s.io", "csinodes", "", "", "", true},
+			{"stork", "update", "storage.k8s.io", "csinodes", "", "", "x", false},
+			{"stork", "create", "", "pods", "", harness.StorkNamespace, "", true},
+			{"stork", "create", "", "pods", "", "app", "", false},
+			{"stork", "delete", "", "pods", "", "app", "x", false},
+			{"stork-mover", "get", "stork.dev", "volumetasks", "", "app", "x", true},
+			{"stork-mover", "patch", "stork.dev", "volumetasks", "status", "app", "x", true},
+			{"stork-mover", "patch", "stork.dev", "volumetasks", "", "app", "x", false},
+			{"stork-mover", "list", "stork.dev", "volumetasks", "", "app", "", false},
+			{"stork-mover", "get", "", "secrets", "", harness.StorkNamespace, "x", false},
+			{"stork-mover", "get", "", "persistentvolumeclaims", "", "app", "x", false},
+			{"stork-mover", "patch", "stork.dev", "backups", "status", "app", "x", false},
+		})
+	})
+
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
 	db := map[string]string{"app": "db"}
 	sources := map[string]string{} // claim → data directory

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -99,10 +98,7 @@ func TestPlacement(t *testing.T) {
 	}
 
 	t.Run("RBAC: placement gets what it uses and no more", func(t *testing.T) {
-		cases := []struct {
-			sa, verb, group, resource, sub, ns, name string
-			allowed                                  bool
-		}{
+		checkAccess(ctx, t, c, []access{
 			{"stork", "create", "", "pods", "eviction", "shop", "x", true},
 			{"stork", "delete", "", "pods", "", "shop", "x", false},
 			{"stork", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "stork-pods", true},
@@ -119,20 +115,7 @@ func TestPlacement(t *testing.T) {
 			{"stork-scheduler", "list", "", "secrets", "", "shop", "", false},
 			{"stork-scheduler", "update", "coordination.k8s.io", "leases", "", harness.StorkNamespace, "stork-scheduler", true},
 			{"stork-scheduler", "update", "coordination.k8s.io", "leases", "", harness.StorkNamespace, "stork-controller.stork.dev", false},
-		}
-		for _, tc := range cases {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:   "system:serviceaccount:" + harness.StorkNamespace + ":" + tc.sa,
-				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + harness.StorkNamespace, "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: tc.verb, Group: tc.group, Resource: tc.resource,
-					Subresource: tc.sub, Namespace: tc.ns, Name: tc.name}}}
-			if err := c.Client.Create(ctx, sar); err != nil {
-				t.Fatal(err)
-			}
-			if sar.Status.Allowed != tc.allowed {
-				t.Errorf("%s may %s %s/%s %s (group %q, namespace %q): %v, want %v", tc.sa, tc.verb, tc.resource, tc.sub, tc.name, tc.group, tc.ns, sar.Status.Allowed, tc.allowed)
-			}
-		}
+		})
 	})
 
 	t.Run("the webhook sends pods with Stork volumes to the stork scheduler, which binds them to a replica node", func(t *testing.T) {

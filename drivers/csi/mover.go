@@ -191,6 +191,7 @@ func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *m
 // failTask ends the task as failed (when the mover never got to it, or gave up) and returns
 // that status. The temporaries go with the next call.
 func (d *Driver) failTask(ctx context.Context, task *storkv1.VolumeTask, reason, msg string) (drivers.VolumeStatus, error) {
+	moverFailures.WithLabelValues(reason).Inc()
 	if err := taskstatus.Finish(ctx, d.c, task, taskstatus.Result{}, transfer.Fail(reason, "%s", msg), "the stork controller"); err != nil {
 		return drivers.VolumeStatus{}, err
 	}
@@ -271,6 +272,7 @@ func (d *Driver) runMover(ctx context.Context, task *storkv1.VolumeTask, w work,
 		return drivers.VolumeStatus{}, err
 	}
 	if node == "" {
+		moverWaiting.WithLabelValues(reason).Inc()
 		return pending(job.volume, reason, why), nil
 	}
 	// The pod's zone affinity is its node's zone, which is the volume's.
@@ -288,6 +290,7 @@ func (d *Driver) runMover(ctx context.Context, task *storkv1.VolumeTask, w work,
 	if err := d.c.Create(ctx, p); err != nil && !apierrors.IsAlreadyExists(err) {
 		return drivers.VolumeStatus{}, fmt.Errorf("creating mover pod %s: %w", keyOf(p), err)
 	}
+	moverPodsStarted.WithLabelValues(job.verb).Inc()
 	d.log.Info("started a data mover pod", "pod", keyOf(p), "node", node, "task", keyOf(task), "attempt", attempt+1)
 	return drivers.VolumeStatus{VolumeName: job.volume, Phase: storkv1.VolumeInProgress, Reason: "MoverStarting",
 		Message: fmt.Sprintf("mover pod %s started on node %s (attempt %d of %d)", keyOf(p), node, attempt+1, d.cfg.attempts)}, nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -457,6 +458,15 @@ func TestMoverFollowsAProvisionedVolume(t *testing.T) {
 
 func TestMoverRetries(t *testing.T) {
 	e := moverEnv(t, map[string]string{ConfigMoverAttempts: "2"}, readyNode("a", zoneA)...)
+	started, failed := testutil.ToFloat64(moverPodsStarted.WithLabelValues("backup")), testutil.ToFloat64(moverFailures.WithLabelValues("MoverFailed"))
+	defer func() {
+		if d := testutil.ToFloat64(moverPodsStarted.WithLabelValues("backup")) - started; d != 2 {
+			t.Errorf("stork_csi_mover_pods_started_total{verb=backup} grew by %v, want 2", d)
+		}
+		if d := testutil.ToFloat64(moverFailures.WithLabelValues("MoverFailed")) - failed; d != 1 {
+			t.Errorf("stork_csi_mover_failures_total{reason=MoverFailed} grew by %v, want 1", d)
+		}
+	}()
 	failPod := func(name, msg string) {
 		setStatus(e, &corev1.Pod{}, storkNS, name, func(p *corev1.Pod) {
 			p.Status.Phase = corev1.PodFailed

@@ -44,6 +44,7 @@ func (d *Driver) chooseNode(ctx context.Context, claim *corev1.PersistentVolumeC
 		total++
 		perNode[p.Labels[LabelMoverNode]]++
 	}
+	moverPodsRunning.Set(float64(total))
 	if total >= d.cfg.maxTotal {
 		return "", reasonSlot, fmt.Sprintf("%d mover pods are running, as many as %s=%d allows; waiting for one to finish", total, ConfigMoverMax, d.cfg.maxTotal), nil
 	}

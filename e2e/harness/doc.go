@@ -10,5 +10,13 @@
 // command line: Close stops everything and proves nothing is left, and a watchdog process kills
 // what is left if the test binary dies first.
 //
+// StartCSI adds a real CSI control plane ($STORK_CSI_TESTBIN, `hack/testbin.sh csi`): the
+// snapshot CRDs, snapshot-controller, csi-snapshotter and csi-provisioner as processes, driving
+// the test plugin of csiplugin (volumes are directories) over a unix socket, with the CSIDriver,
+// CSINodes and classes a driver's installation and the kubelets would make. With no kubelet,
+// RunPods reports bound pods Running without running anything, and MoverPods runs Stork's data
+// mover pods for real: the pod's command as the pod's service account, its volumes mapped to
+// local directories.
+//
 // It may import anything of Stork's; nothing but tests and the demo may import it.
 package harness
