@@ -286,6 +286,9 @@ func TestCSIDriver(t *testing.T) {
 		}
 		checkMoverPods(t, movers.Snapshot()[before:], m, false)
 		waitNoTemporaries(t, c, harness.StorkNamespace)
+		if n := movers.MaxPerNode(); n > 1 {
+			t.Errorf("%d mover pods ran on one node at once; csi.moverMaxPerNode is 1", n)
+		}
 	})
 }
 

@@ -150,16 +150,7 @@ func pending(volume, reason, msg string) drivers.VolumeStatus {
 func taskStatus(t *storkv1.VolumeTask, volume string) drivers.VolumeStatus {
 	s := drivers.VolumeStatus{VolumeName: volume, Progress: t.Status.Progress, SizeBytes: t.Status.SizeBytes,
 		RepositorySnapshotID: t.Status.RepositorySnapshotID, Reason: t.Status.Reason, Message: t.Status.Message}
-	switch t.Status.Phase {
-	case storkv1.TaskSucceeded:
-		s.Phase = storkv1.VolumeSucceeded
-	case storkv1.TaskFailed:
-		s.Phase = storkv1.VolumeFailed
-	case storkv1.TaskRunning:
-		s.Phase = storkv1.VolumeInProgress
-	default:
-		s.Phase = storkv1.VolumePending
-	}
+	s.Phase = taskstatus.VolumePhase(t.Status.Phase)
 	return s
 }
 

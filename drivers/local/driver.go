@@ -18,6 +18,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/local/agent"
+	"stork.dev/stork/drivers/taskstatus"
 	"stork.dev/stork/internal/names"
 )
 
@@ -249,15 +250,8 @@ func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *m
 func statusOf(t *storkv1.VolumeTask, volume string) drivers.VolumeStatus {
 	s := drivers.VolumeStatus{VolumeName: volume, Node: t.Spec.NodeName, Progress: t.Status.Progress,
 		SnapshotID: t.Status.SnapshotID, SizeBytes: t.Status.SizeBytes, Reason: t.Status.Reason, Message: t.Status.Message}
-	switch t.Status.Phase {
-	case storkv1.TaskSucceeded:
-		s.Phase = storkv1.VolumeSucceeded
-	case storkv1.TaskFailed:
-		s.Phase = storkv1.VolumeFailed
-	case storkv1.TaskRunning:
-		s.Phase = storkv1.VolumeInProgress
-	default:
-		s.Phase = storkv1.VolumePending
+	s.Phase = taskstatus.VolumePhase(t.Status.Phase)
+	if s.Phase == storkv1.VolumePending {
 		s.Reason, s.Message = "WaitingForAgent", "waiting for the stork-agent of node "+t.Spec.NodeName+" to take the task "+t.Name
 	}
 	return s

@@ -104,3 +104,17 @@ func Finish(ctx context.Context, c client.Client, task *storkv1.VolumeTask, res 
 	}
 	return nil
 }
+
+// VolumePhase is the phase of a volume's work whose task is in phase p (a task not taken yet
+// is Pending).
+func VolumePhase(p storkv1.VolumeTaskPhase) storkv1.VolumePhase {
+	switch p {
+	case storkv1.TaskSucceeded:
+		return storkv1.VolumeSucceeded
+	case storkv1.TaskFailed:
+		return storkv1.VolumeFailed
+	case storkv1.TaskRunning:
+		return storkv1.VolumeInProgress
+	}
+	return storkv1.VolumePending
+}

@@ -25,16 +25,23 @@ var requiredBinaries = []string{"etcd", "kube-apiserver", "kube-scheduler", "kub
 // FindBinaries returns the directory named by $STORK_TESTBIN after checking that every binary
 // the harness runs is in it.
 func FindBinaries() (Binaries, error) {
-	dir := os.Getenv(EnvBinaries)
+	dir, err := findBuilt(EnvBinaries, "hack/testbin.sh", requiredBinaries)
+	return Binaries(dir), err
+}
+
+// findBuilt returns the directory the environment variable names after checking that it holds
+// every required entry; build is the command that makes it, for the error message.
+func findBuilt(variable, build string, required []string) (string, error) {
+	dir := os.Getenv(variable)
 	if dir == "" {
-		return "", fmt.Errorf("%s is not set: run the tests with `make test`, or export %s=$(hack/testbin.sh)", EnvBinaries, EnvBinaries)
+		return "", fmt.Errorf("%s is not set: run the tests with `make test`, or export %s=$(%s)", variable, variable, build)
 	}
-	for _, b := range requiredBinaries {
+	for _, b := range required {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("%s=%s lacks %s (%v): rebuild with `make testbin`", EnvBinaries, dir, b, err)
+			return "", fmt.Errorf("%s=%s lacks %s (%v): rebuild with `make testbin`", variable, dir, b, err)
 		}
 	}
-	return Binaries(dir), nil
+	return dir, nil
 }
 
 // Path returns the path of one binary.
@@ -53,30 +60,15 @@ var requiredCSIBinaries = []string{"csi-provisioner", "csi-snapshotter", "snapsh
 // FindCSIBinaries returns the directory named by $STORK_CSI_TESTBIN after checking that every
 // sidecar the harness runs, and the CRD directory, is in it.
 func FindCSIBinaries() (CSIBinaries, error) {
-	dir := os.Getenv(EnvCSIBinaries)
-	if dir == "" {
-		return "", fmt.Errorf("%s is not set: run the tests with `make test`, or export %s=$(hack/testbin.sh csi)", EnvCSIBinaries, EnvCSIBinaries)
-	}
-	for _, b := range requiredCSIBinaries {
-		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("%s=%s lacks %s (%v): rebuild with `make testbin`", EnvCSIBinaries, dir, b, err)
-		}
-	}
-	return CSIBinaries(dir), nil
+	dir, err := findBuilt(EnvCSIBinaries, "hack/testbin.sh csi", requiredCSIBinaries)
+	return CSIBinaries(dir), err
 }
 
 // RequireCSIBinaries returns the CSI sidecars' directory, skipping the test in -short mode and
 // failing it when $STORK_CSI_TESTBIN is missing or incomplete.
 func RequireCSIBinaries(t testing.TB) CSIBinaries {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a real control plane and CSI sidecars: run without -short (make test)")
-	}
-	bins, err := FindCSIBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bins
+	return require(t, "a real control plane and CSI sidecars", FindCSIBinaries)
 }
 
 // Path returns the path of one sidecar.

@@ -35,7 +35,10 @@ type MoverPods struct {
 
 	mu      sync.Mutex
 	running map[string]*Process // pod UID → process
+	nodeOf  map[string]string   // pod UID → node, of the running ones
 	started map[string]bool
+	// maxPerNode is the most processes that ran on one node at once.
+	maxPerNode int
 	// Started lists every mover pod run, in order, with the node it ran on.
 	Started []StartedPod
 }
@@ -49,7 +52,7 @@ type StartedPod struct {
 
 // Run polls until ctx ends.
 func (m *MoverPods) Run(ctx context.Context) {
-	m.running, m.started = map[string]*Process{}, map[string]bool{}
+	m.running, m.started, m.nodeOf = map[string]*Process{}, map[string]bool{}, map[string]string{}
 	go func() {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
@@ -68,6 +71,13 @@ func (m *MoverPods) Run(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// MaxPerNode is the most mover processes that ran on one node at once.
+func (m *MoverPods) MaxPerNode() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.maxPerNode
 }
 
 // Snapshot returns the pods run so far.
@@ -100,6 +110,7 @@ func (m *MoverPods) step(ctx context.Context, p *corev1.Pod) {
 			m.finish(ctx, p, proc.ExitError(), proc.LogTail(10))
 			m.mu.Lock()
 			delete(m.running, uid)
+			delete(m.nodeOf, uid)
 			m.mu.Unlock()
 		default:
 		}
@@ -122,6 +133,14 @@ func (m *MoverPods) step(ctx context.Context, p *corev1.Pod) {
 	}
 	m.mu.Lock()
 	m.running[uid] = proc
+	m.nodeOf[uid] = p.Spec.NodeName
+	on := 0
+	for _, n := range m.nodeOf {
+		if n == p.Spec.NodeName {
+			on++
+		}
+	}
+	m.maxPerNode = max(m.maxPerNode, on)
 	m.mu.Unlock()
 	now := metav1.Now()
 	p.Status.Phase, p.Status.StartTime = corev1.PodRunning, &now

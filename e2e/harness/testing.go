@@ -38,12 +38,19 @@ func New(t testing.TB) *Env {
 // failing it when $STORK_TESTBIN is missing or incomplete.
 func RequireBinaries(t testing.TB) Binaries {
 	t.Helper()
+	return require(t, "a real control plane", FindBinaries)
+}
+
+// require skips the test in -short mode (it needs what), else returns what find finds or fails
+// the test.
+func require[T any](t testing.TB, what string, find func() (T, error)) T {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("needs a real control plane: run without -short (make test)")
+		t.Skip("needs " + what + ": run without -short (make test)")
 	}
-	bins, err := FindBinaries()
+	found, err := find()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bins
+	return found
 }

@@ -154,13 +154,9 @@ func (s *controllerServer) sourceDir(v *volumeMeta) (string, error) {
 	st := s.p.store
 	switch {
 	case v.SourceVolume != "":
-		var src volumeMeta
-		found, err := readMeta(st.volumeDir(v.SourceVolume), v.SourceVolume, &src)
+		src, err := st.volume(v.SourceVolume, "source volume")
 		if err != nil {
-			return "", status.Error(codes.Internal, err.Error())
-		}
-		if !found {
-			return "", status.Errorf(codes.NotFound, "source volume %q not found", v.SourceVolume)
+			return "", err
 		}
 		if v.CapacityBytes < src.CapacityBytes {
 			return "", status.Errorf(codes.OutOfRange, "%d bytes are less than source volume %q's %d", v.CapacityBytes, v.SourceVolume, src.CapacityBytes)
@@ -220,13 +216,8 @@ func (s *controllerServer) ValidateVolumeCapabilities(_ context.Context, req *cs
 	st := s.p.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	var v volumeMeta
-	found, err := readMeta(st.volumeDir(req.GetVolumeId()), req.GetVolumeId(), &v)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	if !found {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", req.GetVolumeId())
+	if _, err := st.volume(req.GetVolumeId(), "volume"); err != nil {
+		return nil, err
 	}
 	// A directory serves any access mode, as a filesystem or (in name) as a block device.
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{

@@ -48,13 +48,9 @@ func (s *nodeServer) NodePublishVolume(_ context.Context, req *csi.NodePublishVo
 	st := s.p.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	var v volumeMeta
-	found, err := readMeta(st.volumeDir(req.GetVolumeId()), req.GetVolumeId(), &v)
+	v, err := st.volume(req.GetVolumeId(), "volume")
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	if !found {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", req.GetVolumeId())
+		return nil, err
 	}
 	want := st.volumeDir(v.ID)
 	target := req.GetTargetPath()

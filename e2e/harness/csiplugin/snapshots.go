@@ -42,13 +42,9 @@ func (s *controllerServer) CreateSnapshot(_ context.Context, req *csi.CreateSnap
 		}
 		return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(have)}, nil
 	}
-	var src volumeMeta
-	found, err = readMeta(st.volumeDir(req.GetSourceVolumeId()), req.GetSourceVolumeId(), &src)
+	src, err := st.volume(req.GetSourceVolumeId(), "source volume")
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	if !found {
-		return nil, status.Errorf(codes.NotFound, "source volume %q not found", req.GetSourceVolumeId())
+		return nil, err
 	}
 	if msg, err := os.ReadFile(filepath.Join(st.volumeDir(src.ID), FailSnapshotFile)); err == nil {
 		return nil, status.Error(codes.ResourceExhausted, strings.TrimSpace(string(msg)))

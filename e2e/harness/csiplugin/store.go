@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"stork.dev/stork/drivers/local/fscopy"
 )
 
@@ -230,4 +233,18 @@ func (s *store) snapshots() ([]snapshotMeta, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// volume reads a volume's metadata as a gRPC answer would want it: NotFound when there is no
+// such volume (what names it), Internal when it cannot be read. The caller holds the lock.
+func (s *store) volume(id, what string) (volumeMeta, error) {
+	var v volumeMeta
+	found, err := readMeta(s.volumeDir(id), id, &v)
+	if err != nil {
+		return v, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		return v, status.Errorf(codes.NotFound, "%s %q not found", what, id)
+	}
+	return v, nil
 }
