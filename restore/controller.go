@@ -485,7 +485,7 @@ func (r *Reconciler) provisionedClaim(ctx context.Context, rs *storkv1.Restore, 
 		r.failVolume(rs, v, "ClaimConflict", fmt.Sprintf("PersistentVolumeClaim %s is not provisioned from the restored %s", key, src))
 		return nil
 	}
-	if claim.Status.Phase != corev1.ClaimBound {
+	if claim.Status.Phase == corev1.ClaimBound {
 		class := &storagev1.StorageClass{}
 		err := r.Client.Get(ctx, client.ObjectKey{Name: ptr.Deref(claim.Spec.StorageClassName, "")}, class)
 		if err != nil || class.VolumeBindingMode == nil || *class.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -55,6 +56,9 @@ const (
 	// ConfigMoverStartTimeout fails work whose mover pod could not start (unschedulable, no
 	// image) for this long (default 10m).
 	ConfigMoverStartTimeout = "csi.moverStartTimeout"
+	// ConfigMoverTmpSize bounds the mover's scratch space (/tmp, where the engine stages the
+	// packs it uploads to cloud stores; default 1Gi).
+	ConfigMoverTmpSize = "csi.moverTmpSize"
 	// ConfigSweepInterval is how often temporaries whose work is over are looked for
 	// (default 1m).
 	ConfigSweepInterval = "csi.sweepInterval"
@@ -71,6 +75,8 @@ type Driver struct {
 	api client.Reader
 	log logr.Logger
 	cfg config
+	// slots serialises choosing a mover pod's node and creating the pod (see runMover).
+	slots sync.Mutex
 }
 
 // config is the driver's settings, parsed once.
@@ -87,6 +93,7 @@ type config struct {
 	startTimeout         time.Duration
 	sweepInterval        time.Duration
 	requests, limits     corev1.ResourceList
+	tmpSize              resource.Quantity
 }
 
 var (
@@ -120,6 +127,7 @@ func parseConfig(m map[string]string, namespace string) (config, error) {
 		maxPerNode: 1, maxTotal: 8, attempts: 3, startTimeout: 10 * time.Minute, sweepInterval: time.Minute,
 		requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
 		limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+		tmpSize:  resource.MustParse("1Gi"),
 	}
 	if cfg.namespace == "" {
 		cfg.namespace = "stork-system"
@@ -137,6 +145,13 @@ func parseConfig(m map[string]string, namespace string) (config, error) {
 		cfg.groupSnapshots = false
 	default:
 		return cfg, fmt.Errorf("%s: %q is neither auto nor off", ConfigGroupSnapshots, v)
+	}
+	if v := m[ConfigMoverTmpSize]; v != "" {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Sign() <= 0 {
+			return cfg, fmt.Errorf("%s: %q is not a positive size such as 1Gi", ConfigMoverTmpSize, v)
+		}
+		cfg.tmpSize = q
 	}
 	if v := m[ConfigMoverImage]; v != "" {
 		cfg.image = v

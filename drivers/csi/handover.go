@@ -24,9 +24,11 @@ const (
 	AnnReclaimPolicy = "stork.dev/reclaim-policy"
 	// LabelRestoredFromBackup names the repository snapshot a volume was restored from.
 	LabelRestoredFromBackup = "stork.dev/restored-from-backup"
-	// LabelHandOver marks a restored volume whose reclaim policy is to be restored once it
-	// is bound to its target claim.
+	// LabelHandOver marks a restored volume reserved for its target claim, whose reclaim
+	// policy is to be restored once it is bound to that claim; AnnHandOverTo names the claim
+	// (namespace/name).
 	LabelHandOver = "stork.dev/hand-over"
+	AnnHandOverTo = "stork.dev/hand-over-to"
 )
 
 // handOver gives the volume a finished download restored into (under the temporary claim) to
@@ -101,10 +103,12 @@ func (d *Driver) handOver(ctx context.Context, task *storkv1.VolumeTask, req dri
 	case ref != nil && pv.Status.Phase != corev1.VolumeReleased:
 		return st, nil // the PV controller has not seen the claim go yet
 	}
-	body, _ := json.Marshal(map[string]any{"spec": map[string]any{
-		"claimRef": map[string]any{"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": req.TargetNamespace, "name": req.TargetClaim,
-			"uid": nil, "resourceVersion": nil},
-	}})
+	target := req.TargetNamespace + "/" + req.TargetClaim
+	body, _ := json.Marshal(map[string]any{
+		"metadata": map[string]any{"labels": map[string]any{LabelHandOver: "true"}, "annotations": map[string]any{AnnHandOverTo: target}},
+		"spec": map[string]any{"claimRef": map[string]any{"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+			"namespace": req.TargetNamespace, "name": req.TargetClaim, "uid": nil, "resourceVersion": nil}},
+	})
 	if err := d.c.Patch(ctx, pv, client.RawPatch(types.MergePatchType, body)); err != nil {
 		return drivers.VolumeStatus{}, fmt.Errorf("handing PersistentVolume %s over to claim %s/%s: %w", pv.Name, req.TargetNamespace, req.TargetClaim, err)
 	}
@@ -131,7 +135,7 @@ func (d *Driver) keepVolume(ctx context.Context, name string, task *storkv1.Volu
 	body, _ := json.Marshal(map[string]any{
 		"metadata": map[string]any{
 			"annotations": map[string]any{AnnReclaimPolicy: string(pv.Spec.PersistentVolumeReclaimPolicy)},
-			"labels":      map[string]any{LabelRestoredFromBackup: names.LabelValue(task.Spec.RepositorySnapshotID), LabelHandOver: "true"},
+			"labels":      map[string]any{LabelRestoredFromBackup: names.LabelValue(task.Spec.RepositorySnapshotID)},
 		},
 		"spec": map[string]any{"persistentVolumeReclaimPolicy": corev1.PersistentVolumeReclaimRetain},
 	})
@@ -142,19 +146,24 @@ func (d *Driver) keepVolume(ctx context.Context, name string, task *storkv1.Volu
 	return nil
 }
 
-// finishHandOver restores a handed-over volume's reclaim policy once it is bound to its claim,
-// and drops the hand-over marks.
+// finishHandOver restores a handed-over volume's reclaim policy once it is bound to the claim
+// it was handed over to (claimRef with that claim's UID, phase Bound), and drops the hand-over
+// marks. Any other state is left alone: a volume still bound to its temporary claim, or
+// released, must keep Retain.
 func (d *Driver) finishHandOver(ctx context.Context, pv *corev1.PersistentVolume) error {
-	if pv.Labels[LabelHandOver] != "true" || pv.Status.Phase != corev1.VolumeBound {
+	ref := pv.Spec.ClaimRef
+	if pv.Labels[LabelHandOver] != "true" || pv.Status.Phase != corev1.VolumeBound || ref == nil || ref.UID == "" ||
+		ref.Namespace+"/"+ref.Name != pv.Annotations[AnnHandOverTo] {
 		return nil
 	}
+	spec := map[string]any{}
 	policy := pv.Annotations[AnnReclaimPolicy]
-	if policy == "" {
-		policy = string(corev1.PersistentVolumeReclaimDelete)
+	if policy != "" {
+		spec["persistentVolumeReclaimPolicy"] = policy
 	}
 	body, _ := json.Marshal(map[string]any{
-		"metadata": map[string]any{"annotations": map[string]any{AnnReclaimPolicy: nil}, "labels": map[string]any{LabelHandOver: nil}},
-		"spec":     map[string]any{"persistentVolumeReclaimPolicy": policy},
+		"metadata": map[string]any{"annotations": map[string]any{AnnReclaimPolicy: nil, AnnHandOverTo: nil}, "labels": map[string]any{LabelHandOver: nil}},
+		"spec":     spec,
 	})
 	if err := d.c.Patch(ctx, pv, client.RawPatch(types.MergePatchType, body)); err != nil {
 		return fmt.Errorf("restoring the reclaim policy %s of PersistentVolume %s: %w", policy, pv.Name, err)

@@ -83,6 +83,18 @@ func TestImportHandOver(t *testing.T) {
 		t.Errorf("reclaim policy %s before the volume is bound, want Retain", pv.Spec.PersistentVolumeReclaimPolicy)
 	}
 
+	if pv.Labels[LabelHandOver] != "true" || pv.Annotations[AnnHandOverTo] != targetNS+"/"+targetClaim {
+		t.Errorf("handed-over volume labels %v, annotations %v; want the hand-over marks naming the target", pv.Labels, pv.Annotations)
+	}
+
+	// Not bound to the target claim yet (the PV controller has not bound it): the sweeper
+	// leaves the policy alone.
+	e.d.Sweep(e.ctx)
+	e.get(pv, "", "pv-restored")
+	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		t.Fatalf("the sweeper restored the policy (%s) of a volume not bound to its target claim", pv.Spec.PersistentVolumeReclaimPolicy)
+	}
+
 	// 4. Bound to the target claim: the class's policy is back (by the next call, or the
 	// sweeper), and the hand-over marks are gone.
 	for _, finish := range []struct {
@@ -92,7 +104,8 @@ func TestImportHandOver(t *testing.T) {
 		update(e, &corev1.PersistentVolume{}, "", "pv-restored", func(p *corev1.PersistentVolume) {
 			p.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
 			p.Labels = map[string]string{LabelHandOver: "true"}
-			p.Annotations = map[string]string{AnnReclaimPolicy: "Delete"}
+			p.Annotations = map[string]string{AnnReclaimPolicy: "Delete", AnnHandOverTo: targetNS + "/" + targetClaim}
+			p.Spec.ClaimRef.UID = "uid-of-the-target-claim"
 		})
 		setStatus(e, pv, "", "pv-restored", func(p *corev1.PersistentVolume) { p.Status.Phase = corev1.VolumeBound })
 		finish.do()

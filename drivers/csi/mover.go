@@ -2,6 +2,7 @@ package csi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/locations"
 	"stork.dev/stork/backup/transfer"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/taskstatus"
@@ -36,6 +38,9 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload, VolumeName: req.Source.VolumeName, SnapshotID: req.Source.SnapshotID,
 			BackupLocation: req.Location, AccessSecretName: req.AccessSecret, Tags: req.Tags},
 	}, req.Owner)
+	if errors.Is(err, errForeignTask) {
+		return drivers.VolumeStatus{VolumeName: req.Source.VolumeName, Phase: storkv1.VolumeFailed, Reason: "TaskConflict", Message: err.Error()}, nil
+	}
 	if err != nil {
 		return drivers.VolumeStatus{}, err
 	}
@@ -49,8 +54,11 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 	if err != nil {
 		return drivers.VolumeStatus{}, err
 	}
-	if st.Phase == storkv1.VolumeFailed {
+	switch st.Phase {
+	case storkv1.VolumeFailed:
 		return d.failTask(ctx, task, st.Reason, st.Message)
+	case storkv1.VolumePending:
+		return pending(req.Source.VolumeName, st.Reason, st.Message), nil
 	}
 	content, st, err := d.boundContent(ctx, src)
 	if err != nil || content == nil {
@@ -79,6 +87,9 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 	if ptr.Deref(pv.Spec.VolumeMode, corev1.PersistentVolumeFilesystem) != corev1.PersistentVolumeFilesystem {
 		return d.failTask(ctx, task, "BlockVolume", "PersistentVolume "+pv.Name+" is a block volume; the data mover backs up file systems only")
 	}
+	if pv.Spec.StorageClassName == "" {
+		return d.failTask(ctx, task, "NoStorageClass", "PersistentVolume "+pv.Name+" has no storage class: the data mover provisions a copy of it from its snapshot with the volume's class")
+	}
 	size := pv.Spec.Capacity.Storage().DeepCopy()
 	if vs.Status != nil && vs.Status.RestoreSize != nil && vs.Status.RestoreSize.Cmp(size) > 0 {
 		size = vs.Status.RestoreSize.DeepCopy()
@@ -87,8 +98,9 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 	if err != nil {
 		return drivers.VolumeStatus{}, err
 	}
-	zone, _ := volumeTopology(pv)
-	return d.runMover(ctx, task, w, claim, moverJob{verb: "backup", readOnly: true, zone: zone.Zone, csiDriver: csiDriver(pv), volume: req.Source.VolumeName})
+	// A node-local volume's snapshot can be provisioned on its node only.
+	topo, host := volumeTopology(pv)
+	return d.runMover(ctx, task, w, claim, moverJob{verb: "backup", readOnly: true, zone: topo.Zone, host: host, csiDriver: csiDriver(pv), volume: req.Source.VolumeName})
 }
 
 // Import implements drivers.Importer: a mover pod restores the backup into a temporary claim of
@@ -106,6 +118,9 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskDownload, VolumeName: tmp, BackupLocation: req.Location,
 			AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID},
 	}, req.Owner)
+	if errors.Is(err, errForeignTask) {
+		return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "TaskConflict", Message: err.Error()}, nil
+	}
 	if err != nil {
 		return drivers.VolumeStatus{}, err
 	}
@@ -154,10 +169,18 @@ func taskStatus(t *storkv1.VolumeTask, volume string) drivers.VolumeStatus {
 	return s
 }
 
-// ensureTask creates the task unless it exists, and returns it as stored.
+// errForeignTask is a task of the expected name that the work's owner does not own.
+var errForeignTask = errors.New("the VolumeTask exists and belongs to another object; it is not used")
+
+// ensureTask creates the task unless it exists, and returns it as stored. A task of that name
+// that another object owns is not adopted (errForeignTask): its spec could name another
+// namespace's access Secret.
 func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *metav1.OwnerReference) (*storkv1.VolumeTask, error) {
 	got := &storkv1.VolumeTask{}
 	if err := d.api.Get(ctx, client.ObjectKeyFromObject(t), got); err == nil {
+		if owner != nil && !ownedBy(got, owner.UID) {
+			return nil, fmt.Errorf("VolumeTask %s: %w", keyOf(got), errForeignTask)
+		}
 		return got, nil
 	} else if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading VolumeTask %s: %w", keyOf(t), err)
@@ -169,14 +192,27 @@ func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *m
 	}
 	if err := d.c.Create(ctx, t); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			if err := d.api.Get(ctx, client.ObjectKeyFromObject(t), got); err != nil {
-				return nil, fmt.Errorf("reading VolumeTask %s: %w", keyOf(t), err)
-			}
-			return got, nil
+			return d.ensureTask(ctx, t, owner)
 		}
 		return nil, fmt.Errorf("creating VolumeTask %s: %w", keyOf(t), err)
 	}
 	return t, nil
+}
+
+// checkAccess refuses to mount an access Secret that the controllers did not make for the
+// task's namespace, whatever the task names (the node agent checks the same).
+func (d *Driver) checkAccess(ctx context.Context, task *storkv1.VolumeTask) (reason, msg string, err error) {
+	secret := &corev1.Secret{}
+	name := task.Spec.AccessSecretName
+	if err := d.api.Get(ctx, client.ObjectKey{Namespace: d.cfg.namespace, Name: name}, secret); apierrors.IsNotFound(err) {
+		return "AccessSecretMissing", fmt.Sprintf("access Secret %s/%s does not exist", d.cfg.namespace, name), nil
+	} else if err != nil {
+		return "", "", fmt.Errorf("reading access Secret %s/%s: %w", d.cfg.namespace, name, err)
+	}
+	if got := secret.Labels[locations.LabelAccessFor]; got != task.Namespace {
+		return "InvalidAccess", fmt.Sprintf("access Secret %s/%s is for the work of namespace %q, not %q", d.cfg.namespace, name, got, task.Namespace), nil
+	}
+	return "", "", nil
 }
 
 // failTask ends the task as failed (when the mover never got to it, or gave up) and returns
@@ -219,6 +255,7 @@ type moverJob struct {
 	verb         string // backup or restore
 	readOnly     bool
 	zone, region string
+	host         string // the one node that can mount the volume, if it is node-local
 	csiDriver    string
 	volume       string // the source PersistentVolume, for statuses
 }
@@ -235,6 +272,11 @@ func (d *Driver) runMover(ctx context.Context, task *storkv1.VolumeTask, w work,
 		return drivers.VolumeStatus{}, fmt.Errorf("reading mover pod %s: %w", podName(task, attempt), podErr)
 	}
 	if attempt > 0 && podErr == nil {
+		if pod.DeletionTimestamp != nil {
+			// Never two movers on one claim: the next attempt waits for this pod to be gone.
+			return drivers.VolumeStatus{VolumeName: job.volume, Phase: storkv1.VolumeInProgress, Reason: "MoverStopping",
+				Message: "waiting for mover pod " + keyOf(pod) + " to stop before starting another"}, nil
+		}
 		switch pod.Status.Phase {
 		case corev1.PodFailed, corev1.PodSucceeded:
 			// The mover writes its result before it exits: a pod that ended with the task
@@ -257,7 +299,16 @@ func (d *Driver) runMover(ctx context.Context, task *storkv1.VolumeTask, w work,
 	} else if attempt > 0 && attempt >= d.cfg.attempts {
 		return d.failTask(ctx, task, "MoverFailed", fmt.Sprintf("the mover pod of attempt %d of %d was deleted before it finished", attempt, d.cfg.attempts))
 	}
-	// A new attempt: needs the temporary claim's volume where a slot is free.
+	if reason, msg, err := d.checkAccess(ctx, task); err != nil {
+		return drivers.VolumeStatus{}, err
+	} else if reason != "" {
+		return d.failTask(ctx, task, reason, msg)
+	}
+	// A new attempt: needs the temporary claim's volume where a slot is free. Choosing and
+	// creating are one step for this process (the leader), so that two reconciles never both
+	// take the last slot.
+	d.slots.Lock()
+	defer d.slots.Unlock()
 	node, reason, why, err := d.chooseNode(ctx, claim, job)
 	if err != nil {
 		return drivers.VolumeStatus{}, err
@@ -279,6 +330,10 @@ func (d *Driver) runMover(ctx context.Context, task *storkv1.VolumeTask, w work,
 	}
 	p := d.moverPod(task, w, claim.Name, node, job)
 	if err := d.c.Create(ctx, p); err != nil && !apierrors.IsAlreadyExists(err) {
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			// Refused by admission (a quota, a LimitRange, Pod Security): every retry would be.
+			return d.failTask(ctx, task, "MoverRejected", fmt.Sprintf("creating mover pod %s: %v", keyOf(p), err))
+		}
 		return drivers.VolumeStatus{}, fmt.Errorf("creating mover pod %s: %w", keyOf(p), err)
 	}
 	moverPodsStarted.WithLabelValues(job.verb).Inc()
@@ -292,12 +347,31 @@ func (d *Driver) runMover(ctx context.Context, task *storkv1.VolumeTask, w work,
 func (d *Driver) watchPod(ctx context.Context, task *storkv1.VolumeTask, pod *corev1.Pod, job moverJob) (drivers.VolumeStatus, error) {
 	st := taskStatus(task, job.volume)
 	if pod.Status.Phase == corev1.PodRunning {
+		// A pod on a node that stopped reporting never ends by itself: it is deleted, and the
+		// next call starts the next attempt elsewhere once it is gone.
+		node := &corev1.Node{}
+		if err := d.c.Get(ctx, client.ObjectKey{Name: pod.Labels[LabelMoverNode]}, node); err == nil {
+			if c := nodeCondition(node, corev1.NodeReady); c != nil && c.Status != corev1.ConditionTrue &&
+				time.Since(c.LastTransitionTime.Time) > d.cfg.startTimeout {
+				d.log.Info("deleting a mover pod whose node is not Ready", "pod", keyOf(pod), "node", node.Name)
+				d.deletePod(ctx, pod)
+			}
+		}
 		st.Phase, st.Reason = storkv1.VolumeInProgress, "Moving"
 		st.Message = fmt.Sprintf("mover pod %s is running on node %s", keyOf(pod), pod.Spec.NodeName)
 		return st, nil
 	}
+	// Whatever keeps it (unschedulable, no image, a volume that does not mount), a pod that
+	// is not running after csi.moverStartTimeout fails the work.
 	why := startProblem(pod)
-	if why != "" && time.Since(pod.CreationTimestamp.Time) > d.cfg.startTimeout {
+	if time.Since(pod.CreationTimestamp.Time) > d.cfg.startTimeout {
+		switch {
+		case why != "":
+		case pod.Status.Phase == "":
+			why = "it has no status (no kubelet took it)"
+		default:
+			why = "it is still " + string(pod.Status.Phase)
+		}
 		return d.failTask(ctx, task, "MoverNotStarted", fmt.Sprintf("mover pod %s did not start within %s: %s", keyOf(pod), d.cfg.startTimeout, why))
 	}
 	st.Phase, st.Reason = storkv1.VolumeInProgress, "MoverStarting"

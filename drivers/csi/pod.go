@@ -40,8 +40,9 @@ func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, 
 		"app.kubernetes.io/name": "stork-mover", "app.kubernetes.io/component": "data-mover"} {
 		m.Labels[k] = v
 	}
-	term := corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{
-		{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}
+	// By the node's name (a field), not its hostname label: the two differ on some clusters.
+	term := corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{
+		{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}
 	if job.zone != "" {
 		term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{Key: storkv1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{job.zone}})
 	}
@@ -81,7 +82,8 @@ func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, 
 			Volumes: []corev1.Volume{
 				{Name: "volume", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim, ReadOnly: job.readOnly}}},
 				{Name: "access", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: task.Spec.AccessSecretName, DefaultMode: ptr.To[int32](0o440)}}},
-				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resourceMi(64))}}},
+				// The engine stages packs for cloud stores here: uploaders × pack size and more.
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(d.cfg.tmpSize.DeepCopy())}}},
 			},
 		},
 	}

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,8 +17,6 @@ import (
 
 // reasonSlot is the reason of work waiting for the mover limits.
 const reasonSlot = "WaitingForMoverSlot"
-
-func resourceMi(n int64) resource.Quantity { return *resource.NewQuantity(n<<20, resource.BinarySI) }
 
 // chooseNode picks the node for a new mover pod: a Ready, schedulable node that can mount the
 // claim's volume (the volume's own node affinity once it is provisioned, else the job's zone
@@ -111,7 +108,7 @@ func (d *Driver) provisionedFirst(ctx context.Context, claim *corev1.PersistentV
 
 // canMount reports whether a mover pod on node n could mount the job's volume.
 func (d *Driver) canMount(ctx context.Context, n *corev1.Node, sel *nodeaffinity.LazyErrorNodeSelector, job moverJob) bool {
-	if n.Spec.Unschedulable || n.DeletionTimestamp != nil {
+	if n.Spec.Unschedulable || n.DeletionTimestamp != nil || (job.host != "" && n.Name != job.host) {
 		return false
 	}
 	if c := nodeCondition(n, corev1.NodeReady); c == nil || c.Status != corev1.ConditionTrue {

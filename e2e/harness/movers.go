@@ -97,6 +97,10 @@ func (m *MoverPods) step(ctx context.Context, p *corev1.Pod) {
 	if p.DeletionTimestamp != nil {
 		if proc != nil {
 			_ = proc.Stop(10 * time.Second)
+			m.mu.Lock()
+			delete(m.running, uid)
+			delete(m.nodeOf, uid)
+			m.mu.Unlock()
 		}
 		_ = c.Client.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: &p.UID})
 		return

@@ -1,0 +1,96 @@
+package csi
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/locations"
+)
+
+// TestMoverGuards: work the driver must refuse, or stop, before a mover pod does harm or waits
+// forever.
+func TestMoverGuards(t *testing.T) {
+	forbidPods := &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		if _, ok := obj.(*corev1.Pod); ok {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, obj.GetName(), errString("exceeded quota: pods=10"))
+		}
+		return c.Create(ctx, obj, opts...)
+	}}
+	for _, tc := range []struct {
+		name   string
+		funcs  *interceptor.Funcs
+		setup  func(e *env)
+		reason string
+		msg    string
+	}{
+		{"a task of that name owned by something else is not adopted", nil, func(e *env) {
+			e.create(&storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: exportTaskName(),
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "someone-else"}}},
+				Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload, Driver: Name, VolumeName: "pv-db", SnapshotID: "snap",
+					BackupLocation: "loc", AccessSecretName: "stork-access-of-another-namespace"}})
+		}, "TaskConflict", "belongs to another object"},
+		{"an access Secret made for another namespace is not mounted", nil, func(e *env) {
+			update(e, &corev1.Secret{}, storkNS, accessName, func(s *corev1.Secret) { s.Labels[locations.LabelAccessFor] = "other" })
+		}, "InvalidAccess", `for the work of namespace "other"`},
+		{"a missing access Secret", nil, func(e *env) {
+			if err := e.c.Delete(e.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNS, Name: accessName}}); err != nil {
+				t.Fatal(err)
+			}
+		}, "AccessSecretMissing", accessName},
+		{"a pod refused by admission fails at once, with the API's reason", forbidPods, nil, "MoverRejected", "exceeded quota"},
+		{"a volume with no storage class", nil, func(e *env) {
+			update(e, &corev1.PersistentVolume{}, "", "pv-db", func(p *corev1.PersistentVolume) { p.Spec.StorageClassName = "" })
+		}, "NoStorageClass", "pv-db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil, tc.funcs, append(append(moverObjects(), readyTempSnapshot()), readyNode("a", zoneA)...)...)
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			wantStatus(t, e.export(), storkv1.VolumeFailed, tc.reason, tc.msg)
+			if n := count(e, &corev1.PodList{}); n != 0 {
+				t.Errorf("%d mover pods were made", n)
+			}
+		})
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// A node-local volume's mover goes to its node, and nowhere else.
+func TestMoverOfANodeLocalVolume(t *testing.T) {
+	e := moverEnv(t, nil, append(readyNode("a", zoneA), readyNode("b", zoneA)...)...)
+	update(e, &corev1.PersistentVolume{}, "", "pv-db", func(p *corev1.PersistentVolume) {
+		p.Spec.NodeAffinity.Required.NodeSelectorTerms[0].MatchExpressions = append(p.Spec.NodeAffinity.Required.NodeSelectorTerms[0].MatchExpressions,
+			in(corev1.LabelHostname, "b"))
+	})
+	wantStatus(t, e.export(), storkv1.VolumeInProgress, "MoverStarting", "node b")
+}
+
+// A running mover whose node stopped reporting is deleted; the next attempt starts once it is
+// gone, never while it still exists.
+func TestMoverOnALostNode(t *testing.T) {
+	e := moverEnv(t, map[string]string{ConfigMoverStartTimeout: "1m"}, readyNode("a", zoneA)...)
+	wantStatus(t, e.export(), storkv1.VolumeInProgress, "MoverStarting", "attempt 1 of 3")
+	setStatus(e, &corev1.Pod{}, storkNS, exportPod(1), func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning })
+	wantStatus(t, e.export(), storkv1.VolumeInProgress, "Moving")
+	setStatus(e, &corev1.Node{}, "", "a", func(n *corev1.Node) {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown,
+			LastTransitionTime: metav1.NewTime(time.Now().Add(-2 * time.Minute))}}
+	})
+	e.export()
+	if e.exists(&corev1.Pod{}, storkNS, exportPod(1)) {
+		t.Fatal("the mover pod on the lost node was not deleted")
+	}
+}
