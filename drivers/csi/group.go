@@ -26,6 +26,10 @@ const (
 	LabelGroup = "stork.dev/group-snapshot"
 	// AnnDefaultGroupClass marks a CSI driver's default VolumeGroupSnapshotClass.
 	AnnDefaultGroupClass = "groupsnapshot.storage.kubernetes.io/is-default-class"
+	// groupIDPrefix starts the snapshot ID of a volume whose group has no member snapshot of
+	// it (not cut yet, or failed): deleting that ID deletes the group, so that a Snapshot
+	// deleted or failed half-way leaves no group behind.
+	groupIDPrefix = "group/"
 )
 
 // groupSnapshot captures the volumes idx of one CSI driver with one VolumeGroupSnapshot, if the
@@ -70,7 +74,7 @@ func (d *Driver) groupSnapshot(ctx context.Context, req drivers.SnapshotRequest,
 		}
 		for _, i := range idx {
 			out[i] = drivers.VolumeStatus{VolumeName: req.Volumes[i].PV.Name, Phase: storkv1.VolumeInProgress, Reason: "WaitingForGroupSnapshot",
-				Message: "VolumeGroupSnapshot " + req.Namespace + "/" + name + " was created"}
+				Message: "VolumeGroupSnapshot " + req.Namespace + "/" + name + " was created", SnapshotID: groupIDPrefix + name}
 		}
 		return true, nil
 	case meta.IsNoMatchError(err):
@@ -88,7 +92,7 @@ func (d *Driver) groupStatus(ctx context.Context, req drivers.SnapshotRequest, v
 	s := vgs.Status
 	set := func(phase storkv1.VolumePhase, reason, msg string) {
 		for _, i := range idx {
-			out[i] = drivers.VolumeStatus{VolumeName: req.Volumes[i].PV.Name, Phase: phase, Reason: reason, Message: msg}
+			out[i] = drivers.VolumeStatus{VolumeName: req.Volumes[i].PV.Name, Phase: phase, Reason: reason, Message: msg, SnapshotID: groupIDPrefix + vgs.Name}
 		}
 	}
 	switch {
@@ -116,7 +120,7 @@ func (d *Driver) groupStatus(ctx context.Context, req drivers.SnapshotRequest, v
 		v := req.Volumes[i]
 		m, ok := byClaim[v.Claim.Name]
 		if !ok {
-			out[i] = drivers.VolumeStatus{VolumeName: v.PV.Name, Phase: storkv1.VolumeFailed, Reason: "NotInGroup",
+			out[i] = drivers.VolumeStatus{VolumeName: v.PV.Name, Phase: storkv1.VolumeFailed, Reason: "NotInGroup", SnapshotID: groupIDPrefix + vgs.Name,
 				Message: fmt.Sprintf("VolumeGroupSnapshot %s is ready but has no VolumeSnapshot of claim %s", key, v.Claim.Name)}
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -221,6 +222,16 @@ func (d *Driver) snapshotClass(ctx context.Context, csiDriver string) (string, s
 func (d *Driver) DeleteSnapshot(ctx context.Context, ref drivers.SnapshotRef) (bool, error) {
 	if ref.SnapshotID == "" {
 		return true, nil
+	}
+	if group, ok := strings.CutPrefix(ref.SnapshotID, groupIDPrefix); ok {
+		err := d.api.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: group}, &groupv1.VolumeGroupSnapshot{})
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading VolumeGroupSnapshot %s/%s: %w", ref.Namespace, group, err)
+		}
+		return false, d.deleteGroup(ctx, ref.Namespace, group)
 	}
 	vs := &snapv1.VolumeSnapshot{}
 	err := d.api.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.SnapshotID}, vs)

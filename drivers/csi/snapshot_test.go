@@ -517,3 +517,29 @@ func TestGroupSnapshotClassFromConfig(t *testing.T) {
 		t.Errorf("class %v", vgs.Spec.VolumeGroupSnapshotClassName)
 	}
 }
+
+// A group that never became ready (or failed) goes with the Snapshot: every volume's snapshot
+// ID names the group until it has a member, and deleting that ID deletes the group.
+func TestUnfinishedGroupIsDeleted(t *testing.T) {
+	e, vols := groupEnv(t, nil, "db", "logs")
+	group := objectName("stork-group", snapID, ebs)
+	st, err := e.d.Snapshot(e.ctx, snapshotReq(vols))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.SnapshotID != groupIDPrefix+group {
+			t.Fatalf("volume %s of an unfinished group has snapshot ID %q, want %q", s.VolumeName, s.SnapshotID, groupIDPrefix+group)
+		}
+	}
+	ref := drivers.SnapshotRef{Namespace: appNS, SnapshotID: st[0].SnapshotID}
+	if done, err := e.d.DeleteSnapshot(e.ctx, ref); err != nil || done {
+		t.Fatalf("first delete: done %v, err %v; want the group's deletion started", done, err)
+	}
+	if e.exists(&groupv1.VolumeGroupSnapshot{}, appNS, group) {
+		t.Fatal("the VolumeGroupSnapshot was not deleted")
+	}
+	if done, err := e.d.DeleteSnapshot(e.ctx, ref); err != nil || !done {
+		t.Errorf("second delete: done %v, err %v; want done once the group is gone", done, err)
+	}
+}
