@@ -494,7 +494,7 @@ func (r *Reconciler) provisionedClaim(ctx context.Context, rs *storkv1.Restore, 
 		}
 		v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("PersistentVolumeClaim %s is provisioned from %s when a pod first uses it (class %s binds on first consumer)", key, src, class.Name)
 	} else {
-		v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("bound to PersistentVolume %s provisioned from %s", vs.VolumeName, src)
+		v.Phase, v.Reason, v.Message = storkv1.VolumeSucceeded, "Restored", fmt.Sprintf("bound to PersistentVolume %s provisioned from %s", claim.Spec.VolumeName, src)
 	}
 	r.event(rs, corev1.EventTypeNormal, "ClaimRestored", fmt.Sprintf("PersistentVolumeClaim %s restored from claim %s of %s", key, v.SourceClaim, from))
 	return nil
