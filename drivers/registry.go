@@ -144,11 +144,11 @@ func (s *Set) For(v Volume) (Driver, error) {
 	for i, d := range s.drivers {
 		names[i] = d.Name()
 	}
-	return nil, fmt.Errorf("%s is not owned by any enabled driver (asked: %s): enable its driver or pick a claim of a supported storage class", describe(v), strings.Join(names, ", "))
+	return nil, fmt.Errorf("%s is not owned by any enabled driver (asked: %s): enable its driver or pick a claim of a supported storage class", Describe(v), strings.Join(names, ", "))
 }
 
-// describe names a volume for error messages.
-func describe(v Volume) string {
+// Describe names a volume for error messages: its claim, else its PersistentVolume.
+func Describe(v Volume) string {
 	switch {
 	case v.Claim != nil:
 		return fmt.Sprintf("PersistentVolumeClaim %s/%s", v.Claim.Namespace, v.Claim.Name)

@@ -268,7 +268,7 @@ func TestLocate(t *testing.T) {
 	e := newEnv(t, map[string]string{ConfigExclude: ebs}, nil)
 	for _, v := range []drivers.Volume{{PV: csiPV("pv", ebs, "data")}, {Claim: boundClaim("c", "")}} {
 		if _, err := e.d.Locate(e.ctx, v); !errors.Is(err, drivers.ErrNotOwned) {
-			t.Errorf("Locate(%s) = %v, want ErrNotOwned", describe(v), err)
+			t.Errorf("Locate(%s) = %v, want ErrNotOwned", drivers.Describe(v), err)
 		}
 	}
 }

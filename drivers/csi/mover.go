@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -442,7 +443,7 @@ func (d *Driver) cleanup(ctx context.Context, task *storkv1.VolumeTask, withClai
 	}
 	objs = append(objs, snapshotObjects(d.cfg.namespace, tmp)...)
 	for _, o := range objs {
-		if err := d.c.Delete(ctx, o); client.IgnoreNotFound(err) != nil && !isNoMatch(err) {
+		if err := d.c.Delete(ctx, o); client.IgnoreNotFound(err) != nil && !meta.IsNoMatchError(err) {
 			d.log.Info("could not delete a temporary", "object", keyOf(o), "error", err.Error())
 		}
 	}

@@ -2,8 +2,6 @@ package csi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -30,12 +28,8 @@ const (
 	AnnDefaultSnapshotClass = "snapshot.storage.kubernetes.io/is-default-class"
 )
 
-// objectName makes a name for an object the driver creates from the parts that identify it:
-// stable across retries, short, and valid whatever the parts are.
-func objectName(prefix string, parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return prefix + "-" + hex.EncodeToString(h[:])[:16]
-}
+// objectName makes a name for an object the driver creates from the parts that identify it.
+func objectName(prefix string, parts ...string) string { return names.Hashed(prefix, parts...) }
 
 // Snapshot implements drivers.Snapshotter. The volumes of each CSI driver are captured by one
 // VolumeGroupSnapshot where the driver has a class for it (and there are several volumes), else
@@ -47,7 +41,7 @@ func (d *Driver) Snapshot(ctx context.Context, req drivers.SnapshotRequest) ([]d
 	var order []string
 	for i, v := range req.Volumes {
 		if !d.Owns(v) || v.PV == nil {
-			return nil, fmt.Errorf("snapshot of %s: %w", describe(v), drivers.ErrNotOwned)
+			return nil, fmt.Errorf("snapshot of %s: %w", drivers.Describe(v), drivers.ErrNotOwned)
 		}
 		cd := csiDriver(v.PV)
 		if _, ok := byDriver[cd]; !ok {
@@ -74,7 +68,7 @@ func (d *Driver) Snapshot(ctx context.Context, req drivers.SnapshotRequest) ([]d
 				continue
 			}
 			if _, err := d.ensureVolumeSnapshot(ctx, req, v, class); err != nil {
-				if !isNoMatch(err) && !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+				if !meta.IsNoMatchError(err) && !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
 					return nil, err // retried
 				}
 				out[i] = failedStatus(v.PV.Name, err)
@@ -99,16 +93,6 @@ func failedStatus(volume string, err error) drivers.VolumeStatus {
 		err = fmt.Errorf("the VolumeSnapshot API is not installed in this cluster (install the external-snapshotter CRDs and snapshot-controller): %w", err)
 	}
 	return drivers.VolumeStatus{VolumeName: volume, Phase: storkv1.VolumeFailed, Reason: reason, Message: err.Error()}
-}
-
-func describe(v drivers.Volume) string {
-	switch {
-	case v.Claim != nil:
-		return "PersistentVolumeClaim " + v.Claim.Namespace + "/" + v.Claim.Name
-	case v.PV != nil:
-		return "PersistentVolume " + v.PV.Name
-	}
-	return "a volume"
 }
 
 // snapshotName is the VolumeSnapshot of one volume for one request.

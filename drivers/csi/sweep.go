@@ -76,7 +76,7 @@ func (d *Driver) Sweep(ctx context.Context) {
 	}
 	for _, l := range lists {
 		if err := d.api.List(ctx, l.list, l.opts...); err != nil {
-			if !isNoMatch(err) {
+			if !meta.IsNoMatchError(err) {
 				d.log.Info("sweeper: listing temporaries failed", "error", err.Error())
 			}
 			continue
@@ -143,6 +143,3 @@ func snapshotObjects(ns, name string) []client.Object {
 		&snapv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: name}},
 	}
 }
-
-// isNoMatch reports an API the cluster does not serve (no snapshot CRDs).
-func isNoMatch(err error) bool { return meta.IsNoMatchError(err) }

@@ -2,8 +2,6 @@ package local
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -205,12 +203,8 @@ func volumeName(v drivers.Volume) string {
 	return "volume"
 }
 
-// taskName makes a VolumeTask name from its kind and identifying parts: stable across retries,
-// short, and a valid object name whatever the parts are.
-func taskName(kind string, parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return kind + "-" + hex.EncodeToString(h[:])[:16]
-}
+// taskName makes a VolumeTask name from its kind and identifying parts.
+func taskName(kind string, parts ...string) string { return names.Hashed(kind, parts...) }
 
 // ensureTask creates the task unless it exists, and returns it as stored.
 func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *metav1.OwnerReference) (*storkv1.VolumeTask, error) {

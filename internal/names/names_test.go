@@ -25,3 +25,19 @@ func TestLabelValue(t *testing.T) {
 		}
 	}
 }
+
+func TestHashed(t *testing.T) {
+	a, b := Hashed("upload", "uid", "claim"), Hashed("upload", "uid", "claim")
+	if a != b || len(a) != len("upload-")+16 || !strings.HasPrefix(a, "upload-") {
+		t.Errorf("Hashed = %q, %q: want the same upload-<16 hex> twice", a, b)
+	}
+	// The parts are separated: moving a character between them gives another name.
+	if Hashed("upload", "uidc", "laim") == a {
+		t.Error("Hashed does not tell the parts apart")
+	}
+	// Names already in clusters must not change: this is the local driver's task name of
+	// snapshot task ("abc", "pv-1") as it was made before Hashed existed.
+	if got := Hashed("snapshot", "abc", "pv-1"); got != "snapshot-0834f1e8bd562851" {
+		t.Errorf("Hashed changed: %q", got)
+	}
+}
