@@ -29,6 +29,10 @@ const (
 	// (namespace/name).
 	LabelHandOver = "stork.dev/hand-over"
 	AnnHandOverTo = "stork.dev/hand-over-to"
+	// LabelHandingOver marks a restored volume from the first step of its hand-over until it
+	// is bound to its target claim; with the work annotations (AnnWorkKind, …) it lets the
+	// sweeper delete a volume whose Restore went away half-way.
+	LabelHandingOver = "stork.dev/handing-over"
 )
 
 // handOver gives the volume a finished download restored into (under the temporary claim) to
@@ -56,7 +60,8 @@ func (d *Driver) handOver(ctx context.Context, task *storkv1.VolumeTask, req dri
 		if claim.Spec.VolumeName == "" {
 			return lost(st, fmt.Sprintf("temporary claim %s/%s has no volume, though the mover finished", d.cfg.namespace, tmp)), nil
 		}
-		if err := d.keepVolume(ctx, claim.Spec.VolumeName, task); apierrors.IsNotFound(err) {
+		w := work{kind: "Restore", namespace: task.Namespace, owner: req.Owner, claim: req.TargetNamespace + "/" + req.TargetClaim}
+		if err := d.keepVolume(ctx, claim.Spec.VolumeName, task, w); apierrors.IsNotFound(err) {
 			return lost(st, "the restored PersistentVolume "+claim.Spec.VolumeName+" was deleted before it was handed over"), nil
 		} else if err != nil {
 			return drivers.VolumeStatus{}, err
@@ -122,9 +127,9 @@ func lost(st drivers.VolumeStatus, msg string) drivers.VolumeStatus {
 	return st
 }
 
-// keepVolume sets a restored volume to Retain, keeping its policy in an annotation, and labels
-// it with the backup it holds.
-func (d *Driver) keepVolume(ctx context.Context, name string, task *storkv1.VolumeTask) error {
+// keepVolume sets a restored volume to Retain, keeping its policy in an annotation, labels it
+// with the backup it holds, and marks it as handed over for w.
+func (d *Driver) keepVolume(ctx context.Context, name string, task *storkv1.VolumeTask, w work) error {
 	pv := &corev1.PersistentVolume{}
 	if err := d.api.Get(ctx, client.ObjectKey{Name: name}, pv); err != nil {
 		return fmt.Errorf("reading restored PersistentVolume %s: %w", name, err)
@@ -132,10 +137,14 @@ func (d *Driver) keepVolume(ctx context.Context, name string, task *storkv1.Volu
 	if _, done := pv.Annotations[AnnReclaimPolicy]; done {
 		return nil
 	}
+	annotations := map[string]any{AnnReclaimPolicy: string(pv.Spec.PersistentVolumeReclaimPolicy)}
+	for k, v := range w.meta("", "").Annotations {
+		annotations[k] = v
+	}
 	body, _ := json.Marshal(map[string]any{
 		"metadata": map[string]any{
-			"annotations": map[string]any{AnnReclaimPolicy: string(pv.Spec.PersistentVolumeReclaimPolicy)},
-			"labels":      map[string]any{LabelRestoredFromBackup: names.LabelValue(task.Spec.RepositorySnapshotID)},
+			"annotations": annotations,
+			"labels":      map[string]any{LabelRestoredFromBackup: names.LabelValue(task.Spec.RepositorySnapshotID), LabelHandingOver: "true"},
 		},
 		"spec": map[string]any{"persistentVolumeReclaimPolicy": corev1.PersistentVolumeReclaimRetain},
 	})
@@ -162,8 +171,11 @@ func (d *Driver) finishHandOver(ctx context.Context, pv *corev1.PersistentVolume
 		spec["persistentVolumeReclaimPolicy"] = policy
 	}
 	body, _ := json.Marshal(map[string]any{
-		"metadata": map[string]any{"annotations": map[string]any{AnnReclaimPolicy: nil, AnnHandOverTo: nil}, "labels": map[string]any{LabelHandOver: nil}},
-		"spec":     spec,
+		"metadata": map[string]any{
+			"annotations": map[string]any{AnnReclaimPolicy: nil, AnnHandOverTo: nil, AnnWorkKind: nil, AnnWorkNamespace: nil, AnnWorkName: nil,
+				AnnWorkUID: nil, AnnForClaim: nil},
+			"labels": map[string]any{LabelHandOver: nil, LabelHandingOver: nil}},
+		"spec": spec,
 	})
 	if err := d.c.Patch(ctx, pv, client.RawPatch(types.MergePatchType, body)); err != nil {
 		return fmt.Errorf("restoring the reclaim policy %s of PersistentVolume %s: %w", policy, pv.Name, err)

@@ -1,10 +1,15 @@
 package csi
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/internal/names"
@@ -12,9 +17,11 @@ import (
 
 // restoredEnv is an import whose mover finished: the task Succeeded and the temporary claim is
 // bound to PV pv-restored (reclaim policy Delete).
-func restoredEnv(t *testing.T) *env {
+func restoredEnv(t *testing.T) *env { return restoredEnvWith(t, nil) }
+
+func restoredEnvWith(t *testing.T, funcs *interceptor.Funcs) *env {
 	t.Helper()
-	e := newEnv(t, nil, nil, append(moverObjects(), readyNode("a", zoneA)...)...)
+	e := newEnv(t, nil, funcs, append(moverObjects(), readyNode("a", zoneA)...)...)
 	e.imp()
 	tmp := importTemp()
 	setStatus(e, &corev1.Pod{}, storkNS, tmp+"-1", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })
@@ -103,14 +110,15 @@ func TestImportHandOver(t *testing.T) {
 	}{{"import", func() { e.imp() }}, {"sweeper", func() { e.d.Sweep(e.ctx) }}} {
 		update(e, &corev1.PersistentVolume{}, "", "pv-restored", func(p *corev1.PersistentVolume) {
 			p.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
-			p.Labels = map[string]string{LabelHandOver: "true"}
+			p.Labels = map[string]string{LabelHandOver: "true", LabelHandingOver: "true"}
 			p.Annotations = map[string]string{AnnReclaimPolicy: "Delete", AnnHandOverTo: targetNS + "/" + targetClaim}
 			p.Spec.ClaimRef.UID = "uid-of-the-target-claim"
 		})
 		setStatus(e, pv, "", "pv-restored", func(p *corev1.PersistentVolume) { p.Status.Phase = corev1.VolumeBound })
 		finish.do()
 		e.get(pv, "", "pv-restored")
-		if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete || pv.Labels[LabelHandOver] != "" || pv.Annotations[AnnReclaimPolicy] != "" {
+		if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete || pv.Labels[LabelHandOver] != "" || pv.Labels[LabelHandingOver] != "" ||
+			pv.Annotations[AnnReclaimPolicy] != "" {
 			t.Errorf("%s: bound volume has policy %s, labels %v, annotations %v; want Delete and no hand-over marks",
 				finish.name, pv.Spec.PersistentVolumeReclaimPolicy, pv.Labels, pv.Annotations)
 		}
@@ -181,6 +189,50 @@ func TestImportHandOverLost(t *testing.T) {
 			if pv := (&corev1.PersistentVolume{}); e.exists(pv, "", "pv-restored") && pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.Namespace == targetNS &&
 				pv.Spec.ClaimRef.Name == targetClaim {
 				t.Error("a lost volume was handed over")
+			}
+		})
+	}
+}
+
+// A Restore deleted during the hand-over leaves no volume behind: the sweeper restores the
+// class's policy and deletes the volume, after any step; while the Restore exists, it waits.
+func TestSweepOrphanedHandOver(t *testing.T) {
+	for _, steps := range []int{1, 2} { // 1: kept (Retain), 2: also pre-bound to the target
+		t.Run(fmt.Sprintf("after %d steps", steps), func(t *testing.T) {
+			// The volume as it was when deleted.
+			var deleted *corev1.PersistentVolume
+			e := restoredEnvWith(t, &interceptor.Funcs{Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+				if pv, ok := obj.(*corev1.PersistentVolume); ok {
+					deleted = &corev1.PersistentVolume{}
+					if err := c.Get(ctx, client.ObjectKeyFromObject(pv), deleted); err != nil {
+						return err
+					}
+				}
+				return c.Delete(ctx, obj, opts...)
+			}})
+			e.imp() // step 1
+			if steps == 2 {
+				setStatus(e, &corev1.PersistentVolume{}, "", "pv-restored", func(p *corev1.PersistentVolume) { p.Status.Phase = corev1.VolumeReleased })
+				wantStatus(t, e.imp(), storkv1.VolumeSucceeded, "")
+			}
+			pv := &corev1.PersistentVolume{}
+			e.get(pv, "", "pv-restored")
+			if pv.Labels[LabelHandingOver] != "true" || pv.Annotations[AnnWorkUID] != restoreUID {
+				t.Fatalf("a volume being handed over is marked %v / %v, want the hand-over label and its Restore", pv.Labels, pv.Annotations)
+			}
+			e.d.Sweep(e.ctx)
+			if !e.exists(&corev1.PersistentVolume{}, "", "pv-restored") {
+				t.Fatal("the sweeper deleted a volume whose Restore is still there")
+			}
+			if err := e.c.Delete(e.ctx, &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "rs"}}); err != nil {
+				t.Fatal(err)
+			}
+			e.d.Sweep(e.ctx)
+			if deleted == nil || deleted.Name != "pv-restored" {
+				t.Fatalf("the orphaned volume was not deleted (deleted: %v)", deleted)
+			}
+			if deleted.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
+				t.Errorf("deleted with reclaim policy %s: the provisioner would keep its storage", deleted.Spec.PersistentVolumeReclaimPolicy)
 			}
 		})
 	}

@@ -2,6 +2,8 @@ package csi
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,11 +59,11 @@ func (s *sweeper) Start(ctx context.Context) error {
 // handed-over volumes that are bound, once.
 func (d *Driver) Sweep(ctx context.Context) {
 	var pvs corev1.PersistentVolumeList
-	if err := d.api.List(ctx, &pvs, client.MatchingLabels{LabelHandOver: "true"}); err != nil {
+	if err := d.api.List(ctx, &pvs, client.MatchingLabels{LabelHandingOver: "true"}); err != nil {
 		d.log.Info("sweeper: listing handed-over volumes failed", "error", err.Error())
 	}
 	for i := range pvs.Items {
-		if err := d.finishHandOver(ctx, &pvs.Items[i]); err != nil {
+		if err := d.sweepHandOver(ctx, &pvs.Items[i]); err != nil {
 			d.log.Info("sweeper: "+err.Error(), "volume", pvs.Items[i].Name)
 		}
 	}
@@ -95,30 +98,65 @@ func (d *Driver) Sweep(ctx context.Context) {
 	}
 }
 
+// sweepHandOver finishes the hand-over of a volume bound to its target claim, and deletes one
+// whose Restore went away before that (its reclaim policy restored first, so that the
+// provisioner deletes its storage too): nobody would ever claim it.
+func (d *Driver) sweepHandOver(ctx context.Context, pv *corev1.PersistentVolume) error {
+	if pv.Labels[LabelHandOver] == "true" && pv.Status.Phase == corev1.VolumeBound {
+		return d.finishHandOver(ctx, pv)
+	}
+	if gone, _ := d.workState(ctx, pv.GetAnnotations()); !gone || pv.DeletionTimestamp != nil {
+		return nil
+	}
+	if policy := pv.Annotations[AnnReclaimPolicy]; policy != "" && policy != string(pv.Spec.PersistentVolumeReclaimPolicy) {
+		body, _ := json.Marshal(map[string]any{"spec": map[string]any{"persistentVolumeReclaimPolicy": policy}})
+		if err := d.c.Patch(ctx, pv, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return fmt.Errorf("restoring the reclaim policy of orphaned restored volume %s: %w", pv.Name, err)
+		}
+	}
+	if err := d.c.Delete(ctx, pv); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting restored volume %s, whose Restore is gone: %w", pv.Name, err)
+	}
+	d.log.Info("sweeper: deleted a restored volume whose Restore went away during its hand-over", "volume", pv.Name,
+		"restore", pv.Annotations[AnnWorkNamespace]+"/"+pv.Annotations[AnnWorkName])
+	return nil
+}
+
+// workState says whether the work (Backup or Restore) the annotations name is gone (deleted,
+// or replaced by a new object of its name) or has ended. Work it cannot judge (unknown kind,
+// unreadable) is neither.
+func (d *Driver) workState(ctx context.Context, a map[string]string) (gone, ended bool) {
+	key := client.ObjectKey{Namespace: a[AnnWorkNamespace], Name: a[AnnWorkName]}
+	var w client.Object
+	var done func() bool
+	switch a[AnnWorkKind] {
+	case "Backup":
+		b := &storkv1.Backup{}
+		w, done = b, func() bool { return b.Status.CompletionTime != nil }
+	case "Restore":
+		r := &storkv1.Restore{}
+		w, done = r, func() bool { return r.Status.CompletionTime != nil }
+	default:
+		return false, false // not made by this driver's current code: left alone
+	}
+	if err := d.api.Get(ctx, key, w); err != nil {
+		return apierrors.IsNotFound(err), false
+	}
+	if string(w.GetUID()) != a[AnnWorkUID] {
+		return true, false
+	}
+	return false, done()
+}
+
 // over reports whether a temporary's work is gone or has ended (and, for a restore's
 // temporary serving a claim, the claim is bound or gone). Unreadable state keeps it.
 func (d *Driver) over(ctx context.Context, o client.Object) bool {
 	a := o.GetAnnotations()
-	key := client.ObjectKey{Namespace: a[AnnWorkNamespace], Name: a[AnnWorkName]}
-	var w client.Object
-	var ended func() bool
-	switch a[AnnWorkKind] {
-	case "Backup":
-		b := &storkv1.Backup{}
-		w, ended = b, func() bool { return b.Status.CompletionTime != nil }
-	case "Restore":
-		r := &storkv1.Restore{}
-		w, ended = r, func() bool { return r.Status.CompletionTime != nil }
-	default:
-		return false // not made by this driver's current code: left alone
+	gone, ended := d.workState(ctx, a)
+	if gone {
+		return true
 	}
-	if err := d.api.Get(ctx, key, w); err != nil {
-		return apierrors.IsNotFound(err)
-	}
-	if string(w.GetUID()) != a[AnnWorkUID] {
-		return true // a new object of the same name
-	}
-	if !ended() {
+	if !ended {
 		return false
 	}
 	ns, name, ok := cutKey(a[AnnForClaim])
