@@ -59,6 +59,11 @@ const (
 	// ConfigMoverTmpSize bounds the mover's scratch space (/tmp, where the engine stages the
 	// packs it uploads to cloud stores; default 1Gi).
 	ConfigMoverTmpSize = "csi.moverTmpSize"
+	// ConfigMoverFileAccess is "restricted" (default: the restricted Pod Security Standard,
+	// non-root, no capabilities) or "all-files": root with only the capabilities that read
+	// every file (backups) or keep every owner and mode (restores), still without privilege
+	// escalation. The namespace must admit the baseline Pod Security Standard for it.
+	ConfigMoverFileAccess = "csi.moverFileAccess"
 	// ConfigSweepInterval is how often temporaries whose work is over are looked for
 	// (default 1m).
 	ConfigSweepInterval = "csi.sweepInterval"
@@ -94,6 +99,7 @@ type config struct {
 	sweepInterval        time.Duration
 	requests, limits     corev1.ResourceList
 	tmpSize              resource.Quantity
+	allFiles             bool
 }
 
 var (
@@ -145,6 +151,13 @@ func parseConfig(m map[string]string, namespace string) (config, error) {
 		cfg.groupSnapshots = false
 	default:
 		return cfg, fmt.Errorf("%s: %q is neither auto nor off", ConfigGroupSnapshots, v)
+	}
+	switch v := m[ConfigMoverFileAccess]; v {
+	case "", "restricted":
+	case "all-files":
+		cfg.allFiles = true
+	default:
+		return cfg, fmt.Errorf("%s: %q is neither restricted nor all-files", ConfigMoverFileAccess, v)
 	}
 	if v := m[ConfigMoverTmpSize]; v != "" {
 		q, err := resource.ParseQuantity(v)

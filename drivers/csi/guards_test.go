@@ -2,6 +2,8 @@ package csi
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +94,41 @@ func TestMoverOnALostNode(t *testing.T) {
 	e.export()
 	if e.exists(&corev1.Pod{}, storkNS, exportPod(1)) {
 		t.Fatal("the mover pod on the lost node was not deleted")
+	}
+}
+
+// csi.moverFileAccess=all-files runs movers as root with only the capabilities their verb
+// needs; the default is the restricted standard.
+func TestMoverFileAccess(t *testing.T) {
+	for _, tc := range []struct {
+		access, verb string
+		root         bool
+		add          []corev1.Capability
+	}{
+		{"", "backup", false, nil},
+		{"restricted", "restore", false, nil},
+		{"all-files", "backup", true, []corev1.Capability{"DAC_READ_SEARCH"}},
+		{"all-files", "restore", true, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"}},
+	} {
+		t.Run(tc.access+"/"+tc.verb, func(t *testing.T) {
+			e := newEnv(t, map[string]string{ConfigMoverFileAccess: tc.access}, nil)
+			psc, sc := e.d.moverPodSecurity(), e.d.moverSecurity(tc.verb)
+			if root := psc.RunAsUser != nil && *psc.RunAsUser == 0; root != tc.root {
+				t.Errorf("runs as root: %v, want %v (%+v)", root, tc.root, psc)
+			}
+			if !tc.root && (psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.FSGroup == nil) {
+				t.Errorf("restricted pod security %+v", psc)
+			}
+			if psc.SeccompProfile == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+				t.Errorf("container security %+v", sc)
+			}
+			if fmt.Sprint(sc.Capabilities.Add) != fmt.Sprint(tc.add) {
+				t.Errorf("added capabilities %v, want %v", sc.Capabilities.Add, tc.add)
+			}
+		})
+	}
+	if _, err := parseConfig(map[string]string{ConfigMoverFileAccess: "root"}, ""); err == nil || !strings.Contains(err.Error(), ConfigMoverFileAccess) {
+		t.Errorf("a bad %s gave %v", ConfigMoverFileAccess, err)
 	}
 }

@@ -53,13 +53,7 @@ func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, 
 			ServiceAccountName: d.cfg.serviceAccount,
 			Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
 				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term}}}},
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](moverUser), RunAsGroup: ptr.To[int64](moverUser),
-				// Without it the access Secret's files (0440, root's) and a fresh volume's
-				// root (root's) are out of the mover's reach.
-				FSGroup:        ptr.To[int64](moverUser),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
+			SecurityContext: d.moverPodSecurity(),
 			Containers: []corev1.Container{{
 				Name:    "mover",
 				Image:   d.cfg.image,
@@ -67,11 +61,8 @@ func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, 
 				Args:    []string{"--task=" + task.Namespace + "/" + task.Name, "--volume=" + MoverVolumePath, "--access=" + MoverAccessPath},
 				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 					{Name: "TMPDIR", Value: "/tmp"}},
-				Resources: corev1.ResourceRequirements{Requests: d.cfg.requests.DeepCopy(), Limits: d.cfg.limits.DeepCopy()},
-				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				},
+				Resources:       corev1.ResourceRequirements{Requests: d.cfg.requests.DeepCopy(), Limits: d.cfg.limits.DeepCopy()},
+				SecurityContext: d.moverSecurity(job.verb),
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "volume", MountPath: MoverVolumePath, ReadOnly: job.readOnly},
 					{Name: "access", MountPath: MoverAccessPath, ReadOnly: true},
@@ -87,4 +78,30 @@ func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, 
 			},
 		},
 	}
+}
+
+// moverPodSecurity is the pod's security context: non-root 65532 by default (with fsGroup, or
+// the access Secret's files, 0440 and root's, and a fresh volume's root are out of its reach),
+// root with csi.moverFileAccess=all-files.
+func (d *Driver) moverPodSecurity() *corev1.PodSecurityContext {
+	seccomp := &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	if d.cfg.allFiles {
+		return &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: seccomp}
+	}
+	return &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](moverUser), RunAsGroup: ptr.To[int64](moverUser),
+		FSGroup: ptr.To[int64](moverUser), SeccompProfile: seccomp}
+}
+
+// moverSecurity is the container's: never privilege escalation, a read-only root file system,
+// and no capabilities, except with all-files the ones the verb needs to see every file
+// (DAC_READ_SEARCH for a backup) or to write every owner, mode and time back (a restore).
+func (d *Driver) moverSecurity(verb string) *corev1.SecurityContext {
+	caps := &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
+	if d.cfg.allFiles {
+		caps.Add = []corev1.Capability{"DAC_READ_SEARCH"}
+		if verb == "restore" {
+			caps.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"}
+		}
+	}
+	return &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true), Capabilities: caps}
 }
