@@ -262,9 +262,11 @@ func TestCSIDriver(t *testing.T) {
 
 	t.Run("restore from the backup through mover pods into another namespace", func(t *testing.T) {
 		before := len(movers.Snapshot())
+		// The zones are swapped: the class provisions at once, so the volume must be placed.
+		swap := map[string]string{"zone-a": "zone-b", "zone-b": "zone-a"}
 		r := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "from-backup"},
 			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: "app", BackupName: backup.Name},
-				NamespaceMapping: map[string]string{"app": "app3"}}}
+				NamespaceMapping: map[string]string{"app": "app3"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: swap}}}
 		mustCreate(t, c, r)
 		waitRestore(t, c, r, storkv1.RestoreCompleted)
 		restored(t, "app3", map[string]string{"data-0": "data-0", "data-1": "data-1"})
@@ -279,6 +281,11 @@ func TestCSIDriver(t *testing.T) {
 				err := c.Client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv)
 				return err == nil && pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete, err
 			})
+			for _, v := range backup.Status.Volumes {
+				if v.ClaimName == claim && pvZone(pv, plane.TopologyKey) != swap[v.Topology.Zone] {
+					t.Errorf("claim %s was backed up in %s and restored in %s, want %s (zone mapping)", claim, v.Topology.Zone, pvZone(pv, plane.TopologyKey), swap[v.Topology.Zone])
+				}
+			}
 			if err != nil || pv.Labels[csi.LabelRestoredFromBackup] == "" || pv.Labels[csi.LabelHandOver] != "" {
 				t.Errorf("restored PV %s: %v; reclaim policy %s, labels %v; want the class's Delete back, the backup named, no hand-over mark",
 					pv.Name, err, pv.Spec.PersistentVolumeReclaimPolicy, pv.Labels)

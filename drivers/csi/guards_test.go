@@ -8,14 +8,17 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/drivers"
 )
 
 // TestMoverGuards: work the driver must refuse, or stop, before a mover pod does harm or waits
@@ -130,5 +133,39 @@ func TestMoverFileAccess(t *testing.T) {
 	}
 	if _, err := parseConfig(map[string]string{ConfigMoverFileAccess: "root"}, ""); err == nil || !strings.Contains(err.Error(), ConfigMoverFileAccess) {
 		t.Errorf("a bad %s gave %v", ConfigMoverFileAccess, err)
+	}
+}
+
+// A restore into a class that provisions at once names a node of the target zone on its
+// temporary claim, so that the volume lands there (zone mapping); with no such node it waits
+// for healthy storage and makes no claim.
+func TestImportPlacesImmediateVolumes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nodes []client.Object
+		node  string
+	}{
+		{"a node in the target zone", append(append(readyNode("b1", zoneB), readyNode("a2", zoneA)...), readyNode("a1", zoneA)...), "a1"},
+		{"none in the target zone", readyNode("b1", zoneB), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil, nil, append(moverObjects(), tc.nodes...)...)
+			update(e, &storagev1.StorageClass{}, "", "gp3", func(c *storagev1.StorageClass) {
+				c.VolumeBindingMode = ptr.To(storagev1.VolumeBindingImmediate)
+			})
+			st := e.imp()
+			pvc := &corev1.PersistentVolumeClaim{}
+			made := e.exists(pvc, storkNS, importTemp())
+			if tc.node == "" {
+				wantStatus(t, st, storkv1.VolumePending, drivers.ReasonNoHealthyStorage, "zone "+zoneA)
+				if made {
+					t.Error("a temporary claim was made with no node to place it")
+				}
+				return
+			}
+			if !made || pvc.Annotations[AnnSelectedNode] != tc.node {
+				t.Fatalf("temporary claim made %v with annotations %v, want %s=%s", made, pvc.Annotations, AnnSelectedNode, tc.node)
+			}
+		})
 	}
 }

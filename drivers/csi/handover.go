@@ -33,6 +33,10 @@ const (
 	// is bound to its target claim; with the work annotations (AnnWorkKind, …) it lets the
 	// sweeper delete a volume whose Restore went away half-way.
 	LabelHandingOver = "stork.dev/handing-over"
+	// AnnSelectedNode on a claim names the node whose topology its volume is provisioned for
+	// (set by kube-scheduler for classes that wait for a consumer; csi-provisioner honours it
+	// for any class).
+	AnnSelectedNode = "volume.kubernetes.io/selected-node"
 )
 
 // handOver gives the volume a finished download restored into (under the temporary claim) to

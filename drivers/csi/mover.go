@@ -95,7 +95,7 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 	if vs.Status != nil && vs.Status.RestoreSize != nil && vs.Status.RestoreSize.Cmp(size) > 0 {
 		size = vs.Status.RestoreSize.DeepCopy()
 	}
-	claim, err := d.ensureClaim(ctx, w, tmp, pv.Spec.StorageClassName, size, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, snapshotSource(tmp))
+	claim, _, err := d.ensureClaim(ctx, w, tmp, pv.Spec.StorageClassName, size, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, snapshotSource(tmp), nil)
 	if err != nil {
 		return drivers.VolumeStatus{}, err
 	}
@@ -144,11 +144,22 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 	if len(modes) == 0 {
 		modes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
 	}
-	claim, err := d.ensureClaim(ctx, w, tmp, req.StorageClassName, *resource.NewQuantity(req.SizeBytes, resource.BinarySI), modes, nil)
+	job := moverJob{verb: "restore", zone: req.Topology.Zone, region: req.Topology.Region, csiDriver: class.Provisioner}
+	// A class that provisions at once puts the volume wherever the provisioner likes: the
+	// claim names a node of the target zone (the annotation the scheduler sets for classes
+	// that wait for a consumer, which csi-provisioner honours for any class).
+	var place func() (string, string, error)
+	if (job.zone != "" || job.region != "") && (class.VolumeBindingMode == nil || *class.VolumeBindingMode == storagev1.VolumeBindingImmediate) {
+		place = func() (string, string, error) { return d.nodeFor(ctx, job) }
+	}
+	claim, why, err := d.ensureClaim(ctx, w, tmp, req.StorageClassName, *resource.NewQuantity(req.SizeBytes, resource.BinarySI), modes, nil, place)
 	if err != nil {
 		return drivers.VolumeStatus{}, err
 	}
-	return d.runMover(ctx, task, w, claim, moverJob{verb: "restore", zone: req.Topology.Zone, region: req.Topology.Region, csiDriver: class.Provisioner})
+	if claim == nil {
+		return pending("", drivers.ReasonNoHealthyStorage, why), nil
+	}
+	return d.runMover(ctx, task, w, claim, job)
 }
 
 // tempName names the temporaries of a task in Stork's namespace.
@@ -228,16 +239,27 @@ func (d *Driver) failTask(ctx context.Context, task *storkv1.VolumeTask, reason,
 }
 
 // ensureClaim creates the temporary claim ns/name in Stork's namespace unless it exists.
+//
+// place, if set, picks the node whose topology the volume is to be provisioned in (the claim's
+// selected-node annotation); when it finds none, no claim is made and why says so.
 func (d *Driver) ensureClaim(ctx context.Context, w work, name, class string, size resource.Quantity, modes []corev1.PersistentVolumeAccessMode,
-	source *corev1.TypedLocalObjectReference) (*corev1.PersistentVolumeClaim, error) {
+	source *corev1.TypedLocalObjectReference, place func() (node, why string, err error)) (*corev1.PersistentVolumeClaim, string, error) {
 	got := &corev1.PersistentVolumeClaim{}
 	if err := d.api.Get(ctx, client.ObjectKey{Namespace: d.cfg.namespace, Name: name}, got); err == nil {
-		return got, nil
+		return got, "", nil
 	} else if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("reading PersistentVolumeClaim %s/%s: %w", d.cfg.namespace, name, err)
+		return nil, "", fmt.Errorf("reading PersistentVolumeClaim %s/%s: %w", d.cfg.namespace, name, err)
+	}
+	meta := w.meta(d.cfg.namespace, name)
+	if place != nil {
+		node, why, err := place()
+		if err != nil || node == "" {
+			return nil, why, err
+		}
+		meta.Annotations[AnnSelectedNode] = node
 	}
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: w.meta(d.cfg.namespace, name),
+		ObjectMeta: meta,
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      modes,
 			StorageClassName: ptr.To(class),
@@ -246,9 +268,9 @@ func (d *Driver) ensureClaim(ctx context.Context, w work, name, class string, si
 		},
 	}
 	if err := d.c.Create(ctx, pvc); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating temporary PersistentVolumeClaim %s: %w", keyOf(pvc), err)
+		return nil, "", fmt.Errorf("creating temporary PersistentVolumeClaim %s: %w", keyOf(pvc), err)
 	}
-	return pvc, nil
+	return pvc, "", nil
 }
 
 // moverJob is what one mover pod does.

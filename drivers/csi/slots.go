@@ -79,17 +79,41 @@ func (d *Driver) chooseNode(ctx context.Context, claim *corev1.PersistentVolumeC
 	case fit > 0:
 		return "", reasonSlot, fmt.Sprintf("the %d nodes that can mount the volume each run %s=%d mover pods; waiting for one to finish", fit, ConfigMoverMaxPerNode, d.cfg.maxPerNode), nil
 	}
+	return "", drivers.ReasonNoHealthyStorage, noNode(job, sel, claim.Spec.VolumeName), nil
+}
+
+// noNode says what no node is, for a job (and a provisioned volume's node affinity).
+func noNode(job moverJob, sel *nodeaffinity.LazyErrorNodeSelector, volume string) string {
 	where := []string{"Ready", "schedulable"}
 	if job.zone != "" && sel == nil {
 		where = append(where, "in zone "+job.zone)
+	}
+	if job.region != "" && sel == nil {
+		where = append(where, "in region "+job.region)
 	}
 	if job.csiDriver != "" {
 		where = append(where, "with CSI driver "+job.csiDriver+" registered")
 	}
 	if sel != nil {
-		where = append(where, "matching the node affinity of volume "+claim.Spec.VolumeName)
+		where = append(where, "matching the node affinity of volume "+volume)
 	}
-	return "", drivers.ReasonNoHealthyStorage, "no node is " + strings.Join(where, ", "), nil
+	return "no node is " + strings.Join(where, ", ")
+}
+
+// nodeFor picks a node that could mount a volume of the job (zone, region, CSI driver), the
+// first by name; "" and why when there is none.
+func (d *Driver) nodeFor(ctx context.Context, job moverJob) (string, string, error) {
+	var nodes corev1.NodeList
+	if err := d.c.List(ctx, &nodes); err != nil {
+		return "", "", fmt.Errorf("listing nodes: %w", err)
+	}
+	sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
+	for i := range nodes.Items {
+		if d.canMount(ctx, &nodes.Items[i], nil, job) {
+			return nodes.Items[i].Name, "", nil
+		}
+	}
+	return "", noNode(job, nil, ""), nil
 }
 
 // provisionedFirst reports whether the claim's volume is provisioned before a pod uses it
