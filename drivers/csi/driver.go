@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -285,8 +286,10 @@ func (d *Driver) StorageNodes(ctx context.Context) ([]drivers.StorageNode, error
 	for i := range csiNodes.Items {
 		cn := &csiNodes.Items[i]
 		node := &corev1.Node{}
-		if err := d.c.Get(ctx, client.ObjectKey{Name: cn.Name}, node); err != nil {
+		if err := d.c.Get(ctx, client.ObjectKey{Name: cn.Name}, node); apierrors.IsNotFound(err) {
 			continue // a CSINode outlives its Node for a moment
+		} else if err != nil {
+			return nil, fmt.Errorf("reading the Node of CSINode %s: %w", cn.Name, err)
 		}
 		out = append(out, d.storageNode(node, cn))
 	}

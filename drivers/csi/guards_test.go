@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -168,4 +169,36 @@ func TestImportPlacesImmediateVolumes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Errors that every retry would meet are not waited on, and errors that may pass are not taken
+// for answers.
+func TestReadErrors(t *testing.T) {
+	t.Run("a VolumeSnapshot that cannot be read for good fails the volume", func(t *testing.T) {
+		objs, vols := volumes(ebs, "db")
+		e := newEnv(t, map[string]string{ConfigSnapshotClasses: ebs + "=c"}, &interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*snapv1.VolumeSnapshot); ok {
+					return apierrors.NewForbidden(schema.GroupResource{Group: "snapshot.storage.k8s.io", Resource: "volumesnapshots"}, key.Name, errString("no"))
+				}
+				return c.Get(ctx, key, obj, opts...)
+			}}, objs...)
+		st, err := e.d.Snapshot(e.ctx, snapshotReq(vols))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, st[0], storkv1.VolumeFailed, "SnapshotFailed", "forbidden")
+	})
+	t.Run("a Node that cannot be read is an error, not a node without storage", func(t *testing.T) {
+		e := newEnv(t, nil, &interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*corev1.Node); ok {
+					return apierrors.NewServiceUnavailable("the API server is busy")
+				}
+				return c.Get(ctx, key, obj, opts...)
+			}}, readyNode("a", zoneA)...)
+		if nodes, err := e.d.StorageNodes(e.ctx); err == nil {
+			t.Errorf("StorageNodes = %v with no error, want the Node's read error", nodes)
+		}
+	})
 }

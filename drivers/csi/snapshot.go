@@ -132,6 +132,9 @@ func (d *Driver) snapshotStatus(ctx context.Context, ns, name, volume string) dr
 	st := drivers.VolumeStatus{VolumeName: volume, SnapshotID: name}
 	vs := &snapv1.VolumeSnapshot{}
 	if err := d.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, vs); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsForbidden(err) {
+			return failedStatus(volume, err) // refused on every retry
+		}
 		st.Phase, st.Reason = storkv1.VolumePending, "Creating"
 		st.Message = fmt.Sprintf("VolumeSnapshot %s/%s is not visible yet: %v", ns, name, err)
 		return st
