@@ -2,7 +2,6 @@ package csi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
@@ -201,9 +200,8 @@ func (d *Driver) patchClaimLabel(ctx context.Context, pvc *corev1.PersistentVolu
 	if value != "" {
 		v = value
 	}
-	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{LabelGroup: v}}})
 	obj := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}
-	if err := d.c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
+	if err := patchMeta(ctx, d.c, obj, map[string]any{"labels": map[string]any{LabelGroup: v}}); err != nil {
 		return fmt.Errorf("labelling PersistentVolumeClaim %s for group snapshot %s: %w", keyOf(pvc), value, err)
 	}
 	return nil

@@ -20,24 +20,28 @@ func (c *Cluster) RunPods() {
 	c.heartbeatsMu.Lock()
 	c.heartbeats["\x00kubelet"] = cancel
 	c.heartbeatsMu.Unlock()
-	go func() {
-		t := time.NewTicker(300 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			var pods corev1.PodList
-			if err := c.Client.List(ctx, &pods); err != nil {
-				continue
-			}
-			for i := range pods.Items {
-				c.kubelet(ctx, &pods.Items[i])
-			}
+	go c.everyPod(ctx, 300*time.Millisecond, c.kubelet)
+}
+
+// everyPod calls step for each pod matching opts every interval, until ctx ends: the loop of
+// the harness's kubelet stand-ins.
+func (c *Cluster) everyPod(ctx context.Context, interval time.Duration, step func(context.Context, *corev1.Pod), opts ...client.ListOption) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-	}()
+		var pods corev1.PodList
+		if err := c.Client.List(ctx, &pods, opts...); err != nil {
+			continue
+		}
+		for i := range pods.Items {
+			step(ctx, &pods.Items[i])
+		}
+	}
 }
 
 func (c *Cluster) kubelet(ctx context.Context, p *corev1.Pod) {

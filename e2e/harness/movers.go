@@ -53,24 +53,7 @@ type StartedPod struct {
 // Run polls until ctx ends.
 func (m *MoverPods) Run(ctx context.Context) {
 	m.running, m.started, m.nodeOf = map[string]*Process{}, map[string]bool{}, map[string]string{}
-	go func() {
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			var pods corev1.PodList
-			if err := m.Cluster.Client.List(ctx, &pods, client.InNamespace(StorkNamespace), client.MatchingLabels{"stork.dev/mover": "true"}); err != nil {
-				continue
-			}
-			for i := range pods.Items {
-				m.step(ctx, &pods.Items[i])
-			}
-		}
-	}()
+	go m.Cluster.everyPod(ctx, 200*time.Millisecond, m.step, client.InNamespace(StorkNamespace), client.MatchingLabels{"stork.dev/mover": "true"})
 }
 
 // MaxPerNode is the most mover processes that ran on one node at once.
