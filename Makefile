@@ -64,7 +64,7 @@ demo:
 
 ## bench-primitives: the chunker and keyed-hash measurements behind the repository format
 bench-primitives:
-	$(GO) test -run '^$$' -bench 'Chunker|KeyedHash' -benchtime 5x -count 5 ./backup/archive/
+	$(GO) test -run '^$$' -bench 'Chunker|KeyedHash' -benchtime 5x -count 5 ./backup/engine/archive/
 
 ## bench-backup: Stork's backup engine against restic and kopia, local and MinIO repositories, 2.2 GiB of data
 # Minutes per tool; BENCH_ARGS="-scale 0.02" for a quick run, BENCH_ARGS=-h for the flags.

@@ -110,7 +110,7 @@ type ExportRequest struct {
 	// Location is the BackupLocation (in Source.Namespace) to copy into.
 	Location string
 	// AccessSecret names the Secret, in Stork's namespace, with what the copy needs to reach
-	// the location (see backup/locations.AccessSecretData).
+	// the location (see backup/engine/access.SecretData).
 	AccessSecret string
 	// Owner, if set, owns the work objects the driver creates.
 	Owner *metav1.OwnerReference
@@ -133,7 +133,7 @@ type ImportRequest struct {
 	// Location is the BackupLocation (in Namespace) holding the backup.
 	Location string
 	// AccessSecret names the Secret, in Stork's namespace, with what the download needs to
-	// reach the location (see backup/locations.AccessSecretData).
+	// reach the location (see backup/engine/access.SecretData).
 	AccessSecret string
 	// RepositorySnapshotID is the backup of the volume.
 	RepositorySnapshotID string

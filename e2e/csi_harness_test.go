@@ -17,7 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // TestCSIHarness shows that the harness runs a working CSI control plane: the real

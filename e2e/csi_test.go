@@ -19,8 +19,8 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers/csi"
-	"stork.dev/stork/e2e/harness"
-	"stork.dev/stork/e2e/harness/csiplugin"
+	"stork.dev/stork/internal/harness"
+	"stork.dev/stork/internal/harness/csiplugin"
 )
 
 // TestCSIDriver runs Stork's csi driver against the real CSI control plane (csi-provisioner,

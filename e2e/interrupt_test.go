@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // helperEnv makes this test binary, when re-run by TestKilledTestLeavesNothing, start a control

@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // TestLocalDriver is the first end-to-end slice: real control plane, the stork controller and

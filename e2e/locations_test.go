@@ -13,9 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/internal/harness"
 )
 
 // TestBackupLocations runs the stork controller, under its RBAC, against a real MinIO: good and

@@ -11,10 +11,10 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"stork.dev/stork/backup/archive"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/internal/harness"
 )
 
 // TestEngineOnObjectLockBucket runs the whole repository life cycle — init, backups, restore,

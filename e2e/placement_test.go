@@ -30,7 +30,7 @@ import (
 	"stork.dev/stork/deploy"
 	"stork.dev/stork/drivers/local"
 	"stork.dev/stork/drivers/longhorn"
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 	"stork.dev/stork/placement"
 )
 

@@ -6,7 +6,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // access is one question to the real API server's authorizer: may the service account sa of

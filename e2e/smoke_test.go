@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // TestSmoke brings up two independent clusters and MinIO, uses each, and tears everything down

@@ -21,7 +21,6 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/internal/names"
-	"stork.dev/stork/restore"
 )
 
 // Failover, opted into per claim or StorageClass, gives a local volume a new home when the
@@ -403,7 +402,7 @@ func (f *Failover) restoredVolume(ctx context.Context, fo failover) (*corev1.Per
 	if err := f.Client.Get(ctx, key, temp); err != nil {
 		return nil, fmt.Errorf("reading the restored claim %s: %w", key, err)
 	}
-	if temp.Annotations[restore.RestoredByAnnotation] != string(fo.rs.UID) || temp.Status.Phase != corev1.ClaimBound {
+	if temp.Annotations[storkv1.AnnotationRestoredBy] != string(fo.rs.UID) || temp.Status.Phase != corev1.ClaimBound {
 		return nil, nil
 	}
 	if err := f.Client.Get(ctx, client.ObjectKey{Name: temp.Spec.VolumeName}, pv); err != nil {

@@ -29,7 +29,6 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/fake"
-	"stork.dev/stork/restore"
 )
 
 const (
@@ -362,7 +361,7 @@ func (e *foEnv) restored(rs *storkv1.Restore, by types.UID, pvNew string) *corev
 	temp := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: rs.Namespace, Name: rs.Spec.ClaimNameMapping["data"]},
 		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("local"), VolumeName: pvNew}}
 	if by != "" {
-		temp.Annotations = map[string]string{restore.RestoredByAnnotation: string(by)}
+		temp.Annotations = map[string]string{storkv1.AnnotationRestoredBy: string(by)}
 	}
 	e.create(temp)
 	e.setClaimPhase(temp, corev1.ClaimBound)
@@ -775,7 +774,7 @@ func TestFailoverReconcile(t *testing.T) {
 			if !e.get(temp.Name, temp) {
 				t.Fatal("temporary claim gone")
 			}
-			temp.Annotations = map[string]string{restore.RestoredByAnnotation: string(rs.UID)}
+			temp.Annotations = map[string]string{storkv1.AnnotationRestoredBy: string(rs.UID)}
 			if err := e.c.Update(e.ctx, temp); err != nil {
 				t.Fatal(err)
 			}
@@ -1120,7 +1119,7 @@ func TestFailoverForgedRestore(t *testing.T) {
 	evilTemp := func(rs *storkv1.Restore) []client.Object {
 		temp := rs.Spec.ClaimNameMapping["data"]
 		c := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: rs.Namespace, Name: temp, UID: "evil-temp-uid",
-			Annotations: map[string]string{restore.RestoredByAnnotation: string(rs.UID)}},
+			Annotations: map[string]string{storkv1.AnnotationRestoredBy: string(rs.UID)}},
 			Spec:   corev1.PersistentVolumeClaimSpec{VolumeName: "pv-evil"},
 			Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
 		pv := foPV("pv-evil", temp, "evil-temp-uid")

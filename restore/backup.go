@@ -15,10 +15,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/catalog"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/repo"
-	"stork.dev/stork/backup/resources"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/backup/engine/resources"
+	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 )
 
@@ -31,7 +31,7 @@ import (
 //     start on restored data.
 
 // accessName is the access Secret of a Restore, in Stork's namespace.
-func accessName(rs *storkv1.Restore) string { return locations.AccessSecretName(rs.UID) }
+func accessName(rs *storkv1.Restore) string { return locator.AccessSecretName(rs.UID) }
 
 // beforeVolumes reports whether objects of a kind are restored before the volumes.
 func beforeVolumes(kind string) bool {
@@ -84,7 +84,7 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 	case err != nil:
 		return ctrl.Result{}, err
 	case loc.Status.Phase != storkv1.BackupLocationAvailable:
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", locations.Waiting(loc))
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", locator.Waiting(loc))
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
 	// The repository is read when objects are restored, not on every poll of the volumes.
@@ -128,7 +128,7 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 		return ctrl.Result{Requeue: true}, nil
 	}
 
-	if err := locations.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs), rs.Namespace,
+	if err := locator.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs), rs.Namespace,
 		map[string]string{"stork.dev/restore-namespace": rs.Namespace, "stork.dev/restore": rs.Name}, loc); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -376,8 +376,8 @@ func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp
 		}
 		result, msg := "", ""
 		if ns != target {
-			result, msg = resources.Failed, fmt.Sprintf("the Backup is of namespace %s, restored into %s: an object of namespace %q is not restored", srcNS, target, ns)
-		} else if result, msg, err = resources.Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID)); err != nil {
+			result, msg = Failed, fmt.Sprintf("the Backup is of namespace %s, restored into %s: an object of namespace %q is not restored", srcNS, target, ns)
+		} else if result, msg, err = Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID)); err != nil {
 			return nil, fmt.Errorf("restoring %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 		}
 		results = append(results, storkv1.ObjectResult{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(), Result: result, Message: msg})
@@ -406,7 +406,7 @@ func (r *Reconciler) labelClaim(ctx context.Context, rs *storkv1.Restore, o *uns
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: o.GetNamespace(), Name: o.GetName()}, pvc); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if pvc.Annotations[RestoredByAnnotation] != string(rs.UID) {
+	if pvc.Annotations[storkv1.AnnotationRestoredBy] != string(rs.UID) {
 		return nil // skipped, or someone else's
 	}
 	orig := pvc.DeepCopy()

@@ -19,9 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/catalog"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/repo/repotest"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/repo/repotest"
+	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	fakedriver "stork.dev/stork/drivers/fake"
 )
@@ -152,7 +152,7 @@ func TestRestoreFromBackup(t *testing.T) {
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "r", UID: "restore-uid"}, Spec: spec}
 			c := fake.NewClientBuilder().WithScheme(s).WithObjects(backup(), crafted.DeepCopy(), loc, key, rs).
 				WithStatusSubresource(&storkv1.Restore{}, &corev1.PersistentVolumeClaim{}).Build()
-			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locations.Repositories{Secrets: c},
+			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locator.Cache{Secrets: c},
 				StorageWait: time.Nanosecond}
 			got := restoreOnce(t, r, client.ObjectKeyFromObject(rs))
 			if got.Status.Phase != tc.phase {
@@ -236,7 +236,7 @@ func TestRestoreFromBackupWaitsForTheRepository(t *testing.T) {
 	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "r", UID: "restore-uid"},
 		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nightly"}}}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(b, loc, wrongKey, rs).WithStatusSubresource(&storkv1.Restore{}).Build()
-	r := &Reconciler{Client: c, Drivers: drivers.NewSet(fakedriver.New(1)), AdminNamespace: "stork-system", Repos: &locations.Repositories{Secrets: c}}
+	r := &Reconciler{Client: c, Drivers: drivers.NewSet(fakedriver.New(1)), AdminNamespace: "stork-system", Repos: &locator.Cache{Secrets: c}}
 	for range 3 {
 		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rs)}); err != nil {
 			t.Fatal(err)

@@ -21,15 +21,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/resources"
+	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
 )
-
-// RestoredByAnnotation marks the claims and objects a Restore made, with the Restore's UID: one
-// that exists without it is someone else's and is never overwritten unless the policy says so.
-const RestoredByAnnotation = resources.RestoredByAnnotation
 
 var restoresFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "stork_restores_total", Help: "Restores that reached a final phase, by phase.",
@@ -52,7 +47,7 @@ type Reconciler struct {
 	// restore into, other namespaces. Restores from Backups make their access Secrets there.
 	AdminNamespace string
 	// Repos keeps the locations' repositories open, for restores from Backups.
-	Repos *locations.Repositories
+	Repos *locator.Cache
 	// StorageWait bounds how long a volume waits for healthy storage in its target zone
 	// (default 10 minutes): storage there that is down for a moment (an agent restarting)
 	// does not fail the restore, storage that stays down does.
@@ -105,7 +100,7 @@ func (r *Reconciler) dropAccess(ctx context.Context, rs *storkv1.Restore) error 
 	if rs.Spec.Source.BackupName == "" || r.AdminNamespace == "" {
 		return nil
 	}
-	return locations.DeleteAccessSecret(ctx, r.Client, r.AdminNamespace, accessName(rs))
+	return locator.DeleteAccessSecret(ctx, r.Client, r.AdminNamespace, accessName(rs))
 }
 
 func (r *Reconciler) step(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
@@ -375,7 +370,7 @@ func (r *Reconciler) clearTarget(ctx context.Context, rs *storkv1.Restore, v *st
 	if err != nil {
 		return nil, false, false, err
 	}
-	if existing.Annotations[RestoredByAnnotation] == string(rs.UID) {
+	if existing.Annotations[storkv1.AnnotationRestoredBy] == string(rs.UID) {
 		return existing, true, true, nil
 	}
 	if v.Reason != "Replacing" {
@@ -412,7 +407,7 @@ func (r *Reconciler) claimFor(rs *storkv1.Restore, v *storkv1.RestoreVolumeStatu
 	}
 	return &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: v.TargetNamespace, Name: v.TargetClaim,
-			Annotations: map[string]string{RestoredByAnnotation: string(rs.UID)},
+			Annotations: map[string]string{storkv1.AnnotationRestoredBy: string(rs.UID)},
 			Labels:      map[string]string{"stork.dev/restore": rs.Name}},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      modes,

@@ -36,7 +36,7 @@ func restoreOnce(t *testing.T, r *Reconciler, key client.ObjectKey) *storkv1.Res
 			t.Fatal(err)
 		}
 		for i := range claims.Items {
-			if pvc := &claims.Items[i]; pvc.Annotations[RestoredByAnnotation] != "" && pvc.Status.Phase != corev1.ClaimBound {
+			if pvc := &claims.Items[i]; pvc.Annotations[storkv1.AnnotationRestoredBy] != "" && pvc.Status.Phase != corev1.ClaimBound {
 				pvc.Status.Phase = corev1.ClaimBound
 				if err := r.Client.Status().Update(ctx, pvc); err != nil {
 					t.Fatal(err)
@@ -132,7 +132,7 @@ func TestReconciler(t *testing.T) {
 							if err := c.Get(ctx, client.ObjectKey{Namespace: v.TargetNamespace, Name: v.TargetClaim}, pvc); err != nil {
 								t.Fatal(err)
 							}
-							if pvc.Spec.VolumeName == "" || pvc.Annotations[RestoredByAnnotation] != "restore-uid" || !pvc.Spec.Resources.Requests.Storage().Equal(capacity) {
+							if pvc.Spec.VolumeName == "" || pvc.Annotations[storkv1.AnnotationRestoredBy] != "restore-uid" || !pvc.Spec.Resources.Requests.Storage().Equal(capacity) {
 								t.Errorf("restored claim %+v", pvc)
 							}
 						}

@@ -123,7 +123,7 @@ func TestRestoreDataSourceClaim(t *testing.T) {
 			if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse(tc.want)) != 0 {
 				t.Errorf("claim requests %s, want %s", got.String(), tc.want)
 			}
-			if ptr.Deref(pvc.Spec.StorageClassName, "") != "cls" || pvc.Annotations[RestoredByAnnotation] != "restore-uid" {
+			if ptr.Deref(pvc.Spec.StorageClassName, "") != "cls" || pvc.Annotations[storkv1.AnnotationRestoredBy] != "restore-uid" {
 				t.Errorf("claim %+v, want class cls, made by the Restore", pvc)
 			}
 		})
@@ -185,7 +185,7 @@ func TestRestoreDataSourcePhases(t *testing.T) {
 			}
 			if tc.existing != nil || tc.conflict {
 				pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "a2",
-					Annotations: map[string]string{RestoredByAnnotation: "restore-uid"}},
+					Annotations: map[string]string{storkv1.AnnotationRestoredBy: "restore-uid"}},
 					Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("cls"), DataSource: tc.existing}}
 				if err := d.c.Create(ctx, pvc); err != nil {
 					t.Fatal(err)

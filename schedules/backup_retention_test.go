@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/retention"
+	"stork.dev/stork/backup/engine/retention"
 )
 
 // bk is a Backup of the test schedule; Backups are created one minute apart, in list order.

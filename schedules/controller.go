@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/retention"
+	"stork.dev/stork/backup/engine/retention"
 	"stork.dev/stork/internal/conditions"
 )
 

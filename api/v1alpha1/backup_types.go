@@ -150,7 +150,3 @@ type BackupList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Backup `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Backup{}, &BackupList{})
-}

@@ -160,7 +160,3 @@ type BackupLocationList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []BackupLocation `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&BackupLocation{}, &BackupLocationList{})
-}

@@ -27,6 +27,11 @@ type RestoreSource struct {
 	BackupName string `json:"backupName,omitempty"`
 }
 
+// AnnotationRestoredBy marks the claims and objects a Restore made, with the Restore's UID: one
+// that exists without it is someone else's and is never overwritten unless the policy says so.
+// Strip removes it from backed-up objects, since it describes the source cluster's history.
+const AnnotationRestoredBy = "stork.dev/restored-by"
+
 // ZoneMappingMode says how restored volumes are placed across zones.
 // +kubebuilder:validation:Enum=Keep;Map;Spread
 type ZoneMappingMode string
@@ -221,8 +226,4 @@ type RestoreList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Restore `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Restore{}, &RestoreList{})
 }

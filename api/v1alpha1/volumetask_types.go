@@ -163,7 +163,3 @@ type VolumeTaskList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []VolumeTask `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&VolumeTask{}, &VolumeTaskList{})
-}

@@ -28,9 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup"
+	backupcontrollers "stork.dev/stork/backup/controllers"
+	"stork.dev/stork/backup/controllers/locations"
 	"stork.dev/stork/backup/hooks"
-	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	_ "stork.dev/stork/drivers/csi"      // registers the csi driver
 	"stork.dev/stork/drivers/local"      // registers the local driver
@@ -154,12 +155,12 @@ func run(o options) error {
 		return err
 	}
 	runner := &hooks.Runner{Client: mgr.GetClient(), Exec: &hooks.APIExecutor{Config: cfg, Client: clientset.CoreV1().RESTClient()}}
-	if err := (&backup.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
+	if err := (&backupcontrollers.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
 		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	repos := &locations.Repositories{Secrets: mgr.GetAPIReader()}
-	if err := (&backup.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Repos: repos, Drivers: set,
+	repos := &locator.Cache{Secrets: mgr.GetAPIReader()}
+	if err := (&backupcontrollers.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Repos: repos, Drivers: set,
 		Namespace: o.namespace, Cluster: o.cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func run(o options) error {
 		Log: ctrl.Log.WithName("access-sweeper")}); err != nil {
 		return err
 	}
-	if err := (&backup.SyncReconciler{Client: mgr.GetClient(), Repos: repos, AdminNamespace: o.namespace,
+	if err := (&backupcontrollers.SyncReconciler{Client: mgr.GetClient(), Repos: repos, AdminNamespace: o.namespace,
 		Recorder: mgr.GetEventRecorder("stork-sync")}).SetupWithManager(mgr); err != nil {
 		return err
 	}

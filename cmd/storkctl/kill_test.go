@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"stork.dev/stork/backup/archive"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
 )
 
 // TestMain lets TestKilledBackup run this test binary as storkctl itself.

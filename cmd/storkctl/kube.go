@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/archive"
+	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/internal/units"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"stork.dev/stork/backup/archive"
-	"stork.dev/stork/backup/repo"
-	"stork.dev/stork/backup/retention"
+	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/backup/engine/retention"
 	"stork.dev/stork/internal/units"
 )
 

@@ -16,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"stork.dev/stork/backup/archive"
-	"stork.dev/stork/backup/catalog"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/internal/units"
 )
 

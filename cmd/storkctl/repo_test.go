@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/catalog"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
 )
 
 func storkctl(t *testing.T, args ...string) (string, error) {

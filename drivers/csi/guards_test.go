@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/engine/access"
 	"stork.dev/stork/drivers"
 )
 
@@ -45,7 +45,7 @@ func TestMoverGuards(t *testing.T) {
 					BackupLocation: "loc", AccessSecretName: "stork-access-of-another-namespace"}})
 		}, "TaskConflict", "belongs to another object"},
 		{"an access Secret made for another namespace is not mounted", nil, func(e *env) {
-			update(e, &corev1.Secret{}, storkNS, accessName, func(s *corev1.Secret) { s.Labels[locations.LabelAccessFor] = "other" })
+			update(e, &corev1.Secret{}, storkNS, accessName, func(s *corev1.Secret) { s.Labels[access.LabelFor] = "other" })
 		}, "InvalidAccess", `for the work of namespace "other"`},
 		{"a missing access Secret", nil, func(e *env) {
 			if err := e.c.Delete(e.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNS, Name: accessName}}); err != nil {

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/transfer"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/transfer"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/taskstatus"
 )
@@ -221,7 +221,7 @@ func (d *Driver) checkAccess(ctx context.Context, task *storkv1.VolumeTask) (rea
 	} else if err != nil {
 		return "", "", fmt.Errorf("reading access Secret %s/%s: %w", d.cfg.namespace, name, err)
 	}
-	if got := secret.Labels[locations.LabelAccessFor]; got != task.Namespace {
+	if got := secret.Labels[access.LabelFor]; got != task.Namespace {
 		return "InvalidAccess", fmt.Sprintf("access Secret %s/%s is for the work of namespace %q, not %q", d.cfg.namespace, name, got, task.Namespace), nil
 	}
 	return "", "", nil

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
+	"stork.dev/stork/backup/engine/access"
 	"stork.dev/stork/drivers"
 )
 
@@ -49,7 +49,7 @@ func moverObjects() []client.Object {
 		&storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "bk", UID: backupUID}},
 		&storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "rs", UID: restoreUID}},
 		csiPV("pv-db", ebs, "db", term(in(ebsZone, zoneA))), vs, vsc, wffcClass("gp3", ebs),
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNS, Name: accessName, Labels: map[string]string{locations.LabelAccessFor: appNS}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNS, Name: accessName, Labels: map[string]string{access.LabelFor: appNS}},
 			Data: map[string][]byte{"passphrase": []byte(passphrase), "secretAccessKey": []byte(secretKey), "url": []byte("s3://bucket/x")}},
 	}
 }

@@ -13,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/transfer"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/transfer"
 	"stork.dev/stork/drivers/taskstatus"
 )
 
@@ -111,10 +111,10 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 }
 
 // readAccess reads an access Secret mounted as files (one per key).
-func readAccess(dir string) (locations.Access, error) {
+func readAccess(dir string) (access.Access, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return locations.Access{}, err
+		return access.Access{}, err
 	}
 	data := map[string][]byte{}
 	for _, e := range entries {
@@ -125,11 +125,11 @@ func readAccess(dir string) (locations.Access, error) {
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
-			return locations.Access{}, err
+			return access.Access{}, err
 		}
 		data[e.Name()] = b
 	}
-	return locations.ParseAccessSecret(data)
+	return access.ParseSecret(data)
 }
 
 // emptyDir removes everything in dir except lost+found.

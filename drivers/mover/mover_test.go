@@ -20,9 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
 )
 
 const (
@@ -47,7 +47,7 @@ func newRepo(t *testing.T) map[string][]byte {
 		t.Fatal(err)
 	}
 	r.Close()
-	return locations.AccessSecretData(locations.Access{Store: objstore.Config{URL: url}, Key: key})
+	return access.SecretData(access.Access{Store: objstore.Config{URL: url}, Key: key})
 }
 
 // mountSecret lays data out as kubelet mounts a Secret volume: each key a symlink into a

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/transfer"
+	"stork.dev/stork/backup/engine/transfer"
 )
 
 // Start marks the task Running as attempt `attempt`, done by `who`, with msg in its Progressing

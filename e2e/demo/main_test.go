@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // TestDemo runs `make demo`'s program without waiting and checks the story it tells.

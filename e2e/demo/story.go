@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/e2e/harness"
+	"stork.dev/stork/internal/harness"
 )
 
 // storkStory is the disaster-recovery story. Site A runs Stork — the controller and one agent

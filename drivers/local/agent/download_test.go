@@ -19,10 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/archive"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/objstore"
-	"stork.dev/stork/backup/repo"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
 )
 
 const storkNamespace = "stork-system"
@@ -94,8 +94,8 @@ func backUpTree(t *testing.T, secretName string) backedUp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: secretName, Labels: map[string]string{locations.LabelAccessFor: "app"}},
-		Data: locations.AccessSecretData(locations.Access{Store: objstore.Config{URL: url}, Key: key})}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: secretName, Labels: map[string]string{access.LabelFor: "app"}},
+		Data: access.SecretData(access.Access{Store: objstore.Config{URL: url}, Key: key})}
 	return backedUp{src: src, url: url, snapID: snapID, secret: secret}
 }
 
@@ -227,10 +227,10 @@ func TestDownloadTask(t *testing.T) {
 func TestDownloadRefusals(t *testing.T) {
 	ctx := context.Background()
 	b := backUpTree(t, "stork-access-1")
-	empty := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: "no-repo", Labels: map[string]string{locations.LabelAccessFor: "app"}},
-		Data: locations.AccessSecretData(locations.Access{Store: objstore.Config{URL: "file://" + t.TempDir()}, Key: repo.UserKey{Passphrase: "test passphrase"}})}
+	empty := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: "no-repo", Labels: map[string]string{access.LabelFor: "app"}},
+		Data: access.SecretData(access.Access{Store: objstore.Config{URL: "file://" + t.TempDir()}, Key: repo.UserKey{Passphrase: "test passphrase"}})}
 	other := b.secret.DeepCopy()
-	other.Name, other.Labels = "other-namespace", map[string]string{locations.LabelAccessFor: "someone-else"}
+	other.Name, other.Labels = "other-namespace", map[string]string{access.LabelFor: "someone-else"}
 	c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(b.secret, empty, other).Build()
 	root := Root(t.TempDir())
 	tk := &Tasks{Client: c, Node: "n1", Root: root, AgentID: "a1", Namespace: storkNamespace}

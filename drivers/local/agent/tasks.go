@@ -19,9 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/locations"
-	"stork.dev/stork/backup/repo"
-	"stork.dev/stork/backup/transfer"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/backup/engine/transfer"
 	"stork.dev/stork/drivers/local/fscopy"
 	"stork.dev/stork/drivers/taskstatus"
 )
@@ -466,10 +466,10 @@ func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*
 	}
 	// The controllers make an access Secret for the tasks of one namespace; a task of another
 	// namespace naming it is refused, however it came to exist.
-	if got := secret.Labels[locations.LabelAccessFor]; got != task.Namespace {
+	if got := secret.Labels[access.LabelFor]; got != task.Namespace {
 		return nil, fail("InvalidTask", "access Secret %s/%s is for the tasks of namespace %q, not %q", t.Namespace, name, got, task.Namespace)
 	}
-	access, err := locations.ParseAccessSecret(secret.Data)
+	access, err := access.ParseSecret(secret.Data)
 	if err != nil {
 		return nil, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, name, err)
 	}

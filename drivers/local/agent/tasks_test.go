@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/transfer"
+	"stork.dev/stork/backup/engine/transfer"
 )
 
 func TestWithin(t *testing.T) {

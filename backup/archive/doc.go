@@ -1,9 +1,0 @@
-// Package archive stores directory trees — a volume's content — in a backup repository and brings
-// them back: backup walks the tree, chunks files with a keyed content-defined chunker, stores new
-// chunks in parallel and records each directory as a tree blob with full metadata (modes,
-// owners, times, symlinks, hard links, extended attributes, sparse files); incremental backups
-// skip files unchanged since the parent snapshot. Restore verifies every chunk and never writes
-// outside its target.
-//
-// It may import backup/repo and libraries; the node agent and storkctl call it.
-package archive

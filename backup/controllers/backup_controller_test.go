@@ -1,0 +1,133 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/repo/repotest"
+	"stork.dev/stork/backup/locator"
+	"stork.dev/stork/drivers"
+	fakedriver "stork.dev/stork/drivers/fake"
+)
+
+func TestBackupReconciler(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	rp, url := repotest.New(t, "a long passphrase")
+	location := func(phase storkv1.BackupLocationPhase, mode storkv1.BackupLocationAccessMode) *storkv1.BackupLocation {
+		return &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
+			Spec: storkv1.BackupLocationSpec{URL: url, AccessMode: mode,
+				EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}},
+			Status: storkv1.BackupLocationStatus{Phase: phase}}
+	}
+	cases := []struct {
+		name     string
+		snapshot string
+		loc      *storkv1.BackupLocation
+		phase    storkv1.BackupPhase // "" = still waiting
+		reason   string
+	}{
+		{"copied", "snap", location(storkv1.BackupLocationAvailable, ""), storkv1.BackupCompleted, "Completed"},
+		{"unknown snapshot", "nope", location(storkv1.BackupLocationAvailable, ""), storkv1.BackupFailed, "SnapshotNotFound"},
+		{"read-only location", "snap", location(storkv1.BackupLocationAvailable, storkv1.AccessReadOnly), storkv1.BackupFailed, "LocationReadOnly"},
+		{"location not available yet", "snap", location(storkv1.BackupLocationUnavailable, ""), "", "WaitingForLocation"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			drv := fakedriver.New(2) // work takes two calls: snapshot twice to have one, export twice
+			st, err := drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "s", Volumes: []drivers.Volume{{PV: fakedriver.PV("pv-a", 1<<20)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ = drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "s", Volumes: []drivers.Volume{{PV: fakedriver.PV("pv-a", 1<<20)}}})
+			snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "snap"}, Status: storkv1.SnapshotStatus{Phase: storkv1.SnapshotReady,
+				Volumes: []storkv1.SnapshotVolumeStatus{{ClaimName: "a", VolumeName: "pv-a", Driver: fakedriver.Name, SnapshotID: st[0].SnapshotID, Phase: storkv1.VolumeSucceeded}}}}
+			b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "b", UID: "backup-uid"},
+				Spec: storkv1.BackupSpec{SnapshotName: tc.snapshot, BackupLocation: "loc"}}
+			key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "key"}, Data: map[string][]byte{"passphrase": []byte("a long passphrase")}}
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, b, tc.loc, key, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}).WithStatusSubresource(b).Build()
+			r := &BackupReconciler{Client: c, Reader: c, Repos: &locator.Cache{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
+			accessSeen := false
+			for range 10 {
+				if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)}); err != nil {
+					t.Fatal(err)
+				}
+				sec := &corev1.Secret{}
+				if err := c.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "stork-access-backup-uid"}, sec); err == nil {
+					accessSeen = true
+					if a, err := access.ParseSecret(sec.Data); err != nil || a.Store.URL != url || a.Key.Passphrase != "a long passphrase" {
+						t.Errorf("access Secret %+v, %v", a, err)
+					}
+				}
+			}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+				t.Fatal(err)
+			}
+			if b.Status.Phase != tc.phase && !(tc.phase == "" && b.Status.Phase == storkv1.BackupPending) {
+				t.Fatalf("phase %q, want %q: %+v", b.Status.Phase, tc.phase, b.Status)
+			}
+			cond := meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionProgressing)
+			if tc.phase != "" {
+				cond = meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionReady)
+			}
+			if cond == nil || cond.Reason != tc.reason {
+				t.Errorf("condition %+v, want reason %s", cond, tc.reason)
+			}
+			if tc.phase == storkv1.BackupCompleted {
+				if !accessSeen || b.Status.Volumes[0].RepositorySnapshotID == "" || b.Status.Cluster != "c1" || !strings.Contains(cond.Message, "1 volumes copied") {
+					t.Errorf("completed backup: access Secret seen %v, status %+v", accessSeen, b.Status)
+				}
+				if err := c.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "stork-access-backup-uid"}, &corev1.Secret{}); err == nil {
+					t.Error("the access Secret outlived the backup")
+				}
+				// The record makes the backup visible to other clusters, with what a restore needs.
+				if err := rp.RefreshIndex(ctx); err != nil {
+					t.Fatal(err)
+				}
+				recs, err := catalog.Records(ctx, rp)
+				if err != nil || len(recs) != 1 || recs[0].ID.String() != b.Status.RecordID {
+					t.Fatalf("records %v (%v), status.recordID %s", recs, err, b.Status.RecordID)
+				}
+				rec, err := catalog.ReadRecord(ctx, rp, recs[0].ID)
+				if err != nil || rec.UID != "backup-uid" || rec.Cluster != "c1" || rec.Phase != storkv1.BackupCompleted ||
+					len(rec.Volumes) != 1 || rec.Volumes[0].RepositorySnapshotID != b.Status.Volumes[0].RepositorySnapshotID {
+					t.Fatalf("record %+v, %v", rec, err)
+				}
+				// Deleting it (policy Delete, the default) forgets its snapshots in the repository.
+				if !controllerutil.ContainsFinalizer(b, BackupFinalizer) {
+					t.Fatalf("finalizers %v", b.Finalizers)
+				}
+				if err := c.Delete(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)}); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Get(ctx, client.ObjectKeyFromObject(b), b); !apierrors.IsNotFound(err) {
+					t.Errorf("the deleted Backup is still there: %v %v", err, b.Finalizers)
+				}
+				if recs, err := catalog.Records(ctx, rp); err != nil || len(recs) != 0 {
+					t.Errorf("records after delete: %v, %v", recs, err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,446 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
+)
+
+func newRepo(t *testing.T) *repo.Repository {
+	t.Helper()
+	ctx := context.Background()
+	s, err := objstore.Open(ctx, objstore.Config{URL: "file://" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// Small chunks and packs so that small test trees still span many of both.
+	r, err := repo.Init(ctx, s, repo.UserKey{Passphrase: "test passphrase"}, repo.InitOptions{
+		Chunker:  repo.ChunkerParams{Algorithm: "fastcdc-v1.0.0", MinSize: 4 << 10, AvgSize: 16 << 10, MaxSize: 64 << 10},
+		PackSize: 256 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func write(t *testing.T, p string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// makeTree writes a tree with every kind of entry Stork backs up.
+func makeTree(t *testing.T, root string) {
+	t.Helper()
+	write(t, filepath.Join(root, "random.bin"), random(300<<10), 0o644)
+	write(t, filepath.Join(root, "text.txt"), bytes.Repeat([]byte("the quick brown fox\n"), 20000), 0o600)
+	write(t, filepath.Join(root, "empty"), nil, 0o640)
+	write(t, filepath.Join(root, "sub/deeper/file"), random(1000), 0o755)
+	write(t, filepath.Join(root, "setgid"), []byte("x"), 0o2750)
+	if err := os.MkdirAll(filepath.Join(root, "emptydir"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/deeper/file", filepath.Join(root, "rel-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(root, "abs-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(root, "random.bin"), filepath.Join(root, "sub/hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o620); err != nil {
+		t.Fatal(err)
+	}
+	// A sparse file: 1 MiB of data, a 3 MiB hole, 4 KiB of data, a trailing 1 MiB hole.
+	f, err := os.Create(filepath.Join(root, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(random(1 << 20))
+	f.WriteAt(random(4096), 4<<20)
+	f.Truncate(6 << 20)
+	f.Close()
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(filepath.Join(root, "text.txt"), 1234, 5678); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(filepath.Join(root, "rel-link"), 4321, 8765); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = unix.Lsetxattr(filepath.Join(root, "text.txt"), "user.stork", []byte("kept"), 0) // where supported
+	old := time.Date(2020, 2, 29, 12, 34, 56, 789000000, time.UTC)
+	for _, p := range []string{"random.bin", "sub/deeper", "emptydir"} {
+		if err := os.Chtimes(filepath.Join(root, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// describe lists every entry under root with its metadata and a digest of its content.
+func describe(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	inodes := map[uint64]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		d := fmt.Sprintf("mode=%o uid=%d gid=%d", st.Mode, st.Uid, st.Gid)
+		if fi.Mode()&os.ModeSymlink == 0 && !fi.IsDir() {
+			d += fmt.Sprintf(" mtime=%d", st.Mtim.Nano())
+		}
+		if fi.IsDir() && rel != "." {
+			d += fmt.Sprintf(" mtime=%d", st.Mtim.Nano())
+		}
+		switch {
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			d += fmt.Sprintf(" size=%d sum=%x", len(data), repoSum(data))
+			if first, ok := inodes[st.Ino]; ok {
+				d += " hardlink-of=" + first
+			} else if st.Nlink > 1 {
+				inodes[st.Ino] = rel
+			}
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			d += " -> " + target
+		}
+		if v, err := unix.Lgetxattr(p, "user.stork", make([]byte, 64)); err == nil {
+			d += fmt.Sprintf(" xattr=%d", v)
+		}
+		out[rel] = d
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func repoSum(b []byte) uint64 {
+	var h uint64 = 1469598103934665603
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+func diff(t *testing.T, want, got map[string]string) {
+	t.Helper()
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			t.Errorf("%s: missing after restore", k)
+		} else if g != w {
+			t.Errorf("%s:\n  want %s\n  got  %s", k, w, g)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: restored but not in the source", k)
+		}
+	}
+}
+
+func TestRoundTripEveryKind(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "restored")
+	makeTree(t, src)
+	var last Progress
+	id, snap, err := Backup(ctx, r, src, BackupOptions{Tags: map[string]string{"pvc": "data"}, Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.BytesDone != last.BytesTotal || last.FilesDone != last.FilesTotal || last.FilesTotal != snap.Summary.Files {
+		t.Errorf("final progress %+v, summary %+v", last, snap.Summary)
+	}
+	if err := Restore(ctx, r, id, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, describe(t, src), describe(t, dst))
+
+	// Holes come back as holes.
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dst, "sparse"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if allocated := st.Blocks * 512; allocated > 2<<20 {
+		t.Errorf("restored sparse file allocates %d bytes for 1 MiB + 4 KiB of data", allocated)
+	}
+}
+
+func TestIncrementalReusesUnchangedFiles(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	src := t.TempDir()
+	for i := range 50 {
+		write(t, filepath.Join(src, fmt.Sprintf("d%d/f%d", i%5, i)), random(5000+i), 0o644)
+	}
+	first, s1, err := Backup(ctx, r, src, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s2, err := Backup(ctx, r, src, BackupOptions{Parent: &first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Summary.FilesReused != 50 || s2.Summary.BlobsAdded != 0 {
+		t.Errorf("unchanged re-backup: %+v; want every file reused and nothing stored", s2.Summary)
+	}
+	// Change one file: only it is read, and only its new chunks are stored.
+	p := filepath.Join(src, "d3/f13")
+	data, _ := os.ReadFile(p)
+	data[100] ^= 0xff
+	write(t, p, data, 0o644)
+	third, s3, err := Backup(ctx, r, src, BackupOptions{Parent: &first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Summary.FilesReused != 49 || s3.Summary.BlobsAdded == 0 || s3.Summary.BlobsAdded > 3 {
+		t.Errorf("after changing one file: %+v", s3.Summary)
+	}
+	if s1.Summary.BytesStored == 0 {
+		t.Error("first backup stored nothing")
+	}
+	dst := t.TempDir()
+	if err := Restore(ctx, r, third, dst, RestoreOptions{Include: []string{"d3"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "d3/f13"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restored changed file differs (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "d2")); !os.IsNotExist(err) {
+		t.Errorf("restore with include d3 also restored d2 (%v)", err)
+	}
+}
+
+func TestDedupAcrossVolumes(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	shared := random(400 << 10)
+	a, b := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(a, "db"), shared, 0o644)
+	write(t, filepath.Join(b, "copy-of-db"), append(random(10), shared...), 0o644)
+	_, s1, err := Backup(ctx, r, a, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s2, err := Backup(ctx, r, b, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Summary.BytesAdded > s1.Summary.BytesAdded/4 {
+		t.Errorf("second volume with the same content added %d bytes (first added %d): chunks were not shared",
+			s2.Summary.BytesAdded, s1.Summary.BytesAdded)
+	}
+}
+
+// TestExcludeLeavesOutUnreadable backs up a tree whose lost+found cannot be read (as a non-root
+// mover meets an ext4 root) with it excluded: the backup succeeds, totals and the restored tree
+// leave it out, and what is below an excluded name elsewhere is kept.
+func TestExcludeLeavesOutUnreadable(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "data", "lost+found"), []byte("a file, not the excluded directory"), 0o644)
+	write(t, filepath.Join(src, "data", "table"), []byte("rows"), 0o644)
+	write(t, filepath.Join(src, "lost+found", "#12"), []byte("orphan"), 0o644)
+	if err := os.Chmod(filepath.Join(src, "lost+found"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(filepath.Join(src, "lost+found"), 0o700) })
+	var last Progress
+	id, _, err := Backup(ctx, r, src, BackupOptions{Exclude: func(rel string) bool { return rel == "lost+found" },
+		Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.FilesTotal != 2 {
+		t.Errorf("progress counted %d files, want 2 (the excluded directory's file left out)", last.FilesTotal)
+	}
+	dst := t.TempDir()
+	if err := Restore(ctx, r, id, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "lost+found")); !os.IsNotExist(err) {
+		t.Errorf("lost+found was restored: %v", err)
+	}
+	for _, f := range []string{"data/lost+found", "data/table"} {
+		if _, err := os.Stat(filepath.Join(dst, f)); err != nil {
+			t.Errorf("%s missing after restore: %v", f, err)
+		}
+	}
+}
+
+// TestRestoreRefusesEscapes feeds restore trees that try to leave the target.
+func TestRestoreRefusesEscapes(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"..", "../evil", "/etc/passwd", "a/b", ""} {
+		t.Run(fmt.Sprintf("%q", name), func(t *testing.T) {
+			data, _ := json.Marshal(Tree{Nodes: []Node{{Name: name, Type: TypeFile}}})
+			if _, err := decodeTree(data); err == nil || !strings.Contains(err.Error(), "invalid file name") {
+				t.Fatalf("tree with entry %q accepted: %v", name, err)
+			}
+		})
+	}
+
+	// An existing symlink in the target where the backup has a directory is not followed.
+	r := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "dir/file"), []byte("data"), 0o644)
+	id, _, err := Backup(ctx, r, src, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, outside := t.TempDir(), t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(target, "dir")); err != nil {
+		t.Fatal(err)
+	}
+	err = Restore(ctx, r, id, target, RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "not a directory is in the way") {
+		t.Fatalf("restore through a symlink: %v", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("restore wrote outside its target: %v", entries)
+	}
+}
+
+// A crafted backup whose hard link names a file through a symlink it also restores must not
+// make the restore link a file outside its target.
+func TestRestoreRefusesHardlinkThroughSymlink(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	outside := t.TempDir()
+	write(t, filepath.Join(outside, "secret"), []byte("not yours"), 0o600)
+	tree, _ := json.Marshal(Tree{Nodes: []Node{
+		{Name: "evil", Type: TypeSymlink, LinkTarget: outside},
+		{Name: "h", Type: TypeHardlink, LinkTarget: "evil/secret"},
+	}})
+	w := r.NewWriter(ctx, 1)
+	treeID, err := w.Add(repo.TreeBlob, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := r.SaveSnapshot(ctx, &repo.Snapshot{Time: time.Now(), Tree: treeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	err = Restore(ctx, r, id, target, RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "is not a file of this restore") {
+		t.Fatalf("restore of a hard link through a symlink: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "h")); err == nil {
+		t.Fatal("the hard link to a file outside the target was made")
+	}
+}
+
+func TestWrongKeyRestoresNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := objstore.Open(ctx, objstore.Config{URL: "file://" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := repo.Init(ctx, s, repo.UserKey{Passphrase: "right passphrase"}, repo.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	write(t, filepath.Join(src, "f"), random(1000), 0o644)
+	if _, _, err := Backup(ctx, r, src, BackupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := repo.Open(ctx, s, repo.UserKey{Passphrase: "wrong passphrase"}); !errors.Is(err, repo.ErrWrongKey) {
+		t.Fatalf("open with a wrong key: %v", err)
+	}
+}
+
+func TestAllZero(t *testing.T) {
+	b := make([]byte, 10000)
+	if !allZero(b) {
+		t.Error("zeros not seen as zero")
+	}
+	b[mrand.IntN(len(b))] = 1
+	if allZero(b) {
+		t.Error("non-zero byte missed")
+	}
+}
+
+func TestWriteSparse(t *testing.T) {
+	data := make([]byte, 64<<10)
+	copy(data[100:], "head")        // first page has data
+	copy(data[40<<10:], "middle")   // a page in the middle has data
+	copy(data[len(data)-3:], "end") // the last page has data
+	for _, off := range []int64{0, 4096, 1234} {
+		f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeSparse(f, data, off); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(data))
+		if _, err := f.ReadAt(got, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("offset %d: content differs", off)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		// At most the pages with data (4, one of which may straddle), not all 16+.
+		if st.Blocks*512 > 5*4096 {
+			t.Errorf("offset %d: %d bytes allocated for 3 pages of data", off, st.Blocks*512)
+		}
+		f.Close()
+	}
+}

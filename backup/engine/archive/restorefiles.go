@@ -1,0 +1,289 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
+)
+
+// Files are restored in batches, pack by pack rather than file by file: every chunk the
+// batch's files need is grouped by the pack that holds it, each pack is read with as few ranged
+// reads as possible (repo.ReadPackBlobs), and each chunk is written wherever it goes, in
+// parallel across packs. That turns one request per chunk into about one per pack, and a chunk
+// used several times is read once. A batch is written while the tree walk creates the files of
+// the next one. Batches bound memory and open files (at most three batches' worth) whatever the
+// volume.
+const (
+	batchFiles  = 256
+	batchChunks = 4096
+)
+
+// fileJob is a regular file being restored: created empty when queued, written as its packs
+// are read, and finished (truncated to its size, metadata applied) when its last chunk lands.
+type fileJob struct {
+	path string
+	node *Node
+	left atomic.Int64 // chunks not written yet
+
+	mu sync.Mutex
+	f  *os.File // open from creation until finished
+}
+
+type chunkTarget struct {
+	job *fileJob
+	off int64
+}
+
+type fileBatch struct {
+	files  int
+	chunks int
+	blobs  map[repo.ID][]chunkTarget
+	jobs   []*fileJob // to close their files if the batch fails
+}
+
+// queueFile creates a regular file and queues its chunks, handing the batch to the writer when
+// full. Directories are restored in parallel, so it may run concurrently.
+func (rs *restorer) queueFile(n *Node, p string) error {
+	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
+	// The file stays open until its last chunk is written (opening is not cheap), so a batch
+	// holds up to batchFiles descriptors.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", p, err)
+	}
+	job := &fileJob{path: p, node: n, f: f}
+	targets := make([]chunkTarget, len(n.Content))
+	var off int64
+	for i, id := range n.Content {
+		_, e, ok := rs.r.Lookup(id)
+		if !ok {
+			f.Close()
+			return fmt.Errorf("restoring %s: blob %s is not in the index (run storkctl repo check)", p, id)
+		}
+		targets[i] = chunkTarget{job, off}
+		off += int64(e.RawLength)
+	}
+	if off != n.Size {
+		f.Close()
+		return fmt.Errorf("restoring %s: its chunks hold %d bytes, the backup recorded %d", p, off, n.Size)
+	}
+	if len(n.Content) == 0 {
+		return rs.finish(job)
+	}
+	job.left.Store(int64(len(n.Content)))
+
+	rs.mu.Lock()
+	b := &rs.batch
+	if b.blobs == nil {
+		b.blobs = map[repo.ID][]chunkTarget{}
+	}
+	b.jobs = append(b.jobs, job)
+	for i, id := range n.Content {
+		b.blobs[id] = append(b.blobs[id], targets[i])
+	}
+	b.files++
+	b.chunks += len(n.Content)
+	var full fileBatch
+	if b.files >= batchFiles || b.chunks >= batchChunks {
+		full, rs.batch = rs.batch, fileBatch{}
+	}
+	rs.mu.Unlock()
+	return rs.send(full)
+}
+
+// startWriting starts the goroutine that writes batches; wait ends it and returns its first
+// error. After an error, the batches still queued are closed unwritten.
+func (rs *restorer) startWriting(ctx context.Context) (wait func() error) {
+	rs.batches = make(chan fileBatch, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range rs.batches {
+			if rs.writeErr.Load() != nil {
+				b.close()
+				continue
+			}
+			if err := rs.write(ctx, b); err != nil {
+				rs.writeErr.CompareAndSwap(nil, &err)
+			}
+		}
+	}()
+	return func() error {
+		close(rs.batches)
+		<-done
+		if err := rs.writeErr.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}
+}
+
+// flush hands the batch being filled to the writer.
+func (rs *restorer) flush() error {
+	rs.mu.Lock()
+	b := rs.batch
+	rs.batch = fileBatch{}
+	rs.mu.Unlock()
+	return rs.send(b)
+}
+
+// send hands a batch to the writer, or closes its files after a write failed.
+func (rs *restorer) send(b fileBatch) error {
+	if err := rs.writeErr.Load(); err != nil {
+		b.close()
+		return *err
+	}
+	if b.files > 0 {
+		rs.batches <- b
+	}
+	return nil
+}
+
+// write writes every file of a batch.
+func (rs *restorer) write(ctx context.Context, b fileBatch) error {
+	byPack := map[repo.ID][]repo.PackEntry{}
+	for id := range b.blobs {
+		pack, e, _ := rs.r.Lookup(id) // queueFile checked
+		byPack[pack] = append(byPack[pack], e)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rs.opts.Workers)
+	for pack, entries := range byPack {
+		g.Go(func() error {
+			done := map[repo.ID]bool{}
+			err := rs.r.ReadPackBlobs(gctx, pack, entries, func(e repo.PackEntry, plain []byte) error {
+				done[e.ID] = true
+				return rs.writeChunk(b.blobs[e.ID], plain)
+			})
+			if !errors.Is(err, objstore.ErrNotFound) {
+				return err
+			}
+			// The pack is gone: a prune moved its blobs since the index was read.
+			// LoadBlob finds them again.
+			for _, e := range entries {
+				if done[e.ID] {
+					continue
+				}
+				plain, err := rs.r.LoadBlob(gctx, e.ID)
+				if err != nil {
+					return err
+				}
+				if err := rs.writeChunk(b.blobs[e.ID], plain); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		b.close()
+	}
+	return err
+}
+
+// close closes the files of a batch that failed.
+func (b *fileBatch) close() {
+	for _, j := range b.jobs {
+		_ = j.close()
+	}
+}
+
+// writeChunk writes one chunk to every place it goes; all-zero chunks, and the whole zero
+// pages inside the others, are left as holes.
+func (rs *restorer) writeChunk(targets []chunkTarget, plain []byte) error {
+	zero := allZero(plain)
+	for _, t := range targets {
+		if !zero {
+			f, err := t.job.file()
+			if err != nil {
+				return err
+			}
+			if err := writeSparse(f, plain, t.off); err != nil {
+				return fmt.Errorf("restoring %s: %w", t.job.path, err)
+			}
+		}
+		rs.bytesDone.Add(int64(len(plain)))
+		if t.job.left.Add(-1) == 0 {
+			if err := rs.finish(t.job); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (j *fileJob) file() (*os.File, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil, fmt.Errorf("restoring %s: written after it was finished", j.path)
+	}
+	return j.f, nil
+}
+
+func (j *fileJob) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}
+
+// finish truncates a written file to its size, so that trailing zero chunks become a hole of
+// the right length, closes it and applies its metadata.
+func (rs *restorer) finish(j *fileJob) error {
+	f, err := j.file()
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(j.node.Size)
+	if cerr := j.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", j.path, err)
+	}
+	rs.files.Add(1)
+	return applyMeta(j.path, j.node, false)
+}
+
+// writeSparse writes b at off except the whole, page-aligned zero pages in it: a chunk that
+// holds the edge of a hole (a database file's unwritten region next to data) keeps its hole.
+// Files are created empty (O_EXCL), so what is not written reads as zeros.
+func writeSparse(f *os.File, b []byte, off int64) error {
+	const page = int64(len(zeroPage))
+	start := 0 // start of the data not written yet
+	for i := 0; i < len(b); {
+		next := i + int(page-(off+int64(i))%page)
+		if next > len(b) {
+			next = len(b)
+		}
+		if int64(next-i) == page && string(b[i:next]) == string(zeroPage[:]) {
+			if start < i {
+				if _, err := f.WriteAt(b[start:i], off+int64(start)); err != nil {
+					return err
+				}
+			}
+			start = next
+		}
+		i = next
+	}
+	if start < len(b) {
+		_, err := f.WriteAt(b[start:], off+int64(start))
+		return err
+	}
+	return nil
+}

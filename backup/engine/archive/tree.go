@@ -1,0 +1,122 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"stork.dev/stork/backup/engine/repo"
+)
+
+// Node types.
+const (
+	TypeFile     = "file"
+	TypeDir      = "dir"
+	TypeSymlink  = "symlink"
+	TypeHardlink = "hardlink" // a further name of a file met earlier in the same backup
+	TypeFifo     = "fifo"
+)
+
+// Node is one directory entry in a tree blob.
+type Node struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Mode holds the permission, setuid, setgid and sticky bits.
+	Mode  uint32    `json:"mode"`
+	UID   uint32    `json:"uid"`
+	GID   uint32    `json:"gid"`
+	MTime time.Time `json:"mtime"`
+	// CTime, Inode and Device are recorded to tell, at the next backup, whether a file
+	// changed without reading it.
+	CTime  time.Time `json:"ctime"`
+	Inode  uint64    `json:"inode,omitempty"`
+	Device uint64    `json:"device,omitempty"`
+	Size   int64     `json:"size,omitempty"`
+	// Content lists a file's chunks in order.
+	Content []repo.ID `json:"content,omitempty"`
+	// Subtree is a directory's tree blob.
+	Subtree *repo.ID `json:"subtree,omitempty"`
+	// LinkTarget is a symlink's target, or for a hardlink the slash-separated path (from the
+	// backup's root) of the file it is another name of.
+	LinkTarget string  `json:"linkTarget,omitempty"`
+	Xattrs     []Xattr `json:"xattrs,omitempty"`
+
+	// links is the file's link count, to find hard links while backing up.
+	links uint64
+}
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Name  string `json:"name"`
+	Value []byte `json:"value"`
+}
+
+// Tree is a directory listing, sorted by name.
+type Tree struct {
+	Nodes []Node `json:"nodes"`
+	// Root holds the metadata of the backed-up directory itself, in the root tree only.
+	Root *Node `json:"root,omitempty"`
+}
+
+// validName refuses names that could make a restore write outside its target.
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("invalid file name %q in the backup", name)
+	}
+	return nil
+}
+
+// loadTree reads and checks a tree blob.
+func loadTree(ctx context.Context, r *repo.Repository, id repo.ID) (*Tree, error) {
+	data, err := r.LoadBlob(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("loading tree %s: %w", id, err)
+	}
+	return decodeTree(data)
+}
+
+func decodeTree(data []byte) (*Tree, error) {
+	t := &Tree{}
+	if err := json.Unmarshal(data, t); err != nil {
+		return nil, fmt.Errorf("decoding tree: %w", err)
+	}
+	for i, n := range t.Nodes {
+		if err := validName(n.Name); err != nil {
+			return nil, err
+		}
+		if i > 0 && t.Nodes[i-1].Name >= n.Name {
+			return nil, fmt.Errorf("tree is not sorted or repeats %q", n.Name)
+		}
+		switch n.Type {
+		case TypeDir:
+			if n.Subtree == nil {
+				return nil, fmt.Errorf("directory %q has no subtree", n.Name)
+			}
+		case TypeFile, TypeSymlink, TypeHardlink, TypeFifo:
+		default:
+			return nil, fmt.Errorf("entry %q has unknown type %q", n.Name, n.Type)
+		}
+	}
+	return t, nil
+}
+
+func (t *Tree) find(name string) *Node {
+	if t == nil {
+		return nil
+	}
+	lo, hi := 0, len(t.Nodes)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if t.Nodes[m].Name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(t.Nodes) && t.Nodes[lo].Name == name {
+		return &t.Nodes[lo]
+	}
+	return nil
+}

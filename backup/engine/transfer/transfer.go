@@ -1,0 +1,117 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
+)
+
+// Error is a failure with a reason for a status field (e.g. "UploadFailed", "BackupNotFound").
+type Error struct {
+	Reason string
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Fail makes an Error from a reason and a message.
+func Fail(reason, format string, args ...any) error {
+	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// ReasonOf is err's reason, or def when it carries none.
+func ReasonOf(err error, def string) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return def
+}
+
+// Repo is an open repository with the URL of its location, for messages.
+type Repo struct {
+	*repo.Repository
+	URL string
+}
+
+// Close releases the repository and its store.
+func (r *Repo) Close() {
+	r.Repository.Close()
+	_ = r.Store().Close()
+}
+
+// Open opens the repository an access Secret describes. Failures carry the reason for status:
+// what is wrong with the store (objstore.Problem), or RepositoryUnavailable.
+func Open(ctx context.Context, access access.Access) (*Repo, error) {
+	store, err := objstore.Open(ctx, access.Store)
+	if err != nil {
+		return nil, Fail(objstore.Problem(err), "opening %s: %w", access.Store.URL, err)
+	}
+	r, err := repo.Open(ctx, store, access.Key)
+	if err != nil {
+		_ = store.Close()
+		return nil, Fail("RepositoryUnavailable", "opening the repository in %s: %w", access.Store.URL, err)
+	}
+	return &Repo{Repository: r, URL: store.String()}, nil
+}
+
+// FilesProgress is the engine's progress as a status's: items are files.
+func FilesProgress(p archive.Progress) storkv1.Progress {
+	return storkv1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, ItemsDone: p.FilesDone, ItemsTotal: p.FilesTotal}
+}
+
+// Upload backs the tree at src up with tags, and returns the backup's ID and size. The newest
+// earlier backup with the same cluster, namespace and pvc tags is the parent (files unchanged
+// since are taken from it when their metadata matches), and chunks the repository has are never
+// sent again. A backup is visible only once complete (the engine writes its snapshot manifest
+// last), so an interrupted upload is started again from the beginning and reuses the packs the
+// first attempt wrote. exclude, if set, leaves entries out (see archive.BackupOptions).
+func Upload(ctx context.Context, r *Repo, src string, tags map[string]string, exclude func(rel string) bool, progress func(storkv1.Progress)) (string, int64, error) {
+	opts := archive.BackupOptions{Tags: tags, Exclude: exclude, Progress: func(p archive.Progress) { progress(FilesProgress(p)) }}
+	parent, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool {
+		return s.Tags["cluster"] == tags["cluster"] && s.Tags["namespace"] == tags["namespace"] && s.Tags["pvc"] == tags["pvc"]
+	})
+	if err != nil {
+		return "", 0, Fail("RepositoryUnavailable", "listing the backups in %s: %w", r.URL, err)
+	}
+	if parent != nil {
+		opts.Parent = &parent.ID
+	}
+	id, snap, err := archive.Backup(ctx, r.Repository, src, opts)
+	if err != nil {
+		return "", 0, &Error{Reason: "UploadFailed", Err: fmt.Errorf("backing up %s to %s: %w", src, r.URL, err)}
+	}
+	return id.String(), snap.Summary.Bytes, nil
+}
+
+// Download restores the backup id into dst (made if missing) and returns the bytes restored. A
+// backup that is not in the repository fails with BackupNotFound, told apart from one that fails
+// to restore (DownloadFailed).
+func Download(ctx context.Context, r *Repo, id, dst string, progress func(storkv1.Progress)) (int64, error) {
+	snapID, err := repo.ParseID(id)
+	if err != nil {
+		return 0, Fail("InvalidTask", "repository snapshot ID %q: %w", id, err)
+	}
+	if _, err := r.LoadSnapshot(ctx, snapID); errors.Is(err, objstore.ErrNotFound) {
+		return 0, Fail("BackupNotFound", "backup %s is not in the repository at %s", snapID, r.URL)
+	} else if err != nil {
+		return 0, Fail("DownloadFailed", "reading backup %s in %s: %w", snapID, r.URL, err)
+	}
+	var size atomic.Int64
+	opts := archive.RestoreOptions{Progress: func(p archive.Progress) {
+		size.Store(p.BytesTotal)
+		progress(FilesProgress(p))
+	}}
+	if err := archive.Restore(ctx, r.Repository, snapID, dst, opts); err != nil {
+		return 0, &Error{Reason: "DownloadFailed", Err: fmt.Errorf("restoring backup %s from %s: %w", snapID, r.URL, err)}
+	}
+	return size.Load(), nil
+}

@@ -1,7 +1,0 @@
-// Package objstore opens object stores — s3:// (AWS, MinIO and other S3-compatible stores, through
-// aws-sdk-go-v2), gs://, azblob://, file:// and mem:// — through gocloud.dev/blob, with credentials
-// passed in explicitly and retries with backoff, and offers the operations a backup repository
-// needs: write-once puts, whole and ranged reads, listing and deletes.
-//
-// It may import only the blob libraries; backup/repo builds the repository format on top of it.
-package objstore

@@ -1,8 +1,0 @@
-// Package repo is Stork's backup repository format (docs/repository-format.md): content-addressed
-// blobs (keyed BLAKE3 IDs), compressed with zstd unless incompressible, sealed with AES-256-GCM
-// under a master key that is itself wrapped by the user's passphrase or raw key, gathered into
-// write-once pack files of tens of MiB; index files that map blobs to packs; and snapshot
-// manifests, written last, that make a backup visible.
-//
-// It may import backup/objstore and libraries; backup/archive builds trees on top of it.
-package repo
