@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 )
@@ -42,8 +41,6 @@ var (
 		Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5},
 	}, []string{"verb"})
 )
-
-func init() { metrics.Registry.MustRegister(extenderRequests, extenderLatency) }
 
 // Extender answers kube-scheduler's filter and prioritize calls from the View and the cache.
 type Extender struct {

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 var (
@@ -33,8 +32,6 @@ var (
 		Help: "1 while the health monitor acts on nothing for a driver, by reason (stale_view, partition_suspected).",
 	}, []string{"driver", "reason"})
 )
-
-func init() { metrics.Registry.MustRegister(monitorEvictions, monitorDown, monitorPaused) }
 
 // Monitor moves pods off nodes whose storage has failed: once a driver has reported a node's
 // storage down (or unknown) for Probation, it evicts that node's pods that use the driver's

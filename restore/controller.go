@@ -18,7 +18,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/locator"
@@ -29,8 +28,6 @@ import (
 var restoresFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "stork_restores_total", Help: "Restores that reached a final phase, by phase.",
 }, []string{"phase"})
-
-func init() { metrics.Registry.MustRegister(restoresFinished) }
 
 // Reconciler restores Snapshots into new claims: for each captured volume it decides the target
 // claim (namespace and name mappings, existing-claim policy) once, asks the volume's driver for

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/catalog"
@@ -42,10 +41,6 @@ var (
 		Name: "stork_backup_volume_failures_total", Help: "Volumes whose upload failed.",
 	})
 )
-
-func init() {
-	metrics.Registry.MustRegister(backupsFinished, backupDuration, backupBytes, backupVolumeFailures)
-}
 
 // BackupFinalizer keeps a Backup whose deletion policy is Delete until its data is forgotten
 // in the repository.

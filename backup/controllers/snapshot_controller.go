@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/hooks"
@@ -33,8 +32,8 @@ import (
 // by its deletion policy).
 const SnapshotFinalizer = "stork.dev/snapshot-data"
 
-// Metrics of snapshots, registered with controller-runtime's registry (served by the stork
-// controller's metrics endpoint).
+// Metrics of snapshots, registered by RegisterMetrics (cmd/stork: the controller's metrics
+// endpoint).
 var (
 	snapshotsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stork_snapshots_total", Help: "Snapshots that reached a final phase, by phase.",
@@ -50,10 +49,6 @@ var (
 		Name: "stork_snapshot_hook_runs_total", Help: "Hook runs in pods, by stage and result.",
 	}, []string{"stage", "result"})
 )
-
-func init() {
-	metrics.Registry.MustRegister(snapshotsFinished, snapshotDuration, snapshotBytes, hookRuns)
-}
 
 // SnapshotReconciler captures Snapshots through the drivers: it resolves the claims once, runs
 // the pre-hooks, asks each driver for a group snapshot of its volumes, and when every volume is

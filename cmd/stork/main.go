@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -33,7 +36,7 @@ import (
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
-	_ "stork.dev/stork/drivers/csi"      // registers the csi driver
+	"stork.dev/stork/drivers/csi"        // registers the csi driver
 	"stork.dev/stork/drivers/local"      // registers the local driver
 	_ "stork.dev/stork/drivers/longhorn" // registers the longhorn driver
 	"stork.dev/stork/internal/certs"
@@ -100,6 +103,23 @@ func main() {
 	}
 }
 
+// registerMetrics registers the metrics of the controller's packages with reg (served on
+// --metrics-bind-address): registration is explicit so that the agent, which links drivers,
+// exposes only its own.
+func registerMetrics(reg prometheus.Registerer) error {
+	var errs []error
+	for _, register := range []func(prometheus.Registerer) error{
+		backupcontrollers.RegisterMetrics, locations.RegisterMetrics, restore.RegisterMetrics,
+		placement.RegisterMetrics, csi.RegisterMetrics,
+	} {
+		errs = append(errs, register(reg))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
+}
+
 func run(o options) error {
 	if _, ok := o.driverConfig[local.ConfigAgentNamespace]; !ok {
 		o.driverConfig[local.ConfigAgentNamespace] = o.namespace
@@ -110,6 +130,9 @@ func run(o options) error {
 	utilruntime.Must(snapv1.AddToScheme(scheme))
 	utilruntime.Must(groupv1.AddToScheme(scheme))
 
+	if err := registerMetrics(crmetrics.Registry); err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)

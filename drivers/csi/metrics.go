@@ -2,10 +2,11 @@ package csi
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"stork.dev/stork/internal/metrics"
 )
 
-// Metrics of the data movers, on the controller's /metrics.
+// Metrics of the data movers, on the controller's /metrics (RegisterMetrics).
 var (
 	moverPodsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stork_csi_mover_pods_started_total", Help: "Data mover pods started, by verb (backup, restore).",
@@ -21,6 +22,8 @@ var (
 	}, []string{"reason"})
 )
 
-func init() {
-	metrics.Registry.MustRegister(moverPodsStarted, moverFailures, moverPodsRunning, moverWaiting)
+// RegisterMetrics registers the csi driver's mover metrics with reg (the stork controller's
+// registry: the movers themselves expose none).
+func RegisterMetrics(reg prometheus.Registerer) error {
+	return metrics.Register(reg, moverPodsStarted, moverFailures, moverPodsRunning, moverWaiting)
 }

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/archive"
@@ -49,10 +48,6 @@ var (
 		Name: "stork_location_prune_deleted_bytes_total", Help: "Bytes of pack files that prunes of BackupLocations deleted.",
 	})
 )
-
-func init() {
-	metrics.Registry.MustRegister(prunes, pruneDeletedBytes)
-}
 
 // pruneInterval is spec.maintenance.interval or its default.
 func pruneInterval(loc *storkv1.BackupLocation) time.Duration {
