@@ -6,4 +6,6 @@
 //
 // It may import api/, drivers/ and Kubernetes libraries. restore/ imports its engine to read
 // backups back; placement/ and schedules/ must not need it.
+//
+// Layer: lib. May import: lib. No controller-runtime or client-go.
 package backup

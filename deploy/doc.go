@@ -4,4 +4,6 @@
 // that tests, the demo and storkctl install exactly what users apply with kubectl.
 //
 // It may import Kubernetes API types and nothing of Stork's.
+//
+// Layer: api. May import: lib, api. No controller-runtime or client-go.
 package deploy

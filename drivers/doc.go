@@ -6,4 +6,6 @@
 // Each driver lives in a subpackage (drivers/local, drivers/csi, …) that registers a Factory in its
 // init function; drivers/fake is an in-memory driver for unit tests only. This package may import
 // api/ and Kubernetes libraries, never Stork's controllers: they import it.
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package drivers

@@ -4,4 +4,6 @@
 // all of it; demo/ is `make demo`.
 //
 // Nothing outside e2e/ may import this tree, except tests that need a real API server.
+//
+// Layer: tests. May import: lib, api, engine, drivers, kit, controllers, cmd, testkit, tests.
 package e2e

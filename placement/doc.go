@@ -12,4 +12,6 @@
 //
 // The pod webhook that sends pods with Stork volumes to the stork scheduler is in
 // placement/webhook. Scheduling requests never wait on the API server or a driver.
+//
+// Layer: controllers. May import: lib, api, engine, drivers, kit, controllers (same top-level directory).
 package placement

@@ -5,4 +5,6 @@
 //
 // It may import api/, drivers/, the backup engine (to read repositories) and Kubernetes
 // libraries; nothing of Stork's imports it but the commands.
+//
+// Layer: controllers. May import: lib, api, engine, drivers, kit, controllers (same top-level directory).
 package restore

@@ -5,4 +5,6 @@
 //
 // It may import api/ and Kubernetes libraries; it acts only through Snapshot objects, never
 // through drivers or the backup engine.
+//
+// Layer: controllers. May import: lib, api, engine, drivers, kit, controllers (same top-level directory).
 package schedules

@@ -9,4 +9,6 @@
 //
 // +kubebuilder:object:generate=true
 // +groupName=stork.dev
+//
+// Layer: api. May import: lib, api. No controller-runtime or client-go.
 package v1alpha1

@@ -3,4 +3,6 @@
 // a timeout, reporting one result per pod. The Executor interface separates the runner's
 // decisions (which pods, which container, what counts as failure) from the exec transport, so
 // that the runner is unit-tested with a fake executor and the transport against a real API server.
+//
+// Layer: kit. May import: lib, api, engine, drivers, kit.
 package hooks

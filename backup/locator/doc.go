@@ -5,5 +5,5 @@
 // one task's access to agents and movers in Stork's namespace, so that they never read the
 // application's Secrets.
 //
-// Layer: kit. May import: lib, api, engine, kit.
+// Layer: kit. May import: lib, api, engine, drivers, kit.
 package locator

@@ -13,4 +13,6 @@
 //     (restore) and runs the backup engine, reporting on a VolumeTask (mover.go, pod.go, slots.go);
 //     temporaries are deleted when the work ends, and a sweeper deletes those whose work is gone
 //     (sweep.go).
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package csi

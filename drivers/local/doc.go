@@ -6,4 +6,6 @@
 // objects the agents keep), and snapshots, deletions and restores handed to the agent of the
 // volume's node as VolumeTasks. The node side (the agent's work and health reports) is in
 // drivers/local/agent; the copy engine is drivers/local/fscopy.
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package local

@@ -21,4 +21,6 @@
 // The informers trim objects to these fields before storing them, and a malformed field is
 // ignored, never the whole object. testdata/crds.yaml (see CRDs) holds
 // minimal CustomResourceDefinitions for tests; real clusters run with Longhorn's own.
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package longhorn

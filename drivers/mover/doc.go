@@ -4,4 +4,6 @@
 // work item is a VolumeTask the driver made; the mover reads it, reaches the location with the
 // access Secret mounted as files (never environment variables or arguments), and writes its
 // progress and result to the task's status.
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package mover

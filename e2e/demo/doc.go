@@ -5,4 +5,6 @@
 // backup through sync and restores the application into another namespace and other zones, and
 // the data is proven identical. Finally storkctl restores a volume from the bucket alone. It keeps
 // the clusters up until interrupted (or for --wait), then stops everything it started.
+//
+// Layer: tests. May import: lib, api, engine, drivers, kit, controllers, cmd, testkit, tests.
 package main

@@ -37,4 +37,6 @@
 //	if err := rot.Ensure(ctx); err != nil { … }
 //	mgr.Add(rot)
 //	mgr.AddReadyzCheck("webhook-certs", rot.Ready)
+//
+// Layer: kit. May import: lib, api, engine, drivers, kit.
 package certs

@@ -1,5 +1,3 @@
-// Package conditions holds the status helpers every Stork controller uses: setting a
-// metav1.Condition from a verdict, and emitting an Event when a recorder is configured.
 package conditions
 
 import (

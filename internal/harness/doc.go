@@ -19,4 +19,6 @@
 // local directories.
 //
 // It may import anything of Stork's; nothing but tests and the demo may import it.
+//
+// Layer: testkit. May import: lib, api, engine, drivers, kit, controllers, testkit.
 package harness

@@ -1,5 +1,3 @@
-// Package names makes valid Kubernetes names and label values out of free text (cluster IDs,
-// snapshot IDs), for the labels Stork puts on the objects it makes.
 package names
 
 import (

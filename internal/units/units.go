@@ -1,5 +1,3 @@
-// Package units writes quantities for people: byte counts in binary units, as storkctl prints
-// them and as BackupLocations report their prunes.
 package units
 
 import "fmt"

@@ -17,4 +17,6 @@
 //
 // The webhook mutates the pod's JSON as the API server sent it, not a decoded and re-encoded
 // Pod, so that fields newer than Stork's Kubernetes libraries are never dropped by the patch.
+//
+// Layer: controllers. May import: lib, api, engine, drivers, kit, controllers (same top-level directory).
 package webhook

@@ -3,5 +3,5 @@
 // to agents and movers for one task (SecretData, ParseSecret). Reading a location's own Secrets
 // is the controller's business (backup/locator); agents only ever parse an access Secret.
 //
-// Layer: engine. May import: lib, api, engine.
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package access

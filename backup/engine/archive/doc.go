@@ -6,4 +6,6 @@
 // outside its target.
 //
 // It may import backup/engine/repo and libraries; the node agent and storkctl call it.
+//
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package archive

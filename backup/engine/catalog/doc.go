@@ -12,4 +12,6 @@
 // backup, namespace and cluster. The record is written last, once every volume is final: a
 // backup without a record is incomplete (still running, or killed) and is never listed as a
 // backup. Deleting a backup forgets its record first, for the same reason.
+//
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package catalog

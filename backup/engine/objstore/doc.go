@@ -4,4 +4,6 @@
 // needs: write-once puts, whole and ranged reads, listing and deletes.
 //
 // It may import only the blob libraries; backup/engine/repo builds the repository format on top of it.
+//
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package objstore

@@ -5,4 +5,6 @@
 // manifests, written last, that make a backup visible.
 //
 // It may import backup/engine/objstore and libraries; backup/engine/archive builds trees on top of it.
+//
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package repo

@@ -45,4 +45,6 @@
 // refer to them. References inside specs to other namespaces (a NetworkPolicy's
 // namespaceSelector, an Ingress's annotations) are kept as they are: they name things outside
 // the backup.
+//
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package resources

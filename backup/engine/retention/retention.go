@@ -1,5 +1,3 @@
-// Package retention decides which of a series of point-in-time copies (repository snapshots,
-// Snapshot and Backup objects) a keep-policy keeps. It knows nothing of what the items are.
 package retention
 
 import (

@@ -4,4 +4,6 @@
 // the pod). It opens a repository from an access Secret's content, backs a tree up as a child of
 // the newest backup of the same claim, and restores a backup into a directory, with failures
 // carrying a CamelCase reason for status fields.
+//
+// Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package transfer

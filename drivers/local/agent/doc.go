@@ -15,4 +15,6 @@
 // Every result becomes visible by a rename after its data was synced, so an agent killed at any
 // moment leaves either nothing or a complete snapshot or volume; a task it was running is
 // started again by the next agent process (up to a bounded number of attempts).
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package agent

@@ -15,4 +15,6 @@
 //
 // The package does not make a copy crash-safe: callers copy into a fresh directory and rename
 // it into place. Only Linux is supported; it may import libraries but nothing of Stork.
+//
+// Layer: drivers. May import: lib, api, engine, drivers.
 package fscopy

@@ -25,4 +25,6 @@
 //
 //	go run ./hack/bench/backup -scale 0.02             # a quick run, about 45 MiB of data
 //	go run ./hack/bench/backup -tools ours,restic -targets file -repeat 3
+//
+// Layer: tests. May import: lib, api, engine, drivers, kit, controllers, cmd, testkit, tests.
 package main

@@ -1,5 +1,3 @@
-// Package repotest makes backup repositories for tests: a fresh repository in a file:// store
-// under the test's temporary directory.
 package repotest
 
 import (
