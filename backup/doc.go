@@ -1,11 +1,14 @@
-// Package backup takes data out of volumes: the Snapshot controller (group snapshots of an
-// application's claims through the storage drivers, with pre/post hooks), the Backup controller
-// (a Snapshot's copy in a BackupLocation, with the application's Kubernetes objects), and the
-// backup engine that stores directory trees in object stores, deduplicated, compressed and
-// encrypted (subpackages).
+// Package backup is the home of backups; it holds no code. Its subpackages are three layers
+// (docs/design.md):
 //
-// It may import api/, drivers/ and Kubernetes libraries. restore/ imports its engine to read
-// backups back; placement/ and schedules/ must not need it.
+//   - engine/: the backup engine, storage-agnostic and free of Kubernetes client libraries:
+//     object stores, the repository format, trees, retention, records, one transfer;
+//   - locator and hooks: what the controllers share to reach a BackupLocation's repository and
+//     to run hooks in pods;
+//   - controllers/: the Snapshot, Backup and sync reconcilers, and locations/, the
+//     BackupLocation reconciler with its maintenance.
+//
+// The agent, the movers and storkctl import only engine packages.
 //
 // Layer: lib. May import: lib. No controller-runtime or client-go.
 package backup

@@ -3,7 +3,7 @@
 // and agent manifests and the scheduler configuration. The Go side only embeds those files, so
 // that tests, the demo and storkctl install exactly what users apply with kubectl.
 //
-// It may import Kubernetes API types and nothing of Stork's.
+// It imports nothing of Stork's.
 //
 // Layer: api. May import: lib, api. No controller-runtime or client-go.
 package deploy

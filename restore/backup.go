@@ -88,12 +88,12 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
 	// The repository is read when objects are restored, not on every poll of the volumes.
-	repository := func() (*repo.Repository, bool) {
-		rp, err := r.Repos.Get(ctx, loc)
+	repository := func() (catalog.Catalog, bool) {
+		cat, err := r.Repos.Catalog(ctx, loc)
 		if err != nil {
 			r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
 		}
-		return rp, err == nil
+		return cat, err == nil
 	}
 
 	if meta.FindStatusCondition(st.Conditions, storkv1.ConditionValid) == nil {
@@ -108,12 +108,12 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 			r.complete(rs)
 			return ctrl.Result{}, nil
 		}
-		rp, ok := repository()
+		cat, ok := repository()
 		if !ok {
 			st.Volumes = nil // planned again next time
 			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}
-		failed, err := r.restoreObjects(ctx, rs, rp, b, srcNS, true)
+		failed, err := r.restoreObjects(ctx, rs, cat, b, srcNS, true)
 		if err != nil {
 			// Planned again next time, with the error in status meanwhile.
 			st.Volumes = nil
@@ -149,11 +149,11 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 	}
 	// Workloads are created only for volumes that exist: with none, they would wait forever.
 	if len(st.Volumes) == 0 || !allFailed(st.Volumes) {
-		rp, ok := repository()
+		cat, ok := repository()
 		if !ok {
 			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}
-		if _, err := r.restoreObjects(ctx, rs, rp, b, srcNS, false); err != nil {
+		if _, err := r.restoreObjects(ctx, rs, cat, b, srcNS, false); err != nil {
 			r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
 			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}
@@ -333,14 +333,14 @@ func (r *Reconciler) mapping(rs *storkv1.Restore) resources.Mapping {
 // restore order, records each result in status, and returns the failures. An API error that
 // may pass is returned as an error: the stage is done again, and objects it already made count
 // as Created.
-func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, rp *repo.Repository, b *storkv1.Backup, srcNS string, first bool) ([]string, error) {
+func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, cat catalog.Catalog, b *storkv1.Backup, srcNS string, first bool) ([]string, error) {
 	var objs []*unstructured.Unstructured
 	if b.Status.ResourcesSnapshotID != "" && !rs.Spec.VolumesOnly {
 		id, err := repo.ParseID(b.Status.ResourcesSnapshotID)
 		if err != nil {
 			return nil, fmt.Errorf("Backup %s: status.resourcesSnapshotID: %w", b.Name, err)
 		}
-		if objs, err = catalog.ReadResources(ctx, rp, id); err != nil {
+		if objs, err = cat.ReadResources(ctx, id); err != nil {
 			return nil, fmt.Errorf("reading the objects of Backup %s: %w", b.Name, err)
 		}
 	}

@@ -43,8 +43,9 @@ type Reconciler struct {
 	// AdminNamespace is Stork's namespace: only Restores there may read Snapshots of, or
 	// restore into, other namespaces. Restores from Backups make their access Secrets there.
 	AdminNamespace string
-	// Repos keeps the locations' repositories open, for restores from Backups.
-	Repos *locator.Cache
+	// Repos gives the catalogs of the locations' repositories, for restores from Backups (a
+	// *locator.Cache).
+	Repos locator.Catalogs
 	// StorageWait bounds how long a volume waits for healthy storage in its target zone
 	// (default 10 minutes): storage there that is down for a moment (an agent restarting)
 	// does not fail the restore, storage that stays down does.

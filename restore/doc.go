@@ -3,8 +3,9 @@
 // mapping namespaces, claim names, storage classes and zones, with a policy for objects that
 // already exist.
 //
-// It may import api/, drivers/, the backup engine (to read repositories) and Kubernetes
-// libraries; nothing of Stork's imports it but the commands.
+// It uses drivers/, the backup engine (to read repositories) and backup/locator; nothing of
+// Stork's imports it but the commands (placement's failover makes Restore objects, it does not
+// call this package).
 //
 // Layer: controllers. May import: lib, api, engine, drivers, kit, controllers (same top-level directory).
 package restore

@@ -3,8 +3,8 @@
 // asked to, catches up at most once after downtime, and applies retention
 // (keepLast/Hourly/Daily/Weekly/Monthly) to the Snapshots and Backups it made.
 //
-// It may import api/ and Kubernetes libraries; it acts only through Snapshot objects, never
-// through drivers or the backup engine.
+// It acts only through Snapshot objects, never through drivers or the backup engine's
+// repositories; it uses the engine's retention rules alone.
 //
 // Layer: controllers. May import: lib, api, engine, drivers, kit, controllers (same top-level directory).
 package schedules

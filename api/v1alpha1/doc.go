@@ -4,8 +4,9 @@
 // their validation rules in deploy/crds (run `make generate` after changing them); the
 // deepcopy functions in zz_generated.deepcopy.go are generated too.
 //
-// This package may import only k8s.io/api, k8s.io/apimachinery and controller-runtime's scheme
-// helpers: everything else in Stork imports it, so it must not import anything of Stork's.
+// This package imports only k8s.io/api and k8s.io/apimachinery (its scheme builder is
+// apimachinery's, not controller-runtime's): everything else in Stork imports it, the engine
+// included, so it must not pull a controller library in.
 //
 // +kubebuilder:object:generate=true
 // +groupName=stork.dev

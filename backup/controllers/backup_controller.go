@@ -63,8 +63,8 @@ type BackupReconciler struct {
 	// Reader reads Backups, Secrets and the objects to back up from the API server (no cache,
 	// no list/watch of Secrets).
 	Reader client.Reader
-	// Repos keeps the locations' repositories open.
-	Repos    *locator.Cache
+	// Repos gives the catalogs of the locations' repositories (a *locator.Cache).
+	Repos    locator.Catalogs
 	Drivers  *drivers.Set
 	Recorder events.EventRecorder
 	// Namespace is Stork's namespace, where access Secrets are made.
@@ -313,11 +313,11 @@ func (r *BackupReconciler) record(b *storkv1.Backup) *catalog.Record {
 // saveResources stores the Kubernetes objects of the Snapshot's selection. An earlier attempt
 // that stored them but was stopped before its status was written is found by its tags.
 func (r *BackupReconciler) saveResources(ctx context.Context, b *storkv1.Backup, snap *storkv1.Snapshot, loc *storkv1.BackupLocation) error {
-	rp, err := r.Repos.Get(ctx, loc)
+	cat, err := r.Repos.Catalog(ctx, loc)
 	if err != nil {
 		return err
 	}
-	if found, err := catalog.Find(ctx, rp, catalog.KindResources, string(b.UID)); err != nil {
+	if found, err := cat.Find(ctx, catalog.KindResources, string(b.UID)); err != nil {
 		return fmt.Errorf("listing the repository in %s: %w", loc.Spec.URL, err)
 	} else if found != nil {
 		b.Status.ResourcesSnapshotID = found.ID.String()
@@ -334,7 +334,7 @@ func (r *BackupReconciler) saveResources(ctx context.Context, b *storkv1.Backup,
 	if err != nil {
 		return fmt.Errorf("reading the objects of namespace %s: %w", b.Namespace, err)
 	}
-	id, err := catalog.WriteResources(ctx, rp, r.record(b), objs)
+	id, err := cat.WriteResources(ctx, r.record(b), objs)
 	if err != nil {
 		return err
 	}
@@ -345,11 +345,11 @@ func (r *BackupReconciler) saveResources(ctx context.Context, b *storkv1.Backup,
 
 // saveRecord writes the backup's record, the step that makes it complete.
 func (r *BackupReconciler) saveRecord(ctx context.Context, b *storkv1.Backup, loc *storkv1.BackupLocation, phase storkv1.BackupPhase) error {
-	rp, err := r.Repos.Get(ctx, loc)
+	cat, err := r.Repos.Catalog(ctx, loc)
 	if err != nil {
 		return err
 	}
-	if found, err := catalog.Find(ctx, rp, catalog.KindRecord, string(b.UID)); err != nil {
+	if found, err := cat.Find(ctx, catalog.KindRecord, string(b.UID)); err != nil {
 		return fmt.Errorf("listing the repository in %s: %w", loc.Spec.URL, err)
 	} else if found != nil {
 		b.Status.RecordID = found.ID.String()
@@ -357,7 +357,7 @@ func (r *BackupReconciler) saveRecord(ctx context.Context, b *storkv1.Backup, lo
 	}
 	rec := r.record(b)
 	rec.Phase = phase
-	id, err := catalog.WriteRecord(ctx, rp, rec)
+	id, err := cat.WriteRecord(ctx, rec)
 	if err != nil {
 		return err
 	}
@@ -440,11 +440,11 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 		}
 		return false, err
 	}
-	rp, err := r.Repos.Get(ctx, loc)
+	cat, err := r.Repos.Catalog(ctx, loc)
 	if err != nil {
 		return false, err
 	}
-	n, err := catalog.Forget(ctx, rp, string(b.UID))
+	n, err := cat.Forget(ctx, string(b.UID))
 	if err != nil {
 		return false, err
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -20,6 +21,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
 	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/catalog/catalogtest"
 	"stork.dev/stork/backup/engine/repo/repotest"
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
@@ -52,18 +54,7 @@ func TestBackupReconciler(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			drv := fakedriver.New(2) // work takes two calls: snapshot twice to have one, export twice
-			st, err := drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "s", Volumes: []drivers.Volume{{PV: fakedriver.PV("pv-a", 1<<20)}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, _ = drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "s", Volumes: []drivers.Volume{{PV: fakedriver.PV("pv-a", 1<<20)}}})
-			snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "snap"}, Status: storkv1.SnapshotStatus{Phase: storkv1.SnapshotReady,
-				Volumes: []storkv1.SnapshotVolumeStatus{{ClaimName: "a", VolumeName: "pv-a", Driver: fakedriver.Name, SnapshotID: st[0].SnapshotID, Phase: storkv1.VolumeSucceeded}}}}
-			b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "b", UID: "backup-uid"},
-				Spec: storkv1.BackupSpec{SnapshotName: tc.snapshot, BackupLocation: "loc"}}
-			key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "key"}, Data: map[string][]byte{"passphrase": []byte("a long passphrase")}}
-			c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, b, tc.loc, key, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}).WithStatusSubresource(b).Build()
+			c, b, drv := backupCase(t, s, tc.snapshot, tc.loc)
 			r := &BackupReconciler{Client: c, Reader: c, Repos: &locator.Cache{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
 			accessSeen := false
 			for range 10 {
@@ -129,5 +120,77 @@ func TestBackupReconciler(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// backupCase is a namespace "app" with a Ready Snapshot "snap" of one volume of the fake driver,
+// the location, its key Secret, and a Backup "b" of the named snapshot into the location.
+func backupCase(t *testing.T, s *runtime.Scheme, snapshot string, loc *storkv1.BackupLocation) (client.WithWatch, *storkv1.Backup, *fakedriver.Driver) {
+	t.Helper()
+	ctx := context.Background()
+	drv := fakedriver.New(2) // work takes two calls: snapshot twice to have one, export twice
+	vols := []drivers.Volume{{PV: fakedriver.PV("pv-a", 1<<20)}}
+	if _, err := drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "s", Volumes: vols}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "s", Volumes: vols})
+	snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "snap"}, Status: storkv1.SnapshotStatus{Phase: storkv1.SnapshotReady,
+		Volumes: []storkv1.SnapshotVolumeStatus{{ClaimName: "a", VolumeName: "pv-a", Driver: fakedriver.Name, SnapshotID: st[0].SnapshotID, Phase: storkv1.VolumeSucceeded}}}}
+	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "b", UID: "backup-uid"},
+		Spec: storkv1.BackupSpec{SnapshotName: snapshot, BackupLocation: "loc"}}
+	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "key"}, Data: map[string][]byte{"passphrase": []byte("a long passphrase")}}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(snap, b, loc, key, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}).WithStatusSubresource(b).Build()
+	return c, b, drv
+}
+
+// TestBackupRecordRefused runs the Backup controller on an in-memory catalog (no bucket): while
+// the repository refuses the record, the Backup is not Completed and says why; once the record
+// is written, it is, and exactly one record exists.
+func TestBackupRecordRefused(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
+		Spec:   storkv1.BackupLocationSpec{URL: "file:///never/opened", EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}},
+		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
+	c, b, drv := backupCase(t, s, "snap", loc)
+	cat := catalogtest.New()
+	cat.Fail("WriteRecord", errors.New("the bucket refuses writes"))
+	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
+	reconcile := func() error {
+		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)})
+		if gerr := c.Get(ctx, client.ObjectKeyFromObject(b), b); gerr != nil {
+			t.Fatal(gerr)
+		}
+		return err
+	}
+	for range 10 {
+		if err := reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.Status.Phase == storkv1.BackupCompleted || b.Status.RecordID != "" {
+		t.Fatalf("completed without a record: %+v", b.Status)
+	}
+	if cond := meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionProgressing); cond == nil ||
+		cond.Reason != "SavingRecord" || !strings.Contains(cond.Message, "refuses writes") {
+		t.Fatalf("Progressing %+v, want SavingRecord with the catalog's error", cond)
+	}
+	if b.Status.Volumes[0].RepositorySnapshotID == "" {
+		t.Fatalf("the volume's copy is not recorded: %+v", b.Status.Volumes)
+	}
+	cat.Fail("WriteRecord", nil)
+	for range 3 {
+		if err := reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _ := cat.Records(ctx)
+	if b.Status.Phase != storkv1.BackupCompleted || len(recs) != 1 || recs[0].ID.String() != b.Status.RecordID {
+		t.Fatalf("phase %s, records %v, status.recordID %s", b.Status.Phase, recs, b.Status.RecordID)
+	}
+	if rec, err := cat.ReadRecord(ctx, recs[0].ID); err != nil || rec.UID != "backup-uid" || rec.Phase != storkv1.BackupCompleted {
+		t.Fatalf("record %+v, %v", rec, err)
 	}
 }

@@ -38,7 +38,7 @@ const (
 // deleted. It never writes to the location, so ReadOnly locations work.
 type SyncReconciler struct {
 	Client   client.Client
-	Repos    *locator.Cache
+	Repos    locator.Catalogs
 	Recorder events.EventRecorder
 	// AdminNamespace is Stork's namespace. Its locations import the backups of every namespace;
 	// a location in another namespace imports only that namespace's backups, so that tenants
@@ -89,11 +89,11 @@ func (r *SyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // and returns how many records there are. A record that cannot be imported is a problem for
 // that record only: the others are imported, and it is tried again next time.
 func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) (int, []error, error) {
-	rp, err := r.Repos.Get(ctx, loc)
+	cat, err := r.Repos.Catalog(ctx, loc)
 	if err != nil {
 		return 0, nil, err
 	}
-	records, err := catalog.Records(ctx, rp)
+	records, err := cat.Records(ctx)
 	if err != nil {
 		return 0, nil, fmt.Errorf("listing the backups in %s: %w", loc.Spec.URL, err)
 	}
@@ -129,7 +129,7 @@ func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) 
 		if known[uid] {
 			continue
 		}
-		if err := r.importRecord(ctx, loc, rp, s, taken, unfinished[uid]); err != nil {
+		if err := r.importRecord(ctx, loc, cat, s, taken, unfinished[uid]); err != nil {
 			problems = append(problems, err)
 		}
 	}
@@ -152,8 +152,8 @@ func (r *SyncReconciler) sync(ctx context.Context, loc *storkv1.BackupLocation) 
 // importRecord makes the Backup object of one record, named like the original unless another
 // Backup has that name, or completes the status of b, made by an earlier sync that stopped
 // before writing it.
-func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLocation, rp *repo.Repository, s repo.SnapshotInfo, taken map[string]bool, b *storkv1.Backup) error {
-	rec, err := catalog.ReadRecord(ctx, rp, s.ID)
+func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLocation, cat catalog.Catalog, s repo.SnapshotInfo, taken map[string]bool, b *storkv1.Backup) error {
+	rec, err := cat.ReadRecord(ctx, s.ID)
 	if err != nil {
 		return fmt.Errorf("reading backup record %s in %s: %w", s.ID, loc.Spec.URL, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
 )
@@ -92,4 +93,19 @@ func accessHash(a access.Access) [32]byte {
 	var out [32]byte
 	copy(out[:], h.Sum(nil))
 	return out
+}
+
+// Catalogs opens the catalog of a location's repository: what the reconcilers hold instead of
+// a Cache, so that their tests can give them an in-memory catalog (catalogtest).
+type Catalogs interface {
+	Catalog(ctx context.Context, loc *storkv1.BackupLocation) (catalog.Catalog, error)
+}
+
+// Catalog returns the catalog of the location's repository, opened or refreshed (Get).
+func (c *Cache) Catalog(ctx context.Context, loc *storkv1.BackupLocation) (catalog.Catalog, error) {
+	r, err := c.Get(ctx, loc)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.Of(r), nil
 }

@@ -18,7 +18,8 @@
 // mover pods for real: the pod's command as the pod's service account, its volumes mapped to
 // local directories.
 //
-// It may import anything of Stork's; nothing but tests and the demo may import it.
+// It lives outside e2e/ so that the tests of api/ (CRD validation on a real API server) use it
+// too; nothing but tests and the demo may import it.
 //
 // Layer: testkit. May import: lib, api, engine, drivers, kit, controllers, testkit.
 package harness

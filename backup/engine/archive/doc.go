@@ -5,7 +5,7 @@
 // skip files unchanged since the parent snapshot. Restore verifies every chunk and never writes
 // outside its target.
 //
-// It may import backup/engine/repo and libraries; the node agent and storkctl call it.
+// It builds on backup/engine/repo; the node agent, the movers and storkctl call it.
 //
 // Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package archive

@@ -4,7 +4,7 @@
 // write-once pack files of tens of MiB; index files that map blobs to packs; and snapshot
 // manifests, written last, that make a backup visible.
 //
-// It may import backup/engine/objstore and libraries; backup/engine/archive builds trees on top of it.
+// It builds on backup/engine/objstore; backup/engine/archive builds trees on top of it.
 //
 // Layer: engine. May import: lib, api, engine. No controller-runtime or client-go.
 package repo

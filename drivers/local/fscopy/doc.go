@@ -14,7 +14,7 @@
 // could then fail to fit a volume the original fitted.
 //
 // The package does not make a copy crash-safe: callers copy into a fresh directory and rename
-// it into place. Only Linux is supported; it may import libraries but nothing of Stork.
+// it into place. Only Linux is supported; it imports nothing of Stork's.
 //
 // Layer: drivers. May import: lib, api, engine, drivers.
 package fscopy
