@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,110 +47,157 @@ func beforeVolumes(kind string) bool {
 	return false
 }
 
+// stepBackup moves a Restore from a Backup on by one reconcile, one phase after the other: the
+// Backup must be usable and its location Available; then the volumes are planned and the
+// objects volumes need restored (planFromBackup), the volumes imported (importVolumes), and
+// the remaining objects restored (finishFromBackup). A phase that must wait or fail returns a
+// result to stop at (stop != nil).
 func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
-	st := &rs.Status
-	b := &storkv1.Backup{}
+	b, srcNS, stop, err := r.usableBackup(ctx, rs)
+	if stop != nil || err != nil {
+		return ptr.Deref(stop, ctrl.Result{}), err
+	}
+	loc, stop, err := r.readableLocation(ctx, rs, b)
+	if stop != nil || err != nil {
+		return ptr.Deref(stop, ctrl.Result{}), err
+	}
+	if meta.FindStatusCondition(rs.Status.Conditions, storkv1.ConditionValid) == nil {
+		return r.planFromBackup(ctx, rs, b, loc, srcNS)
+	}
+	if done, err := r.importVolumes(ctx, rs, b, loc); err != nil {
+		return ctrl.Result{}, err
+	} else if !done {
+		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+	return r.finishFromBackup(ctx, rs, b, loc, srcNS)
+}
+
+// usableBackup reads the Restore's Backup and the namespace it was taken in; it stops the step
+// while the Backup is not complete yet, and fails the Restore when the Backup is missing,
+// unusable, or from a namespace this Restore may not restore.
+func (r *Reconciler) usableBackup(ctx context.Context, rs *storkv1.Restore) (b *storkv1.Backup, srcNS string, stop *ctrl.Result, err error) {
+	b = &storkv1.Backup{}
 	key := client.ObjectKey{Namespace: sourceNamespace(rs), Name: rs.Spec.Source.BackupName}
-	err := r.Client.Get(ctx, key, b)
+	err = r.Client.Get(ctx, key, b)
 	if apierrors.IsNotFound(err) {
 		r.fail(rs, "BackupNotFound", fmt.Sprintf("spec.source.backupName: Backup %s does not exist (backups made by another cluster appear once their BackupLocation has synced)", key))
-		return ctrl.Result{}, nil
+		return nil, "", &ctrl.Result{}, nil
 	}
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, "", nil, err
 	}
 	switch b.Status.Phase {
 	case storkv1.BackupCompleted, storkv1.BackupPartiallyFailed:
 	case storkv1.BackupFailed, storkv1.BackupDeleting:
 		r.fail(rs, "BackupNotUsable", fmt.Sprintf("Backup %s is %s and cannot be restored", key, b.Status.Phase))
-		return ctrl.Result{}, nil
+		return nil, "", &ctrl.Result{}, nil
 	default:
 		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForBackup", "waiting for Backup "+key.String()+" to complete")
-		return ctrl.Result{RequeueAfter: r.Poll}, nil
+		return nil, "", &ctrl.Result{RequeueAfter: r.Poll}, nil
 	}
-	srcNS := b.Status.SourceNamespace
+	srcNS = b.Status.SourceNamespace
 	if srcNS == "" {
 		srcNS = b.Namespace
 	}
 	if msg := r.crossNamespaceBackup(rs, srcNS); msg != "" {
 		r.fail(rs, "CrossNamespaceNotAllowed", msg)
-		return ctrl.Result{}, nil
+		return nil, "", &ctrl.Result{}, nil
 	}
-	loc := &storkv1.BackupLocation{}
+	return b, srcNS, nil, nil
+}
+
+// readableLocation reads the Backup's location; it stops the step while the location is not
+// Available and fails the Restore when it is gone.
+func (r *Reconciler) readableLocation(ctx context.Context, rs *storkv1.Restore, b *storkv1.Backup) (loc *storkv1.BackupLocation, stop *ctrl.Result, err error) {
+	loc = &storkv1.BackupLocation{}
 	err = r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.BackupLocation}, loc)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.fail(rs, "LocationNotFound", fmt.Sprintf("BackupLocation %s/%s of Backup %s does not exist", b.Namespace, b.Spec.BackupLocation, key))
-		return ctrl.Result{}, nil
+		r.fail(rs, "LocationNotFound", fmt.Sprintf("BackupLocation %s/%s of Backup %s/%s does not exist", b.Namespace, b.Spec.BackupLocation, b.Namespace, b.Name))
+		return nil, &ctrl.Result{}, nil
 	case err != nil:
-		return ctrl.Result{}, err
+		return nil, nil, err
 	case loc.Status.Phase != storkv1.BackupLocationAvailable:
 		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", locator.Waiting(loc))
-		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		return nil, &ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
-	// The repository is read when objects are restored, not on every poll of the volumes.
-	repository := func() (catalog.Catalog, bool) {
-		cat, err := r.Repos.Catalog(ctx, loc)
-		if err != nil {
-			r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
-		}
-		return cat, err == nil
-	}
+	return loc, nil, nil
+}
 
-	if meta.FindStatusCondition(st.Conditions, storkv1.ConditionValid) == nil {
-		if err := r.planBackup(ctx, rs, b, srcNS); err != nil {
-			return ctrl.Result{}, err
-		}
-		if st.Phase == storkv1.RestoreFailed {
-			return ctrl.Result{}, nil
-		}
-		if len(st.Volumes) > 0 && r.volumesDone(rs) && allFailed(st.Volumes) {
-			// Nothing to restore the application onto: no object is created either.
-			r.complete(rs)
-			return ctrl.Result{}, nil
-		}
-		cat, ok := repository()
-		if !ok {
-			st.Volumes = nil // planned again next time
-			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
-		}
-		failed, err := r.restoreObjects(ctx, rs, cat, b, srcNS, true)
-		if err != nil {
-			// Planned again next time, with the error in status meanwhile.
-			st.Volumes = nil
-			r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
-			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
-		}
-		if len(failed) > 0 {
-			r.event(rs, corev1.EventTypeWarning, "ObjectsFailed", strings.Join(failed, "; "))
-		}
-		r.setCondition(rs, storkv1.ConditionValid, true, "Planned", fmt.Sprintf("%d claims to restore from Backup %s", len(st.Volumes), key))
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "Restoring", "restoring the volumes")
-		return ctrl.Result{Requeue: true}, nil
+// catalog returns the location's catalog, or records why it cannot be read. The repository is
+// read when objects are restored, not on every poll of the volumes.
+func (r *Reconciler) catalog(ctx context.Context, rs *storkv1.Restore, loc *storkv1.BackupLocation) (catalog.Catalog, bool) {
+	cat, err := r.Repos.Catalog(ctx, loc)
+	if err != nil {
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
 	}
+	return cat, err == nil
+}
 
-	if err := locator.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs), rs.Namespace,
-		map[string]string{"stork.dev/restore-namespace": rs.Namespace, "stork.dev/restore": rs.Name}, loc); err != nil {
+// planFromBackup plans the volumes and restores the objects that come before them (the
+// namespace, what pods refer to, the claims), then marks the Restore Valid. A failure plans
+// again next time.
+func (r *Reconciler) planFromBackup(ctx context.Context, rs *storkv1.Restore, b *storkv1.Backup, loc *storkv1.BackupLocation, srcNS string) (ctrl.Result, error) {
+	st := &rs.Status
+	if err := r.planBackup(ctx, rs, b, srcNS); err != nil {
 		return ctrl.Result{}, err
 	}
-	for i := range st.Volumes {
-		v := &st.Volumes[i]
+	if st.Phase == storkv1.RestoreFailed {
+		return ctrl.Result{}, nil
+	}
+	if len(st.Volumes) > 0 && r.volumesDone(rs) && allFailed(st.Volumes) {
+		// Nothing to restore the application onto: no object is created either.
+		r.complete(rs)
+		return ctrl.Result{}, nil
+	}
+	cat, ok := r.catalog(ctx, rs, loc)
+	if !ok {
+		st.Volumes = nil // planned again next time
+		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	}
+	failed, err := r.restoreObjects(ctx, rs, cat, b, srcNS, true)
+	if err != nil {
+		// Planned again next time, with the error in status meanwhile.
+		st.Volumes = nil
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
+		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	}
+	if len(failed) > 0 {
+		r.event(rs, corev1.EventTypeWarning, "ObjectsFailed", strings.Join(failed, "; "))
+	}
+	r.setCondition(rs, storkv1.ConditionValid, true, "Planned", fmt.Sprintf("%d claims to restore from Backup %s/%s", len(st.Volumes), b.Namespace, b.Name))
+	r.setCondition(rs, storkv1.ConditionProgressing, true, "Restoring", "restoring the volumes")
+	return ctrl.Result{Requeue: true}, nil
+}
+
+// importVolumes hands the agents access to the location and has each volume's driver import
+// its copy; it reports whether every volume is final.
+func (r *Reconciler) importVolumes(ctx context.Context, rs *storkv1.Restore, b *storkv1.Backup, loc *storkv1.BackupLocation) (bool, error) {
+	if err := locator.EnsureAccessSecret(ctx, r.Client, r.reader(), r.AdminNamespace, accessName(rs), rs.Namespace,
+		map[string]string{"stork.dev/restore-namespace": rs.Namespace, "stork.dev/restore": rs.Name}, loc); err != nil {
+		return false, err
+	}
+	for i := range rs.Status.Volumes {
+		v := &rs.Status.Volumes[i]
 		if v.Phase == storkv1.VolumeSucceeded || v.Phase == storkv1.VolumeFailed {
 			continue
 		}
 		if err := r.importVolume(ctx, rs, b, loc, v); err != nil {
-			return ctrl.Result{}, err
+			return false, err
 		}
 	}
-	if !r.volumesDone(rs) {
-		return ctrl.Result{RequeueAfter: r.Poll}, nil
-	}
+	return r.volumesDone(rs), nil
+}
+
+// finishFromBackup runs once every volume is final: it drops the agents' access, restores the
+// remaining objects (services, workloads), and completes the Restore.
+func (r *Reconciler) finishFromBackup(ctx context.Context, rs *storkv1.Restore, b *storkv1.Backup, loc *storkv1.BackupLocation, srcNS string) (ctrl.Result, error) {
 	if err := r.dropAccess(ctx, rs); err != nil {
 		return ctrl.Result{}, err
 	}
 	// Workloads are created only for volumes that exist: with none, they would wait forever.
-	if len(st.Volumes) == 0 || !allFailed(st.Volumes) {
-		cat, ok := repository()
+	if vols := rs.Status.Volumes; len(vols) == 0 || !allFailed(vols) {
+		cat, ok := r.catalog(ctx, rs, loc)
 		if !ok {
 			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 		}

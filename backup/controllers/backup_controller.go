@@ -121,72 +121,26 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return res, nil
 }
 
+// step moves a Backup on by one reconcile, one phase after the other: the Snapshot must be
+// Ready and the location writable and Available; then the volumes are planned, the
+// Kubernetes objects saved, the volumes exported, and the record written (complete). A phase
+// that must wait or fail returns a result to stop at (stop != nil).
 func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Result, error) {
 	st := &b.Status
 	if st.StartTime == nil {
 		now := metav1.Now()
 		st.StartTime, st.Phase, st.Cluster, st.SourceNamespace = &now, storkv1.BackupPending, r.Cluster, b.Namespace
 	}
-	snap := &storkv1.Snapshot{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.SnapshotName}, snap)
-	switch {
-	case apierrors.IsNotFound(err):
-		r.fail(b, "SnapshotNotFound", fmt.Sprintf("spec.snapshotName: Snapshot %s/%s does not exist", b.Namespace, b.Spec.SnapshotName))
-		return ctrl.Result{}, nil
-	case err != nil:
-		return ctrl.Result{}, err
+	snap, stop, err := r.readySnapshot(ctx, b)
+	if stop != nil || err != nil {
+		return ptr.Deref(stop, ctrl.Result{}), err
 	}
-	switch snap.Status.Phase {
-	case storkv1.SnapshotReady:
-	case storkv1.SnapshotDeleting:
-		if st.Phase == storkv1.BackupInProgress {
-			break // copying: the Snapshot keeps its data until this Backup is done with it
-		}
-		r.fail(b, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s: there is nothing to copy", snap.Name, snap.Status.Phase))
-		return ctrl.Result{}, nil
-	case storkv1.SnapshotFailed:
-		r.fail(b, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s: there is nothing to copy", snap.Name, snap.Status.Phase))
-		return ctrl.Result{}, nil
-	default:
-		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForSnapshot", "waiting for Snapshot "+snap.Name+" to be Ready")
-		return ctrl.Result{RequeueAfter: r.Poll}, nil
+	loc, stop, err := r.writableLocation(ctx, b)
+	if stop != nil || err != nil {
+		return ptr.Deref(stop, ctrl.Result{}), err
 	}
-	loc := &storkv1.BackupLocation{}
-	err = r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.BackupLocation}, loc)
-	switch {
-	case apierrors.IsNotFound(err):
-		r.fail(b, "LocationNotFound", fmt.Sprintf("spec.backupLocation: BackupLocation %s/%s does not exist", b.Namespace, b.Spec.BackupLocation))
-		return ctrl.Result{}, nil
-	case err != nil:
-		return ctrl.Result{}, err
-	case loc.Spec.AccessMode == storkv1.AccessReadOnly:
-		r.fail(b, "LocationReadOnly", "spec.backupLocation: BackupLocation "+loc.Name+" is ReadOnly")
-		return ctrl.Result{}, nil
-	case loc.Status.Phase != storkv1.BackupLocationAvailable:
-		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForLocation", locator.Waiting(loc))
-		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
-	}
-
 	if len(st.Volumes) == 0 {
-		zones := map[string]bool{}
-		for _, v := range snap.Status.Volumes {
-			bv := storkv1.BackupVolume{ClaimName: v.ClaimName, Driver: v.Driver, StorageClassName: v.StorageClassName, Topology: v.Topology,
-				SizeBytes: v.SizeBytes, AccessModes: v.AccessModes, Phase: storkv1.VolumePending}
-			if v.Capacity != nil {
-				bv.SizeBytes = v.Capacity.Value()
-			}
-			if v.Phase != storkv1.VolumeSucceeded {
-				bv.Phase, bv.Message = storkv1.VolumeFailed, "not captured by the Snapshot"
-			}
-			if v.Topology.Zone != "" {
-				zones[v.Topology.Zone] = true
-			}
-			st.Volumes = append(st.Volumes, bv)
-		}
-		for z := range zones {
-			st.Zones = append(st.Zones, z)
-		}
-		sort.Strings(st.Zones)
+		planVolumes(st, snap)
 	}
 	st.Phase = storkv1.BackupInProgress
 	if snap.Spec.IncludeResources && st.ResourcesSnapshotID == "" {
@@ -199,7 +153,88 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 	if done, err := r.exportVolumes(ctx, b, snap, loc); err != nil || !done {
 		return ctrl.Result{RequeueAfter: r.Poll}, err
 	}
+	return r.complete(ctx, b, loc)
+}
 
+// readySnapshot reads the Backup's Snapshot; it stops the step while the Snapshot is not Ready
+// yet, and fails the Backup when the Snapshot is missing or will never be Ready.
+func (r *BackupReconciler) readySnapshot(ctx context.Context, b *storkv1.Backup) (snap *storkv1.Snapshot, stop *ctrl.Result, err error) {
+	snap = &storkv1.Snapshot{}
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.SnapshotName}, snap)
+	switch {
+	case apierrors.IsNotFound(err):
+		r.fail(b, "SnapshotNotFound", fmt.Sprintf("spec.snapshotName: Snapshot %s/%s does not exist", b.Namespace, b.Spec.SnapshotName))
+		return nil, &ctrl.Result{}, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	switch snap.Status.Phase {
+	case storkv1.SnapshotReady:
+	case storkv1.SnapshotDeleting:
+		if b.Status.Phase == storkv1.BackupInProgress {
+			break // copying: the Snapshot keeps its data until this Backup is done with it
+		}
+		r.fail(b, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s: there is nothing to copy", snap.Name, snap.Status.Phase))
+		return nil, &ctrl.Result{}, nil
+	case storkv1.SnapshotFailed:
+		r.fail(b, "SnapshotNotReady", fmt.Sprintf("Snapshot %s is %s: there is nothing to copy", snap.Name, snap.Status.Phase))
+		return nil, &ctrl.Result{}, nil
+	default:
+		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForSnapshot", "waiting for Snapshot "+snap.Name+" to be Ready")
+		return nil, &ctrl.Result{RequeueAfter: r.Poll}, nil
+	}
+	return snap, nil, nil
+}
+
+// writableLocation reads the Backup's location; it stops the step while the location is not
+// Available, and fails the Backup when it is missing or ReadOnly.
+func (r *BackupReconciler) writableLocation(ctx context.Context, b *storkv1.Backup) (loc *storkv1.BackupLocation, stop *ctrl.Result, err error) {
+	loc = &storkv1.BackupLocation{}
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.BackupLocation}, loc)
+	switch {
+	case apierrors.IsNotFound(err):
+		r.fail(b, "LocationNotFound", fmt.Sprintf("spec.backupLocation: BackupLocation %s/%s does not exist", b.Namespace, b.Spec.BackupLocation))
+		return nil, &ctrl.Result{}, nil
+	case err != nil:
+		return nil, nil, err
+	case loc.Spec.AccessMode == storkv1.AccessReadOnly:
+		r.fail(b, "LocationReadOnly", "spec.backupLocation: BackupLocation "+loc.Name+" is ReadOnly")
+		return nil, &ctrl.Result{}, nil
+	case loc.Status.Phase != storkv1.BackupLocationAvailable:
+		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForLocation", locator.Waiting(loc))
+		return nil, &ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	}
+	return loc, nil, nil
+}
+
+// planVolumes lists the Snapshot's volumes in the Backup's status, once: a volume the Snapshot
+// did not capture is Failed from the start.
+func planVolumes(st *storkv1.BackupStatus, snap *storkv1.Snapshot) {
+	zones := map[string]bool{}
+	for _, v := range snap.Status.Volumes {
+		bv := storkv1.BackupVolume{ClaimName: v.ClaimName, Driver: v.Driver, StorageClassName: v.StorageClassName, Topology: v.Topology,
+			SizeBytes: v.SizeBytes, AccessModes: v.AccessModes, Phase: storkv1.VolumePending}
+		if v.Capacity != nil {
+			bv.SizeBytes = v.Capacity.Value()
+		}
+		if v.Phase != storkv1.VolumeSucceeded {
+			bv.Phase, bv.Message = storkv1.VolumeFailed, "not captured by the Snapshot"
+		}
+		if v.Topology.Zone != "" {
+			zones[v.Topology.Zone] = true
+		}
+		st.Volumes = append(st.Volumes, bv)
+	}
+	for z := range zones {
+		st.Zones = append(st.Zones, z)
+	}
+	sort.Strings(st.Zones)
+}
+
+// complete runs once every volume is final: it writes the record, unless every volume failed,
+// and sets the final phase.
+func (r *BackupReconciler) complete(ctx context.Context, b *storkv1.Backup, loc *storkv1.BackupLocation) (ctrl.Result, error) {
+	st := &b.Status
 	var failed []string
 	for _, v := range st.Volumes {
 		if v.Phase == storkv1.VolumeFailed {

@@ -315,13 +315,37 @@ func (r *Repository) repack(ctx context.Context, packs []ID, ref BlobSet, st *pr
 	return err
 }
 
-// sweep is phase 2.
+// sweep is phase 2: the marks past their grace period and older than every running backup
+// (readyMarks) give the packs to delete (doomedPacks); the index is rewritten without them
+// (dropFromIndex), then they and their marks are deleted (deleteSwept).
 func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts PruneOptions, rep *PruneReport) error {
 	// Read everything again: the mark just written, and what backups indexed meanwhile.
 	st, err := r.readPruneState(ctx)
 	if err != nil {
 		return err
 	}
+	ready := readyMarks(st, opts, rep)
+	if len(ready) == 0 || opts.DryRun {
+		return nil
+	}
+	ref, err := referenced(ctx, r)
+	if err != nil {
+		return err
+	}
+	del := r.doomedPacks(st, ready, ref, rep)
+	if err := r.dropFromIndex(ctx, st, del, rep); err != nil {
+		return err
+	}
+	if err := r.deleteSwept(ctx, st, del, ready, rep); err != nil {
+		return err
+	}
+	return r.LoadIndex(ctx)
+}
+
+// readyMarks returns the marks whose packs may go now; the others are reported as waiting,
+// with why: their grace period, or a backup that began before them and may have
+// deduplicated against their packs.
+func readyMarks(st *pruneState, opts PruneOptions, rep *PruneReport) []gcMark {
 	var ready []gcMark
 	for _, m := range st.marks {
 		if age := st.locksRead.Sub(m.Time); age < opts.Grace {
@@ -330,7 +354,6 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		}
 		blocked := ""
 		for _, l := range st.live {
-			// A backup that began before the mark may have deduplicated against its packs.
 			if l.Kind == BackupLock && l.Start.Before(m.Time.Add(opts.ClockSkew)) {
 				blocked = l.String()
 				break
@@ -342,18 +365,16 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		}
 		ready = append(ready, m)
 	}
-	if len(ready) == 0 || opts.DryRun {
-		return nil
-	}
-	ref, err := referenced(ctx, r)
-	if err != nil {
-		return err
-	}
+	return ready
+}
+
+// doomedPacks returns the packs of the ready marks to delete. A pack is kept if a snapshot made
+// since the mark needs a blob of it that has no copy outside marked packs (the index prefers
+// unmarked copies).
+func (r *Repository) doomedPacks(st *pruneState, ready []gcMark, ref BlobSet, rep *PruneReport) map[ID]bool {
 	del := map[ID]bool{}
 	for _, m := range ready {
 		for _, p := range m.Packs {
-			// Keep the pack if a snapshot made since the mark needs a blob of it that has no
-			// copy outside marked packs (the index prefers unmarked copies).
 			keep := false
 			for _, e := range st.packs[p] {
 				if _, ok := ref[e.ID]; ok && !r.Has(e.ID) {
@@ -368,9 +389,13 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 			}
 		}
 	}
-	// The index first: replacement files without the doomed packs, then the old files. A
-	// prune killed in between leaves duplicate entries (harmless) or packs no index lists
-	// (marked by the next prune), never an index entry for a deleted pack.
+	return del
+}
+
+// dropFromIndex writes replacement index files without the doomed packs, then deletes the old
+// files. A prune killed in between leaves duplicate entries (harmless) or packs no index lists
+// (marked by the next prune), never an index entry for a deleted pack.
+func (r *Repository) dropFromIndex(ctx context.Context, st *pruneState, del map[ID]bool, rep *PruneReport) error {
 	var replaced []string
 	for key, packs := range st.inFiles {
 		var keep []IndexedPack
@@ -399,6 +424,11 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		}
 	}
 	rep.IndexFilesRewritten = len(replaced)
+	return nil
+}
+
+// deleteSwept deletes the doomed packs, once no index lists them, then the marks they came from.
+func (r *Repository) deleteSwept(ctx context.Context, st *pruneState, del map[ID]bool, ready []gcMark, rep *PruneReport) error {
 	for p := range del {
 		if err := r.store.Delete(ctx, packKey(p)); err != nil {
 			return err
@@ -412,5 +442,5 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		}
 		rep.MarksSwept++
 	}
-	return r.LoadIndex(ctx)
+	return nil
 }

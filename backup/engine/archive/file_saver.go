@@ -1,0 +1,162 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	"golang.org/x/sync/errgroup"
+
+	"stork.dev/stork/backup/engine/repo"
+)
+
+// The file saver: a file is a hard link to one met before, unchanged since the parent snapshot
+// (taken from it unread), empty, small (one chunk, read in one go), or chunked and its chunks
+// handed to the blob saver.
+
+// saveFileNode fills in the content of the file n (at p): at once when it needs no reading,
+// else in a goroutine of g once a file slot is free. prev is its entry in the parent snapshot.
+func (a *archiver) saveFileNode(ctx context.Context, g *errgroup.Group, n *Node, p, rel string, prev *Node) error {
+	if first, ok := a.hardlinkOf(*n, rel); ok {
+		n.Type, n.LinkTarget, n.Size = TypeHardlink, first, 0
+		return nil
+	}
+	if prev != nil && prev.Type == TypeFile && unchanged(prev, n) && a.allIndexed(prev.Content) {
+		n.Content = prev.Content
+		a.reused.Add(1)
+		a.files.Add(1)
+		a.bytesDone.Add(n.Size)
+		return nil
+	}
+	if n.Size == 0 {
+		a.files.Add(1)
+		return nil
+	}
+	select {
+	case a.fileSlots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.Go(func() error {
+		defer func() { <-a.fileSlots }()
+		content, size, err := a.saveFile(ctx, p)
+		if err != nil {
+			return err
+		}
+		n.Content, n.Size = content, size
+		a.files.Add(1)
+		return nil
+	})
+	return nil
+}
+
+// unchanged says whether a file can be taken from the parent snapshot without reading it.
+func unchanged(prev, cur *Node) bool {
+	return prev.Size == cur.Size && prev.MTime.Equal(cur.MTime) && prev.CTime.Equal(cur.CTime) &&
+		prev.Inode == cur.Inode && prev.Device == cur.Device && len(prev.Content) > 0
+}
+
+// allIndexed says whether every chunk of a parent's file may be reused: a chunk that prune
+// marked for deletion, or that a damaged index lost, is not, and the file is read again.
+func (a *archiver) allIndexed(content []repo.ID) bool {
+	for _, id := range content {
+		if !a.r.Has(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// hardlinkOf returns the first path of a file with several links, if met already. Directories
+// are walked in parallel, so which name is first varies; restore makes hard links last.
+func (a *archiver) hardlinkOf(n Node, rel string) (string, bool) {
+	if n.Inode == 0 || n.links < 2 {
+		return "", false
+	}
+	a.hardlinksMu.Lock()
+	defer a.hardlinksMu.Unlock()
+	key := [2]uint64{n.Device, n.Inode}
+	if first, ok := a.hardlinks[key]; ok {
+		return first, true
+	}
+	a.hardlinks[key] = rel
+	return "", false
+}
+
+// saveFile chunks a file and stores its chunks. It returns the chunks and the bytes read, which
+// are what the snapshot records as the file's size even if the file changed since it was
+// listed.
+func (a *archiver) saveFile(ctx context.Context, p string) ([]repo.ID, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	defer f.Close()
+	// FastCDC never cuts below its minimum size, so a file that small is one chunk: it is read
+	// in one go, with no chunker.
+	sbuf := a.chunkBufs.Get().(*[]byte)
+	defer a.chunkBufs.Put(sbuf)
+	small := (*sbuf)[:a.chunker.MinSize+1]
+	n, err := io.ReadFull(f, small)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if n == 0 {
+			return nil, 0, nil
+		}
+		id, err := a.w.Add(repo.DataBlob, small[:n])
+		a.bytesDone.Add(int64(n))
+		if err != nil {
+			return nil, 0, fmt.Errorf("storing %s: %w", p, err)
+		}
+		return []repo.ID{id}, int64(n), nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return a.saveChunks(ctx, p, io.MultiReader(bytes.NewReader(small), f))
+}
+
+// saveChunks cuts what r reads (the file p) into chunks with a pooled chunker and hands each to
+// the blob saver; the chunker reads sequentially while chunks are encoded in parallel.
+func (a *archiver) saveChunks(ctx context.Context, p string, r io.Reader) ([]repo.ID, int64, error) {
+	c := a.chunkers.Get().(*chunkers.Chunker)
+	defer a.chunkers.Put(c)
+	c.Reset(r)
+	// Each chunk's ID lands in its own cell, so the order of content survives parallel encoding.
+	var cells []*repo.ID
+	var size int64
+	g, gctx := errgroup.WithContext(ctx)
+	for {
+		chunk, err := c.Next()
+		if err != nil && !errors.Is(err, io.EOF) {
+			_ = g.Wait()
+			return nil, 0, fmt.Errorf("reading %s: %w", p, err)
+		}
+		if len(chunk) > 0 {
+			cell, err := a.saveBlob(gctx, g, chunk)
+			if err != nil {
+				// The group's error is why its context ended, if a blob failed.
+				if werr := g.Wait(); werr != nil {
+					err = werr
+				}
+				return nil, 0, fmt.Errorf("storing %s: %w", p, err)
+			}
+			cells = append(cells, cell)
+			size += int64(len(chunk))
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, 0, fmt.Errorf("storing %s: %w", p, err)
+	}
+	ids := make([]repo.ID, len(cells))
+	for i, c := range cells {
+		ids[i] = *c
+	}
+	return ids, size, nil
+}

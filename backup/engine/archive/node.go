@@ -1,0 +1,101 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nodeFromPath makes a node from a file's metadata (without content).
+func nodeFromPath(p, name string) (Node, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return Node{}, fmt.Errorf("reading metadata of %s: %w", p, err)
+	}
+	n := Node{
+		Name:   name,
+		Mode:   st.Mode & 0o7777,
+		UID:    st.Uid,
+		GID:    st.Gid,
+		MTime:  time.Unix(st.Mtim.Unix()).UTC(),
+		CTime:  time.Unix(st.Ctim.Unix()).UTC(),
+		Inode:  st.Ino,
+		Device: st.Dev,
+		links:  uint64(st.Nlink),
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		n.Type, n.Size = TypeFile, st.Size
+	case unix.S_IFDIR:
+		n.Type = TypeDir
+	case unix.S_IFLNK:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return Node{}, fmt.Errorf("reading symlink %s: %w", p, err)
+		}
+		n.Type, n.LinkTarget = TypeSymlink, target
+	case unix.S_IFIFO:
+		n.Type = TypeFifo
+	default:
+		return Node{}, fmt.Errorf("%s: sockets and device files are not backed up", p)
+	}
+	xattrs, err := readXattrs(p)
+	if err != nil {
+		return Node{}, err
+	}
+	n.Xattrs = xattrs
+	return n, nil
+}
+
+func readXattrs(p string) ([]Xattr, error) {
+	size, err := unix.Llistxattr(p, nil)
+	if errors.Is(err, unix.ENOTSUP) || size <= 0 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing extended attributes of %s: %w", p, err)
+	}
+	buf := make([]byte, size)
+	size, err = unix.Llistxattr(p, buf)
+	if err != nil {
+		return nil, fmt.Errorf("listing extended attributes of %s: %w", p, err)
+	}
+	var out []Xattr
+	for _, name := range splitNul(buf[:size]) {
+		vsize, err := unix.Lgetxattr(p, name, nil)
+		if err != nil {
+			return nil, fmt.Errorf("reading extended attribute %s of %s: %w", name, p, err)
+		}
+		val := make([]byte, vsize)
+		if vsize > 0 {
+			if vsize, err = unix.Lgetxattr(p, name, val); err != nil {
+				return nil, fmt.Errorf("reading extended attribute %s of %s: %w", name, p, err)
+			}
+		}
+		out = append(out, Xattr{Name: name, Value: val[:vsize]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func splitNul(b []byte) []string {
+	var out []string
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != 0 {
+			i++
+		}
+		if i > 0 {
+			out = append(out, string(b[:i]))
+		}
+		if i < len(b) {
+			i++
+		}
+		b = b[i:]
+	}
+	return out
+}

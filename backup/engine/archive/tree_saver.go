@@ -1,0 +1,115 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+
+	"golang.org/x/sync/errgroup"
+
+	"stork.dev/stork/backup/engine/repo"
+)
+
+// The tree saver: a directory's entries, its subdirectories and files saved in parallel (within
+// the bounds of dirSlots and fileSlots, shared by the whole backup), then its tree blob.
+
+// saveDir stores one directory and returns its tree blob's ID.
+func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, self *Node) (repo.ID, error) {
+	tree, err := a.listDir(abs, rel, self)
+	if err != nil {
+		return repo.ID{}, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range tree.Nodes {
+		n := &tree.Nodes[i]
+		p, relPath := filepath.Join(abs, n.Name), path.Join(rel, n.Name)
+		prev := parent.find(n.Name)
+		var err error
+		switch n.Type {
+		case TypeDir:
+			err = a.saveSubdir(gctx, g, n, p, relPath, prev)
+		case TypeFile:
+			err = a.saveFileNode(gctx, g, n, p, relPath, prev)
+		}
+		if err != nil {
+			if werr := g.Wait(); werr != nil {
+				return repo.ID{}, werr
+			}
+			return repo.ID{}, err
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return repo.ID{}, err
+	}
+	return a.saveTree(tree)
+}
+
+// listDir reads a directory's entries, sorted by name, leaving out the excluded ones.
+func (a *archiver) listDir(abs, rel string, self *Node) (*Tree, error) {
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return nil, fmt.Errorf("reading directory %s: %w", abs, err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
+	for _, e := range entries {
+		if a.opts.Exclude != nil && a.opts.Exclude(path.Join(rel, e.Name())) {
+			continue
+		}
+		node, err := nodeFromPath(filepath.Join(abs, e.Name()), e.Name())
+		if err != nil {
+			return nil, err
+		}
+		tree.Nodes = append(tree.Nodes, node)
+	}
+	return tree, nil
+}
+
+// saveSubdir saves the subdirectory n (at p) and sets its subtree: in a goroutine of g when a
+// directory slot is free, else right here, since waiting for a slot while holding one could
+// deadlock. prev is its entry in the parent snapshot, if any.
+func (a *archiver) saveSubdir(ctx context.Context, g *errgroup.Group, n *Node, p, rel string, prev *Node) error {
+	var prevTree *repo.ID
+	if prev != nil && prev.Type == TypeDir {
+		prevTree = prev.Subtree
+	}
+	sub := func(ctx context.Context) error {
+		var sub *Tree
+		if prevTree != nil {
+			var err error
+			if sub, err = loadTree(ctx, a.r, *prevTree); err != nil {
+				return err
+			}
+		}
+		id, err := a.saveDir(ctx, p, rel, sub, nil)
+		n.Subtree = &id
+		a.dirs.Add(1)
+		return err
+	}
+	select {
+	case a.dirSlots <- struct{}{}:
+		g.Go(func() error { defer func() { <-a.dirSlots }(); return sub(ctx) })
+		return nil
+	default:
+		return sub(ctx)
+	}
+}
+
+// saveTree stores a directory's tree blob, once every entry has its content, and counts the
+// bytes of its files.
+func (a *archiver) saveTree(tree *Tree) (repo.ID, error) {
+	for _, n := range tree.Nodes {
+		if n.Type == TypeFile {
+			a.bytesAll.Add(n.Size)
+		}
+	}
+	data, err := json.Marshal(tree)
+	if err != nil {
+		return repo.ID{}, err
+	}
+	return a.w.Add(repo.TreeBlob, data)
+}
