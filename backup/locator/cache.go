@@ -36,8 +36,8 @@ type openRepo struct {
 	r      *repo.Repository
 }
 
-// Get returns the location's repository, opened or refreshed. The caller must not close it.
-func (c *Cache) Get(ctx context.Context, loc *storkv1.BackupLocation) (*repo.Repository, error) {
+// repository returns the location's repository, opened or refreshed. The caller must not close it.
+func (c *Cache) repository(ctx context.Context, loc *storkv1.BackupLocation) (*repo.Repository, error) {
 	a, err := Resolve(ctx, c.Secrets, loc)
 	if err != nil {
 		return nil, err
@@ -101,9 +101,9 @@ type Catalogs interface {
 	Catalog(ctx context.Context, loc *storkv1.BackupLocation) (catalog.Catalog, error)
 }
 
-// Catalog returns the catalog of the location's repository, opened or refreshed (Get).
+// Catalog returns the catalog of the location's repository, opened or refreshed.
 func (c *Cache) Catalog(ctx context.Context, loc *storkv1.BackupLocation) (catalog.Catalog, error) {
-	r, err := c.Get(ctx, loc)
+	r, err := c.repository(ctx, loc)
 	if err != nil {
 		return nil, err
 	}
