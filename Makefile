@@ -10,7 +10,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_TIMEOUT ?= 30m
 GO_PACKAGES := ./...
 
-.PHONY: bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
+.PHONY: images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
 
 all: build
 
@@ -40,6 +40,10 @@ vet:
 	$(GO) vet $(GO_PACKAGES)
 
 lint: fmt-check vet
+
+## images: OCI images of stork (controller, agent, mover) and stork-pause, built without Docker into bin/images (IMAGES_ARGS="-push localhost:5000" to push)
+images:
+	$(GO) run ./hack/images -out $(BIN)/images $(IMAGES_ARGS)
 
 ## testbin: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl and minio, and the CSI sidecars (cached)
 testbin:
