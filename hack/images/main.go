@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-
 	"stork.dev/stork/internal/images"
 )
 
