@@ -10,12 +10,12 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-//go:embed crds/*.yaml
+//go:embed base/crds/*.yaml
 var crdFiles embed.FS
 
-// CRDs returns Stork's CustomResourceDefinitions as generated into deploy/crds.
+// CRDs returns Stork's CustomResourceDefinitions as generated into deploy/base/crds.
 func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	names, err := fs.Glob(crdFiles, "crds/*.yaml")
+	names, err := fs.Glob(crdFiles, "base/crds/*.yaml")
 	if err != nil {
 		return nil, fmt.Errorf("listing embedded CRDs: %w", err)
 	}

@@ -10,13 +10,13 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-//go:embed manifests/*.yaml
+//go:embed base/manifests/*.yaml
 var manifestFiles embed.FS
 
-// Manifests returns the objects of deploy/manifests (namespace, RBAC, the controller's
+// Manifests returns the objects of deploy/base/manifests (namespace, RBAC, the controller's
 // Deployment and the agent's DaemonSet), in file order, for tests and the demo to apply.
 func Manifests() ([]*unstructured.Unstructured, error) {
-	names, err := fs.Glob(manifestFiles, "manifests/*.yaml")
+	names, err := fs.Glob(manifestFiles, "base/manifests/*.yaml")
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,7 @@ func Manifests() ([]*unstructured.Unstructured, error) {
 }
 
 // SchedulerConfig returns the stork scheduler's KubeSchedulerConfiguration, from the ConfigMap
-// of manifests/60-scheduler.yaml, so that tests run kube-scheduler with what users deploy.
+// of base/manifests/60-scheduler.yaml, so that tests run kube-scheduler with what users deploy.
 func SchedulerConfig() (string, error) {
 	objs, err := Manifests()
 	if err != nil {
@@ -57,5 +57,5 @@ func SchedulerConfig() (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("deploy/manifests has no ConfigMap stork-scheduler-config with config.yaml")
+	return "", fmt.Errorf("deploy/base/manifests has no ConfigMap stork-scheduler-config with config.yaml")
 }

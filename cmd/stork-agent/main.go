@@ -144,6 +144,9 @@ func run(o runOptions) error {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 			return err
 		}
+		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+			return err
+		}
 	}
 	log.Info("starting", "version", version.Version, "root", root)
 	return mgr.Start(ctrl.SetupSignalHandler())

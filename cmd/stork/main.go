@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -157,6 +158,13 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := moverImageFromPod(context.Background(), clientset, o); err != nil {
+		return err
+	}
 	var names []string
 	if o.driverList != "" {
 		names = strings.Split(o.driverList, ",")
@@ -172,10 +180,6 @@ func run(o options) error {
 				return fmt.Errorf("setting up the controllers of driver %s: %w", d.Name(), err)
 			}
 		}
-	}
-	clientset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
 	}
 	runner := &hooks.Runner{Client: mgr.GetClient(), Exec: &hooks.APIExecutor{Config: cfg, Client: clientset.CoreV1().RESTClient()}}
 	if err := (&backupcontrollers.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
@@ -287,6 +291,36 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 		Decoder: admission.NewDecoder(mgr.GetScheme()), Log: ctrl.Log.WithName("pod-webhook")})
 	return nil
 }
+
+// moverImageFromPod sets csi.moverImage, when no --driver-config names it, to the image this
+// controller runs from (its own pod, $POD_NAME): data movers then come from the same registry
+// and tag as the controller however the image was renamed at install (kustomize's images:,
+// Helm's image.repository), without a second setting to keep in step. Outside a pod (no
+// $POD_NAME) the csi driver's default, stork:<version>, stays.
+func moverImageFromPod(ctx context.Context, cs kubernetes.Interface, o options) error {
+	name := os.Getenv("POD_NAME")
+	if _, set := o.driverConfig[csi.ConfigMoverImage]; set || name == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	pod, err := cs.CoreV1().Pods(o.namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading this controller's pod %s/%s for the data movers' image (or set --driver-config=%s=IMAGE): %w",
+			o.namespace, name, csi.ConfigMoverImage, err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == controllerContainer {
+			o.driverConfig[csi.ConfigMoverImage] = c.Image
+			return nil
+		}
+	}
+	return fmt.Errorf("pod %s/%s has no container %q to take the data movers' image from (set --driver-config=%s=IMAGE)",
+		o.namespace, name, controllerContainer, csi.ConfigMoverImage)
+}
+
+// controllerContainer is the name of the controller's container in deploy/base/manifests/30-controller.yaml.
+const controllerContainer = "stork"
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
