@@ -21,16 +21,20 @@ build:
 ## generate: deepcopy functions and CRD manifests from the kubebuilder markers in api/
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./api/...
-	rm -f deploy/crds/*.yaml
-	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/crds
+	rm -f deploy/base/crds/*.yaml
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/base/crds
+	@# The Helm chart carries copies: a chart can read no file outside its directory.
+	rm -f deploy/helm/stork/crds/*.yaml deploy/helm/stork/files/*.yaml
+	cp deploy/base/crds/*.yaml deploy/helm/stork/crds/
+	cp deploy/base/manifests/{10-rbac-controller,20-rbac-agent,25-rbac-mover}.yaml deploy/helm/stork/files/
 
 $(CONTROLLER_GEN): hack/tools/gen/go.mod hack/tools/gen/go.sum
 	cd hack/tools/gen && $(GO) build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen
 
 ## verify-generated: fail if generated files differ from what `make generate` produces
 verify-generated: generate
-	@if [ -n "$$(git status --porcelain -- api deploy/crds)" ]; then \
-		git status --short -- api deploy/crds; git diff --stat -- api deploy/crds; \
+	@if [ -n "$$(git status --porcelain -- api deploy/base/crds deploy/helm/stork/crds deploy/helm/stork/files)" ]; then \
+		git status --short -- api deploy/base/crds deploy/helm; git diff --stat -- api deploy/base/crds deploy/helm; \
 		echo "generated files are stale: run 'make generate' and commit the result"; exit 1; fi
 
 fmt-check:
@@ -49,11 +53,13 @@ images:
 testbin:
 	@hack/testbin.sh
 	@hack/testbin.sh csi
+	@hack/testbin.sh helm
 
 ## test: everything — generated files, formatting, vet, unit, integration and e2e tests
 test: verify-generated lint
 	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
-		export STORK_TESTBIN STORK_CSI_TESTBIN && \
+		STORK_HELM_TESTBIN="$$(hack/testbin.sh helm)" && \
+		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN && \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
 
 ## test-unit: only the tests that need no control plane

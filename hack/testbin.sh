@@ -4,11 +4,12 @@
 #
 #   hack/testbin.sh       etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl
 #                         (hack/tools/{etcd,kube}) and minio (MINIO_VERSION below)
+#   hack/testbin.sh helm  helm (hack/tools/helm), for the chart's tests
 #   hack/testbin.sh csi   csi-provisioner, csi-snapshotter, snapshot-controller (hack/tools/csi)
 #                         and, in crds/, the VolumeSnapshot and VolumeGroupSnapshot CRDs of the
 #                         same external-snapshotter release
 #
-# The two sets live in separate directories, so that a change of the CSI pins never costs a
+# The sets live in separate directories, so that a change of the CSI pins never costs a
 # rebuild of the control plane (about half an hour on two cores). A directory's name carries the
 # versions and a hash of its tools modules and build revision, so a change of any pin builds into
 # a new directory and a second run with the same pins reuses the first one's binaries.
@@ -104,6 +105,19 @@ build_csi() {
 	"$out/snapshot-controller" --version >&2
 }
 
+helm_tools=$here/tools/helm
+HELM_VERSION=$(cd "$helm_tools" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
+HELM_BUILD_REVISION=1
+
+build_helm() {
+	local out=$1
+	log "building helm $HELM_VERSION"
+	# helm reports internal/version.version for `helm version` and in its User-Agent.
+	(cd "$helm_tools" && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+		-o "$out/helm" helm.sh/helm/v4/cmd/helm)
+	"$out/helm" version >&2
+}
+
 case "${1:-}" in
 "")
 	key=$(cat "$here/tools/kube/go.mod" "$here/tools/kube/go.sum" "$here/tools/etcd/go.mod" \
@@ -115,8 +129,12 @@ csi)
 	key=$(cat "$csi_tools/go.mod" "$csi_tools/go.sum" <(echo "$CSI_BUILD_REVISION") | sha256sum | cut -c1-12)
 	cached "$cache_root/csi-snapshotter-$SNAPSHOTTER_VERSION-provisioner-$PROVISIONER_VERSION-$key" build_csi
 	;;
+helm)
+	key=$(cat "$helm_tools/go.mod" "$helm_tools/go.sum" <(echo "$HELM_BUILD_REVISION") | sha256sum | cut -c1-12)
+	cached "$cache_root/helm-$HELM_VERSION-$key" build_helm
+	;;
 *)
-	echo "usage: $0 [csi]" >&2
+	echo "usage: $0 [csi|helm]" >&2
 	exit 2
 	;;
 esac

@@ -239,7 +239,7 @@ func (c *Cluster) startScheduler(base string) (err error) {
 }
 
 // StartScheduler runs another kube-scheduler named name (e.g. the stork scheduler of
-// deploy/manifests) with the given KubeSchedulerConfiguration, next to the cluster's own, as
+// deploy/base/manifests) with the given KubeSchedulerConfiguration, next to the cluster's own, as
 // the identity of kubeconfig (the admin's when empty).
 func (c *Cluster) StartScheduler(name, config, kubeconfig string) (*Process, error) {
 	if kubeconfig == "" {

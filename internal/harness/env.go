@@ -77,6 +77,17 @@ func (b CSIBinaries) Path(name string) string { return filepath.Join(string(b), 
 // CRDs returns the directory of the snapshot CRDs.
 func (b CSIBinaries) CRDs() string { return filepath.Join(string(b), "crds") }
 
+// EnvHelm names the variable that points the harness at `hack/testbin.sh helm`'s directory.
+const EnvHelm = "STORK_HELM_TESTBIN"
+
+// RequireHelm returns the path of the helm command, skipping the test in -short mode and
+// failing it when $STORK_HELM_TESTBIN is missing or incomplete.
+func RequireHelm(t testing.TB) string {
+	t.Helper()
+	dir := require(t, "helm", func() (string, error) { return findBuilt(EnvHelm, "hack/testbin.sh helm", []string{"helm"}) })
+	return filepath.Join(dir, "helm")
+}
+
 // Env owns everything one test (or the demo) starts: clusters, object stores and other
 // processes, all with their files under one root directory. Close stops all of it; if the
 // owning process dies first, a watchdog does.

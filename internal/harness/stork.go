@@ -25,7 +25,7 @@ import (
 	"stork.dev/stork/deploy"
 )
 
-// StorkNamespace is where Stork's controller and agents run, as in deploy/manifests.
+// StorkNamespace is where Stork's controller and agents run, as in deploy/base/manifests.
 const StorkNamespace = "stork-system"
 
 var (
@@ -100,7 +100,7 @@ func (c *Cluster) ServiceAccountKubeconfig(namespace, name string) (string, erro
 	return c.UserKubeconfig("system:serviceaccount:"+namespace+":"+name, "system:serviceaccounts", "system:serviceaccounts:"+namespace)
 }
 
-// ApplyManifests creates the objects of deploy/manifests that keep selects (all when nil).
+// ApplyManifests creates the objects of deploy/base/manifests that keep selects (all when nil).
 func (c *Cluster) ApplyManifests(ctx context.Context, keep func(*unstructured.Unstructured) bool) error {
 	objs, err := deploy.Manifests()
 	if err != nil {
@@ -134,7 +134,7 @@ func (c *Cluster) NodeRoot(node string) string { return filepath.Join(c.Dir, "no
 // NodesDir holds every node's storage root: the local driver's root on the controller side.
 func (c *Cluster) NodesDir() string { return filepath.Join(c.Dir, "nodes") }
 
-// StartStork runs the stork controller as the stork service account of deploy/manifests
+// StartStork runs the stork controller as the stork service account of deploy/base/manifests
 // (apply them first), with the local driver owning the nodes' storage roots. The extender and
 // the webhook are off (their fixed ports would clash between clusters); placement tests turn
 // them on with extraArgs, which come last and so win.
