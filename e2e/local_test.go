@@ -32,7 +32,7 @@ import (
 
 // TestLocalDriver is the first end-to-end slice: real control plane, the stork controller and
 // one stork-agent process per simulated node (each with its own storage root), all running
-// under the RBAC of deploy/manifests. Data is written into volume directories as an
+// under the RBAC of deploy/base/manifests. Data is written into volume directories as an
 // application would; snapshots and restores are checked byte for byte and metadata for
 // metadata.
 func TestLocalDriver(t *testing.T) {
@@ -606,7 +606,7 @@ func TestLocalDriver(t *testing.T) {
 		}
 	})
 
-	t.Run("RBAC of deploy/manifests is least privilege", func(t *testing.T) {
+	t.Run("RBAC of deploy/base/manifests is least privilege", func(t *testing.T) {
 		cases := []struct {
 			sa      string
 			obj     client.Object

@@ -35,7 +35,7 @@ import (
 )
 
 // TestPlacement runs the stork scheduler (kube-scheduler with the configuration of
-// deploy/manifests/60-scheduler.yaml, pointed at the test's Stork) next to the cluster's own, the
+// deploy/base/manifests/60-scheduler.yaml, pointed at the test's Stork) next to the cluster's own, the
 // pod webhook of 50-webhook.yaml called by the real API server, Longhorn's objects under a
 // minimal CRD, and local volumes with agents. The harness reports bound pods Running and
 // finishes their deletion, as kubelets would; kube-controller-manager recreates evicted pods.
@@ -393,7 +393,7 @@ func installLonghornCRDs(ctx context.Context, t *testing.T, c *harness.Cluster) 
 	}
 }
 
-// installWebhook creates the webhook configuration of deploy/manifests, pointed at the test's
+// installWebhook creates the webhook configuration of deploy/base/manifests, pointed at the test's
 // Stork by URL, and waits for Stork to fill in its CA bundle.
 func installWebhook(ctx context.Context, t *testing.T, c *harness.Cluster, port int) {
 	t.Helper()

@@ -5,6 +5,7 @@
 #   hack/testbin.sh       etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl
 #                         (hack/tools/{etcd,kube}) and minio (MINIO_VERSION below)
 #   hack/testbin.sh helm  helm (hack/tools/helm), for the chart's tests
+#   hack/testbin.sh node  kubelet and kube-proxy (hack/tools/node), static, for real nodes
 #   hack/testbin.sh csi   csi-provisioner, csi-snapshotter, snapshot-controller (hack/tools/csi)
 #                         and, in crds/, the VolumeSnapshot and VolumeGroupSnapshot CRDs of the
 #                         same external-snapshotter release
@@ -118,6 +119,25 @@ build_helm() {
 	"$out/helm" version >&2
 }
 
+node_tools=$here/tools/node
+NODE_BUILD_REVISION=1
+
+build_node() {
+	local out=$1 minor ldflags="" pkg cmd
+	minor=${KUBE_VERSION#v1.}
+	minor=${minor%%.*}
+	for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+		ldflags+=" -X '$pkg.gitVersion=$KUBE_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
+		ldflags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=1970-01-01T00:00:00Z'"
+	done
+	# Static (CGO_ENABLED=0), as upstream releases them.
+	for cmd in kubelet kube-proxy; do
+		log "building $cmd $KUBE_VERSION"
+		(cd "$node_tools" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+	done
+	"$out/kubelet" --version >&2
+}
+
 case "${1:-}" in
 "")
 	key=$(cat "$here/tools/kube/go.mod" "$here/tools/kube/go.sum" "$here/tools/etcd/go.mod" \
@@ -133,8 +153,12 @@ helm)
 	key=$(cat "$helm_tools/go.mod" "$helm_tools/go.sum" <(echo "$HELM_BUILD_REVISION") | sha256sum | cut -c1-12)
 	cached "$cache_root/helm-$HELM_VERSION-$key" build_helm
 	;;
+node)
+	key=$(cat "$node_tools/go.mod" "$node_tools/go.sum" <(echo "$NODE_BUILD_REVISION") | sha256sum | cut -c1-12)
+	cached "$cache_root/node-$KUBE_VERSION-$key" build_node
+	;;
 *)
-	echo "usage: $0 [csi|helm]" >&2
+	echo "usage: $0 [csi|helm|node]" >&2
 	exit 2
 	;;
 esac

@@ -28,7 +28,7 @@ import (
 )
 
 // storkStory is the disaster-recovery story. Site A runs Stork — the controller and one agent
-// per node, under the RBAC of deploy/manifests — and an application whose data is snapshotted,
+// per node, under the RBAC of deploy/base/manifests — and an application whose data is snapshotted,
 // restored locally and backed up every minute by a schedule, with its Kubernetes objects. Site
 // B, a second cluster in other zones, reads the same bucket, sees the backups through sync and
 // restores the application into a mapped namespace and zones; the data is compared. It returns
@@ -266,7 +266,7 @@ func appObjects() []client.Object {
 	}
 }
 
-// startStork applies deploy/manifests' RBAC and runs the controller and an agent per node.
+// startStork applies deploy/base/manifests' RBAC and runs the controller and an agent per node.
 func startStork(ctx context.Context, out io.Writer, c *harness.Cluster) error {
 	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,6 +53,11 @@ type ClusterOptions struct {
 	SchedulerConfig string
 	// SkipCRDs leaves Stork's CRDs out.
 	SkipCRDs bool
+	// RealNodes prepares the control plane for real kubelets (StartRealNode): kube-apiserver
+	// listens on this machine's address rather than loopback, with a certificate that also
+	// names the kubernetes Service (what pods connect to), and authorizes kubelets with the
+	// Node authorizer as real clusters do.
+	RealNodes bool
 	// NodeGracePeriod is how long kube-controller-manager waits for a node's heartbeat
 	// before marking it NotReady (--node-monitor-grace-period); zero keeps its default, 50s.
 	NodeGracePeriod time.Duration
@@ -68,6 +74,8 @@ type Cluster struct {
 	Client client.Client
 	// Kubeconfig is the path of an admin kubeconfig file, for kubectl and storkctl.
 	Kubeconfig string
+	// HostIP is the address kube-apiserver listens on with RealNodes (nil otherwise).
+	HostIP net.IP
 
 	env       *Env
 	testEnv   *envtest.Environment
@@ -86,6 +94,10 @@ type Cluster struct {
 	stopOnce     sync.Once
 	stopErr      error
 }
+
+// kubernetesServiceIP is the ClusterIP of the default/kubernetes Service: the first address of
+// envtest's --service-cluster-ip-range 10.0.0.0/24.
+var kubernetesServiceIP = net.IPv4(10, 0, 0, 1)
 
 // StartCluster starts etcd and kube-apiserver through envtest, installs Stork's CRDs, and
 // (unless ControlPlaneOnly) starts kube-controller-manager and kube-scheduler as processes and
@@ -143,6 +155,21 @@ func (c *Cluster) start(ctx context.Context, opts ClusterOptions) error {
 	// envtest turns the ServiceAccount admission plugin off because it runs no controller
 	// manager; this harness runs one, so the API server behaves as in a real cluster.
 	api.Configure().Disable("disable-admission-plugins")
+	if opts.RealNodes {
+		ip, err := hostIP()
+		if err != nil {
+			return err
+		}
+		ca, err := writeServingPKI(certDir, []net.IP{ip, kubernetesServiceIP})
+		if err != nil {
+			return fmt.Errorf("writing kube-apiserver's certificates: %w", err)
+		}
+		api.SecureServing.Address = ip.String()
+		api.SecureServing.CA = ca
+		api.Configure().Set("advertise-address", ip.String()).Set("authorization-mode", "Node,RBAC").
+			Set("kubelet-preferred-address-types", "InternalIP") // no DNS knows the nodes' names
+		c.HostIP = ip
+	}
 	c.testEnv = &envtest.Environment{
 		BinaryAssetsDirectory: string(c.env.Bins),
 		CRDs:                  crds,
