@@ -3,17 +3,24 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/internal/harness"
 )
 
@@ -28,7 +35,7 @@ func requireImages(t *testing.T) []string {
 		t.Fatalf("%s is not set: run the tests with `make test` (which runs `make images`), or export %s=bin/images after `make images`", envImages, envImages)
 	}
 	var out []string
-	for _, name := range []string{"stork.tar", "stork-pause.tar"} {
+	for _, name := range []string{"stork.tar", "stork-pause.tar", "stork-testapp.tar"} {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s: %v (run `make images`)", p, err)
@@ -97,17 +104,28 @@ func podSummary(p *corev1.Pod) string {
 	return b.String()
 }
 
-// TestRealNode runs Stork on a real kubelet: pods from the images of `make images` in
-// Debian's containerd and runc, networked by the CNI bridge, reaching the API server through
-// kube-proxy.
+// TestRealNode runs Stork on a real kubelet: Stork installed with the kustomize base as a user
+// would, its pods from the images of `make images` in Debian's containerd and runc, networked by
+// the CNI bridge and reaching the API server through kube-proxy; then an application's data
+// snapshotted with a hook run through pods/exec, backed up to MinIO and restored into another
+// namespace, where the restored application reads it back.
 func TestRealNode(t *testing.T) {
 	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	c, n := startRealCluster(ctx, t, env)
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
+	}
+	kubectl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, env.Bins.Path("kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
 	}
 
 	t.Run("a pod runs from the stork image", func(t *testing.T) {
@@ -118,12 +136,240 @@ func TestRealNode(t *testing.T) {
 		mustCreate(t, c, pod)
 		waitPodPhase(ctx, t, c, "default", "version", corev1.PodSucceeded, 2*time.Minute)
 		t.Logf("pod Succeeded %s after creation", time.Since(start).Round(time.Millisecond))
-		logs, err := cs.CoreV1().Pods("default").GetLogs("version", &corev1.PodLogOptions{}).DoRaw(ctx)
-		if err != nil {
-			t.Fatalf("reading the pod's logs through the API server: %v", err)
-		}
-		if got := strings.TrimSpace(string(logs)); got != "dev" {
+		if got := strings.TrimSpace(kubectl(t, "logs", "-n", "default", "version")); got != "dev" {
 			t.Errorf("storkctl version printed %q, want dev", got)
 		}
 	})
+
+	// Stork as users install it: the kustomize overlay without the stork scheduler (no cluster
+	// DNS runs here for it to find the extender), with the agents' storage root moved into the
+	// node's directory, as a user with another disk layout would.
+	storage := filepath.Join(n.Dir, "storage")
+	t.Run("kustomize installs Stork and its pods become ready", func(t *testing.T) {
+		dir := t.TempDir()
+		overlay, err := filepath.Abs("../deploy/overlays/no-scheduler")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, err := filepath.Rel(dir, overlay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kust := fmt.Sprintf(`resources:
+- %[1]s
+patches:
+- target: {kind: Deployment, name: stork}
+  patch: |
+    - {op: test, path: /spec/template/spec/containers/0/args/1, value: "--driver-config=local.roots=/var/lib/stork/local"}
+    - {op: replace, path: /spec/template/spec/containers/0/args/1, value: "--driver-config=local.roots=%[2]s"}
+- target: {kind: DaemonSet, name: stork-agent}
+  patch: |
+    - {op: replace, path: /spec/template/spec/containers/0/command/2, value: "--root=%[2]s"}
+    - {op: replace, path: /spec/template/spec/containers/0/volumeMounts/0/mountPath, value: "%[2]s"}
+    - {op: replace, path: /spec/template/spec/volumes/0/hostPath/path, value: "%[2]s"}
+`, rel, storage)
+		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		kubectl(t, "apply", "--server-side", "-k", dir)
+		kubectl(t, "-n", "stork-system", "wait", "--for=condition=Available", "--timeout=180s", "deployment/stork")
+		kubectl(t, "-n", "stork-system", "rollout", "status", "--timeout=180s", "daemonset/stork-agent")
+		t.Logf("stork Deployment Available and agent DaemonSet rolled out %s after apply", time.Since(start).Round(time.Millisecond))
+
+		pods, err := cs.CoreV1().Pods("stork-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=stork"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) != 3 {
+			t.Fatalf("%d stork pods, want 2 controllers and 1 agent", len(pods.Items))
+		}
+		leaders := 0
+		for _, p := range pods.Items {
+			for _, st := range p.Status.ContainerStatuses {
+				if !st.Ready || st.RestartCount != 0 || !strings.HasSuffix(st.Image, "stork:dev") {
+					t.Errorf("pod %s container %s: ready %v, restarts %d, image %s", p.Name, st.Name, st.Ready, st.RestartCount, st.Image)
+				}
+			}
+			// The probes' endpoints and /metrics, from this machine to the pod's address on
+			// the bridge, as Prometheus would scrape them.
+			httpGet(ctx, t, "http://"+p.Status.PodIP+":8081/healthz")
+			httpGet(ctx, t, "http://"+p.Status.PodIP+":8081/readyz")
+			metrics := httpGet(ctx, t, "http://"+p.Status.PodIP+":8080/metrics")
+			switch p.Labels["app.kubernetes.io/component"] {
+			case "controller":
+				// Both replicas report the election; one leads.
+				if strings.Contains(metrics, `leader_election_master_status{name="stork-controller.stork.dev"} 1`) {
+					leaders++
+				} else if !strings.Contains(metrics, `leader_election_master_status{name="stork-controller.stork.dev"} 0`) {
+					t.Errorf("controller %s: no leader_election_master_status in /metrics", p.Name)
+				}
+			case "agent":
+				if !strings.Contains(metrics, `controller_runtime_reconcile_total{controller=`) {
+					t.Errorf("agent %s: no controller_runtime_reconcile_total in /metrics", p.Name)
+				}
+			}
+			logs := kubectl(t, "-n", "stork-system", "logs", p.Name)
+			if !strings.Contains(logs, `"version":"dev"`) && !strings.Contains(logs, "starting") {
+				t.Errorf("logs of %s lack the start line:\n%s", p.Name, logs)
+			}
+		}
+		if leaders != 1 {
+			t.Errorf("%d controller replicas lead, want 1", leaders)
+		}
+		// The agent reached the API server from its pod: its node's storage is reported.
+		err = c.WaitFor(ctx, time.Minute, "the agent's StorageNode", func(ctx context.Context) (bool, error) {
+			var nodes storkv1.StorageNodeList
+			if err := c.Client.List(ctx, &nodes); err != nil {
+				return false, err
+			}
+			for _, sn := range nodes.Items {
+				if sn.Spec.NodeName == n.Name {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	m, err := env.StartMinIOAt(ctx, "minio", c.HostIP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before string
+	t.Run("an application writes into a local volume", func(t *testing.T) {
+		mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}})
+		vol := filepath.Join(storage, "app-volumes", "shop-data")
+		if err := os.MkdirAll(vol, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// The application runs as the images' non-root user, 65532, which owns its volume.
+		if err := os.Chown(vol, 65532, 65532); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Volume(ctx, "shop", "data", n.Name, vol, map[string]string{"app": "shop"}); err != nil {
+			t.Fatal(err)
+		}
+		mustCreate(t, c, testApp("shop"))
+		kubectl(t, "-n", "shop", "wait", "--for=condition=Available", "--timeout=120s", "deployment/shop")
+		before = logTreeSum(ctx, t, c, kubectl, "shop")
+	})
+
+	t.Run("a snapshot with a hook through pods/exec is backed up to MinIO", func(t *testing.T) {
+		createLocationIn(ctx, t, c, m, "shop")
+		snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nightly"},
+			Spec: storkv1.SnapshotSpec{
+				Source:           storkv1.SnapshotSource{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop"}}},
+				IncludeResources: true, BackupLocation: "minio",
+				PreHooks: []storkv1.Hook{{Name: "flush", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop"}},
+					Command: []string{"/testapp", "hook", "/data", "flushed-before-snapshot"}}},
+			}}
+		mustCreate(t, c, snap)
+		waitSnapshot(t, c, snap, storkv1.SnapshotReady)
+		if len(snap.Status.Hooks) != 1 || !snap.Status.Hooks[0].Succeeded {
+			t.Fatalf("hook results %+v", snap.Status.Hooks)
+		}
+		// The hook ran in the application's container: its file is in the volume, and the
+		// tree the snapshot took is the tree with it.
+		before = treeSum(t, kubectl(t, "-n", "shop", "exec", "deploy/shop", "--", "/testapp", "sum", "/data"))
+		if _, err := os.Stat(filepath.Join(storage, "app-volumes", "shop-data", "flushed-before-snapshot")); err != nil {
+			t.Errorf("the pre-hook's file is not in the volume: %v", err)
+		}
+		bk := &storkv1.Backup{}
+		err := c.WaitFor(ctx, 5*time.Minute, "Backup shop/nightly Completed", func(ctx context.Context) (bool, error) {
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "nightly"}, bk); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			if bk.Status.Phase == storkv1.BackupFailed {
+				return false, fmt.Errorf("backup failed: %+v", bk.Status)
+			}
+			return bk.Status.Phase == storkv1.BackupCompleted, nil
+		})
+		if err != nil {
+			t.Fatalf("%v (status %+v)", err, bk.Status)
+		}
+		objects := 0
+		for range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+			objects++
+		}
+		if objects == 0 {
+			t.Error("the bucket is empty after a Completed backup")
+		}
+	})
+
+	t.Run("a restore into another namespace runs the application on the restored data", func(t *testing.T) {
+		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "stork-system", Name: "shop-dr"},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nightly", Namespace: "shop"},
+				NamespaceMapping: map[string]string{"shop": "shop-dr"}}}
+		mustCreate(t, c, rs)
+		waitRestore(t, c, rs, storkv1.RestoreCompleted)
+		kubectl(t, "-n", "shop-dr", "wait", "--for=condition=Available", "--timeout=120s", "deployment/shop")
+		after := logTreeSum(ctx, t, c, kubectl, "shop-dr")
+		if after != before {
+			t.Errorf("the restored application reads %q, the snapshot held %q", after, before)
+		}
+	})
+}
+
+// testApp is a Deployment of the test application (hack/images/testapp) on claim data.
+func testApp(ns string) *appsv1.Deployment {
+	labels := map[string]string{"app": "shop"}
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop", Labels: labels},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: "stork-testapp:dev", ImagePullPolicy: corev1.PullIfNotPresent,
+					Command:      []string{"/testapp", "run", "/data"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+			}}}}
+}
+
+// logTreeSum waits for the application of namespace ns to log the sum of its data, and
+// returns it.
+func logTreeSum(ctx context.Context, t *testing.T, c *harness.Cluster, kubectl func(*testing.T, ...string) string, ns string) string {
+	t.Helper()
+	var out string
+	err := c.WaitFor(ctx, time.Minute, "the application in "+ns+" to log its data's sum", func(ctx context.Context) (bool, error) {
+		out = kubectl(t, "-n", ns, "logs", "deployment/shop")
+		return strings.Contains(out, "tree-sum "), nil
+	})
+	if err != nil {
+		t.Fatalf("%v; logs:\n%s", err, out)
+	}
+	return treeSum(t, out)
+}
+
+// treeSum returns the testapp's "tree-sum" line in out.
+func treeSum(t *testing.T, out string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "tree-sum ") {
+			return line
+		}
+	}
+	t.Fatalf("no tree-sum line in:\n%s", out)
+	return ""
+}
+
+func httpGet(ctx context.Context, t *testing.T, url string) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
+	}
+	return string(body)
 }

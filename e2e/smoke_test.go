@@ -144,14 +144,27 @@ func nodesInZone(ctx context.Context, t *testing.T, c *harness.Cluster, zone str
 
 func createLocation(ctx context.Context, t *testing.T, c *harness.Cluster, m *harness.MinIO) {
 	t.Helper()
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "stork-smoke"}})
+	createLocationIn(ctx, t, c, m, "stork-smoke")
+	got := &storkv1.BackupLocation{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "stork-smoke", Name: "minio"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.AccessMode != storkv1.AccessReadWrite || got.Spec.SyncPeriod == nil || got.Spec.SyncPeriod.Duration != time.Minute {
+		t.Errorf("defaults not applied by the CRD schema: accessMode %q, syncPeriod %v", got.Spec.AccessMode, got.Spec.SyncPeriod)
+	}
+}
+
+// createLocationIn makes BackupLocation ns/minio on m's bucket, with its Secrets.
+func createLocationIn(ctx context.Context, t *testing.T, c *harness.Cluster, m *harness.MinIO, ns string) {
+	t.Helper()
 	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "stork-smoke"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "stork-smoke", Name: "minio"},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "minio"},
 			StringData: map[string]string{"accessKeyID": m.AccessKey, "secretAccessKey": m.SecretKey}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "stork-smoke", Name: "key"},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key"},
 			StringData: map[string]string{"passphrase": "correct horse battery staple"}},
 		&storkv1.BackupLocation{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "stork-smoke", Name: "minio"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "minio"},
 			Spec: storkv1.BackupLocationSpec{
 				URL:                    "s3://" + m.Bucket + "/" + c.Name,
 				S3:                     &storkv1.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
@@ -164,13 +177,6 @@ func createLocation(ctx context.Context, t *testing.T, c *harness.Cluster, m *ha
 		if err := c.Client.Create(ctx, o); err != nil {
 			t.Fatalf("cluster %s: creating %T %s: %v", c.Name, o, o.GetName(), err)
 		}
-	}
-	got := &storkv1.BackupLocation{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "stork-smoke", Name: "minio"}, got); err != nil {
-		t.Fatal(err)
-	}
-	if got.Spec.AccessMode != storkv1.AccessReadWrite || got.Spec.SyncPeriod == nil || got.Spec.SyncPeriod.Duration != time.Minute {
-		t.Errorf("defaults not applied by the CRD schema: accessMode %q, syncPeriod %v", got.Spec.AccessMode, got.Spec.SyncPeriod)
 	}
 }
 

@@ -2,7 +2,8 @@
 // binaries of stork, stork-agent and storkctl (CGO off, -trimpath, no VCS stamp, so that the
 // same source gives the same bytes) and the sandbox process pause, and puts them on a minimal
 // base made here (internal/images): the image stork:VERSION (entrypoint /stork; the agent and
-// the movers run /stork-agent) and stork-pause:VERSION. It writes an OCI layout and
+// the movers run /stork-agent), stork-pause:VERSION and stork-testapp:VERSION (the real-node
+// tests' application). It writes an OCI layout and
 // `ctr images import` tarballs into -out and prints each image's digest; -push REGISTRY
 // also pushes them there.
 //

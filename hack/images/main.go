@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,17 +89,26 @@ func build(bin, version, revision string) ([]images.Named, error) {
 	if err != nil {
 		return nil, err
 	}
-	pauseLabels := map[string]string{}
-	for k, v := range labels {
-		pauseLabels[k] = v
-	}
-	pauseLabels["org.opencontainers.image.title"] = "stork-pause"
 	pause, err := images.Image(base, []images.File{{Path: "/pause", Mode: 0o755, Source: filepath.Join(bin, "pause")}},
-		"pod sandbox process", images.Config{Entrypoint: []string{"/pause"}, Labels: pauseLabels})
+		"pod sandbox process", images.Config{Entrypoint: []string{"/pause"}, Labels: titled(labels, "stork-pause")})
 	if err != nil {
 		return nil, err
 	}
-	return []images.Named{{Ref: ref("stork", version), Image: stork}, {Ref: ref("stork-pause", version), Image: pause}}, nil
+	// The application of the real-node tests (hack/images/testapp); not for users.
+	app, err := images.Image(base, []images.File{{Path: "/testapp", Mode: 0o755, Source: filepath.Join(bin, "testapp")}},
+		"test application", images.Config{Entrypoint: []string{"/testapp"}, Labels: titled(labels, "stork-testapp")})
+	if err != nil {
+		return nil, err
+	}
+	return []images.Named{{Ref: ref("stork", version), Image: stork}, {Ref: ref("stork-pause", version), Image: pause},
+		{Ref: ref("stork-testapp", version), Image: app}}, nil
+}
+
+// titled returns labels with another image title.
+func titled(labels map[string]string, title string) map[string]string {
+	out := maps.Clone(labels)
+	out["org.opencontainers.image.title"] = title
+	return out
 }
 
 // ref is the reference an image is known by on a node: manifests name it "stork:dev", which
@@ -111,7 +121,7 @@ func ref(repo, version string) string {
 func buildBinaries(ctx context.Context, dir, version string) error {
 	args := []string{"build", "-trimpath", "-buildvcs=false",
 		"-ldflags", "-s -w -buildid= -X stork.dev/stork/internal/version.Version=" + version, "-o", dir + "/",
-		"./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl", "./hack/images/pause"}
+		"./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl", "./hack/images/pause", "./hack/images/testapp"}
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return fmt.Errorf("finding the module: %w", err)

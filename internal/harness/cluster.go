@@ -164,7 +164,12 @@ func (c *Cluster) start(ctx context.Context, opts ClusterOptions) error {
 		if err != nil {
 			return fmt.Errorf("writing kube-apiserver's certificates: %w", err)
 		}
-		api.SecureServing.Address = ip.String()
+		port, err := c.env.FreePort()
+		if err != nil {
+			return err
+		}
+		// envtest picks a loopback address unless given both the address and the port.
+		api.SecureServing.Address, api.SecureServing.Port = ip.String(), fmt.Sprint(port)
 		api.SecureServing.CA = ca
 		api.Configure().Set("advertise-address", ip.String()).Set("authorization-mode", "Node,RBAC").
 			Set("kubelet-preferred-address-types", "InternalIP") // no DNS knows the nodes' names

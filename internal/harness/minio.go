@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -15,9 +16,9 @@ import (
 
 // MinIO is a real MinIO server on a loopback port, with one bucket.
 type MinIO struct {
-	// Endpoint is the server's base URL, http://127.0.0.1:PORT.
+	// Endpoint is the server's base URL, http://HOST.
 	Endpoint string
-	// Host is 127.0.0.1:PORT.
+	// Host is IP:PORT (127.0.0.1 unless started with StartMinIOAt).
 	Host      string
 	AccessKey string
 	SecretKey string
@@ -30,6 +31,12 @@ type MinIO struct {
 // StartMinIO starts a MinIO server with its data under the root, random root credentials, and
 // an empty bucket, and returns once the bucket exists.
 func (e *Env) StartMinIO(ctx context.Context, name string) (*MinIO, error) {
+	return e.StartMinIOAt(ctx, name, "127.0.0.1")
+}
+
+// StartMinIOAt is StartMinIO listening on address ip: a cluster's HostIP for pods on real
+// nodes, which cannot reach this machine's loopback.
+func (e *Env) StartMinIOAt(ctx context.Context, name, ip string) (*MinIO, error) {
 	dir, err := e.dir(name)
 	if err != nil {
 		return nil, err
@@ -43,7 +50,7 @@ func (e *Env) StartMinIO(ctx context.Context, name string) (*MinIO, error) {
 		return nil, err
 	}
 	m := &MinIO{
-		Host:      fmt.Sprintf("127.0.0.1:%d", port),
+		Host:      net.JoinHostPort(ip, fmt.Sprint(port)),
 		AccessKey: "stork-" + randomHex(6),
 		SecretKey: randomHex(20),
 		Bucket:    "stork-backups",

@@ -164,7 +164,7 @@ func lockMachine(ctx context.Context) (*os.File, error) {
 }
 
 func (n *RealNode) start(ctx context.Context, opts RealNodeOptions) error {
-	for _, d := range []string{"containerd", "cni/net.d", "cni/ipam", "kubelet", "volume-plugins"} {
+	for _, d := range []string{"containerd", "cni/net.d", "cni/ipam", "kubelet", "volume-plugins", "pod-logs"} {
 		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
 			return err
 		}
@@ -175,6 +175,14 @@ func (n *RealNode) start(ctx context.Context, opts RealNodeOptions) error {
 		if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
 			return fmt.Errorf("setting %s (is br_netfilter loaded?): %w", path, err)
 		}
+	}
+	// The node's directory is a shared mount, as / is on systemd machines: the agent's volume
+	// uses mountPropagation HostToContainer, which the runtime refuses on a private mount.
+	if err := syscall.Mount(n.Dir, n.Dir, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s: %w", n.Dir, err)
+	}
+	if err := syscall.Mount("", n.Dir, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s a shared mount: %w", n.Dir, err)
 	}
 	if err := makeCgroups(n.cgroupRoot); err != nil {
 		return err
@@ -317,8 +325,9 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 60
 volumePluginDir: %[7]s
+podLogsDir: %[8]s
 hairpinMode: hairpin-veth
-`, n.cgroupRoot, n.socket, c.HostIP, port, healthz, resolv, filepath.Join(n.Dir, "volume-plugins"))
+`, n.cgroupRoot, n.socket, c.HostIP, port, healthz, resolv, filepath.Join(n.Dir, "volume-plugins"), filepath.Join(n.Dir, "pod-logs"))
 	cfgPath := filepath.Join(n.Dir, "kubelet-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return err
@@ -447,6 +456,9 @@ func (n *RealNode) Stop() error {
 	errs = append(errs, killMatching("-address "+n.socket))
 	errs = append(errs, killCgroups(n.cgroupRoot))
 	errs = append(errs, n.removeNetns())
+	// The pods were killed under the CRI plugin's feet, so the bridge plugin's DEL never ran:
+	// its masquerade rules, tagged with the network's name, are removed here.
+	errs = append(errs, removeIPTablesTagged("nat", `name: \"stork-harness\"`))
 	errs = append(errs, unmountUnder(n.Dir))
 	if _, err := net.InterfaceByName(n.bridge); err == nil {
 		if out, err := exec.Command("ip", "link", "delete", n.bridge).CombinedOutput(); err != nil {
@@ -474,6 +486,45 @@ func (n *RealNode) stopContainers() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeIPTablesTagged rewrites table without the rules that contain tag and the chains only
+// they jump to (the CNI plugins' per-pod chains).
+func removeIPTablesTagged(table, tag string) error {
+	saved, err := exec.Command("iptables-save", "-t", table).Output()
+	if err != nil {
+		return fmt.Errorf("iptables-save -t %s: %w", table, err)
+	}
+	lines := strings.Split(string(saved), "\n")
+	doomed := map[string]bool{}
+	for _, l := range lines {
+		if strings.Contains(l, tag) {
+			if i := strings.Index(l, " -j CNI-"); i >= 0 {
+				doomed[strings.Fields(l[i+4:])[0]] = true
+			}
+		}
+	}
+	var kept []string
+	removed := 0
+	for _, l := range lines {
+		f := strings.Fields(l)
+		chainDecl := len(f) > 0 && strings.HasPrefix(f[0], ":") && doomed[f[0][1:]]
+		chainRule := len(f) > 1 && f[0] == "-A" && doomed[f[1]]
+		if strings.Contains(l, tag) || chainDecl || chainRule {
+			removed++
+			continue
+		}
+		kept = append(kept, l)
+	}
+	if removed == 0 {
+		return nil
+	}
+	cmd := exec.Command("iptables-restore")
+	cmd.Stdin = strings.NewReader(strings.Join(kept, "\n"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore of table %s without the node's rules: %w: %s", table, err, out)
+	}
+	return nil
 }
 
 // killMatching kills the processes whose command line contains s.
