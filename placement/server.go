@@ -12,7 +12,7 @@ import (
 )
 
 // Server serves the extender over plain HTTP, as a manager.Runnable on every replica. Plain
-// HTTP, as kube-scheduler extenders are usually deployed; deploy/manifests/60-scheduler.yaml
+// HTTP, as kube-scheduler extenders are usually deployed; deploy/base/manifests/60-scheduler.yaml
 // has a NetworkPolicy that admits only the stork scheduler's pods to the port, since answers
 // say where a namespace's data is.
 type Server struct {

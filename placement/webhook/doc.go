@@ -11,7 +11,7 @@
 //
 // The webhook answers from the manager's cache (claims, volumes, storage classes) and fails a
 // request only when the cache cannot be read. Its MutatingWebhookConfiguration
-// (deploy/manifests/50-webhook.yaml) has failurePolicy Ignore: when Stork is down, slow or
+// (deploy/base/manifests/50-webhook.yaml) has failurePolicy Ignore: when Stork is down, slow or
 // failing, pods are still created and go to the default scheduler, which works, only without
 // storage awareness. A Stork outage never blocks pod creation.
 //
