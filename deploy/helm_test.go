@@ -119,15 +119,10 @@ func TestHelmChart(t *testing.T) {
 			"backupLocation.credentials.data.accessKeyID=AK", "backupLocation.credentials.data.secretAccessKey=SK",
 			"backupLocation.encryption.passphrase=correct horse", "controller.replicas=1")
 		byKey := map[string]*unstructured.Unstructured{}
-		var images []string
 		for _, u := range objs {
 			byKey[key(u)] = u
-			containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-			for _, c := range containers {
-				images = append(images, c.(map[string]any)["image"].(string))
-			}
 		}
-		slices.Sort(images)
+		images := sortedImages(objs)
 		if want := []string{"registry.example/stork:v9", "registry.example/stork:v9", "registry.k8s.io/kube-scheduler:v1.37.2"}; !slices.Equal(images, want) {
 			t.Errorf("images %q, want %q", images, want)
 		}

@@ -74,13 +74,34 @@ func kubectl(t *testing.T, bins harness.Binaries, kubeconfig string, args ...str
 	return out
 }
 
+// containers returns the containers of u's pod template (none if it has none).
+func containers(u *unstructured.Unstructured) []map[string]any {
+	list, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+	var out []map[string]any
+	for _, c := range list {
+		out = append(out, c.(map[string]any))
+	}
+	return out
+}
+
+// sortedImages returns the images of every container of objs' pod templates, sorted.
+func sortedImages(objs []*unstructured.Unstructured) []string {
+	var images []string
+	for _, u := range objs {
+		for _, c := range containers(u) {
+			images = append(images, c["image"].(string))
+		}
+	}
+	slices.Sort(images)
+	return images
+}
+
 // controllerArgs returns the args of the stork controller's container.
 func controllerArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 	t.Helper()
 	for _, u := range objs {
 		if key(u) == "Deployment/stork-system/stork" {
-			containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-			args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+			args, _, _ := unstructured.NestedStringSlice(containers(u)[0], "args")
 			return args
 		}
 	}
@@ -190,14 +211,7 @@ func TestKustomize(t *testing.T) {
 		if err := os.WriteFile(dir+"/kustomization.yaml", []byte(kust), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var images []string
-		for _, u := range decode(t, kubectl(t, bins, "", "kustomize", dir)) {
-			containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-			for _, c := range containers {
-				images = append(images, c.(map[string]any)["image"].(string))
-			}
-		}
-		slices.Sort(images)
+		images := sortedImages(decode(t, kubectl(t, bins, "", "kustomize", dir)))
 		if want := []string{"registry.example/stork:v9", "registry.example/stork:v9", "registry.k8s.io/kube-scheduler:v1.37.2"}; !slices.Equal(images, want) {
 			t.Errorf("images %q, want %q", images, want)
 		}

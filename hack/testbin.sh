@@ -62,15 +62,21 @@ cached() {
 	echo "$dir"
 }
 
-build_kube() {
-	local out=$1 minor ldflags="" pkg cmd
+# kube_ldflags prints the same -X flags as kubernetes' hack/lib/version.sh, so that the
+# binaries report the real version.
+kube_ldflags() {
+	local minor pkg
 	minor=${KUBE_VERSION#v1.}
 	minor=${minor%%.*}
-	# The same -X flags as kubernetes' hack/lib/version.sh, so the servers report the real version.
 	for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-		ldflags+=" -X '$pkg.gitVersion=$KUBE_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
-		ldflags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=1970-01-01T00:00:00Z'"
+		printf " -X '%s.gitVersion=%s' -X '%s.gitMajor=1' -X '%s.gitMinor=%s'" "$pkg" "$KUBE_VERSION" "$pkg" "$pkg" "$minor"
+		printf " -X '%s.gitTreeState=clean' -X '%s.buildDate=1970-01-01T00:00:00Z'" "$pkg" "$pkg"
 	done
+}
+
+build_kube() {
+	local out=$1 ldflags cmd
+	ldflags=$(kube_ldflags)
 	for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
 		log "building $cmd $KUBE_VERSION (the first, kube-apiserver, takes several minutes)"
 		(cd "$here/tools/kube" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
@@ -123,13 +129,8 @@ node_tools=$here/tools/node
 NODE_BUILD_REVISION=1
 
 build_node() {
-	local out=$1 minor ldflags="" pkg cmd
-	minor=${KUBE_VERSION#v1.}
-	minor=${minor%%.*}
-	for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-		ldflags+=" -X '$pkg.gitVersion=$KUBE_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
-		ldflags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=1970-01-01T00:00:00Z'"
-	done
+	local out=$1 ldflags cmd
+	ldflags=$(kube_ldflags)
 	# Static (CGO_ENABLED=0), as upstream releases them.
 	for cmd in kubelet kube-proxy; do
 		log "building $cmd $KUBE_VERSION"

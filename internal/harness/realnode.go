@@ -19,7 +19,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // NodeBinaries is the directory built by `hack/testbin.sh node`: the kubelet and kube-proxy of
@@ -281,7 +280,7 @@ func (n *RealNode) Ctr(ctx context.Context, args ...string) ([]byte, error) {
 
 func (n *RealNode) startKubelet(ctx context.Context, opts RealNodeOptions) error {
 	c := n.cluster
-	kubeconfig, err := n.userKubeconfig("kubelet", envtest.User{Name: "system:node:" + n.Name, Groups: []string{"system:nodes"}})
+	kubeconfig, err := c.UserKubeconfig("system:node:"+n.Name, "system:nodes")
 	if err != nil {
 		return err
 	}
@@ -358,7 +357,7 @@ hairpinMode: hairpin-veth
 
 func (n *RealNode) startProxy() error {
 	c := n.cluster
-	kubeconfig, err := n.userKubeconfig("kube-proxy", envtest.User{Name: "system:kube-proxy"})
+	kubeconfig, err := c.UserKubeconfig("system:kube-proxy")
 	if err != nil {
 		return err
 	}
@@ -391,20 +390,6 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 		return err
 	}
 	return waitHTTP(context.Background(), n.proxy, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), time.Minute)
-}
-
-// userKubeconfig writes a kubeconfig with a client certificate for user and returns its path.
-func (n *RealNode) userKubeconfig(name string, user envtest.User) (string, error) {
-	u, err := n.cluster.testEnv.ControlPlane.AddUser(user, nil)
-	if err != nil {
-		return "", fmt.Errorf("adding user %s: %w", user.Name, err)
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(n.Dir, name+".kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
 }
 
 // waitFor polls ready until it holds, p exits, or timeout passes.
