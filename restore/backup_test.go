@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/catalog"
@@ -152,7 +153,16 @@ func TestRestoreFromBackup(t *testing.T) {
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "r", UID: "restore-uid"}, Spec: spec}
 			c := fake.NewClientBuilder().WithScheme(s).WithObjects(backup(), crafted.DeepCopy(), loc, key, rs).
 				WithStatusSubresource(&storkv1.Restore{}, &corev1.PersistentVolumeClaim{}).Build()
-			r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locator.Cache{Secrets: c},
+			// A finished Restore is never written while its access Secret exists.
+			checked := interceptor.NewClient(c, interceptor.Funcs{SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
+				if r, ok := obj.(*storkv1.Restore); ok && final(r.Status.Phase) {
+					if err := cl.Get(ctx, client.ObjectKey{Namespace: admin, Name: accessName(r)}, &corev1.Secret{}); err == nil {
+						t.Errorf("Restore written %s while its access Secret exists", r.Status.Phase)
+					}
+				}
+				return cl.SubResource(sub).Patch(ctx, obj, p, o...)
+			}})
+			r := &Reconciler{Client: checked, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locator.Cache{Secrets: c},
 				StorageWait: time.Nanosecond}
 			got := restoreOnce(t, r, client.ObjectKeyFromObject(rs))
 			if got.Status.Phase != tc.phase {

@@ -78,12 +78,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	rs.Status.ObservedGeneration = rs.Generation
+	done := final(rs.Status.Phase)
+	if done {
+		// Revoke first, publish second, as for Backups: a finished Restore has no live
+		// credentials beside it.
+		if err := r.dropAccess(ctx, rs); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if err := r.Client.Status().Patch(ctx, rs, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating the status of Restore %s: %w", req.NamespacedName, err)
 	}
-	if final(rs.Status.Phase) {
+	if done {
 		restoresFinished.WithLabelValues(string(rs.Status.Phase)).Inc()
-		return ctrl.Result{}, r.dropAccess(ctx, rs)
 	}
 	return result, nil
 }

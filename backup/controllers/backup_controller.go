@@ -105,10 +105,18 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, err
 	}
 	b.Status.ObservedGeneration = b.Generation
+	done := finalBackup(b.Status.Phase)
+	if done {
+		// Revoke first, publish second: a finished Backup never has live credentials beside it.
+		// If the status write fails, the next reconcile makes the Secret again if it needs it.
+		if err := r.dropAccess(ctx, b); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if err := r.Client.Status().Patch(ctx, b, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating the status of Backup %s: %w", req.NamespacedName, err)
 	}
-	if finalBackup(b.Status.Phase) {
+	if done {
 		backupsFinished.WithLabelValues(string(b.Status.Phase)).Inc()
 		if b.Status.StartTime != nil {
 			backupDuration.Observe(time.Since(b.Status.StartTime.Time).Seconds())
@@ -116,7 +124,6 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if b.Status.Phase == storkv1.BackupCompleted {
 			backupBytes.Add(float64(b.Status.Progress.BytesTotal))
 		}
-		return ctrl.Result{}, r.dropAccess(ctx, b)
 	}
 	return res, nil
 }

@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -55,7 +56,17 @@ func TestBackupReconciler(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, b, drv := backupCase(t, s, tc.snapshot, tc.loc)
-			r := &BackupReconciler{Client: c, Reader: c, Repos: &locator.Cache{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
+			// Whoever sees the Backup finished never sees its credentials still there: the
+			// Secret is gone before the final phase is written.
+			checked := interceptor.NewClient(c, interceptor.Funcs{SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
+				if bk, ok := obj.(*storkv1.Backup); ok && finalBackup(bk.Status.Phase) {
+					if err := cl.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "stork-access-backup-uid"}, &corev1.Secret{}); err == nil {
+						t.Errorf("Backup written %s while its access Secret exists", bk.Status.Phase)
+					}
+				}
+				return cl.SubResource(sub).Patch(ctx, obj, p, o...)
+			}})
+			r := &BackupReconciler{Client: checked, Reader: c, Repos: &locator.Cache{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
 			accessSeen := false
 			for range 10 {
 				if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)}); err != nil {
