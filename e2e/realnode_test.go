@@ -2,54 +2,42 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/drivers/csi"
 	"stork.dev/stork/internal/harness"
 )
-
-// EnvImages names the directory of `make images` (stork.tar, stork-pause.tar).
-const envImages = "STORK_IMAGES"
-
-// requireImages returns the image tarballs of `make images`.
-func requireImages(t *testing.T) []string {
-	t.Helper()
-	dir := os.Getenv(envImages)
-	if dir == "" {
-		t.Fatalf("%s is not set: run the tests with `make test` (which runs `make images`), or export %s=bin/images after `make images`", envImages, envImages)
-	}
-	var out []string
-	for _, name := range []string{"stork.tar", "stork-pause.tar", "stork-testapp.tar"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s: %v (run `make images`)", p, err)
-		}
-		out = append(out, p)
-	}
-	return out
-}
 
 // startRealCluster starts a control plane for real nodes and one real node with Stork's images.
 func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env) (*harness.Cluster, *harness.RealNode) {
 	t.Helper()
 	nodeBins := harness.RequireNodeBinaries(t)
-	images := requireImages(t)
+	images, err := harness.FindImages()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "real", RealNodes: true})
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +106,13 @@ func TestRealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A CSI driver, as a cluster has before Stork is installed: its controller side (the test
+	// plugin, csi-provisioner, csi-snapshotter, snapshot-controller) runs on this machine, its
+	// node side registers with the kubelet, which mounts its volumes into pods.
+	driver, err := c.StartCSI(ctx, harness.CSIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	kubectl := func(t *testing.T, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, env.Bins.Path("kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
@@ -127,6 +122,30 @@ func TestRealNode(t *testing.T) {
 		}
 		return string(out)
 	}
+
+	t.Run("the kubelet refuses clients without credentials", func(t *testing.T) {
+		// The kubelet's certificate checks out against the cluster's authority; a client
+		// with no certificate or token gets 401, whatever it asks (kube-apiserver's own
+		// certificate is proven by every `kubectl logs` and exec below).
+		ca, err := os.ReadFile(n.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(ca)
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+		for _, path := range []string{"/pods", "/runningpods/", "/exec/default/x/y?command=id", "/configz"} {
+			url := fmt.Sprintf("https://%s:%d%s", c.HostIP, n.KubeletPort, path)
+			resp, err := hc.Get(url)
+			if err != nil {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("GET %s without credentials: %s, want 401 Unauthorized", url, resp.Status)
+			}
+		}
+	})
 
 	t.Run("a pod runs from the stork image", func(t *testing.T) {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "version"},
@@ -281,19 +300,7 @@ patches:
 		if _, err := os.Stat(filepath.Join(storage, "app-volumes", "shop-data", "flushed-before-snapshot")); err != nil {
 			t.Errorf("the pre-hook's file is not in the volume: %v", err)
 		}
-		bk := &storkv1.Backup{}
-		err := c.WaitFor(ctx, 5*time.Minute, "Backup shop/nightly Completed", func(ctx context.Context) (bool, error) {
-			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "nightly"}, bk); err != nil {
-				return false, client.IgnoreNotFound(err)
-			}
-			if bk.Status.Phase == storkv1.BackupFailed {
-				return false, fmt.Errorf("backup failed: %+v", bk.Status)
-			}
-			return bk.Status.Phase == storkv1.BackupCompleted, nil
-		})
-		if err != nil {
-			t.Fatalf("%v (status %+v)", err, bk.Status)
-		}
+		waitBackupCompleted(ctx, t, c, "shop", "nightly")
 		objects := 0
 		for range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Recursive: true}) {
 			objects++
@@ -315,6 +322,107 @@ patches:
 			t.Errorf("the restored application reads %q, the snapshot held %q", after, before)
 		}
 	})
+
+	// The csi driver's data path: the kubelet mounts the CSI volumes (through the driver's node
+	// registration) into Stork's mover pods, which run from the stork image.
+	t.Run("a CSI volume is backed up and restored by mover pods the kubelet runs", func(t *testing.T) {
+		movers := moverPods(ctx, t, cs)
+		mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ledger"}})
+		mustCreate(t, c, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ledger", Name: "data", Labels: map[string]string{"app": "shop"}},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To(driver.WFFCClass), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}}})
+		mustCreate(t, c, testApp("ledger"))
+		kubectl(t, "-n", "ledger", "wait", "--for=condition=Available", "--timeout=120s", "deployment/shop")
+		before := logTreeSum(ctx, t, c, kubectl, "ledger")
+
+		createLocationIn(ctx, t, c, m, "ledger")
+		snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "ledger", Name: "nightly"},
+			Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop"}}},
+				IncludeResources: true, BackupLocation: "minio"}}
+		mustCreate(t, c, snap)
+		waitSnapshot(t, c, snap, storkv1.SnapshotReady)
+		if len(snap.Status.Volumes) != 1 || snap.Status.Volumes[0].Driver != csi.Name {
+			t.Fatalf("snapshot volumes %+v, want one of driver %s", snap.Status.Volumes, csi.Name)
+		}
+		bk := waitBackupCompleted(ctx, t, c, "ledger", "nightly")
+		if bk.Status.Progress.BytesDone == 0 {
+			t.Errorf("backup progress %+v", bk.Status.Progress)
+		}
+
+		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "stork-system", Name: "ledger-dr"},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nightly", Namespace: "ledger"},
+				NamespaceMapping: map[string]string{"ledger": "ledger-dr"}}}
+		mustCreate(t, c, rs)
+		waitRestore(t, c, rs, storkv1.RestoreCompleted)
+		kubectl(t, "-n", "ledger-dr", "wait", "--for=condition=Available", "--timeout=120s", "deployment/shop")
+		if after := logTreeSum(ctx, t, c, kubectl, "ledger-dr"); after != before {
+			t.Errorf("the restored application reads %q, the backed-up one %q", after, before)
+		}
+
+		// One backup and one restore mover ran to completion in containerd on the real node,
+		// from the stork image, with the CSI volume mounted by the kubelet.
+		verbs := map[string]int{}
+		for name, p := range movers() {
+			ok := p.Spec.NodeName == n.Name && len(p.Status.ContainerStatuses) == 1
+			if ok {
+				st := p.Status.ContainerStatuses[0]
+				ok = st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 &&
+					strings.HasPrefix(st.ContainerID, "containerd://") && strings.HasSuffix(st.Image, "stork:dev")
+			}
+			if !ok {
+				t.Errorf("mover pod %s: node %s, %s", name, p.Spec.NodeName, podSummary(&p))
+				continue
+			}
+			verbs[strings.Join(p.Spec.Containers[0].Command, " ")]++
+		}
+		if len(verbs) != 2 {
+			t.Errorf("mover pods ran %v, want one backup and one restore", verbs)
+		}
+	})
+}
+
+// moverPods records every data mover pod in Stork's namespace as last seen, until ctx ends.
+func moverPods(ctx context.Context, t *testing.T, cs kubernetes.Interface) func() map[string]corev1.Pod {
+	t.Helper()
+	w, err := cs.CoreV1().Pods(harness.StorkNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: csi.LabelMover + "=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]corev1.Pod{}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok {
+				mu.Lock()
+				seen[p.Name] = *p
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() map[string]corev1.Pod {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
+}
+
+// waitBackupCompleted waits for Backup ns/name to complete and returns it.
+func waitBackupCompleted(ctx context.Context, t *testing.T, c *harness.Cluster, ns, name string) *storkv1.Backup {
+	t.Helper()
+	bk := &storkv1.Backup{}
+	err := c.WaitFor(ctx, 5*time.Minute, "Backup "+ns+"/"+name+" Completed", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, bk); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		if bk.Status.Phase == storkv1.BackupFailed || bk.Status.Phase == storkv1.BackupPartiallyFailed {
+			return false, fmt.Errorf("backup %s: %+v", bk.Status.Phase, bk.Status)
+		}
+		return bk.Status.Phase == storkv1.BackupCompleted, nil
+	})
+	if err != nil {
+		t.Fatalf("%v (status %+v)", err, bk.Status)
+	}
+	return bk
 }
 
 // testApp is a Deployment of the test application (hack/images/testapp) on claim data.
@@ -324,6 +432,9 @@ func testApp(ns string) *appsv1.Deployment {
 		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				// The kubelet gives the volume to the images' user's group where the volume's
+				// driver lets it (the CSI driver's fsGroupPolicy File).
+				SecurityContext: &corev1.PodSecurityContext{FSGroup: ptr.To[int64](65532)},
 				Containers: []corev1.Container{{Name: "app", Image: "stork-testapp:dev", ImagePullPolicy: corev1.PullIfNotPresent,
 					Command:      []string{"/testapp", "run", "/data"},
 					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},

@@ -58,8 +58,8 @@ func moverCommand() *cobra.Command {
 		}
 		f := sub.Flags()
 		f.StringVar(&task, "task", "", "the VolumeTask to do, as NAMESPACE/NAME")
-		f.StringVar(&o.VolumeDir, "volume", "/stork/volume", "where the volume is mounted")
-		f.StringVar(&o.AccessDir, "access", "/stork/access", "where the task's access Secret is mounted")
+		f.StringVar(&o.VolumeDir, "volume", "/mover/volume", "where the volume is mounted")
+		f.StringVar(&o.AccessDir, "access", "/mover/access", "where the task's access Secret is mounted")
 		f.StringVar(&o.Who, "name", os.Getenv("POD_NAME"), "this pod's name, for the task's status (default $POD_NAME)")
 		fs := flag.NewFlagSet("log", flag.ExitOnError)
 		zapOpts.BindFlags(fs)

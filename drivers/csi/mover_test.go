@@ -266,7 +266,7 @@ func checkMoverPod(t *testing.T, pod *corev1.Pod, tk *storkv1.VolumeTask, w move
 		t.Error("the mover pod shares a host namespace")
 	}
 	c := s.Containers[0]
-	if c.Image != w.image || !slices.Equal(c.Command, []string{"stork-agent", "mover", w.verb}) {
+	if c.Image != w.image || !slices.Equal(c.Command, []string{"/stork-agent", "mover", w.verb}) {
 		t.Errorf("image %s command %q", c.Image, c.Command)
 	}
 	if !slices.Contains(c.Args, "--task="+tk.Namespace+"/"+tk.Name) || !slices.Contains(c.Args, "--volume="+MoverVolumePath) ||

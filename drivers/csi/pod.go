@@ -17,10 +17,14 @@ const (
 	LabelMoverNode = "stork.dev/mover-node"
 )
 
-// Paths inside the mover container.
+// MoverCommand is the data mover's binary in the mover image (Stork's).
+const MoverCommand = "/stork-agent"
+
+// Paths inside the mover container. Not under /stork: that is the controller's binary in
+// Stork's image, and the runtime cannot mount onto a path below a file.
 const (
-	MoverVolumePath = "/stork/volume"
-	MoverAccessPath = "/stork/access"
+	MoverVolumePath = "/mover/volume"
+	MoverAccessPath = "/mover/access"
 )
 
 // moverUser is the non-root user mover pods run as.
@@ -55,9 +59,11 @@ func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, 
 				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term}}}},
 			SecurityContext: d.moverPodSecurity(),
 			Containers: []corev1.Container{{
-				Name:    "mover",
-				Image:   d.cfg.image,
-				Command: []string{"stork-agent", "mover", job.verb},
+				Name:  "mover",
+				Image: d.cfg.image,
+				// An absolute path: Stork's image sets no PATH, and the runtime's default one
+				// does not hold /, where the image keeps its binaries.
+				Command: []string{MoverCommand, "mover", job.verb},
 				Args:    []string{"--task=" + task.Namespace + "/" + task.Name, "--volume=" + MoverVolumePath, "--access=" + MoverAccessPath},
 				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 					{Name: "TMPDIR", Value: "/tmp"}},

@@ -76,6 +76,8 @@ type Cluster struct {
 	Kubeconfig string
 	// HostIP is the address kube-apiserver listens on with RealNodes (nil otherwise).
 	HostIP net.IP
+	// ca signs the certificates of kube-apiserver and kubelets with RealNodes.
+	ca *authority
 
 	env       *Env
 	testEnv   *envtest.Environment
@@ -88,6 +90,10 @@ type Cluster struct {
 
 	// logFiles are the envtest processes' logs, closed by Stop.
 	logFiles []*os.File
+
+	// realNodes are the nodes StartRealNode started, on which the kubelet registers CSI drivers.
+	realNodesMu sync.Mutex
+	realNodes   []*RealNode
 
 	heartbeatsMu sync.Mutex
 	heartbeats   map[string]context.CancelFunc
@@ -156,12 +162,11 @@ func (c *Cluster) start(ctx context.Context, opts ClusterOptions) error {
 	// manager; this harness runs one, so the API server behaves as in a real cluster.
 	api.Configure().Disable("disable-admission-plugins")
 	if opts.RealNodes {
-		ip, err := hostIP()
+		ip, err := HostAddress()
 		if err != nil {
 			return err
 		}
-		ca, err := writeServingPKI(certDir, []net.IP{ip, kubernetesServiceIP})
-		if err != nil {
+		if c.ca, err = writeServingPKI(certDir, []net.IP{ip, kubernetesServiceIP}); err != nil {
 			return fmt.Errorf("writing kube-apiserver's certificates: %w", err)
 		}
 		port, err := c.env.FreePort()
@@ -170,9 +175,14 @@ func (c *Cluster) start(ctx context.Context, opts ClusterOptions) error {
 		}
 		// envtest picks a loopback address unless given both the address and the port.
 		api.SecureServing.Address, api.SecureServing.Port = ip.String(), fmt.Sprint(port)
-		api.SecureServing.CA = ca
+		api.SecureServing.CA = c.ca.PEM
+		// kube-apiserver calls kubelets (logs, exec, port-forward) with a client certificate
+		// they check, and checks theirs against the same authority (StartRealNode issues them).
 		api.Configure().Set("advertise-address", ip.String()).Set("authorization-mode", "Node,RBAC").
-			Set("kubelet-preferred-address-types", "InternalIP") // no DNS knows the nodes' names
+			Set("kubelet-preferred-address-types", "InternalIP"). // no DNS knows the nodes' names
+			Set("kubelet-client-certificate", filepath.Join(certDir, "kubelet-client.crt")).
+			Set("kubelet-client-key", filepath.Join(certDir, "kubelet-client.key")).
+			Set("kubelet-certificate-authority", filepath.Join(certDir, "harness-ca.crt"))
 		c.HostIP = ip
 	}
 	c.testEnv = &envtest.Environment{

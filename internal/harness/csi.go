@@ -56,6 +56,7 @@ type CSI struct {
 	Provisioner, Snapshotter, SnapshotController *Process
 
 	cluster  *Cluster
+	nodes    []*nodePlugin // on real nodes
 	sockDir  string
 	stopOnce sync.Once
 	stopErr  error
@@ -119,6 +120,13 @@ func (s *CSI) start(ctx context.Context, bins CSIBinaries, dir string) error {
 	}
 	if err := s.Plugin.Start(filepath.Join(s.sockDir, "csi.sock")); err != nil {
 		return err
+	}
+	for _, n := range s.cluster.realNodeList() {
+		np, err := s.serveNodePlugin(ctx, n)
+		if err != nil {
+			return fmt.Errorf("registering with the kubelet of node %s: %w", n.Name, err)
+		}
+		s.nodes = append(s.nodes, np)
 	}
 	return s.startSidecars(ctx, bins)
 }
@@ -244,8 +252,10 @@ func readCRDs(path string) ([]*apiextensionsv1.CustomResourceDefinition, error) 
 }
 
 // register makes the objects that the driver's installation (CSIDriver) and the kubelets'
-// plugin registration (a CSINode per node) would: csi-provisioner reads the topology keys of
-// the CSINodes and the values of those keys from the Nodes' labels.
+// plugin registration (a CSINode per simulated node) would: csi-provisioner reads the topology
+// keys of the CSINodes and the values of those keys from the Nodes' labels. Real nodes' kubelets
+// register the driver themselves (serveNodePlugin). The kubelet gives a pod's fsGroup to the
+// driver's volumes (policy File), as most drivers of real file systems ask.
 func (s *CSI) register(ctx context.Context) error {
 	c := s.cluster
 	driver := &storagev1.CSIDriver{
@@ -254,6 +264,7 @@ func (s *CSI) register(ctx context.Context) error {
 			AttachRequired:       ptr.To(false),
 			PodInfoOnMount:       ptr.To(false),
 			VolumeLifecycleModes: []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent},
+			FSGroupPolicy:        ptr.To(storagev1.FileFSGroupPolicy),
 		},
 	}
 	if err := c.Client.Create(ctx, driver); err != nil {
@@ -263,7 +274,14 @@ func (s *CSI) register(ctx context.Context) error {
 	if err := c.Client.List(ctx, &nodes); err != nil {
 		return fmt.Errorf("listing nodes: %w", err)
 	}
+	real := map[string]bool{}
+	for _, n := range c.realNodeList() {
+		real[n.Name] = true
+	}
 	for _, n := range nodes.Items {
+		if real[n.Name] {
+			continue
+		}
 		if err := s.RegisterCSINode(ctx, n.Name); err != nil {
 			return err
 		}
@@ -351,7 +369,7 @@ func (s *CSI) makeClasses(ctx context.Context) error {
 // spec.csi.volumeHandle).
 func (s *CSI) VolumeDir(handle string) string { return s.Plugin.VolumeDir(handle) }
 
-// Stop stops the sidecars, then the plugin, and removes the socket's directory; the plugin's
+// Stop stops the sidecars, then the plugin (its node services first), and removes the socket's directory; the plugin's
 // state stays under the harness root. Env.Close calls it; calling it again does nothing.
 func (s *CSI) Stop() error {
 	s.stopOnce.Do(func() {
@@ -360,6 +378,9 @@ func (s *CSI) Stop() error {
 			if p != nil {
 				errs = append(errs, p.Stop(15*time.Second))
 			}
+		}
+		for _, np := range s.nodes {
+			np.stop()
 		}
 		if s.Plugin != nil {
 			s.Plugin.Stop()

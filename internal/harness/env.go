@@ -34,11 +34,11 @@ func FindBinaries() (Binaries, error) {
 func findBuilt(variable, build string, required []string) (string, error) {
 	dir := os.Getenv(variable)
 	if dir == "" {
-		return "", fmt.Errorf("%s is not set: run the tests with `make test`, or export %s=$(%s)", variable, variable, build)
+		return "", fmt.Errorf("%s is not set: run the tests with `make test`, or build with `%s` and export %s to the directory it prints", variable, build, variable)
 	}
 	for _, b := range required {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("%s=%s lacks %s (%v): rebuild with `make testbin`", variable, dir, b, err)
+			return "", fmt.Errorf("%s=%s lacks %s (%v): rebuild with `%s`", variable, dir, b, err, build)
 		}
 	}
 	return dir, nil
@@ -80,12 +80,37 @@ func (b CSIBinaries) CRDs() string { return filepath.Join(string(b), "crds") }
 // EnvHelm names the variable that points the harness at `hack/testbin.sh helm`'s directory.
 const EnvHelm = "STORK_HELM_TESTBIN"
 
+// FindHelm returns the path of the helm command in $STORK_HELM_TESTBIN.
+func FindHelm() (string, error) {
+	dir, err := findBuilt(EnvHelm, "hack/testbin.sh helm", []string{"helm"})
+	return filepath.Join(dir, "helm"), err
+}
+
 // RequireHelm returns the path of the helm command, skipping the test in -short mode and
 // failing it when $STORK_HELM_TESTBIN is missing or incomplete.
 func RequireHelm(t testing.TB) string {
 	t.Helper()
-	dir := require(t, "helm", func() (string, error) { return findBuilt(EnvHelm, "hack/testbin.sh helm", []string{"helm"}) })
-	return filepath.Join(dir, "helm")
+	return require(t, "helm", FindHelm)
+}
+
+// EnvImages names the variable that points the harness at the directory of `make images`.
+const EnvImages = "STORK_IMAGES"
+
+// imageTarballs are the images of `make images` that real nodes import.
+var imageTarballs = []string{"stork.tar", "stork-pause.tar", "stork-testapp.tar"}
+
+// FindImages returns the image tarballs of `make images` in $STORK_IMAGES (bin/images), for
+// RealNodeOptions.Images.
+func FindImages() ([]string, error) {
+	dir, err := findBuilt(EnvImages, "make images", imageTarballs)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range imageTarballs {
+		out = append(out, filepath.Join(dir, name))
+	}
+	return out, nil
 }
 
 // Env owns everything one test (or the demo) starts: clusters, object stores and other

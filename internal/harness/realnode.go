@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -91,9 +92,14 @@ type RealNode struct {
 	Dir string
 	// Subnet is the pods' address range on the node's bridge.
 	Subnet *net.IPNet
+	// KubeletPort is the kubelet's HTTPS port on the cluster's HostIP, and CAFile the
+	// authority its serving certificate is signed by.
+	KubeletPort int
+	CAFile      string
 
 	cluster    *Cluster
 	bins       NodeBinaries
+	labels     map[string]string
 	socket     string
 	bridge     string
 	cgroupRoot string
@@ -125,7 +131,7 @@ func (c *Cluster) StartRealNode(ctx context.Context, bins NodeBinaries, opts Rea
 		return nil, err
 	}
 	_, subnet, _ := net.ParseCIDR("10.244.0.0/24")
-	n := &RealNode{Name: opts.Name, Dir: dir, Subnet: subnet, cluster: c, bins: bins,
+	n := &RealNode{Name: opts.Name, Dir: dir, Subnet: subnet, cluster: c, bins: bins, labels: opts.Labels,
 		socket: filepath.Join(dir, "containerd", "containerd.sock"), bridge: "storkbr0",
 		cgroupRoot: "/stork-harness-" + opts.Name}
 	if n.lock, err = lockMachine(ctx); err != nil {
@@ -139,6 +145,9 @@ func (c *Cluster) StartRealNode(ctx context.Context, bins NodeBinaries, opts Rea
 	if err := n.start(ctx, opts); err != nil {
 		return nil, fmt.Errorf("starting real node %s: %w (logs in %s)", opts.Name, err, filepath.Join(c.env.Root, "logs"))
 	}
+	c.realNodesMu.Lock()
+	defer c.realNodesMu.Unlock()
+	c.realNodes = append(c.realNodes, n)
 	return n, nil
 }
 
@@ -298,9 +307,24 @@ func (n *RealNode) startKubelet(ctx context.Context, opts RealNodeOptions) error
 	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\noptions ndots:1\n"), 0o644); err != nil {
 		return err
 	}
-	// The API server reaches the kubelet anonymously (logs, exec, port-forward): envtest's
-	// API server has no kubelet client certificate, and the kubelet listens on this test
-	// machine only. The thresholds are low because the test machines' disks are shared.
+	// The kubelet serves with a certificate of the cluster's authority, which kube-apiserver
+	// checks, and lets in only clients with a certificate of that authority (kube-apiserver's,
+	// for logs, exec and port-forward) or a token, asking the API server whether they may
+	// (webhook authentication and authorization), as kubeadm sets kubelets up. The eviction
+	// thresholds are low because the test machines' disks are shared.
+	pki := filepath.Join(n.Dir, "pki")
+	if err := os.MkdirAll(pki, 0o700); err != nil {
+		return err
+	}
+	caFile, certFile, keyFile := filepath.Join(pki, "ca.crt"), filepath.Join(pki, "kubelet.crt"), filepath.Join(pki, "kubelet.key")
+	if err := os.WriteFile(caFile, c.ca.PEM, 0o644); err != nil {
+		return err
+	}
+	if err := c.ca.issue(certFile, keyFile, "system:node:"+n.Name, []string{"system:nodes"}, x509.ExtKeyUsageServerAuth,
+		[]string{n.Name}, []net.IP{c.HostIP}); err != nil {
+		return fmt.Errorf("issuing the kubelet's serving certificate: %w", err)
+	}
+	n.KubeletPort, n.CAFile = port, caFile
 	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -312,10 +336,13 @@ port: %[4]d
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: %[5]d
+tlsCertFile: %[9]s
+tlsPrivateKeyFile: %[10]s
 authentication:
-  anonymous: {enabled: true}
-  webhook: {enabled: false}
-authorization: {mode: AlwaysAllow}
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: %[11]s}
+authorization: {mode: Webhook}
 resolvConf: %[6]s
 failSwapOn: false
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%%, nodefs.inodesFree: 1%%, imagefs.available: 1%%}
@@ -326,7 +353,8 @@ maxPods: 60
 volumePluginDir: %[7]s
 podLogsDir: %[8]s
 hairpinMode: hairpin-veth
-`, n.cgroupRoot, n.socket, c.HostIP, port, healthz, resolv, filepath.Join(n.Dir, "volume-plugins"), filepath.Join(n.Dir, "pod-logs"))
+`, n.cgroupRoot, n.socket, c.HostIP, port, healthz, resolv, filepath.Join(n.Dir, "volume-plugins"), filepath.Join(n.Dir, "pod-logs"),
+		certFile, keyFile, caFile)
 	cfgPath := filepath.Join(n.Dir, "kubelet-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return err
@@ -665,4 +693,11 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// realNodeList is a copy of the cluster's real nodes.
+func (c *Cluster) realNodeList() []*RealNode {
+	c.realNodesMu.Lock()
+	defer c.realNodesMu.Unlock()
+	return slices.Clone(c.realNodes)
 }

@@ -1,30 +1,30 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"stork.dev/stork/internal/treesum"
 )
 
 func main() {
 	if len(os.Args) < 3 {
-		fail(fmt.Errorf("usage: testapp run|hook|sum DIR [NAME]"))
+		fail(fmt.Errorf("usage: testapp run|hook|sum DIR [NAME|DIR...]"))
 	}
 	dir := os.Args[2]
 	switch os.Args[1] {
 	case "run":
-		if err := fill(dir); err != nil {
-			fail(err)
+		for _, dir := range os.Args[2:] {
+			if err := fill(dir); err != nil {
+				fail(err)
+			}
+			printSum(dir)
 		}
-		printSum(dir)
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 		<-sigs
@@ -37,7 +37,9 @@ func main() {
 		}
 		fmt.Println("hook", os.Args[3], "written")
 	case "sum":
-		printSum(dir)
+		for _, dir := range os.Args[2:] {
+			printSum(dir)
+		}
 	default:
 		fail(fmt.Errorf("unknown command %q", os.Args[1]))
 	}
@@ -79,32 +81,11 @@ func writeRandom(r *rand.Rand, path string, n int) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// printSum prints a hash over every regular file's path, size and content, in walk order.
+// printSum prints the tree's sum (treesum) and its directory.
 func printSum(dir string) {
-	h := sha256.New()
-	files, bytes := 0, int64(0)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fh := sha256.New()
-		n, err := io.Copy(fh, f)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s %d %x\n", rel, n, fh.Sum(nil))
-		files++
-		bytes += n
-		return nil
-	})
+	sum, err := treesum.Of(dir)
 	if err != nil {
 		fail(err)
 	}
-	fmt.Printf("tree-sum %s files %d bytes %d\n", hex.EncodeToString(h.Sum(nil)), files, bytes)
+	fmt.Println(sum, "dir", dir)
 }

@@ -11,13 +11,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// nodeServer identifies the node and "mounts" a volume by placing a symbolic link to its
-// directory at the target path. Nothing calls it in the harness (there is no kubelet, and tests
-// reach a volume's data through Plugin.VolumeDir); it is there because the CSI spec requires
-// publishing of a Node service, and csi-test's sanity suite checks it.
+// nodeServer identifies a node and publishes volumes on it. Served by Start (one plugin for the
+// whole cluster, nothing calls it but csi-test's sanity suite: the harness plays the kubelet and
+// reaches a volume's data through Plugin.VolumeDir), it publishes a volume as a symbolic link to
+// its directory. Served by ServeNode for a real kubelet, it bind-mounts the directory, as a
+// container runtime needs a mount point: a link is not followed into the container.
 type nodeServer struct {
 	csi.UnimplementedNodeServer
-	p *Plugin
+	p        *Plugin
+	id, zone string
+	bind     bool
 }
 
 func (s *nodeServer) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
@@ -25,9 +28,9 @@ func (s *nodeServer) NodeGetCapabilities(context.Context, *csi.NodeGetCapabiliti
 }
 
 func (s *nodeServer) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	resp := &csi.NodeGetInfoResponse{NodeId: s.p.opts.NodeID}
-	if s.p.opts.Zone != "" {
-		resp.AccessibleTopology = &csi.Topology{Segments: map[string]string{s.p.opts.TopologyKey: s.p.opts.Zone}}
+	resp := &csi.NodeGetInfoResponse{NodeId: s.id}
+	if s.zone != "" {
+		resp.AccessibleTopology = &csi.Topology{Segments: map[string]string{s.p.opts.TopologyKey: s.zone}}
 	}
 	return resp, nil
 }
@@ -54,6 +57,9 @@ func (s *nodeServer) NodePublishVolume(_ context.Context, req *csi.NodePublishVo
 	}
 	want := st.volumeDir(v.ID)
 	target := req.GetTargetPath()
+	if s.bind {
+		return bindMount(want, target, req.GetReadonly(), v.ID)
+	}
 	if have, err := os.Readlink(target); err == nil {
 		if have == want {
 			return &csi.NodePublishVolumeResponse{}, nil // published already
@@ -77,6 +83,9 @@ func (s *nodeServer) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpubli
 		return nil, status.Error(codes.InvalidArgument, "volume ID missing")
 	case req.GetTargetPath() == "":
 		return nil, status.Error(codes.InvalidArgument, "target path missing")
+	}
+	if s.bind {
+		return &csi.NodeUnpublishVolumeResponse{}, unmount(req.GetTargetPath())
 	}
 	fi, err := os.Lstat(req.GetTargetPath())
 	switch {

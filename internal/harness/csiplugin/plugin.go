@@ -37,9 +37,9 @@ type Options struct {
 	// TopologyKey is the one topology key the plugin knows (DefaultTopologyKey when empty):
 	// a volume is accessible in the segment of that key it was created for.
 	TopologyKey string
-	// NodeID and Zone are what NodeGetInfo reports. There is one plugin for the whole cluster
-	// here, so they only matter to callers of the Node service (sanity tests); NodeID defaults
-	// to the host name.
+	// NodeID and Zone are what NodeGetInfo reports on the socket of Start. There is one plugin
+	// for the whole cluster there, so they only matter to callers of its Node service (sanity
+	// tests); NodeID defaults to the host name. Real nodes get their own (ServeNode).
 	NodeID string
 	Zone   string
 }
@@ -90,7 +90,7 @@ func (p *Plugin) Servers() *driver.CSIDriverServers {
 	return &driver.CSIDriverServers{
 		Identity:   &identityServer{p: p},
 		Controller: &controllerServer{p: p},
-		Node:       &nodeServer{p: p},
+		Node:       &nodeServer{p: p, id: p.opts.NodeID, zone: p.opts.Zone},
 	}
 }
 
@@ -102,28 +102,63 @@ func (p *Plugin) Start(path string) error {
 	if p.server != nil {
 		return fmt.Errorf("csi plugin %s: already serving on %s", p.opts.Name, p.socket)
 	}
-	// The kernel's limit (sun_path) is 108 bytes with the terminating NUL; longer paths fail
-	// with a bare "invalid argument".
-	if len(path) > 107 {
-		return fmt.Errorf("csi plugin %s: socket path %s is longer than 107 bytes", p.opts.Name, path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("csi plugin %s: removing stale socket: %w", p.opts.Name, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("csi plugin %s: making the socket's directory: %w", p.opts.Name, err)
-	}
-	l, err := net.Listen("unix", path)
+	d, err := p.serve(path, p.Servers())
 	if err != nil {
-		return fmt.Errorf("csi plugin %s: listening on %s: %w", p.opts.Name, path, err)
-	}
-	d := driver.NewCSIDriver(p.Servers())
-	if err := d.Start(l); err != nil {
-		l.Close()
-		return fmt.Errorf("csi plugin %s: serving on %s: %w", p.opts.Name, path, err)
+		return err
 	}
 	p.server, p.socket = d, path
 	return nil
+}
+
+// NodeService is the plugin's node part for one real node, serving on its own socket.
+type NodeService struct {
+	server *driver.CSIDriver
+	socket string
+}
+
+// ServeNode serves the Identity and Node services for a real kubelet on node nodeID (in zone,
+// if not empty) at path, until NodeService.Stop: NodeGetInfo reports that node, and volumes
+// are published as bind mounts (which needs root). The volumes are the plugin's own, so the
+// controller side (Start) and every node share one store.
+func (p *Plugin) ServeNode(path, nodeID, zone string) (*NodeService, error) {
+	d, err := p.serve(path, &driver.CSIDriverServers{
+		Identity: &identityServer{p: p},
+		Node:     &nodeServer{p: p, id: nodeID, zone: zone, bind: true},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &NodeService{server: d, socket: path}, nil
+}
+
+// Stop stops serving and removes the socket.
+func (n *NodeService) Stop() {
+	n.server.Stop()
+	_ = os.Remove(n.socket)
+}
+
+func (p *Plugin) serve(path string, servers *driver.CSIDriverServers) (*driver.CSIDriver, error) {
+	// The kernel's limit (sun_path) is 108 bytes with the terminating NUL; longer paths fail
+	// with a bare "invalid argument".
+	if len(path) > 107 {
+		return nil, fmt.Errorf("csi plugin %s: socket path %s is longer than 107 bytes", p.opts.Name, path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("csi plugin %s: removing stale socket: %w", p.opts.Name, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("csi plugin %s: making the socket's directory: %w", p.opts.Name, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("csi plugin %s: listening on %s: %w", p.opts.Name, path, err)
+	}
+	d := driver.NewCSIDriver(servers)
+	if err := d.Start(l); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("csi plugin %s: serving on %s: %w", p.opts.Name, path, err)
+	}
+	return d, nil
 }
 
 // Endpoint is the address of the socket in the form the sidecars' --csi-address takes.

@@ -469,3 +469,77 @@ func TestPublish(t *testing.T) {
 		t.Fatalf("volume data after unpublishing: %q", got)
 	}
 }
+
+// TestServeNode publishes through a node service as a kubelet would: NodeGetInfo names that
+// node, a volume is bind-mounted (read-only when asked), and unpublishing unmounts it.
+func TestServeNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	ctx := context.Background()
+	c := start(t, "")
+	vol := createVolume(t, c, "pvc-a", nil).GetVolumeId()
+	writeFile(t, filepath.Join(c.plugin.VolumeDir(vol), "f"), "data")
+	sockDir, err := os.MkdirTemp("", "csin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	ns, err := c.plugin.ServeNode(filepath.Join(sockDir, "node.sock"), "real-1", "zone-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	conn, err := grpc.NewClient("unix://"+filepath.Join(sockDir, "node.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	node := csi.NewNodeClient(conn)
+	ni, err := node.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
+	if err != nil || ni.GetNodeId() != "real-1" || ni.GetAccessibleTopology().GetSegments()[zoneKey] != "zone-b" {
+		t.Fatalf("NodeGetInfo = %v, %v; want real-1 in zone-b", ni, err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name     string
+		readOnly bool
+	}{{"read-write", false}, {"read-only", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := filepath.Join(dir, tc.name, "mount") // the kubelet makes the parent only
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			req := &csi.NodePublishVolumeRequest{VolumeId: vol, TargetPath: target, VolumeCapability: mountCaps()[0], Readonly: tc.readOnly}
+			for range 2 { // publishing again is success
+				if _, err := node.NodePublishVolume(ctx, req); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if mounted, err := isMountPoint(target); err != nil || !mounted {
+				t.Fatalf("%s is not a mount point (%v)", target, err)
+			}
+			if fi, err := os.Lstat(target); err != nil || !fi.IsDir() {
+				t.Fatalf("target %v, %v: want a directory, not a link", fi, err)
+			}
+			if got := readFile(t, filepath.Join(target, "f")); got != "data" {
+				t.Fatalf("data through the mount: %q", got)
+			}
+			err := os.WriteFile(filepath.Join(target, "new"), []byte("x"), 0o644)
+			if tc.readOnly != (err != nil) {
+				t.Fatalf("writing through a mount read-only=%v: %v", tc.readOnly, err)
+			}
+			for range 2 {
+				if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vol, TargetPath: target}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := os.Lstat(target); !os.IsNotExist(err) {
+				t.Fatalf("target after unpublishing: %v", err)
+			}
+		})
+	}
+	if got := readFile(t, filepath.Join(c.plugin.VolumeDir(vol), "new")); got != "x" {
+		t.Fatalf("the read-write mount's write is not in the volume: %q", got)
+	}
+}
