@@ -68,10 +68,12 @@ test: verify-generated lint images
 test-unit:
 	$(GO) test -short -count=1 $(GO_PACKAGES)
 
-## demo: a local control plane with simulated nodes in three zones, Stork's CRDs and a file:// BackupLocation
-demo:
+## demo: the disaster-recovery story on two local clusters: site A on simulated nodes, site B on a real node (kubelet, containerd) when run as root
+demo: images
+	@if [ "$$(id -u)" = 0 ]; then hack/node-deps.sh; else echo "demo: not root, so site B runs on simulated nodes" >&2; fi
 	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
-		export STORK_TESTBIN STORK_CSI_TESTBIN && \
+		STORK_HELM_TESTBIN="$$(hack/testbin.sh helm)" && STORK_NODE_TESTBIN="$$(hack/testbin.sh node)" && \
+		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN STORK_NODE_TESTBIN STORK_IMAGES=$(BIN)/images && \
 		$(GO) run ./e2e/demo $(DEMO_ARGS)
 
 ## bench-primitives: the chunker and keyed-hash measurements behind the repository format

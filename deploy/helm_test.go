@@ -117,7 +117,8 @@ func TestHelmChart(t *testing.T) {
 			"metrics.serviceMonitor.labels.release=prom", "backupLocation.create=true", "backupLocation.url=s3://backups/prod",
 			"backupLocation.s3.endpoint=http://minio.minio:9000", "backupLocation.s3.forcePathStyle=true",
 			"backupLocation.credentials.data.accessKeyID=AK", "backupLocation.credentials.data.secretAccessKey=SK",
-			"backupLocation.encryption.passphrase=correct horse", "controller.replicas=1")
+			"backupLocation.encryption.passphrase=correct horse", "backupLocation.accessMode=ReadOnly",
+			"backupLocation.syncPeriod=30s", "controller.replicas=1")
 		byKey := map[string]*unstructured.Unstructured{}
 		for _, u := range objs {
 			byKey[key(u)] = u
@@ -139,7 +140,7 @@ func TestHelmChart(t *testing.T) {
 			t.Fatal("no BackupLocation with backupLocation.create")
 		}
 		spec, _, _ := unstructured.NestedMap(loc.Object, "spec")
-		wantSpec := map[string]any{"url": "s3://backups/prod", "default": true,
+		wantSpec := map[string]any{"url": "s3://backups/prod", "default": true, "accessMode": "ReadOnly", "syncPeriod": "30s",
 			"s3":                     map[string]any{"endpoint": "http://minio.minio:9000", "forcePathStyle": true},
 			"credentialsSecretRef":   map[string]any{"name": "default-credentials"},
 			"encryptionKeySecretRef": map[string]any{"name": "default-encryption", "key": "passphrase"}}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"syscall"
 	"text/tabwriter"
@@ -18,7 +17,6 @@ import (
 
 	"golang.org/x/term"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,9 +89,18 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 		return err
 	}
 
-	step("Creating namespace " + namespace + ", an encryption-key Secret and a file:// BackupLocation")
-	bucket := filepath.Join(env.Root, "bucket")
-	if err := os.MkdirAll(bucket, 0o700); err != nil {
+	// Site B runs on a real node (a kubelet with containerd) when this machine can run one;
+	// its pods then reach the bucket over S3, as they see none of this machine's directories.
+	real, noReal := findRealNode()
+	var bk bucket
+	if real != nil {
+		step("Creating namespace " + namespace + ", an encryption-key Secret and a BackupLocation on a MinIO bucket")
+		bk, err = minioBucket(ctx, env)
+	} else {
+		step("Creating namespace " + namespace + ", an encryption-key Secret and a file:// BackupLocation")
+		bk, err = fileBucket(env)
+	}
+	if err != nil {
 		return err
 	}
 	// A fresh random passphrase: Stork has no default key.
@@ -101,10 +108,13 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	if err := createLocation(ctx, cluster.Client, namespace, bucket, base64.RawURLEncoding.EncodeToString(key), storkv1.AccessReadWrite); err != nil {
+	if err := createLocation(ctx, cluster.Client, namespace, bk, base64.RawURLEncoding.EncodeToString(key), storkv1.AccessReadWrite); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  BackupLocation %s/local → file://%s\n", namespace, bucket)
+	fmt.Fprintf(out, "  BackupLocation %s/backups → %s\n", namespace, bk.url)
+	if real == nil {
+		fmt.Fprintf(out, "  (site B will run on simulated nodes: %v)\n", noReal)
+	}
 
 	step("The API rejects invalid objects with messages that name the field")
 	bad := &storkv1.BackupLocation{
@@ -127,7 +137,7 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
 	}
 	fmt.Fprintf(out, "  pod %s/hello bound to %s\n", namespace, node)
 
-	siteB, err := storkStory(ctx, out, step, env, cluster, bucket)
+	siteB, err := storkStory(ctx, out, step, env, cluster, bk, real)
 	if err != nil {
 		return err
 	}
@@ -142,6 +152,14 @@ func run(ctx context.Context, out io.Writer, wait time.Duration, keep bool) (err
   %s get backups -n %s; %s get restores -n stork-system -o yaml
   %s get all,configmaps,secrets,pvc -n %s-dr
 `, cluster.Kubeconfig, kubectl, kubectl, namespace, storkctlDir(), namespace, siteB.Kubeconfig, kubectl, drNamespace, kubectl, kubectl, namespace)
+	if real != nil {
+		fmt.Fprintf(out, `  site B's real node runs Stork's pods and the restored application:
+  %s get pods -A -o wide
+  %s -n stork-system logs deployment/stork
+  %s -n %s-dr logs deployment/db
+  %s -n %s-dr exec deployment/db -- /testapp sum /data-0 /data-1
+`, kubectl, kubectl, kubectl, namespace, kubectl, namespace)
+	}
 	if wait <= 0 {
 		fmt.Fprintln(out, "  (not waiting: run `make demo` from a terminal to keep the cluster up until Ctrl-C)")
 		return nil
@@ -172,35 +190,6 @@ func printNodes(ctx context.Context, out io.Writer, c client.Client) error {
 		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", n.Name, n.Labels[storkv1.LabelRegion], n.Labels[storkv1.LabelZone], n.Labels[storkv1.LabelRack], ready)
 	}
 	return w.Flush()
-}
-
-// createLocation makes namespace ns, the encryption-key Secret and a file:// BackupLocation
-// named local in it.
-func createLocation(ctx context.Context, c client.Client, ns, bucket, passphrase string, mode storkv1.BackupLocationAccessMode) error {
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace: %w", err)
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stork-demo-key"},
-		StringData: map[string]string{"passphrase": passphrase},
-	}
-	if err := c.Create(ctx, secret); err != nil {
-		return fmt.Errorf("creating the encryption key Secret: %w", err)
-	}
-	loc := &storkv1.BackupLocation{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "local"},
-		Spec: storkv1.BackupLocationSpec{
-			URL:                    "file://" + bucket,
-			EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: secret.Name, Key: "passphrase"},
-			Default:                true,
-			AccessMode:             mode,
-			SyncPeriod:             &metav1.Duration{Duration: 10 * time.Second},
-		},
-	}
-	if err := c.Create(ctx, loc); err != nil {
-		return fmt.Errorf("creating BackupLocation: %w", err)
-	}
-	return nil
 }
 
 func schedulePod(ctx context.Context, cluster *harness.Cluster) (string, error) {

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +22,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/internal/harness"
+	"stork.dev/stork/internal/treesum"
 )
 
 // storkStory is the disaster-recovery story. Site A runs Stork — the controller and one agent
@@ -33,20 +31,20 @@ import (
 // B, a second cluster in other zones, reads the same bucket, sees the backups through sync and
 // restores the application into a mapped namespace and zones; the data is compared. It returns
 // site B's cluster.
-func storkStory(ctx context.Context, out io.Writer, step func(string), env *harness.Env, a *harness.Cluster, bucket string) (*harness.Cluster, error) {
+func storkStory(ctx context.Context, out io.Writer, step func(string), env *harness.Env, a *harness.Cluster, bk bucket, real *realNode) (*harness.Cluster, error) {
 	step("Starting Stork on site A: the controller, and a stork-agent per node with its own storage root")
 	if err := startStork(ctx, out, a); err != nil {
 		return nil, err
 	}
 	loc := &storkv1.BackupLocation{}
 	if err := a.WaitFor(ctx, time.Minute, "the BackupLocation to be checked", func(ctx context.Context) (bool, error) {
-		err := a.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "local"}, loc)
+		err := a.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "backups"}, loc)
 		return err == nil && loc.Status.Phase != "", err
 	}); err != nil {
 		return nil, err
 	}
 	cond := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable)
-	fmt.Fprintf(out, "  BackupLocation local: %s (%s) — repository %s initialised\n", loc.Status.Phase, cond.Reason, loc.Status.RepositoryID)
+	fmt.Fprintf(out, "  BackupLocation backups: %s (%s) — repository %s initialised\n", loc.Status.Phase, cond.Reason, loc.Status.RepositoryID)
 
 	step("A database writes its data: two claims, on nodes in zone-a and zone-b, with its config, secret, service and deployment")
 	dbNodes := map[string]string{"data-0": "node-zone-a-1", "data-1": "node-zone-b-1"}
@@ -112,7 +110,7 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 	sched := &storkv1.SnapshotSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-every-minute"},
 		Spec: storkv1.SnapshotScheduleSpec{Schedule: "* * * * *",
 			Retention: storkv1.Retention{KeepLast: 2}, BackupRetention: &storkv1.Retention{KeepLast: 5, KeepDaily: 7},
-			Template: storkv1.SnapshotTemplate{Spec: storkv1.SnapshotSpec{Source: snap.Spec.Source, IncludeResources: true, BackupLocation: "local"}}}}
+			Template: storkv1.SnapshotTemplate{Spec: storkv1.SnapshotSpec{Source: snap.Spec.Source, IncludeResources: true, BackupLocation: "backups"}}}}
 	if err := a.Client.Create(ctx, sched); err != nil {
 		return nil, err
 	}
@@ -130,24 +128,33 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 		return nil, err
 	}
 
-	step("Meanwhile, site B: a second cluster in zone-c and zone-d, whose BackupLocation reads the same bucket (ReadOnly)")
-	started := time.Now()
-	b, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "site-b", Nodes: harness.Nodes("node", "region-2", []string{"zone-c", "zone-d"}, 1)})
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(out, "  site B's control plane up in %.1fs\n", time.Since(started).Seconds())
-	if err := startStork(ctx, out, b); err != nil {
-		return nil, err
-	}
 	key := &corev1.Secret{}
 	if err := a.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "stork-demo-key"}, key); err != nil {
 		return nil, err
 	}
-	if err := createLocation(ctx, b.Client, drNamespace, bucket, string(key.Data["passphrase"]), storkv1.AccessReadOnly); err != nil {
-		return nil, err
+	var b *harness.Cluster
+	zones := map[string]string{"zone-a": "zone-c", "zone-b": "zone-d"}
+	if real != nil {
+		step("Meanwhile, site B: a second cluster with a real node in zone-c; Stork installed with Helm, its BackupLocation reads the same bucket (ReadOnly)")
+		if b, err = startRealSiteB(ctx, out, env, real, bk, string(key.Data["passphrase"])); err != nil {
+			return nil, err
+		}
+		zones["zone-b"] = "zone-c" // one real node: both claims come to it
+	} else {
+		step("Meanwhile, site B: a second cluster in zone-c and zone-d, whose BackupLocation reads the same bucket (ReadOnly)")
+		started := time.Now()
+		if b, err = env.StartCluster(ctx, harness.ClusterOptions{Name: "site-b", Nodes: harness.Nodes("node", "region-2", []string{"zone-c", "zone-d"}, 1)}); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "  site B's control plane up in %.1fs\n", time.Since(started).Seconds())
+		if err := startStork(ctx, out, b); err != nil {
+			return nil, err
+		}
+		if err := createLocation(ctx, b.Client, drNamespace, bk, string(key.Data["passphrase"]), storkv1.AccessReadOnly); err != nil {
+			return nil, err
+		}
 	}
-	fmt.Fprintf(out, "  BackupLocation %s/local → file://%s (ReadOnly, synced every 10s)\n", drNamespace, bucket)
+	fmt.Fprintf(out, "  BackupLocation %s/backups → %s (ReadOnly, synced every 10s)\n", drNamespace, bk.url)
 
 	step("Site A: the schedule's first run snapshots the app and backs it up")
 	var backup storkv1.Backup
@@ -197,20 +204,26 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 	fmt.Fprintf(out, "  Backup %s/%s imported: from cluster %s, namespace %s, zones %s, %d volumes, %d objects\n", imported.Namespace, imported.Name,
 		imported.Status.Cluster, imported.Status.SourceNamespace, strings.Join(imported.Status.Zones, ", "), len(imported.Status.Volumes), imported.Status.ResourceCount)
 
-	step("Site B restores the app into namespace stork-demo-dr, zone-a → zone-c and zone-b → zone-d")
+	step(fmt.Sprintf("Site B restores the app into namespace %s-dr, zone-a → %s and zone-b → %s", namespace, zones["zone-a"], zones["zone-b"]))
 	dr := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "db-dr"},
 		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: imported.Name},
 			NamespaceMapping: map[string]string{namespace: namespace + "-dr"},
-			ZoneMapping:      &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-c", "zone-b": "zone-d"}}}}
+			ZoneMapping:      &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: zones}}}
 	if err := restoreAndCompare(ctx, out, b, dr, held, "site A's data"); err != nil {
 		return nil, err
 	}
 	for _, o := range dr.Status.Objects {
 		fmt.Fprintf(out, "  %s %s: %s\n", o.Kind, strings.TrimPrefix(o.Namespace+"/"+o.Name, "/"), o.Result)
 	}
+	if real != nil {
+		step("Site B starts the restored application on its real node")
+		if err := startRestoredApp(ctx, out, b, held); err != nil {
+			return nil, err
+		}
+	}
 
 	step("Break-glass: restore data-0 from the bucket with storkctl alone, as if both clusters were gone")
-	tmp, err := os.MkdirTemp(filepath.Dir(bucket), "break-glass-")
+	tmp, err := os.MkdirTemp(env.Root, "break-glass-")
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +236,12 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 		return nil, err
 	}
 	target := filepath.Join(tmp, "data-0")
-	args := []string{"repo", "restore", "latest", target, "--tag", "namespace=" + namespace, "--tag", "pvc=data-0",
-		"--location", "file://" + bucket, "--passphrase-file", passFile}
+	storeArgs, err := bk.storkctlArgs(tmp)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"repo", "restore", "latest", target, "--tag", "namespace=" + namespace, "--tag", "pvc=data-0",
+		"--passphrase-file", passFile}, storeArgs...)
 	fmt.Fprintf(out, "  $ storkctl %s\n", strings.Join(args, " "))
 	cmdOut, err := exec.CommandContext(ctx, filepath.Join(bins, "storkctl"), args...).CombinedOutput()
 	if err != nil {
@@ -248,8 +265,9 @@ var db = map[string]string{"app": "db"}
 // namespace, whose locations see the backups of every namespace.
 const drNamespace = harness.StorkNamespace
 
-// appObjects are the demo application's Kubernetes objects besides its claims. No kubelet runs
-// here, so the Deployment has no replicas: it is there to be backed up and restored.
+// appObjects are the demo application's Kubernetes objects besides its claims. Site A's nodes
+// are simulated, so the Deployment has no replicas there; on site B's real node it is scaled up
+// after the restore: the test application (image stork-testapp) prints the sum of each volume.
 func appObjects() []client.Object {
 	return []client.Object{
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db-config", Labels: db}, Data: map[string]string{"max_connections": "100"}},
@@ -259,7 +277,8 @@ func appObjects() []client.Object {
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "db", Labels: db},
 			Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(0)), Selector: &metav1.LabelSelector{MatchLabels: db},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: db}, Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "db", Image: "postgres:17"}},
+					Containers: []corev1.Container{{Name: "db", Image: "stork-testapp:dev", Command: []string{"/testapp", "run", "/data-0", "/data-1"},
+						VolumeMounts: []corev1.VolumeMount{{Name: "data-0", MountPath: "/data-0"}, {Name: "data-1", MountPath: "/data-1"}}}},
 					Volumes: []corev1.Volume{
 						{Name: "data-0", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-0"}}},
 						{Name: "data-1", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-1"}}}}}}}},
@@ -367,36 +386,35 @@ func printStorageNodes(ctx context.Context, out io.Writer, c client.Client) erro
 	return w.Flush()
 }
 
-// writeData writes a small database's worth of files.
+// writeData writes a small database's worth of files, owned by the database's user (the
+// images' non-root user, 65532) when the demo can give them away, as on a real node the
+// restored application reads them as that user.
 func writeData(dir, claim string) error {
+	write := func(name string, data []byte, mode os.FileMode) error {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			return err
+		}
+		if os.Geteuid() == 0 {
+			return os.Chown(p, appUser, appUser)
+		}
+		return nil
+	}
 	for i := range 20 {
-		name := filepath.Join(dir, fmt.Sprintf("table-%02d.dat", i))
-		if err := os.WriteFile(name, []byte(strings.Repeat(fmt.Sprintf("%s row %d\n", claim, i), 4000+i*100)), 0o640); err != nil {
+		if err := write(fmt.Sprintf("table-%02d.dat", i), []byte(strings.Repeat(fmt.Sprintf("%s row %d\n", claim, i), 4000+i*100)), 0o640); err != nil {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(dir, "wal.log"), make([]byte, 1<<20), 0o600)
+	return write("wal.log", make([]byte, 1<<20), 0o600)
 }
 
-// treeSum hashes every file's relative path and content under dir.
+// appUser is the user of Stork's images, the test application's among them.
+const appUser = 65532
+
+// treeSum hashes the tree under dir as the test application does (internal/treesum).
 func treeSum(dir string) (sum string, files int, size int64, err error) {
-	h := sha256.New()
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s %d\n", rel, len(data))
-		h.Write(data)
-		files++
-		size += int64(len(data))
-		return nil
-	})
-	return hex.EncodeToString(h.Sum(nil)), files, size, err
+	t, err := treesum.Of(dir)
+	return t.Hex, t.Files, t.Bytes, err
 }
 
 func human(n int64) string {
