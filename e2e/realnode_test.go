@@ -30,8 +30,9 @@ import (
 	"stork.dev/stork/internal/harness"
 )
 
-// startRealCluster starts a control plane for real nodes and one real node with Stork's images.
-func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env) (*harness.Cluster, *harness.RealNode) {
+// startRealCluster starts a control plane for real nodes and two real nodes with Stork's
+// images, in zones a and b of one region.
+func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env) (*harness.Cluster, []*harness.RealNode) {
 	t.Helper()
 	nodeBins := harness.RequireNodeBinaries(t)
 	images, err := harness.FindImages()
@@ -42,14 +43,18 @@ func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env) (*har
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	n, err := c.StartRealNode(ctx, nodeBins, harness.RealNodeOptions{Name: "real-1", Images: images,
-		Labels: map[string]string{"topology.kubernetes.io/region": "region-1", "topology.kubernetes.io/zone": "zone-a"}})
-	if err != nil {
-		t.Fatal(err)
+	var nodes []*harness.RealNode
+	for i, zone := range []string{"zone-a", "zone-b"} {
+		start := time.Now()
+		n, err := c.StartRealNode(ctx, nodeBins, harness.RealNodeOptions{Name: fmt.Sprintf("real-%d", i+1), Images: images,
+			Labels: map[string]string{"topology.kubernetes.io/region": "region-1", "topology.kubernetes.io/zone": zone}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("real node %s Ready in %s", n.Name, time.Since(start).Round(time.Millisecond))
+		nodes = append(nodes, n)
 	}
-	t.Logf("real node %s Ready in %s", n.Name, time.Since(start).Round(time.Millisecond))
-	return c, n
+	return c, nodes
 }
 
 // waitPodPhase waits for a pod to reach phase and returns it.
@@ -92,16 +97,19 @@ func podSummary(p *corev1.Pod) string {
 	return b.String()
 }
 
-// TestRealNode runs Stork on a real kubelet: Stork installed with the kustomize base as a user
-// would, its pods from the images of `make images` in Debian's containerd and runc, networked by
-// the CNI bridge and reaching the API server through kube-proxy; then an application's data
-// snapshotted with a hook run through pods/exec, backed up to MinIO and restored into another
-// namespace, where the restored application reads it back.
+// TestRealNode runs Stork on two real kubelets: Stork installed with the kustomize base as a
+// user would (controller, agents, the stork scheduler and the pod webhook), its pods from the
+// images of `make images` in Debian's containerd and runc, networked by the CNI bridges, finding
+// each other through the cluster DNS and reaching the API server through kube-proxy; then an
+// application placed by the stork scheduler, its data snapshotted with a hook run through
+// pods/exec, backed up to MinIO and restored into another namespace, where the restored
+// application reads it back.
 func TestRealNode(t *testing.T) {
 	env := harness.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	c, n := startRealCluster(ctx, t, env)
+	c, nodes := startRealCluster(ctx, t, env)
+	n := nodes[0]
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -160,13 +168,14 @@ func TestRealNode(t *testing.T) {
 		}
 	})
 
-	// Stork as users install it: the kustomize overlay without the stork scheduler (no cluster
-	// DNS runs here for it to find the extender), with the agents' storage root moved into the
-	// node's directory, as a user with another disk layout would.
+	// Stork as users install it: the kustomize base, with the agents' storage root moved, as a
+	// user with another disk layout would: into the first node's directory, a shared mount
+	// (which the agent's mountPropagation needs). Both nodes are this machine, so both agents
+	// see the one directory; each works only on the volumes of its own node.
 	storage := filepath.Join(n.Dir, "storage")
 	t.Run("kustomize installs Stork and its pods become ready", func(t *testing.T) {
 		dir := t.TempDir()
-		overlay, err := filepath.Abs("../deploy/overlays/no-scheduler")
+		overlay, err := filepath.Abs("../deploy")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,23 +201,39 @@ patches:
 		}
 		start := time.Now()
 		kubectl(t, "apply", "--server-side", "-k", dir)
-		kubectl(t, "-n", "stork-system", "wait", "--for=condition=Available", "--timeout=180s", "deployment/stork")
+		kubectl(t, "-n", "stork-system", "wait", "--for=condition=Available", "--timeout=180s", "deployment/stork", "deployment/stork-scheduler")
 		kubectl(t, "-n", "stork-system", "rollout", "status", "--timeout=180s", "daemonset/stork-agent")
-		t.Logf("stork Deployment Available and agent DaemonSet rolled out %s after apply", time.Since(start).Round(time.Millisecond))
+		t.Logf("stork and stork-scheduler Deployments Available and agent DaemonSet rolled out %s after apply", time.Since(start).Round(time.Millisecond))
 
 		pods, err := cs.CoreV1().Pods("stork-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=stork"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pods.Items) != 3 {
-			t.Fatalf("%d stork pods, want 2 controllers and 1 agent", len(pods.Items))
+		if len(pods.Items) != 6 {
+			t.Fatalf("%d stork pods, want 2 controllers, 2 agents and 2 schedulers", len(pods.Items))
 		}
 		leaders := 0
+		schedulers := map[string]bool{}
 		for _, p := range pods.Items {
+			image := "stork:dev"
+			if p.Labels["app.kubernetes.io/component"] == "scheduler" {
+				image = "registry.k8s.io/kube-scheduler:v1.37.2"
+			}
 			for _, st := range p.Status.ContainerStatuses {
-				if !st.Ready || st.RestartCount != 0 || !strings.HasSuffix(st.Image, "stork:dev") {
+				if !st.Ready || st.RestartCount != 0 || !strings.HasSuffix(st.Image, image) {
 					t.Errorf("pod %s container %s: ready %v, restarts %d, image %s", p.Name, st.Name, st.Ready, st.RestartCount, st.Image)
 				}
+			}
+			if p.Labels["app.kubernetes.io/component"] == "scheduler" {
+				// kube-scheduler's liveness probe (/healthz, HTTPS) passed: no restarts. Its
+				// RBAC (60-scheduler.yaml) is enough: it was refused nothing it watches.
+				schedulers[p.Name] = true
+				for _, line := range strings.Split(kubectl(t, "-n", "stork-system", "logs", p.Name), "\n") {
+					if strings.Contains(line, "forbidden") {
+						t.Errorf("scheduler %s was refused: %s", p.Name, line)
+					}
+				}
+				continue
 			}
 			// The probes' endpoints and /metrics, from this machine to the pod's address on
 			// the bridge, as Prometheus would scrape them.
@@ -236,18 +261,33 @@ patches:
 		if leaders != 1 {
 			t.Errorf("%d controller replicas lead, want 1", leaders)
 		}
-		// The agent reached the API server from its pod: its node's storage is reported.
-		err = c.WaitFor(ctx, time.Minute, "the agent's StorageNode", func(ctx context.Context) (bool, error) {
-			var nodes storkv1.StorageNodeList
-			if err := c.Client.List(ctx, &nodes); err != nil {
+		// One stork scheduler leads, under the lease its configuration names (an identity is
+		// the pod's hostname and a suffix).
+		err = c.WaitFor(ctx, time.Minute, "a stork scheduler to lead", func(ctx context.Context) (bool, error) {
+			lease, err := cs.CoordinationV1().Leases("stork-system").Get(ctx, "stork-scheduler", metav1.GetOptions{})
+			if err != nil || lease.Spec.HolderIdentity == nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			holder, _, _ := strings.Cut(*lease.Spec.HolderIdentity, "_")
+			if !schedulers[holder] {
+				return false, fmt.Errorf("lease stork-system/stork-scheduler held by %q, not a scheduler pod (%v)", *lease.Spec.HolderIdentity, schedulers)
+			}
+			return true, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The agents reached the API server from their pods: each node's storage is reported.
+		err = c.WaitFor(ctx, time.Minute, "a StorageNode per node", func(ctx context.Context) (bool, error) {
+			var sns storkv1.StorageNodeList
+			if err := c.Client.List(ctx, &sns); err != nil {
 				return false, err
 			}
-			for _, sn := range nodes.Items {
-				if sn.Spec.NodeName == n.Name {
-					return true, nil
-				}
+			reported := map[string]bool{}
+			for _, sn := range sns.Items {
+				reported[sn.Spec.NodeName] = true
 			}
-			return false, nil
+			return reported[nodes[0].Name] && reported[nodes[1].Name], nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -278,6 +318,29 @@ patches:
 		mustCreate(t, c, testApp("shop"))
 		kubectl(t, "-n", "shop", "wait", "--for=condition=Available", "--timeout=120s", "deployment/shop")
 		before = logTreeSum(ctx, t, c, kubectl, "shop")
+
+		// Placement, end to end: the API server called Stork's webhook through its Service
+		// (kube-proxy), which gave the pod the stork scheduler; that scheduler, finding the
+		// extender by its Service name (cluster DNS), asked it and bound the pod to the node
+		// holding its volume.
+		pods, err := cs.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{LabelSelector: "app=shop"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("pods of shop: %v, %v", pods, err)
+		}
+		pod := pods.Items[0]
+		if pod.Spec.SchedulerName != "stork" || pod.Spec.NodeName != n.Name {
+			t.Errorf("pod %s: scheduler %q, node %q; want stork, %s", pod.Name, pod.Spec.SchedulerName, pod.Spec.NodeName, n.Name)
+		}
+		evs, err := cs.EventsV1().Events("shop").List(ctx, metav1.ListOptions{FieldSelector: "reason=Scheduled,regarding.name=" + pod.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs.Items) != 1 || evs.Items[0].ReportingController != "stork" {
+			t.Errorf("Scheduled events of pod %s: %+v, want one reported by stork", pod.Name, evs.Items)
+		}
+		if filters := extenderCalls(ctx, t, cs, "filter"); filters == 0 {
+			t.Error("no controller counted a filter call of the extender")
+		}
 	})
 
 	t.Run("a snapshot with a hook through pods/exec is backed up to MinIO", func(t *testing.T) {
@@ -363,7 +426,7 @@ patches:
 		// from the stork image, with the CSI volume mounted by the kubelet.
 		verbs := map[string]int{}
 		for name, p := range movers() {
-			ok := p.Spec.NodeName == n.Name && len(p.Status.ContainerStatuses) == 1
+			ok := (p.Spec.NodeName == nodes[0].Name || p.Spec.NodeName == nodes[1].Name) && len(p.Status.ContainerStatuses) == 1
 			if ok {
 				st := p.Status.ContainerStatuses[0]
 				ok = st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 &&
@@ -379,6 +442,30 @@ patches:
 			t.Errorf("mover pods ran %v, want one backup and one restore", verbs)
 		}
 	})
+}
+
+// extenderCalls sums the controllers' count of the extender's successful calls of verb, from
+// each controller pod's /metrics.
+func extenderCalls(ctx context.Context, t *testing.T, cs kubernetes.Interface, verb string) float64 {
+	t.Helper()
+	pods, err := cs.CoreV1().Pods("stork-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	want := fmt.Sprintf(`stork_extender_requests_total{result="ok",verb=%q} `, verb)
+	for _, p := range pods.Items {
+		for _, line := range strings.Split(httpGet(ctx, t, "http://"+p.Status.PodIP+":8080/metrics"), "\n") {
+			if v, ok := strings.CutPrefix(line, want); ok {
+				var f float64
+				if _, err := fmt.Sscan(v, &f); err != nil {
+					t.Fatalf("metrics of %s: %q: %v", p.Name, line, err)
+				}
+				sum += f
+			}
+		}
+	}
+	return sum
 }
 
 // moverPods records every data mover pod in Stork's namespace as last seen, until ctx ends.

@@ -5,7 +5,8 @@
 #   hack/testbin.sh       etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl
 #                         (hack/tools/{etcd,kube}) and minio (MINIO_VERSION below)
 #   hack/testbin.sh helm  helm (hack/tools/helm), for the chart's tests
-#   hack/testbin.sh node  kubelet and kube-proxy (hack/tools/node), static, for real nodes
+#   hack/testbin.sh node  kubelet, kube-proxy, kube-scheduler (hack/tools/node) and coredns
+#                         (hack/tools/dns), static, for real nodes
 #   hack/testbin.sh csi   csi-provisioner, csi-snapshotter, snapshot-controller (hack/tools/csi)
 #                         and, in crds/, the VolumeSnapshot and VolumeGroupSnapshot CRDs of the
 #                         same external-snapshotter release
@@ -126,17 +127,24 @@ build_helm() {
 }
 
 node_tools=$here/tools/node
-NODE_BUILD_REVISION=1
+dns_tools=$here/tools/dns
+NODE_BUILD_REVISION=2
 
 build_node() {
 	local out=$1 ldflags cmd
 	ldflags=$(kube_ldflags)
-	# Static (CGO_ENABLED=0), as upstream releases them.
-	for cmd in kubelet kube-proxy; do
+	# Static (CGO_ENABLED=0), as upstream releases them: the kube-scheduler goes into an image
+	# with no libc (hack/images), the others run on the host.
+	for cmd in kubelet kube-proxy kube-scheduler; do
 		log "building $cmd $KUBE_VERSION"
 		(cd "$node_tools" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
 	done
 	"$out/kubelet" --version >&2
+	# The cluster DNS the real nodes' pods resolve Service names with (internal/harness runs it
+	# on the host, as the kubelet's clusterDNS).
+	log "building coredns"
+	(cd "$dns_tools" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/coredns" .)
+	"$out/coredns" -version >&2
 }
 
 case "${1:-}" in
@@ -155,7 +163,8 @@ helm)
 	cached "$cache_root/helm-$HELM_VERSION-$key" build_helm
 	;;
 node)
-	key=$(cat "$node_tools/go.mod" "$node_tools/go.sum" <(echo "$NODE_BUILD_REVISION") | sha256sum | cut -c1-12)
+	key=$(cat "$node_tools/go.mod" "$node_tools/go.sum" "$dns_tools/go.mod" "$dns_tools/go.sum" "$dns_tools/main.go" \
+		<(echo "$NODE_BUILD_REVISION") | sha256sum | cut -c1-12)
 	cached "$cache_root/node-$KUBE_VERSION-$key" build_node
 	;;
 *)

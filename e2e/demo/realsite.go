@@ -54,9 +54,9 @@ func findRealNode() (*realNode, error) {
 const realNodeName = "node-zone-c-1"
 
 // startRealSiteB starts site B with one real node in zone-c (a kubelet with containerd and
-// runc) and installs Stork on it with the Helm chart, as a user would: the controller and the
-// agent run as pods from the stork image, and the chart makes the ReadOnly BackupLocation on
-// site A's bucket.
+// runc) and installs Stork on it with the Helm chart, as a user would: the controller, the
+// agent and the stork scheduler run as pods (from the stork image and kube-scheduler's), and the
+// chart makes the ReadOnly BackupLocation on site A's bucket.
 func startRealSiteB(ctx context.Context, out io.Writer, env *harness.Env, rn *realNode, b bucket, passphrase string) (*harness.Cluster, error) {
 	started := time.Now()
 	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "site-b", RealNodes: true})
@@ -82,11 +82,9 @@ func startRealSiteB(ctx context.Context, out io.Writer, env *harness.Env, rn *re
 		location["credentials"] = map[string]any{"data": b.creds}
 	}
 	values, err := yaml.Marshal(map[string]any{
-		"cluster":    c.Name,
-		"controller": map[string]any{"replicas": 1},
-		// No cluster DNS runs here for the stork scheduler to find the extender by name.
-		"webhook":        map[string]any{"enabled": false},
-		"scheduler":      map[string]any{"enabled": false},
+		"cluster":        c.Name,
+		"controller":     map[string]any{"replicas": 1},
+		"scheduler":      map[string]any{"replicas": 1},
 		"agent":          map[string]any{"root": storage},
 		"driverConfig":   map[string]any{"local.roots": storage},
 		"backupLocation": location,
@@ -99,7 +97,7 @@ func startRealSiteB(ctx context.Context, out io.Writer, env *harness.Env, rn *re
 		return nil, err
 	}
 	fmt.Fprintf(out, "  $ helm install stork deploy/helm/stork -n stork-system --create-namespace -f %s\n", valuesFile)
-	fmt.Fprintln(out, "    (values: one controller replica, no webhook or stork scheduler, the agents' root, and a ReadOnly BackupLocation with the bucket's keys and the passphrase)")
+	fmt.Fprintln(out, "    (values: one controller and one stork scheduler replica, the agents' root, and a ReadOnly BackupLocation with the bucket's keys and the passphrase)")
 	start := time.Now()
 	if err := runCommand(ctx, rn.helm, "install", "stork", chartDir(), "--kubeconfig="+c.Kubeconfig, "-n", harness.StorkNamespace,
 		"--create-namespace", "-f", valuesFile, "--wait", "--timeout=3m"); err != nil {
@@ -176,7 +174,8 @@ func startRestoredApp(ctx context.Context, out io.Writer, c *harness.Cluster, wa
 	if len(pod.Status.ContainerStatuses) > 0 {
 		image = pod.Status.ContainerStatuses[0].Image
 	}
-	fmt.Fprintf(out, "  pod %s/%s runs on %s from %s; it logs:\n", ns, pod.Name, pod.Spec.NodeName, image)
+	fmt.Fprintf(out, "  pod %s/%s, placed by scheduler %q (Stork's webhook chose it), runs on %s from %s; it logs:\n",
+		ns, pod.Name, pod.Spec.SchedulerName, pod.Spec.NodeName, image)
 	s := bufio.NewScanner(strings.NewReader(logs))
 	for s.Scan() {
 		// tree-sum HEX files N bytes B dir /data-0

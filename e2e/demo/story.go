@@ -216,7 +216,7 @@ func storkStory(ctx context.Context, out io.Writer, step func(string), env *harn
 		fmt.Fprintf(out, "  %s %s: %s\n", o.Kind, strings.TrimPrefix(o.Namespace+"/"+o.Name, "/"), o.Result)
 	}
 	if real != nil {
-		step("Site B starts the restored application on its real node")
+		step("Site B starts the restored application on its real node, placed by the stork scheduler")
 		if err := startRestoredApp(ctx, out, b, held); err != nil {
 			return nil, err
 		}

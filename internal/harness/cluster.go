@@ -94,6 +94,8 @@ type Cluster struct {
 	// realNodes are the nodes StartRealNode started, on which the kubelet registers CSI drivers.
 	realNodesMu sync.Mutex
 	realNodes   []*RealNode
+	// realHost is what the real nodes share on the machine (realhost.go).
+	realHost *realHost
 
 	heartbeatsMu sync.Mutex
 	heartbeats   map[string]context.CancelFunc

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// NodeBinaries is the directory built by `hack/testbin.sh node`: the kubelet and kube-proxy of
-// the pinned Kubernetes release. The container runtime is Debian's (containerd, runc and the
+// NodeBinaries is the directory built by `hack/testbin.sh node`: the kubelet, kube-proxy and
+// kube-scheduler of the pinned Kubernetes release, and CoreDNS. The container runtime is Debian's (containerd, runc and the
 // CNI plugins, installed by hack/node-deps.sh).
 type NodeBinaries string
 
@@ -36,7 +36,7 @@ const cniBinDir = "/usr/lib/cni"
 // FindNodeBinaries returns the directory named by $STORK_NODE_TESTBIN after checking that it
 // and the machine have everything a real node needs.
 func FindNodeBinaries() (NodeBinaries, error) {
-	dir, err := findBuilt(EnvNodeBinaries, "hack/testbin.sh node", []string{"kubelet", "kube-proxy"})
+	dir, err := findBuilt(EnvNodeBinaries, "hack/testbin.sh node", []string{"kubelet", "kube-proxy", "kube-scheduler", "coredns"})
 	if err != nil {
 		return "", err
 	}
@@ -83,9 +83,11 @@ type RealNodeOptions struct {
 	Labels map[string]string
 }
 
-// RealNode is a kubelet with its own containerd, CNI bridge and kube-proxy, registered with a
-// cluster started with RealNodes. Pods on it really run: images from the node's containerd,
-// volumes mounted by the kubelet, logs and exec through the API server.
+// RealNode is a kubelet with its own containerd and CNI bridge, registered with a cluster
+// started with RealNodes. Pods on it really run: images from the node's containerd, volumes
+// mounted by the kubelet, logs and exec through the API server. The nodes of a cluster share
+// the machine's network namespace, where their bridges are routed to each other and one
+// kube-proxy serves them all (realHost).
 type RealNode struct {
 	Name string
 	// Dir holds the node's files: containerd's root and state, the kubelet's root, configs.
@@ -102,23 +104,21 @@ type RealNode struct {
 	labels     map[string]string
 	socket     string
 	bridge     string
+	network    string // the CNI network's name, which tags its iptables rules
 	cgroupRoot string
-	netnsSeen  map[string]bool
-	lock       *os.File
+	stopped    bool
 	containerd *Process
 	kubelet    *Process
-	proxy      *Process
-	proxyCfg   string
 }
 
-// podCIDR is the range of every real node's pod subnet (one /24 each); kube-proxy
-// masquerades traffic to Services from outside it.
+// podCIDR is the range of every real node's pod subnet (one /24 each, 10.244.INDEX.0/24);
+// kube-proxy masquerades traffic to Services from outside it.
 const podCIDR = "10.244.0.0/16"
 
-// StartRealNode starts containerd, imports the images, and starts the kubelet and kube-proxy
-// for a Node named opts.Name; it returns once the Node is Ready. One real node runs on the
-// machine at a time (they share iptables and the address of the API server): a second test
-// wanting one waits for the first to stop.
+// StartRealNode starts containerd, imports the images, and starts the kubelet for a Node
+// named opts.Name, and kube-proxy with the cluster's first node; it returns once the Node is
+// Ready. One cluster at a time has real nodes on the machine (they share iptables and the
+// cluster DNS's port): another test's cluster wanting one waits for the first to stop.
 func (c *Cluster) StartRealNode(ctx context.Context, bins NodeBinaries, opts RealNodeOptions) (*RealNode, error) {
 	if c.HostIP == nil {
 		return nil, fmt.Errorf("starting real node %s: the cluster was not started with RealNodes", opts.Name)
@@ -130,45 +130,38 @@ func (c *Cluster) StartRealNode(ctx context.Context, bins NodeBinaries, opts Rea
 	if err != nil {
 		return nil, err
 	}
-	_, subnet, _ := net.ParseCIDR("10.244.0.0/24")
+	c.realNodesMu.Lock()
+	host, err := c.realHostLocked(ctx, bins)
+	index := 0
+	if err == nil {
+		index = host.nodes
+		host.nodes++
+	}
+	c.realNodesMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("starting real node %s: %w", opts.Name, err)
+	}
+	if index > 255 {
+		return nil, fmt.Errorf("starting real node %s: a cluster has at most 256 real nodes", opts.Name)
+	}
+	_, subnet, _ := net.ParseCIDR(fmt.Sprintf("10.244.%d.0/24", index))
 	n := &RealNode{Name: opts.Name, Dir: dir, Subnet: subnet, cluster: c, bins: bins, labels: opts.Labels,
-		socket: filepath.Join(dir, "containerd", "containerd.sock"), bridge: "storkbr0",
-		cgroupRoot: "/stork-harness-" + opts.Name}
-	if n.lock, err = lockMachine(ctx); err != nil {
-		return nil, err
-	}
-	if n.netnsSeen, err = listNetns(); err != nil {
-		n.lock.Close()
-		return nil, err
-	}
+		socket: filepath.Join(dir, "containerd", "containerd.sock"), bridge: fmt.Sprintf("storkbr%d", index),
+		network: fmt.Sprintf("stork-harness-%d", index), cgroupRoot: "/stork-harness-" + opts.Name}
 	c.env.onClose(n.Stop)
+	opts.Images = append(slices.Clone(opts.Images), host.images...)
 	if err := n.start(ctx, opts); err != nil {
 		return nil, fmt.Errorf("starting real node %s: %w (logs in %s)", opts.Name, err, filepath.Join(c.env.Root, "logs"))
 	}
 	c.realNodesMu.Lock()
 	defer c.realNodesMu.Unlock()
+	if host.proxy == nil {
+		if err := host.startProxy(c, n); err != nil {
+			return nil, fmt.Errorf("starting kube-proxy: %w", err)
+		}
+	}
 	c.realNodes = append(c.realNodes, n)
 	return n, nil
-}
-
-// lockMachine takes the machine-wide lock of real nodes, waiting for another test's node to
-// stop first.
-func lockMachine(ctx context.Context) (*os.File, error) {
-	f, err := os.OpenFile("/run/lock/stork-real-node.lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the real-node lock: %w", err)
-	}
-	for {
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-			return f, nil
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for another test's real node to stop: %w", ctx.Err())
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 func (n *RealNode) start(ctx context.Context, opts RealNodeOptions) error {
@@ -201,9 +194,6 @@ func (n *RealNode) start(ctx context.Context, opts RealNodeOptions) error {
 	if err := n.startKubelet(ctx, opts); err != nil {
 		return err
 	}
-	if err := n.startProxy(); err != nil {
-		return err
-	}
 	return n.cluster.WaitFor(ctx, 3*time.Minute, "node "+n.Name+" Ready", func(ctx context.Context) (bool, error) {
 		node := &corev1.Node{}
 		if err := n.cluster.Client.Get(ctx, client.ObjectKey{Name: n.Name}, node); err != nil {
@@ -233,6 +223,9 @@ state = %[2]q
   sandbox_image = %[5]q
   # This machine refuses to lower oom_score_adj (the kubelet asks -998 for sandboxes).
   restrict_oom_score_adj = true
+  # Pods' network namespaces under the node's state rather than the machine's /run/netns,
+  # so that a node's Stop finds its own (unmountUnder).
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -251,13 +244,13 @@ state = %[2]q
 	}
 	cni := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
-  "name": "stork-harness",
+  "name": %q,
   "plugins": [
     {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
-}`, n.bridge, n.Subnet.String(), filepath.Join(n.Dir, "cni/ipam"))
+}`, n.network, n.bridge, n.Subnet.String(), filepath.Join(n.Dir, "cni/ipam"))
 	if err := os.WriteFile(filepath.Join(n.Dir, "cni/net.d/10-stork-harness.conflist"), []byte(cni), 0o644); err != nil {
 		return err
 	}
@@ -302,8 +295,9 @@ func (n *RealNode) startKubelet(ctx context.Context, opts RealNodeOptions) error
 		return err
 	}
 	resolv := filepath.Join(n.Dir, "resolv.conf")
-	// No cluster DNS runs here: pods get a resolver that answers nothing rather than the
-	// machine's, so that nothing in a test depends on the outside.
+	// Pods resolve with the cluster DNS (clusterDNS below); those that ask for the node's
+	// resolver (dnsPolicy Default) get one that answers nothing rather than the machine's, so
+	// that nothing in a test depends on the outside.
 	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\noptions ndots:1\n"), 0o644); err != nil {
 		return err
 	}
@@ -344,6 +338,8 @@ authentication:
   x509: {clientCAFile: %[11]s}
 authorization: {mode: Webhook}
 resolvConf: %[6]s
+clusterDNS: [%[12]s]
+clusterDomain: %[13]s
 failSwapOn: false
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%%, nodefs.inodesFree: 1%%, imagefs.available: 1%%}
 imageGCHighThresholdPercent: 100
@@ -354,7 +350,7 @@ volumePluginDir: %[7]s
 podLogsDir: %[8]s
 hairpinMode: hairpin-veth
 `, n.cgroupRoot, n.socket, c.HostIP, port, healthz, resolv, filepath.Join(n.Dir, "volume-plugins"), filepath.Join(n.Dir, "pod-logs"),
-		certFile, keyFile, caFile)
+		certFile, keyFile, caFile, c.HostIP, DNSDomain)
 	cfgPath := filepath.Join(n.Dir, "kubelet-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return err
@@ -383,43 +379,6 @@ hairpinMode: hairpin-veth
 	return waitHTTP(ctx, n.kubelet, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), 2*time.Minute)
 }
 
-func (n *RealNode) startProxy() error {
-	c := n.cluster
-	kubeconfig, err := c.UserKubeconfig("system:kube-proxy")
-	if err != nil {
-		return err
-	}
-	healthz, err := c.env.FreePort()
-	if err != nil {
-		return err
-	}
-	metrics, err := c.env.FreePort()
-	if err != nil {
-		return err
-	}
-	// conntrack: zeros leave the machine's settings alone (kube-proxy would otherwise write
-	// sysctls a VM may refuse).
-	config := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: %s}
-hostnameOverride: %s
-mode: iptables
-clusterCIDR: %s
-healthzBindAddress: 127.0.0.1:%d
-metricsBindAddress: 127.0.0.1:%d
-conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-`, kubeconfig, n.Name, podCIDR, healthz, metrics)
-	n.proxyCfg = filepath.Join(n.Dir, "kube-proxy-config.yaml")
-	if err := os.WriteFile(n.proxyCfg, []byte(config), 0o644); err != nil {
-		return err
-	}
-	n.proxy, err = c.env.StartProcess(c.Name+"-"+n.Name+"-kube-proxy", n.bins.Path("kube-proxy"), []string{"--config=" + n.proxyCfg, "--v=2"}, nil)
-	if err != nil {
-		return err
-	}
-	return waitHTTP(context.Background(), n.proxy, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), time.Minute)
-}
-
 // waitFor polls ready until it holds, p exits, or timeout passes.
 func waitFor(ctx context.Context, p *Process, timeout time.Duration, ready func() bool) error {
 	deadline := time.Now().Add(timeout)
@@ -440,26 +399,17 @@ func waitFor(ctx context.Context, p *Process, timeout time.Duration, ready func(
 	}
 }
 
-// Stop removes everything the node made on the machine: its pods' processes and cgroups,
-// kube-proxy's iptables rules, mounts under its directory and its pods' network namespaces,
-// and the bridge. It is safe to call twice.
+// Stop removes everything the node made on the machine: its pods' processes, cgroups and
+// network namespaces, the CNI plugins' iptables rules, mounts under its directory, and the
+// bridge. It is safe to call twice.
 func (n *RealNode) Stop() error {
-	if n.lock == nil {
+	if n.stopped {
 		return nil
 	}
+	n.stopped = true
 	var errs []error
-	for _, p := range []*Process{n.proxy, n.kubelet} {
-		if p != nil {
-			errs = append(errs, p.Stop(15*time.Second))
-		}
-	}
-	if n.proxyCfg != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err := exec.CommandContext(ctx, n.bins.Path("kube-proxy"), "--cleanup", "--config="+n.proxyCfg).CombinedOutput()
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w\n%s", err, out))
-		}
+	if n.kubelet != nil {
+		errs = append(errs, n.kubelet.Stop(15*time.Second))
 	}
 	if n.containerd != nil {
 		errs = append(errs, n.stopContainers())
@@ -468,18 +418,15 @@ func (n *RealNode) Stop() error {
 	// Shims outlive containerd by design; the node's are those started with its socket.
 	errs = append(errs, killMatching("-address "+n.socket))
 	errs = append(errs, killCgroups(n.cgroupRoot))
-	errs = append(errs, n.removeNetns())
 	// The pods were killed under the CRI plugin's feet, so the bridge plugin's DEL never ran:
 	// its masquerade rules, tagged with the network's name, are removed here.
-	errs = append(errs, removeIPTablesTagged("nat", `name: \"stork-harness\"`))
+	errs = append(errs, removeIPTablesTagged("nat", fmt.Sprintf(`name: \"%s\"`, n.network)))
 	errs = append(errs, unmountUnder(n.Dir))
 	if _, err := net.InterfaceByName(n.bridge); err == nil {
 		if out, err := exec.Command("ip", "link", "delete", n.bridge).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("deleting bridge %s: %w: %s", n.bridge, err, out))
 		}
 	}
-	n.lock.Close()
-	n.lock = nil
 	return errors.Join(errs...)
 }
 
@@ -494,7 +441,9 @@ func (n *RealNode) stopContainers() error {
 	var errs []error
 	for _, id := range strings.Fields(string(out)) {
 		_, _ = n.Ctr(ctx, "tasks", "kill", "--signal", "SIGKILL", id)
-		if out, err := n.Ctr(ctx, "tasks", "delete", "--force", id); err != nil && !bytes.Contains(out, []byte("not found")) {
+		// "not found" and a closed ttrpc connection both mean the task's shim is already gone.
+		if out, err := n.Ctr(ctx, "tasks", "delete", "--force", id); err != nil && !bytes.Contains(out, []byte("not found")) &&
+			!bytes.Contains(out, []byte("ttrpc: closed")) {
 			errs = append(errs, fmt.Errorf("deleting task %s: %w: %s", id, err, out))
 		}
 	}
@@ -629,38 +578,6 @@ func killCgroups(root string) error {
 			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
 				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", d, err))
 			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// listNetns returns the network namespaces containerd's CRI has made (/run/netns/cni-*).
-func listNetns() (map[string]bool, error) {
-	names, err := filepath.Glob("/run/netns/cni-*")
-	seen := map[string]bool{}
-	for _, n := range names {
-		seen[n] = true
-	}
-	return seen, err
-}
-
-// removeNetns unmounts and removes the pod network namespaces made since the node started
-// (the machine lock means no other node made them).
-func (n *RealNode) removeNetns() error {
-	now, err := listNetns()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for ns := range now {
-		if n.netnsSeen[ns] {
-			continue
-		}
-		if err := syscall.Unmount(ns, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", ns, err))
-		}
-		if err := os.Remove(ns); err != nil && !os.IsNotExist(err) {
-			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

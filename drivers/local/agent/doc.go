@@ -10,7 +10,8 @@
 //	<root>/.stork/snapshots/<id>     complete snapshots
 //	<root>/.stork/work/<task uid>    copies in progress, renamed into place when complete
 //	<root>/.stork/restored/<uid>     marks a restore's or download's volume directory as that task's own
-//	<root>/.stork/probe              the health probe's scratch file
+//	<root>/.stork/probe-<node>       the health probe's scratch file (one per node: a root
+//	                                 may be seen by several nodes' agents)
 //
 // Every result becomes visible by a rename after its data was synced, so an agent killed at any
 // moment leaves either nothing or a complete snapshot or volume; a task it was running is

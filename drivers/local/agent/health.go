@@ -208,7 +208,7 @@ func (r *Reporter) observe(ctx context.Context) (storkv1.StorageNodeStatus, erro
 
 // probe writes a file under the root, syncs it, reads it back and removes it.
 func (r *Reporter) probe() error {
-	p := r.Root.probe()
+	p := r.Root.probe(r.Node)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}

@@ -19,7 +19,10 @@ func (r Root) restoredMark(uid string) string {
 	return filepath.Join(string(r), ".stork", "restored", uid)
 }
 func (r Root) volume(name string) string { return filepath.Join(string(r), "volumes", name) }
-func (r Root) probe() string             { return filepath.Join(string(r), ".stork", "probe") }
+
+// probe is per node: a root may be one directory seen by several nodes' agents (a shared
+// disk, or the test tier's nodes on one machine), and each agent's probe must be its own.
+func (r Root) probe(node string) string { return filepath.Join(string(r), ".stork", "probe-"+node) }
 
 // within checks that path is a directory inside the root, also after symbolic links are
 // resolved: a PersistentVolume's path is user input, and the agent must not copy (or delete)

@@ -1,5 +1,6 @@
-// Tools module for the real-node test tier: builds the kubelet and kube-proxy from the same
-// pinned k8s.io/kubernetes release as hack/tools/kube.
+// Tools module for the real-node test tier: builds the kubelet, kube-proxy and a static
+// kube-scheduler (for the scheduler image) from the same pinned k8s.io/kubernetes release as
+// hack/tools/kube.
 // A module of its own so that adding the node tier did not change the control plane's cache key.
 // It is kept apart from Stork's own module because k8s.io/kubernetes replaces its
 // staging repos with relative paths, which only work when every one of them is
@@ -12,12 +13,14 @@ godebug default=go1.26
 
 tool (
 	k8s.io/kubernetes/cmd/kube-proxy
+	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubelet
 )
 
 require (
 	cel.dev/expr v0.25.1 // indirect
 	cyphar.com/go-pathrs v0.2.5 // indirect
+	github.com/Azure/go-ansiterm v0.0.0-20250102033503-faa5f7b0171c // indirect
 	github.com/JeffAshton/win_pdh v0.0.0-20161109143554-76bb4ee9f0ab // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/Microsoft/hnslib v0.1.3 // indirect
@@ -80,6 +83,7 @@ require (
 	github.com/moby/spdystream v0.5.1 // indirect
 	github.com/moby/sys/mountinfo v0.7.2 // indirect
 	github.com/moby/sys/userns v0.1.0 // indirect
+	github.com/moby/term v0.5.2 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
