@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/minio/minio-go/v7"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,17 +33,14 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers/csi"
 	"stork.dev/stork/internal/harness"
+	"stork.dev/stork/internal/images"
 )
 
-// startRealCluster starts a control plane for real nodes and two real nodes with Stork's
-// images, in zones a and b of one region.
-func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env) (*harness.Cluster, []*harness.RealNode) {
+// startRealCluster starts a control plane for real nodes and two real nodes, in zones a and b
+// of one region, with images imported into their containerd and a registry they pull from.
+func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env, images []string, registry string) (*harness.Cluster, []*harness.RealNode) {
 	t.Helper()
 	nodeBins := harness.RequireNodeBinaries(t)
-	images, err := harness.FindImages()
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "real", RealNodes: true})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +48,7 @@ func startRealCluster(ctx context.Context, t *testing.T, env *harness.Env) (*har
 	var nodes []*harness.RealNode
 	for i, zone := range []string{"zone-a", "zone-b"} {
 		start := time.Now()
-		n, err := c.StartRealNode(ctx, nodeBins, harness.RealNodeOptions{Name: fmt.Sprintf("real-%d", i+1), Images: images,
+		n, err := c.StartRealNode(ctx, nodeBins, harness.RealNodeOptions{Name: fmt.Sprintf("real-%d", i+1), Images: images, Registries: []string{registry},
 			Labels: map[string]string{"topology.kubernetes.io/region": "region-1", "topology.kubernetes.io/zone": zone}})
 		if err != nil {
 			t.Fatal(err)
@@ -108,7 +110,15 @@ func TestRealNode(t *testing.T) {
 	env := harness.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	c, nodes := startRealCluster(ctx, t, env)
+	// Stork's image reaches the nodes as it reaches a user's: pushed to a registry (by the
+	// function behind `make images IMAGES_ARGS="-push REGISTRY"`), named in the kustomization,
+	// pulled by the kubelets. The pause image, the test application's and kube-scheduler's
+	// (upstream's, in a user's cluster) are imported.
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	regHost := strings.TrimPrefix(reg.URL, "http://")
+	storkImage, storkDigest, imported := pushStorkImage(ctx, t, regHost+"/stork")
+	c, nodes := startRealCluster(ctx, t, env, imported, regHost)
 	n := nodes[0]
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
@@ -155,14 +165,17 @@ func TestRealNode(t *testing.T) {
 		}
 	})
 
-	t.Run("a pod runs from the stork image", func(t *testing.T) {
+	t.Run("a pod runs from the stork image, pulled from the registry", func(t *testing.T) {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "version"},
 			Spec: corev1.PodSpec{NodeName: n.Name, RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{
-				Name: "storkctl", Image: "stork:dev", ImagePullPolicy: corev1.PullNever, Command: []string{"/storkctl", "version"}}}}}
+				Name: "storkctl", Image: storkImage, ImagePullPolicy: corev1.PullAlways, Command: []string{"/storkctl", "version"}}}}}
 		start := time.Now()
 		mustCreate(t, c, pod)
-		waitPodPhase(ctx, t, c, "default", "version", corev1.PodSucceeded, 2*time.Minute)
-		t.Logf("pod Succeeded %s after creation", time.Since(start).Round(time.Millisecond))
+		pod = waitPodPhase(ctx, t, c, "default", "version", corev1.PodSucceeded, 2*time.Minute)
+		t.Logf("pod Succeeded %s after creation (image pulled)", time.Since(start).Round(time.Millisecond))
+		if st := pod.Status.ContainerStatuses[0]; !strings.HasSuffix(st.ImageID, "@"+storkDigest) {
+			t.Errorf("container image %s (%s), want the pushed %s", st.Image, st.ImageID, storkDigest)
+		}
 		if got := strings.TrimSpace(kubectl(t, "logs", "-n", "default", "version")); got != "dev" {
 			t.Errorf("storkctl version printed %q, want dev", got)
 		}
@@ -185,6 +198,9 @@ func TestRealNode(t *testing.T) {
 		}
 		kust := fmt.Sprintf(`resources:
 - %[1]s
+images:
+- name: stork
+  newName: %[3]s
 patches:
 - target: {kind: Deployment, name: stork}
   patch: |
@@ -195,7 +211,7 @@ patches:
     - {op: replace, path: /spec/template/spec/containers/0/command/2, value: "--root=%[2]s"}
     - {op: replace, path: /spec/template/spec/containers/0/volumeMounts/0/mountPath, value: "%[2]s"}
     - {op: replace, path: /spec/template/spec/volumes/0/hostPath/path, value: "%[2]s"}
-`, rel, storage)
+`, rel, storage, strings.TrimSuffix(storkImage, ":dev"))
 		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -215,12 +231,12 @@ patches:
 		leaders := 0
 		schedulers := map[string]bool{}
 		for _, p := range pods.Items {
-			image := "stork:dev"
+			image := storkImage
 			if p.Labels["app.kubernetes.io/component"] == "scheduler" {
 				image = "registry.k8s.io/kube-scheduler:v1.37.2"
 			}
 			for _, st := range p.Status.ContainerStatuses {
-				if !st.Ready || st.RestartCount != 0 || !strings.HasSuffix(st.Image, image) {
+				if !st.Ready || st.RestartCount != 0 || st.Image != image {
 					t.Errorf("pod %s container %s: ready %v, restarts %d, image %s", p.Name, st.Name, st.Ready, st.RestartCount, st.Image)
 				}
 			}
@@ -430,7 +446,7 @@ patches:
 			if ok {
 				st := p.Status.ContainerStatuses[0]
 				ok = st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 &&
-					strings.HasPrefix(st.ContainerID, "containerd://") && strings.HasSuffix(st.Image, "stork:dev")
+					strings.HasPrefix(st.ContainerID, "containerd://") && st.Image == storkImage
 			}
 			if !ok {
 				t.Errorf("mover pod %s: node %s, %s", name, p.Spec.NodeName, podSummary(&p))
@@ -442,6 +458,40 @@ patches:
 			t.Errorf("mover pods ran %v, want one backup and one restore", verbs)
 		}
 	})
+}
+
+// pushStorkImage pushes the stork image of `make images` to registry (host:port/prefix) and
+// returns its reference there, its digest, and the other images' tarballs.
+func pushStorkImage(ctx context.Context, t *testing.T, registry string) (ref, digest string, others []string) {
+	t.Helper()
+	tarballs, err := harness.FindImages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tarballs {
+		if filepath.Base(tb) != "stork.tar" {
+			others = append(others, tb)
+			continue
+		}
+		tag, err := name.NewTag("docker.io/library/stork:dev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := tarball.ImageFromPath(tb, &tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs, err := images.Push(ctx, registry, []images.Named{{Ref: tag.String(), Image: img}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, digest, _ = strings.Cut(refs[0], "@")
+		ref = registry + "/stork:dev"
+	}
+	if ref == "" {
+		t.Fatalf("no stork.tar among %v", tarballs)
+	}
+	return ref, digest, others
 }
 
 // extenderCalls sums the controllers' count of the extender's successful calls of verb, from

@@ -81,6 +81,9 @@ type RealNodeOptions struct {
 	PauseImage string
 	// Labels are added to the Node (e.g. topology.kubernetes.io/zone).
 	Labels map[string]string
+	// Registries are registries (host:port) the node's containerd pulls from over plain
+	// HTTP, e.g. a test's registry on a loopback port.
+	Registries []string
 }
 
 // RealNode is a kubelet with its own containerd and CNI bridge, registered with a cluster
@@ -236,11 +239,24 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %[6]q
     conf_dir = %[7]q
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %[8]q
 `, filepath.Join(cd, "root"), filepath.Join(cd, "state"), n.socket, filepath.Join(cd, "opt"), opts.PauseImage,
-		cniBinDir, filepath.Join(n.Dir, "cni/net.d"))
+		cniBinDir, filepath.Join(n.Dir, "cni/net.d"), filepath.Join(cd, "certs.d"))
 	cfgPath := filepath.Join(cd, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return err
+	}
+	// One hosts.toml per registry, in the directory layout of containerd's config_path.
+	for _, host := range opts.Registries {
+		hosts := fmt.Sprintf("server = %[1]q\n[host.%[1]q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+host)
+		dir := filepath.Join(cd, "certs.d", host)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+			return err
+		}
 	}
 	cni := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
