@@ -116,6 +116,9 @@ type ExportRequest struct {
 	Owner *metav1.OwnerReference
 	// Tags to record with the backup (cluster, namespace, claim, snapshot, zone).
 	Tags map[string]string
+	// StrictChangeDetection reads every file instead of taking those whose metadata is
+	// unchanged from the claim's previous backup (BackupLocation.spec.strictChangeDetection).
+	StrictChangeDetection bool
 }
 
 // ReasonNoHealthyStorage is the Reason of an import that waits because the target topology has

@@ -88,6 +88,14 @@ type BackupLocationSpec struct {
 	// marked for the grace period. ReadOnly locations are never pruned.
 	// +optional
 	Maintenance *Maintenance `json:"maintenance,omitempty"`
+	// StrictChangeDetection makes every backup into this location read every file of its
+	// volumes. By default a file whose path, size, modification time (to the nanosecond), mode
+	// and owner match its entry in the claim's previous backup is taken from that backup
+	// without being read, although it is a new copy (docs/design.md, "Change detection"); set
+	// this when your applications may rewrite a file in place, keep its size and set its
+	// modification time back. Data already in the repository is still stored once.
+	// +optional
+	StrictChangeDetection bool `json:"strictChangeDetection,omitempty"`
 }
 
 // Maintenance tunes a location's pruning.

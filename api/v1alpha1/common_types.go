@@ -28,6 +28,11 @@ type Progress struct {
 	// BytesTotal is how many bytes there are to process, when known.
 	// +optional
 	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// BytesSkipped is the part of bytesDone a backup took from the claim's previous backup
+	// without reading it: files whose path, size, modification time, mode and owner are
+	// unchanged. bytesDone - bytesSkipped were read.
+	// +optional
+	BytesSkipped int64 `json:"bytesSkipped,omitempty"`
 	// ItemsDone counts finished items (files, volumes or objects, as the owner says).
 	// +optional
 	ItemsDone int64 `json:"itemsDone,omitempty"`

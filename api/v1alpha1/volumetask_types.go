@@ -76,6 +76,9 @@ type VolumeTaskSpec struct {
 	// Tags recorded with an upload (cluster, namespace, claim, snapshot, zone).
 	// +optional
 	Tags map[string]string `json:"tags,omitempty"`
+	// StrictChangeDetection makes an Upload read every file, as its BackupLocation asks.
+	// +optional
+	StrictChangeDetection bool `json:"strictChangeDetection,omitempty"`
 }
 
 // VolumeTaskPhase is where a VolumeTask is.

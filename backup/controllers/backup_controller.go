@@ -35,7 +35,11 @@ var (
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 	})
 	backupBytes = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "stork_backup_bytes_total", Help: "Bytes of volume data read by Backups that completed.",
+		Name: "stork_backup_bytes_total", Help: "Bytes of volume data in Backups that completed.",
+	})
+	backupBytesSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stork_backup_bytes_skipped_total",
+		Help: "Bytes of volume data that completed Backups took from each claim's previous backup without reading (files unchanged since).",
 	})
 	backupVolumeFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stork_backup_volume_failures_total", Help: "Volumes whose upload failed.",
@@ -123,6 +127,7 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		if b.Status.Phase == storkv1.BackupCompleted {
 			backupBytes.Add(float64(b.Status.Progress.BytesTotal))
+			backupBytesSkipped.Add(float64(b.Status.Progress.BytesSkipped))
 		}
 	}
 	return res, nil
@@ -312,6 +317,7 @@ func (r *BackupReconciler) exportVolumes(ctx context.Context, b *storkv1.Backup,
 			Owner:        &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Backup", Name: b.Name, UID: b.UID, Controller: ptr.To(true)},
 			Tags: map[string]string{catalog.TagKind: catalog.KindVolume, catalog.TagCluster: r.Cluster, catalog.TagNamespace: b.Namespace,
 				"pvc": v.ClaimName, "snapshot": snap.Name, catalog.TagBackup: b.Name, catalog.TagBackupUID: string(b.UID), "zone": v.Topology.Zone},
+			StrictChangeDetection: loc.Spec.StrictChangeDetection,
 		})
 		if err != nil {
 			return false, fmt.Errorf("driver %s: exporting claim %s: %w", v.Driver, v.ClaimName, err)
@@ -328,6 +334,7 @@ func (r *BackupReconciler) exportVolumes(ctx context.Context, b *storkv1.Backup,
 	for _, v := range st.Volumes {
 		p.BytesDone += v.Progress.BytesDone
 		p.BytesTotal += v.Progress.BytesTotal
+		p.BytesSkipped += v.Progress.BytesSkipped
 		if v.Phase == storkv1.VolumeSucceeded || v.Phase == storkv1.VolumeFailed {
 			p.ItemsDone++
 		}

@@ -9,5 +9,5 @@ import (
 // RegisterMetrics registers the Snapshot and Backup controllers' metrics with reg.
 func RegisterMetrics(reg prometheus.Registerer) error {
 	return metrics.Register(reg, snapshotsFinished, snapshotDuration, snapshotBytes, hookRuns,
-		backupsFinished, backupDuration, backupBytes, backupVolumeFailures)
+		backupsFinished, backupDuration, backupBytes, backupBytesSkipped, backupVolumeFailures)
 }

@@ -188,6 +188,7 @@ func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLo
 	for _, v := range rec.Volumes {
 		st.Progress.BytesDone += v.Progress.BytesDone
 		st.Progress.BytesTotal += v.Progress.BytesTotal
+		st.Progress.BytesSkipped += v.Progress.BytesSkipped
 	}
 	st.Progress.ItemsDone, st.Progress.ItemsTotal = int64(len(rec.Volumes)), int64(len(rec.Volumes))
 	conditions.Set(&st.Conditions, b.Generation, storkv1.ConditionReady, rec.Phase == storkv1.BackupCompleted, "Imported",

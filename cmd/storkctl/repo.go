@@ -168,7 +168,7 @@ func repoCommand() *cobra.Command {
 	})
 
 	var tags []string
-	var noParent bool
+	var noParent, strict bool
 	backup := &cobra.Command{
 		Use:   "backup DIR",
 		Short: "Back up a directory; files unchanged since the last backup of the same directory are not read again",
@@ -178,7 +178,7 @@ func repoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := archive.BackupOptions{Tags: t}
+			opts := archive.BackupOptions{Tags: t, StrictChangeDetection: strict}
 			abs, err := filepath.Abs(args[0])
 			if err != nil {
 				return err
@@ -199,13 +199,16 @@ func repoCommand() *cobra.Command {
 				return err
 			}
 			s := snap.Summary
-			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files (%d unchanged), %s read, %s new, %s stored, in %.1fs\n",
-				id.String()[:12], s.Files, s.FilesReused, units.Bytes(s.Bytes), units.Bytes(s.BytesAdded), units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
+			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files, %s (%d unchanged, %s not read), %s new, %s stored, in %.1fs\n",
+				id.String()[:12], s.Files, units.Bytes(s.Bytes), s.FilesReused, units.Bytes(s.BytesReused), units.Bytes(s.BytesAdded),
+				units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
 			return nil
 		}),
 	}
 	backup.Flags().StringArrayVar(&tags, "tag", nil, "KEY=VALUE to record with the snapshot (repeatable)")
-	backup.Flags().BoolVar(&noParent, "no-parent", false, "read every file, even those unchanged since the last backup")
+	backup.Flags().BoolVar(&noParent, "no-parent", false, "back up with no parent: read every file, and record none")
+	backup.Flags().BoolVar(&strict, "strict-change-detection", false,
+		"read every file, even those whose path, size, mtime, mode and owner match the parent's (for writers that rewrite in place and set mtime back)")
 	cmd.AddCommand(backup)
 
 	var includes, restoreTags []string

@@ -37,7 +37,7 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 	task, err := d.ensureTask(ctx, &storkv1.VolumeTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: req.Source.Namespace, Name: objectName("upload", req.ID)},
 		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload, VolumeName: req.Source.VolumeName, SnapshotID: req.Source.SnapshotID,
-			BackupLocation: req.Location, AccessSecretName: req.AccessSecret, Tags: req.Tags},
+			BackupLocation: req.Location, AccessSecretName: req.AccessSecret, Tags: req.Tags, StrictChangeDetection: req.StrictChangeDetection},
 	}, req.Owner)
 	if errors.Is(err, errForeignTask) {
 		return drivers.VolumeStatus{VolumeName: req.Source.VolumeName, Phase: storkv1.VolumeFailed, Reason: "TaskConflict", Message: err.Error()}, nil

@@ -318,7 +318,8 @@ func (d *Driver) Export(ctx context.Context, req drivers.ExportRequest) (drivers
 	t, err := d.ensureTask(ctx, &storkv1.VolumeTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: req.Source.Namespace, Name: taskName("upload", req.ID)},
 		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload, NodeName: req.Source.Node, VolumeName: req.Source.VolumeName,
-			SnapshotID: req.Source.SnapshotID, BackupLocation: req.Location, AccessSecretName: req.AccessSecret, Tags: req.Tags},
+			SnapshotID: req.Source.SnapshotID, BackupLocation: req.Location, AccessSecretName: req.AccessSecret, Tags: req.Tags,
+			StrictChangeDetection: req.StrictChangeDetection},
 	}, req.Owner)
 	if err != nil {
 		return drivers.VolumeStatus{}, err

@@ -98,7 +98,8 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 	}
 	defer r.Close()
 	if o.Verb == Backup {
-		id, size, err := transfer.Upload(ctx, r, o.VolumeDir, task.Spec.Tags, func(rel string) bool { return rel == lostAndFound }, progress)
+		id, size, err := transfer.Upload(ctx, r, o.VolumeDir, transfer.UploadOptions{Tags: task.Spec.Tags,
+			Exclude: func(rel string) bool { return rel == lostAndFound }, StrictChangeDetection: task.Spec.StrictChangeDetection, Progress: progress})
 		return taskstatus.Result{SnapshotID: task.Spec.SnapshotID, RepositorySnapshotID: id, Size: size}, err
 	}
 	// A fresh volume, but perhaps with what an earlier attempt wrote: the restore starts from

@@ -444,3 +444,135 @@ func TestWriteSparse(t *testing.T) {
 		f.Close()
 	}
 }
+
+// copyTree copies a tree's directories and files as cp -a does: new inodes and ctimes, the
+// same content, mode and mtime (to the nanosecond).
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(to, info.Mode().Perm())
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(to, data, info.Mode().Perm()); err != nil {
+			return err
+		}
+		return os.Chtimes(to, info.ModTime(), info.ModTime())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIncrementalFromCopies backs up a copy of a tree (as every local snapshot and CSI clone
+// is) parented on the original's backup: files whose size, mtime, mode and owner match are not
+// read although their inode and ctime differ; a changed file is read; strict change detection
+// reads everything, including a file rewritten with its old size and mtime.
+func TestIncrementalFromCopies(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	src := t.TempDir()
+	var total int64
+	for i := range 40 {
+		data := random(3000 + i)
+		total += int64(len(data))
+		write(t, filepath.Join(src, fmt.Sprintf("d%d/f%d", i%4, i)), data, 0o640)
+	}
+	first, _, err := Backup(ctx, r, src, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(t.TempDir(), "copy")
+	copyTree(t, src, copied)
+	// An ordinary write: new content, new mtime.
+	changed := filepath.Join(copied, "d1/f5")
+	newData := random(3005)
+	write(t, changed, newData, 0o640)
+	// A writer that sets the old mtime back after rewriting in place, same size.
+	sneaky := filepath.Join(copied, "d2/f6")
+	info, _ := os.Stat(sneaky)
+	sneakyData := random(int(info.Size()))
+	write(t, sneaky, sneakyData, 0o640)
+	if err := os.Chtimes(sneaky, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+
+	var last Progress
+	second, s2, err := Backup(ctx, r, copied, BackupOptions{Parent: &first, Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Summary.FilesReused != 39 || s2.Summary.BytesReused != total-3005 {
+		t.Errorf("copy with one changed file: %+v; want 39 files and %d bytes reused", s2.Summary, total-3005)
+	}
+	if last.BytesSkipped != s2.Summary.BytesReused || last.BytesDone != total {
+		t.Errorf("final progress %+v, want %d bytes done of which %d skipped", last, total, s2.Summary.BytesReused)
+	}
+	strict, s3, err := Backup(ctx, r, copied, BackupOptions{Parent: &first, StrictChangeDetection: true, Progress: func(p Progress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Summary.FilesReused != 0 || last.BytesSkipped != 0 {
+		t.Errorf("strict change detection: %+v, progress %+v; want nothing reused", s3.Summary, last)
+	}
+	for _, c := range []struct {
+		snap repo.ID
+		want []byte
+	}{{second, newData}, {strict, newData}} {
+		dst := t.TempDir()
+		if err := Restore(ctx, r, c.snap, dst, RestoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dst, "d1/f5")); !bytes.Equal(got, c.want) {
+			t.Errorf("snapshot %s: the changed file was not read", c.snap)
+		}
+	}
+	// The documented limit of metadata comparison, and what strict mode is for.
+	dst := t.TempDir()
+	if err := Restore(ctx, r, strict, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "d2/f6")); !bytes.Equal(got, sneakyData) {
+		t.Error("strict change detection kept the parent's content of a file rewritten with its old mtime")
+	}
+}
+
+func TestUnchanged(t *testing.T) {
+	mtime := time.Unix(1700000000, 123456789)
+	prev := Node{Type: TypeFile, Mode: 0o644, UID: 1, GID: 2, MTime: mtime, CTime: mtime, Inode: 7, Device: 3, Size: 10,
+		Content: []repo.ID{{1}}}
+	for _, c := range []struct {
+		name   string
+		change func(n *Node)
+		want   bool
+	}{
+		{"identical", func(n *Node) {}, true},
+		{"a copy: other inode, device and ctime", func(n *Node) { n.Inode, n.Device, n.CTime = 8, 4, mtime.Add(time.Hour) }, true},
+		{"mtime one nanosecond later", func(n *Node) { n.MTime = mtime.Add(time.Nanosecond) }, false},
+		{"size", func(n *Node) { n.Size = 11 }, false},
+		{"mode", func(n *Node) { n.Mode = 0o600 }, false},
+		{"owner", func(n *Node) { n.UID = 0 }, false},
+		{"group", func(n *Node) { n.GID = 0 }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cur := prev
+			cur.Content = nil
+			c.change(&cur)
+			if got := unchanged(&prev, &cur); got != c.want {
+				t.Errorf("unchanged = %v, want %v", got, c.want)
+			}
+		})
+	}
+}

@@ -19,9 +19,14 @@ import (
 
 // BackupOptions tune a backup.
 type BackupOptions struct {
-	// Parent is a previous snapshot of the same tree: files whose size, mtime, ctime and
-	// inode are unchanged are taken from it without being read.
+	// Parent is a previous snapshot of the same tree, or of an earlier copy of it: files whose
+	// path, size, mtime, mode and owner match its entries are taken from it without being
+	// read (see unchanged).
 	Parent *repo.ID
+	// StrictChangeDetection reads every file, even one whose metadata matches the parent's
+	// entry (its chunks are still stored once): for trees whose writers may change a file's
+	// content while keeping its size and setting its mtime back.
+	StrictChangeDetection bool
 	// Tags to record in the snapshot.
 	Tags map[string]string
 	// Workers bounds the files read and chunks encoded at once; default GOMAXPROCS.
@@ -193,7 +198,8 @@ func (a *archiver) snapshot(start time.Time, root repo.ID, ws repo.WriterStats) 
 		Tags:   a.opts.Tags,
 		Summary: repo.SnapshotSummary{
 			Files: a.files.Load(), Dirs: a.dirs.Load(), Bytes: a.bytesAll.Load(), FilesReused: a.reused.Load(),
-			BlobsAdded: ws.BlobsAdded, BytesAdded: ws.BytesAdded, BytesStored: ws.BytesStored,
+			BytesReused: a.bytesSkipped.Load(),
+			BlobsAdded:  ws.BlobsAdded, BytesAdded: ws.BytesAdded, BytesStored: ws.BytesStored,
 			DurationMS: time.Since(start).Milliseconds(),
 		},
 	}

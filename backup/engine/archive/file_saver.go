@@ -25,11 +25,12 @@ func (a *archiver) saveFileNode(ctx context.Context, g *errgroup.Group, n *Node,
 		n.Type, n.LinkTarget, n.Size = TypeHardlink, first, 0
 		return nil
 	}
-	if prev != nil && prev.Type == TypeFile && unchanged(prev, n) && a.allIndexed(prev.Content) {
+	if !a.opts.StrictChangeDetection && prev != nil && prev.Type == TypeFile && unchanged(prev, n) && a.allIndexed(prev.Content) {
 		n.Content = prev.Content
 		a.reused.Add(1)
 		a.files.Add(1)
 		a.bytesDone.Add(n.Size)
+		a.bytesSkipped.Add(n.Size)
 		return nil
 	}
 	if n.Size == 0 {
@@ -54,10 +55,21 @@ func (a *archiver) saveFileNode(ctx context.Context, g *errgroup.Group, n *Node,
 	return nil
 }
 
-// unchanged says whether a file can be taken from the parent snapshot without reading it.
+// unchanged says whether a file can be taken from the parent snapshot without reading it: the
+// same path (the caller matched it), size, modification time to the nanosecond, mode and owner.
+//
+// Inode, device and ctime are deliberately not compared (restic and kopia compare them, and so
+// re-read everything here): Stork backs up snapshot copies and clones, not the live tree, so
+// every file of every backup has a new inode, device and ctime, while the copies keep mtime to
+// the nanosecond (the agent's fscopy sets it with utimensat, as cp -a and rsync -a do; CSI
+// snapshots and clones keep it). For a file's content to change unseen, its writer must keep
+// its size and then set its mtime back to the old value to the nanosecond: no ordinary write
+// does that (every write sets mtime to the current time), only a deliberate utimensat or a
+// tool told to preserve times while rewriting content in place. Users who cannot rule that
+// out set StrictChangeDetection.
 func unchanged(prev, cur *Node) bool {
-	return prev.Size == cur.Size && prev.MTime.Equal(cur.MTime) && prev.CTime.Equal(cur.CTime) &&
-		prev.Inode == cur.Inode && prev.Device == cur.Device && len(prev.Content) > 0
+	return prev.Size == cur.Size && prev.MTime.Equal(cur.MTime) && prev.Mode == cur.Mode &&
+		prev.UID == cur.UID && prev.GID == cur.GID && len(prev.Content) > 0
 }
 
 // allIndexed says whether every chunk of a parent's file may be reused: a chunk that prune

@@ -11,12 +11,16 @@ import (
 type Progress struct {
 	FilesDone, FilesTotal int64
 	BytesDone, BytesTotal int64
+	// BytesSkipped is the part of BytesDone a backup took from the parent snapshot without
+	// reading it (files unchanged since); BytesDone - BytesSkipped were read.
+	BytesSkipped int64
 }
 
 // progress counts a backup's or restore's work against totals known up front, and reports it.
 type progress struct {
 	filesTotal, bytesTotal atomic.Int64
 	files, bytesDone       atomic.Int64
+	bytesSkipped           atomic.Int64
 }
 
 // report calls fn about every 200ms until stop is called, and once more then; a nil fn does
@@ -26,7 +30,8 @@ func (p *progress) report(fn func(Progress)) (stop func()) {
 		return func() {}
 	}
 	snapshot := func() {
-		fn(Progress{FilesDone: p.files.Load(), FilesTotal: p.filesTotal.Load(), BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load()})
+		fn(Progress{FilesDone: p.files.Load(), FilesTotal: p.filesTotal.Load(), BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load(),
+			BytesSkipped: p.bytesSkipped.Load()})
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup

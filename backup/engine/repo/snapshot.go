@@ -34,6 +34,8 @@ type SnapshotSummary struct {
 	Dirs        int64 `json:"dirs"`
 	Bytes       int64 `json:"bytes"`
 	FilesReused int64 `json:"filesReused"`
+	// BytesReused is the size of the files taken from the parent without being read.
+	BytesReused int64 `json:"bytesReused,omitempty"`
 	BlobsAdded  int64 `json:"blobsAdded"`
 	BytesAdded  int64 `json:"bytesAdded"`
 	BytesStored int64 `json:"bytesStored"`

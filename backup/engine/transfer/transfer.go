@@ -65,17 +65,33 @@ func Open(ctx context.Context, access access.Access) (*Repo, error) {
 
 // FilesProgress is the engine's progress as a status's: items are files.
 func FilesProgress(p archive.Progress) storkv1.Progress {
-	return storkv1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, ItemsDone: p.FilesDone, ItemsTotal: p.FilesTotal}
+	return storkv1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, BytesSkipped: p.BytesSkipped, ItemsDone: p.FilesDone, ItemsTotal: p.FilesTotal}
 }
 
-// Upload backs the tree at src up with tags, and returns the backup's ID and size. The newest
-// earlier backup with the same cluster, namespace and pvc tags is the parent (files unchanged
-// since are taken from it when their metadata matches), and chunks the repository has are never
-// sent again. A backup is visible only once complete (the engine writes its snapshot manifest
-// last), so an interrupted upload is started again from the beginning and reuses the packs the
-// first attempt wrote. exclude, if set, leaves entries out (see archive.BackupOptions).
-func Upload(ctx context.Context, r *Repo, src string, tags map[string]string, exclude func(rel string) bool, progress func(storkv1.Progress)) (string, int64, error) {
-	opts := archive.BackupOptions{Tags: tags, Exclude: exclude, Progress: func(p archive.Progress) { progress(FilesProgress(p)) }}
+// UploadOptions tune an Upload.
+type UploadOptions struct {
+	// Tags to record with the backup; cluster, namespace and pvc also choose its parent.
+	Tags map[string]string
+	// Exclude, if set, leaves entries out (see archive.BackupOptions).
+	Exclude func(rel string) bool
+	// StrictChangeDetection reads every file, even those unchanged since the parent.
+	StrictChangeDetection bool
+	// Progress is called about every 200ms and at the end.
+	Progress func(storkv1.Progress)
+}
+
+// Upload backs the tree at src up and returns the backup's ID and size. The newest earlier
+// backup with the same cluster, namespace and pvc tags is the parent: files whose metadata
+// matches its entries are taken from it unread, unless o.StrictChangeDetection; and chunks the
+// repository has are never sent again. A backup is visible only once complete (the engine
+// writes its snapshot manifest last), so an interrupted upload is started again from the
+// beginning and reuses the packs the first attempt wrote.
+func Upload(ctx context.Context, r *Repo, src string, o UploadOptions) (string, int64, error) {
+	tags := o.Tags
+	opts := archive.BackupOptions{Tags: tags, Exclude: o.Exclude, StrictChangeDetection: o.StrictChangeDetection}
+	if o.Progress != nil {
+		opts.Progress = func(p archive.Progress) { o.Progress(FilesProgress(p)) }
+	}
 	parent, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool {
 		return s.Tags["cluster"] == tags["cluster"] && s.Tags["namespace"] == tags["namespace"] && s.Tags["pvc"] == tags["pvc"]
 	})

@@ -398,7 +398,8 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 		return result{}, err
 	}
 	defer r.Close()
-	snapID, size, err := transfer.Upload(ctx, r, src, task.Spec.Tags, nil, progress)
+	snapID, size, err := transfer.Upload(ctx, r, src, transfer.UploadOptions{Tags: task.Spec.Tags,
+		StrictChangeDetection: task.Spec.StrictChangeDetection, Progress: progress})
 	if err != nil {
 		return result{}, err
 	}
