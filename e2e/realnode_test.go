@@ -457,6 +457,18 @@ patches:
 		if len(verbs) != 2 {
 			t.Errorf("mover pods ran %v, want one backup and one restore", verbs)
 		}
+
+		// A second backup of the unchanged claim: its mover reads a new clone (new inodes and
+		// ctimes) yet takes every file from the first backup.
+		snap2 := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "ledger", Name: "nightly-2"}, Spec: snap.Spec}
+		mustCreate(t, c, snap2)
+		waitSnapshot(t, c, snap2, storkv1.SnapshotReady)
+		bk2 := waitBackupCompleted(ctx, t, c, "ledger", "nightly-2")
+		for _, v := range bk2.Status.Volumes {
+			if v.Progress.BytesTotal == 0 || v.Progress.BytesSkipped != v.Progress.BytesTotal {
+				t.Errorf("second backup of claim %s: %d of %d bytes skipped, want all", v.ClaimName, v.Progress.BytesSkipped, v.Progress.BytesTotal)
+			}
+		}
 	})
 }
 

@@ -86,15 +86,16 @@ func backupCommand() *cobra.Command {
 // driver's last word (for the csi driver, which mover pod runs on which node).
 func printBackup(out io.Writer, b *storkv1.Backup) {
 	st := b.Status
-	fmt.Fprintf(out, "Backup %s/%s of Snapshot %s to %s\nPhase: %s\nProgress: %s of %s, %d of %d volumes\n", b.Namespace, b.Name,
-		b.Spec.SnapshotName, b.Spec.BackupLocation, st.Phase, units.Bytes(st.Progress.BytesDone), units.Bytes(st.Progress.BytesTotal),
+	fmt.Fprintf(out, "Backup %s/%s of Snapshot %s to %s\nPhase: %s\nProgress: %s of %s (%s read, %s unchanged since the previous backup), %d of %d volumes\n",
+		b.Namespace, b.Name, b.Spec.SnapshotName, b.Spec.BackupLocation, st.Phase, units.Bytes(st.Progress.BytesDone),
+		units.Bytes(st.Progress.BytesTotal), units.Bytes(st.Progress.BytesDone-st.Progress.BytesSkipped), units.Bytes(st.Progress.BytesSkipped),
 		st.Progress.ItemsDone, st.Progress.ItemsTotal)
 	printConditions(out, st.Conditions)
 	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "\nCLAIM\tDRIVER\tZONE\tPHASE\tDONE\tTOTAL\tFILES\tBACKUP ID\tMESSAGE")
+	fmt.Fprintln(w, "\nCLAIM\tDRIVER\tZONE\tPHASE\tDONE\tTOTAL\tUNCHANGED\tFILES\tBACKUP ID\tMESSAGE")
 	for _, v := range st.Volumes {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", v.ClaimName, v.Driver, v.Topology.Zone, v.Phase,
-			units.Bytes(v.Progress.BytesDone), units.Bytes(v.Progress.BytesTotal), v.Progress.ItemsDone, v.Progress.ItemsTotal,
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", v.ClaimName, v.Driver, v.Topology.Zone, v.Phase,
+			units.Bytes(v.Progress.BytesDone), units.Bytes(v.Progress.BytesTotal), units.Bytes(v.Progress.BytesSkipped), v.Progress.ItemsDone, v.Progress.ItemsTotal,
 			v.RepositorySnapshotID, v.Message)
 	}
 	_ = w.Flush()

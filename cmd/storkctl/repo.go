@@ -199,9 +199,9 @@ func repoCommand() *cobra.Command {
 				return err
 			}
 			s := snap.Summary
-			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files, %s (%d unchanged, %s not read), %s new, %s stored, in %.1fs\n",
-				id.String()[:12], s.Files, units.Bytes(s.Bytes), s.FilesReused, units.Bytes(s.BytesReused), units.Bytes(s.BytesAdded),
-				units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
+			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files, %s (%d unchanged, %s not read, %s read), %s new, %s stored, in %.1fs\n",
+				id.String()[:12], s.Files, units.Bytes(s.Bytes), s.FilesReused, units.Bytes(s.BytesReused), units.Bytes(s.Bytes-s.BytesReused),
+				units.Bytes(s.BytesAdded), units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
 			return nil
 		}),
 	}

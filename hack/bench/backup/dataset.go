@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -163,8 +164,28 @@ func (d *dataset) change() error {
 	return d.write(d.appendTo, 1, true)
 }
 
-// revert restores the original content and modification times.
+// recopy replaces the dataset by a `cp -a` copy of itself, as a volume's snapshot copy is: the
+// same content, modes, owners and modification times (to the nanosecond), new inodes and
+// ctimes, at the same path.
+func (d *dataset) recopy(ctx context.Context) error {
+	orig := d.dir + ".orig"
+	if err := os.RemoveAll(orig); err != nil {
+		return err
+	}
+	if err := os.Rename(d.dir, orig); err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-a", orig, d.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp -a %s %s: %w: %s", orig, d.dir, err, out)
+	}
+	return os.RemoveAll(orig)
+}
+
+// revert restores the original content and modification times, if the dataset is changed.
 func (d *dataset) revert() error {
+	if !fileExists(d.marker) {
+		return nil
+	}
 	for _, f := range d.changed {
 		if err := d.write(f, 0, false); err != nil {
 			return err

@@ -12,7 +12,10 @@
 // it measures: (a) the initial backup, (b) an unchanged re-backup (each tool picks the previous
 // snapshot as parent by itself), (c) a backup
 // after 1% of the small files were rewritten and 4 MiB were appended to one text file (the same
-// change for every tool, undone afterwards), and (d) a restore of the latest snapshot into an empty
+// change for every tool), (d) a backup of a `cp -a` copy of the dataset, put at the same path after
+// the change was undone (new inodes and ctimes, the same mtimes: what a scheduled backup of a
+// volume's snapshot copy sees; it differs from its parent, (c), in the changed files), and (e) a
+// restore of the latest snapshot into an empty
 // directory, which must match the source file for file (size and SHA-256). It reports wall time,
 // MiB/s, the child process's peak RSS and the repository size after (a), as tables and as JSON.
 //

@@ -29,10 +29,11 @@ const (
 	scInitial   = "initial backup"
 	scUnchanged = "unchanged backup"
 	scChanged   = "1% changed backup"
+	scCopy      = "cp -a copy, 1% changed"
 	scRestore   = "restore"
 )
 
-var scenarios = []string{scInitial, scUnchanged, scChanged, scRestore}
+var scenarios = []string{scInitial, scUnchanged, scChanged, scCopy, scRestore}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
