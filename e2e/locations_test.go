@@ -63,13 +63,15 @@ func TestBackupLocations(t *testing.T) {
 		return l
 	}
 	fileDir := t.TempDir()
+	s2Location := location("file", "file://"+fileDir, "", "passphrase", "")
+	s2Location.Spec.Compression = repo.CompressionS2
 	cases := []struct {
 		loc    *storkv1.BackupLocation
 		reason string
 		text   string
 	}{
 		{location("good", "s3://"+m.Bucket+"/site-a", "minio", "passphrase", ""), "Verified", "a probe object was written"},
-		{location("file", "file://"+fileDir, "", "passphrase", ""), "Verified", "opened"},
+		{s2Location, "Verified", "opened"},
 		{location("wrong-credentials", "s3://"+m.Bucket+"/site-b", "minio-wrong", "passphrase", ""), objstore.ProblemInvalidCredentials, "Secret minio-wrong"},
 		{location("no-bucket", "s3://no-such-bucket/x", "minio", "passphrase", ""), objstore.ProblemBucketNotFound, "create the bucket"},
 		{location("partial-secret", "s3://"+m.Bucket+"/site-c", "minio-partial", "passphrase", ""), "SecretMissing", "has no secretAccessKey"},
@@ -122,7 +124,21 @@ func TestBackupLocations(t *testing.T) {
 	if r.Config().ID != good.Status.RepositoryID || good.Status.RepositoryID == "" {
 		t.Errorf("status repositoryID %q, repository %q", good.Status.RepositoryID, r.Config().ID)
 	}
+	if r.Config().Compression != "" || r.Config().Version != repo.FormatVersion {
+		t.Errorf("a location with no compression set made repository format %d, compression %q", r.Config().Version, r.Config().Compression)
+	}
 	r.Close()
+	// The file location asked for S2.
+	fileStore, err := objstore.Open(ctx, objstore.Config{URL: "file://" + fileDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fileStore.Close()
+	if r, err := repo.Open(ctx, fileStore, repo.UserKey{Passphrase: passphrase}); err != nil || r.Config().Compression != repo.CompressionS2 {
+		t.Errorf("the repository of a location with compression s2: %v", err)
+	} else {
+		r.Close()
+	}
 
 	// Another key for the same repository is refused, by name.
 	wrongKey := location("wrong-key", good.Spec.URL, "minio", "other", "")

@@ -96,6 +96,13 @@ type BackupLocationSpec struct {
 	// modification time back. Data already in the repository is still stored once.
 	// +optional
 	StrictChangeDetection bool `json:"strictChangeDetection,omitempty"`
+	// Compression is the codec of the repository's data, chosen when Stork initialises the
+	// repository in an empty bucket prefix: zstd (the default: a smaller repository) or s2
+	// (faster backups and restores, a larger repository; docs/performance.md). A repository that
+	// exists keeps its own.
+	// +optional
+	// +kubebuilder:validation:Enum=zstd;s2
+	Compression string `json:"compression,omitempty"`
 }
 
 // Maintenance tunes a location's pruning.

@@ -115,6 +115,8 @@ func TestCRDValidation(t *testing.T) {
 				[]string{"spec.encryptionKeySecretRef.name", "spec.encryptionKeySecretRef.key"}},
 			{"location bad access mode", location("mode", func(l *storkv1.BackupLocation) { l.Spec.AccessMode = "Sometimes" }),
 				[]string{"spec.accessMode", `Unsupported value: "Sometimes"`}},
+			{"location bad compression", location("codec", func(l *storkv1.BackupLocation) { l.Spec.Compression = "lz4" }),
+				[]string{"spec.compression", `Unsupported value: "lz4"`}},
 			{"location short sync period", location("sync", func(l *storkv1.BackupLocation) { l.Spec.SyncPeriod = &metav1.Duration{Duration: time.Second} }),
 				[]string{"spec.syncPeriod", "at least 10s"}},
 			{"location s3 options on gs url", location("gs", func(l *storkv1.BackupLocation) {

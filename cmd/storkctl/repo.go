@@ -102,8 +102,8 @@ func (f *repoFlags) userKey() (repo.UserKey, error) {
 	return repo.UserKey{}, errors.New("no repository key: give --passphrase-file, --raw-key-file or STORK_PASSPHRASE (there is no default key)")
 }
 
-// open opens the store and, unless init, the repository.
-func (f *repoFlags) open(ctx context.Context, init bool) (*objstore.Store, *repo.Repository, error) {
+// open opens the store and the repository, or with init makes the repository.
+func (f *repoFlags) open(ctx context.Context, init *repo.InitOptions) (*objstore.Store, *repo.Repository, error) {
 	cfg, err := f.storeConfig()
 	if err != nil {
 		return nil, nil, err
@@ -117,8 +117,8 @@ func (f *repoFlags) open(ctx context.Context, init bool) (*objstore.Store, *repo
 		return nil, nil, err
 	}
 	var r *repo.Repository
-	if init {
-		r, err = repo.Init(ctx, s, key, repo.InitOptions{})
+	if init != nil {
+		r, err = repo.Init(ctx, s, key, *init)
 	} else {
 		r, err = repo.Open(ctx, s, key)
 	}
@@ -138,7 +138,7 @@ func repoCommand() *cobra.Command {
 	f.register(cmd)
 	withRepo := func(run func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			s, r, err := f.open(cmd.Context(), false)
+			s, r, err := f.open(cmd.Context(), nil)
 			if err != nil {
 				return err
 			}
@@ -151,12 +151,13 @@ func repoCommand() *cobra.Command {
 		}
 	}
 
-	cmd.AddCommand(&cobra.Command{
+	var initOpts repo.InitOptions
+	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a new, empty repository at --location",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, r, err := f.open(cmd.Context(), true)
+			s, r, err := f.open(cmd.Context(), &initOpts)
 			if err != nil {
 				return err
 			}
@@ -165,7 +166,10 @@ func repoCommand() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "created repository %s at %s\n", r.Config().ID, s)
 			return nil
 		},
-	})
+	}
+	initCmd.Flags().StringVar(&initOpts.Compression, "compression", repo.CompressionZstd,
+		"codec of data blobs: zstd (smaller repositories) or s2 (faster backups and restores, larger repositories); fixed for the repository")
+	cmd.AddCommand(initCmd)
 
 	var tags []string
 	var noParent, strict bool

@@ -177,7 +177,7 @@ func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (st
 	case errors.Is(err, repo.ErrNoRepository) && readOnly:
 		return "", &locator.Unavailable{Reason: ReasonNoRepository, Message: loc.Spec.URL + " holds no backup repository, and the location is ReadOnly: check the URL and prefix"}
 	case errors.Is(err, repo.ErrNoRepository):
-		rp, err := repo.Init(ctx, store, key, repo.InitOptions{})
+		rp, err := repo.Init(ctx, store, key, repo.InitOptions{Compression: loc.Spec.Compression})
 		if err != nil {
 			return "", &locator.Unavailable{Reason: objstore.Problem(err), Message: "initialising a repository in " + loc.Spec.URL + ": " + err.Error()}
 		}

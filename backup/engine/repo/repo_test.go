@@ -97,10 +97,38 @@ func TestInitTwiceAndOpenEmpty(t *testing.T) {
 	}
 }
 
+// TestWriterDedupAndLoad writes, dedups and reads blobs back with each codec.
 func TestWriterDedupAndLoad(t *testing.T) {
+	for _, compression := range []string{CompressionZstd, CompressionS2} {
+		t.Run(compression, func(t *testing.T) { writerDedupAndLoad(t, compression) })
+	}
+}
+
+func TestInitCompression(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Init(ctx, memStore(t), pass, InitOptions{Compression: "lz4"}); err == nil || !strings.Contains(err.Error(), `compression "lz4"`) {
+		t.Fatalf("init with an unknown codec: %v", err)
+	}
+	s := memStore(t)
+	r, err := Init(ctx, s, pass, InitOptions{Compression: CompressionS2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if r, err = Open(ctx, s, pass); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// Format 2, so that a reader of format 1 only refuses it by its version.
+	if c := r.Config(); c.Version != FormatS2 || c.Compression != CompressionS2 {
+		t.Fatalf("config of an s2 repository: version %d, compression %q", c.Version, c.Compression)
+	}
+}
+
+func writerDedupAndLoad(t *testing.T, compression string) {
 	ctx := context.Background()
 	s := memStore(t)
-	r, err := Init(ctx, s, pass, InitOptions{PackSize: 1 << 20})
+	r, err := Init(ctx, s, pass, InitOptions{PackSize: 1 << 20, Compression: compression})
 	if err != nil {
 		t.Fatal(err)
 	}

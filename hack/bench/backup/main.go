@@ -77,7 +77,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.work, "work", filepath.Join(os.TempDir(), "stork-bench-backup"), "work directory: dataset, repositories, logs")
 	flag.Float64Var(&o.scale, "scale", 1, "multiplies every size and the number of small files (0.02 for a quick run)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated dataset")
-	flag.StringVar(&tools, "tools", "ours,restic,kopia", "tools to compare: ours, restic, kopia, kopia-zstd (kopia with zstd-fastest), copy (the bytes moved and nothing else: the machine's floor)")
+	flag.StringVar(&tools, "tools", "ours,restic,kopia", "tools to compare: ours, ours-s2 (a repository with S2 compression), restic, kopia, kopia-zstd (kopia with zstd-fastest), copy (the bytes moved and nothing else: the machine's floor)")
 	flag.StringVar(&targets, "targets", "file,minio", "repository targets: file (local directory), minio (S3 on a local MinIO)")
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
@@ -87,7 +87,7 @@ func run(ctx context.Context) error {
 	}
 	o.tools, o.targets = splitList(tools), splitList(targets)
 	for _, t := range o.tools {
-		if !slices.Contains([]string{"ours", "restic", "kopia", "kopia-zstd", "copy"}, t) {
+		if !slices.Contains([]string{"ours", "ours-s2", "restic", "kopia", "kopia-zstd", "copy"}, t) {
 			return fmt.Errorf("-tools: unknown tool %q", t)
 		}
 	}

@@ -20,7 +20,8 @@ import (
 func (b *bench) prepareTools(ctx context.Context) error {
 	b.report.Tools = map[string]string{}
 	need := func(t string) bool {
-		return slices.Contains(b.opt.tools, t) || (t == "kopia" && slices.Contains(b.opt.tools, "kopia-zstd"))
+		return slices.Contains(b.opt.tools, t) || (t == "kopia" && slices.Contains(b.opt.tools, "kopia-zstd")) ||
+			(t == "ours" && slices.Contains(b.opt.tools, "ours-s2"))
 	}
 	if need("ours") {
 		bin := filepath.Join(b.opt.work, "bin", "storkctl")
@@ -28,12 +29,13 @@ func (b *bench) prepareTools(ctx context.Context) error {
 		if _, err := output(ctx, b.root, "go", "build", "-o", bin, "./cmd/storkctl"); err != nil {
 			return err
 		}
-		b.bins["ours"] = bin
+		b.bins["ours"], b.bins["ours-s2"] = bin, bin
 		rev, err := output(ctx, b.root, "git", "describe", "--always", "--dirty")
 		if err != nil {
 			rev = "unknown"
 		}
 		b.report.Tools["ours"] = "storkctl " + rev
+		b.report.Tools["ours-s2"] = "storkctl " + rev + ", repo init --compression s2"
 	}
 	if need("copy") {
 		self, err := os.Executable()
@@ -164,7 +166,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		}
 		s.backup = []string{"copy-tool", "backup", src, dest}
 		s.restore = func(dir string) []string { return []string{"copy-tool", "restore", dest, dir} }
-	case "ours":
+	case "ours", "ours-s2":
 		s.env = []string{"STORK_PASSPHRASE=" + passphrase}
 		base := []string{"repo", "--location", "file://" + repoDir}
 		if target == "minio" {
@@ -181,6 +183,9 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 				"--s3-path-style", "--s3-region", "us-east-1", "--credentials-dir", creds}
 		}
 		s.init = [][]string{cat(base, "init")}
+		if tool == "ours-s2" {
+			s.init = [][]string{cat(base, "init", "--compression", "s2")}
+		}
 		s.backup = cat(base, "backup", src)
 		s.restore = func(dir string) []string { return cat(base, "restore", "latest", dir) }
 	case "restic":
@@ -367,7 +372,7 @@ func (b *bench) exec(ctx context.Context, s *session, step string, args []string
 
 // summaryLine picks the line of a tool's output that says what a backup did.
 func summaryLine(tool, out string) string {
-	prefix := map[string]string{"ours": "snapshot ", "restic": "Files:", "kopia": "Files:"}[strings.TrimSuffix(tool, "-zstd")]
+	prefix := map[string]string{"ours": "snapshot ", "restic": "Files:", "kopia": "Files:"}[strings.TrimSuffix(strings.TrimSuffix(tool, "-zstd"), "-s2")]
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, prefix) || strings.HasPrefix(l, "Created snapshot") {
@@ -381,7 +386,7 @@ func summaryLine(tool, out string) string {
 // (kopia prints no counts: it is trusted).
 func parentUsed(tool, note string, files int) bool {
 	switch tool {
-	case "ours":
+	case "ours", "ours-s2":
 		return strings.Contains(note, fmt.Sprintf("%d files, ", files)) && strings.Contains(note, fmt.Sprintf("(%d unchanged, ", files))
 	case "restic":
 		return strings.Contains(note, fmt.Sprintf("0 new, 0 changed, %d unmodified", files))
