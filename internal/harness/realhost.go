@@ -153,7 +153,7 @@ func (c *Cluster) startDNS(ctx context.Context, bins NodeBinaries, dir string) (
 }
 
 // startProxy starts kube-proxy for the host's network namespace, named after the first node.
-func (h *realHost) startProxy(c *Cluster, node *RealNode) error {
+func (h *realHost) startProxy(ctx context.Context, c *Cluster, node *RealNode) error {
 	kubeconfig, err := c.UserKubeconfig("system:kube-proxy")
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 	if err != nil {
 		return err
 	}
-	return waitHTTP(context.Background(), h.proxy, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), time.Minute)
+	return waitHTTP(ctx, h.proxy, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), time.Minute)
 }
 
 // stop stops kube-proxy and removes its rules, stops CoreDNS and releases the machine lock,

@@ -23,8 +23,8 @@ import (
 )
 
 // NodeBinaries is the directory built by `hack/testbin.sh node`: the kubelet, kube-proxy and
-// kube-scheduler of the pinned Kubernetes release, and CoreDNS. The container runtime is Debian's (containerd, runc and the
-// CNI plugins, installed by hack/node-deps.sh).
+// kube-scheduler of the pinned Kubernetes release, and CoreDNS. The container runtime is
+// Debian's (containerd, runc and the CNI plugins, installed by hack/node-deps.sh).
 type NodeBinaries string
 
 // EnvNodeBinaries names the variable that points the harness at the node binaries.
@@ -159,7 +159,7 @@ func (c *Cluster) StartRealNode(ctx context.Context, bins NodeBinaries, opts Rea
 	c.realNodesMu.Lock()
 	defer c.realNodesMu.Unlock()
 	if host.proxy == nil {
-		if err := host.startProxy(c, n); err != nil {
+		if err := host.startProxy(ctx, c, n); err != nil {
 			return nil, fmt.Errorf("starting kube-proxy: %w", err)
 		}
 	}

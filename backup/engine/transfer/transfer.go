@@ -87,13 +87,12 @@ type UploadOptions struct {
 // writes its snapshot manifest last), so an interrupted upload is started again from the
 // beginning and reuses the packs the first attempt wrote.
 func Upload(ctx context.Context, r *Repo, src string, o UploadOptions) (string, int64, error) {
-	tags := o.Tags
-	opts := archive.BackupOptions{Tags: tags, Exclude: o.Exclude, StrictChangeDetection: o.StrictChangeDetection}
+	opts := archive.BackupOptions{Tags: o.Tags, Exclude: o.Exclude, StrictChangeDetection: o.StrictChangeDetection}
 	if o.Progress != nil {
 		opts.Progress = func(p archive.Progress) { o.Progress(FilesProgress(p)) }
 	}
 	parent, err := r.Latest(ctx, func(s repo.SnapshotInfo) bool {
-		return s.Tags["cluster"] == tags["cluster"] && s.Tags["namespace"] == tags["namespace"] && s.Tags["pvc"] == tags["pvc"]
+		return s.Tags["cluster"] == o.Tags["cluster"] && s.Tags["namespace"] == o.Tags["namespace"] && s.Tags["pvc"] == o.Tags["pvc"]
 	})
 	if err != nil {
 		return "", 0, Fail("RepositoryUnavailable", "listing the backups in %s: %w", r.URL, err)
