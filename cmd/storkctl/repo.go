@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/catalog"
@@ -33,6 +34,7 @@ type repoFlags struct {
 	credentialsDir string
 	passphraseFile string
 	rawKeyFile     string
+	indexMemory    string
 }
 
 func (f *repoFlags) register(cmd *cobra.Command) {
@@ -45,6 +47,7 @@ func (f *repoFlags) register(cmd *cobra.Command) {
 		"accessKeyID, secretAccessKey[, sessionToken] (s3); serviceAccount.json (gs); accountName, accountKey (azblob)")
 	p.StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the repository passphrase (or set STORK_PASSPHRASE)")
 	p.StringVar(&f.rawKeyFile, "raw-key-file", "", "file holding a raw 32-byte repository key, instead of a passphrase")
+	p.StringVar(&f.indexMemory, "index-memory", "", "memory the blob index may take before it spills to a file on disk (about 100 bytes a blob), e.g. 64Mi or 1Gi (default 256Mi, or a quarter of the container's memory limit if less)")
 }
 
 func (f *repoFlags) storeConfig() (objstore.Config, error) {
@@ -112,6 +115,14 @@ func (f *repoFlags) open(ctx context.Context, init *repo.InitOptions) (*objstore
 	if err != nil {
 		return nil, nil, err
 	}
+	var indexMemory int64 // 0: the default
+	if f.indexMemory != "" {
+		q, err := resource.ParseQuantity(f.indexMemory)
+		if err != nil || q.Value() <= 0 {
+			return nil, nil, fmt.Errorf("--index-memory %q: want a positive size such as 256Mi or 1Gi", f.indexMemory)
+		}
+		indexMemory = q.Value()
+	}
 	s, err := objstore.Open(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -120,7 +131,7 @@ func (f *repoFlags) open(ctx context.Context, init *repo.InitOptions) (*objstore
 	if init != nil {
 		r, err = repo.Init(ctx, s, key, *init)
 	} else {
-		r, err = repo.Open(ctx, s, key)
+		r, err = repo.OpenWith(ctx, s, key, repo.OpenOptions{IndexMemory: indexMemory})
 	}
 	if err != nil {
 		s.Close()

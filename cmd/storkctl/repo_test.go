@@ -91,10 +91,16 @@ func TestRepoCommands(t *testing.T) {
 		t.Fatalf("restore of an unknown tag: %v %s", err, out)
 	}
 	target := filepath.Join(dir, "restored")
-	run("restore", "latest", target, "--tag", "pvc=data")
+	// An index budget of one blob: the restore finds its blobs through an index spilled to disk.
+	run("restore", "latest", target, "--tag", "pvc=data", "--index-memory", "100")
 	got, err := os.ReadFile(filepath.Join(target, "db/table"))
 	if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("row\n"), 10000)) {
 		t.Fatalf("restored file differs: %v", err)
+	}
+
+	if out, err := storkctl(t, append([]string{"repo", "ls", "--index-memory", "lots"}, repoFlags...)...); err == nil ||
+		!strings.Contains(err.Error(), `--index-memory "lots"`) {
+		t.Fatalf("ls with a bad --index-memory: %v %s", err, out)
 	}
 
 	wrong := filepath.Join(dir, "wrong")

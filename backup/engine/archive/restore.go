@@ -133,6 +133,8 @@ type restorer struct {
 
 type pendingDir struct {
 	path string
+	// node is a copy of the directory's entry, not a pointer into its parent's tree, which
+	// would keep every tree of the snapshot in memory until the end.
 	node *Node
 }
 
@@ -261,6 +263,8 @@ func (rs *restorer) later(d pendingDir, link *[2]string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if d.node != nil {
+		meta := *d.node
+		d.node = &meta
 		rs.dirs = append(rs.dirs, d)
 	}
 	if link != nil {

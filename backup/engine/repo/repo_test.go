@@ -160,6 +160,10 @@ func writerDedupAndLoad(t *testing.T, compression string) {
 	if st.BytesStored >= st.BytesAdded {
 		t.Errorf("stored %d bytes for %d: compression did not help half-compressible data", st.BytesStored, st.BytesAdded)
 	}
+	// Indexed blobs leave the session's pending set, which would otherwise grow with the backup.
+	if n := len(w.pending); n != 0 {
+		t.Errorf("%d blobs still pending after Flush indexed them all", n)
+	}
 	r.Close()
 
 	// A fresh open sees everything through the index files.
@@ -178,6 +182,20 @@ func writerDedupAndLoad(t *testing.T, compression string) {
 		}
 		if !bytes.Equal(got, blobs[i]) {
 			t.Fatalf("blob %d differs after the round trip", i)
+		}
+	}
+	// With an index budget of ten blobs the index spills to disk, and serves the same.
+	r3, err := OpenWith(ctx, s, pass, OpenOptions{IndexMemory: 10 * mapEntryBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	if !r3.index.spilled() || r3.BlobCount() != 40 {
+		t.Fatalf("index with a budget of 10 blobs: spilled %v, %d blobs; want spilled, 40", r3.index.spilled(), r3.BlobCount())
+	}
+	for i, id := range ids {
+		if got, err := r3.LoadBlob(ctx, id); err != nil || !bytes.Equal(got, blobs[i]) {
+			t.Fatalf("blob %d through the spilled index: %v", i, err)
 		}
 	}
 	// A second session adds nothing new.

@@ -89,8 +89,10 @@ type Repository struct {
 	encoding byte
 
 	mu    sync.RWMutex
-	index map[ID]location
-	packs []ID
+	index *blobIndex
+	// indexMemory is the index's memory budget (OpenOptions).
+	indexMemory int64
+	packs       []ID
 	// packNum finds a pack's number in packs.
 	packNum map[ID]uint32
 	// treeSpans holds, by pack number, the range of the pack that holds its tree blobs.
@@ -120,8 +122,7 @@ func (r *Repository) IndexDamage() []error {
 	return r.indexDamage
 }
 
-// location is an indexed blob's place: about 60 bytes of map entry per blob (32 key, 17
-// value, plus Go map overhead), so a million blobs (a TiB at 1 MiB chunks) take ~100 MB.
+// location is an indexed blob's place (blobindex.go says what one costs in memory).
 type location struct {
 	pack      uint32
 	offset    uint32
@@ -215,7 +216,7 @@ func newRepository(store *objstore.Store, cfg Config, mk *masterKeys) (*Reposito
 		encoding = encodingS2
 	}
 	return &Repository{store: store, cfg: cfg, keys: mk, c: c, zenc: zenc, zdec: zdec, encoding: encoding,
-		index: map[ID]location{}, packNum: map[ID]uint32{}, treeSpans: map[uint32]span{}, doomed: map[uint32]bool{},
+		index: newBlobIndex(0, store.TempFile), packNum: map[ID]uint32{}, treeSpans: map[uint32]span{}, doomed: map[uint32]bool{},
 		loadedFiles: map[string]bool{}, loadedMarks: map[string]bool{}}, nil
 }
 
@@ -224,11 +225,26 @@ var ErrNoRepository = errors.New("no repository here: initialise one first (stor
 
 // Open opens the repository in the store with the user key and loads its index.
 func Open(ctx context.Context, store *objstore.Store, key UserKey) (*Repository, error) {
+	return OpenWith(ctx, store, key, OpenOptions{})
+}
+
+// OpenOptions tune an opened repository; zero values take the defaults.
+type OpenOptions struct {
+	// IndexMemory is how many bytes the blob index may take in memory before it spills to a
+	// file in the store's staging directory (default: DefaultIndexMemory, or a quarter of the
+	// container's memory limit if less).
+	IndexMemory int64
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, store *objstore.Store, key UserKey, opts OpenOptions) (*Repository, error) {
 	r, err := open(ctx, store, key)
 	if err != nil {
 		return nil, err
 	}
+	r.indexMemory = opts.IndexMemory
 	if err := r.LoadIndex(ctx); err != nil {
+		r.Close()
 		return nil, err
 	}
 	return r, nil
@@ -318,6 +334,9 @@ func (r *Repository) Store() *objstore.Store { return r.store }
 func (r *Repository) Close() {
 	r.zenc.Close()
 	r.zdec.Close()
+	r.mu.Lock()
+	r.index.close()
+	r.mu.Unlock()
 }
 
 // LoadIndex (re)reads every index file and deletion mark into memory. Blobs in packs marked
@@ -340,7 +359,9 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	r.index, r.packs, r.packNum, r.treeSpans, r.doomed = map[ID]location{}, nil, map[ID]uint32{}, map[uint32]span{}, map[uint32]bool{}
+	r.index.close()
+	r.index = newBlobIndex(r.indexMemory, r.store.TempFile)
+	r.packs, r.packNum, r.treeSpans, r.doomed = nil, map[ID]uint32{}, map[uint32]span{}, map[uint32]bool{}
 	r.indexDamage, r.loadedFiles, r.loadedMarks = nil, map[string]bool{}, map[string]bool{}
 	for _, m := range marks {
 		r.loadedMarks[m.key] = true
@@ -489,10 +510,10 @@ func (r *Repository) addPackLocked(pack ID, entries []PackEntry) {
 		if e.Type == TreeBlob {
 			r.treeSpans[n] = r.treeSpans[n].add(e.Offset, e.Length)
 		}
-		if old, ok := r.index[e.ID]; ok && r.doomed[n] && !r.doomed[old.pack] {
+		if old, ok := r.index.get(e.ID); ok && r.doomed[n] && !r.doomed[old.pack] {
 			continue
 		}
-		r.index[e.ID] = location{pack: n, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
+		r.index.set(e.ID, location{pack: n, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type})
 	}
 }
 
@@ -541,7 +562,7 @@ func (r *Repository) decodeIndex(sealed []byte) ([]IndexedPack, error) {
 func (r *Repository) Has(id ID) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	l, ok := r.index[id]
+	l, ok := r.index.get(id)
 	return ok && !r.doomed[l.pack]
 }
 
@@ -549,14 +570,14 @@ func (r *Repository) Has(id ID) bool {
 func (r *Repository) BlobCount() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.index)
+	return r.index.len()
 }
 
 // Lookup returns where a blob is.
 func (r *Repository) Lookup(id ID) (pack ID, e PackEntry, ok bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	l, ok := r.index[id]
+	l, ok := r.index.get(id)
 	if !ok {
 		return ID{}, PackEntry{}, false
 	}

@@ -26,8 +26,20 @@
 // which would otherwise run a full GC at the end of the first snapshot, is turned off, as Velero
 // does (it runs maintenance as separate jobs); restic and Stork run none during a backup.
 //
+// -suites adds trees shaped to stress one thing each (suites.go), with the same tools, targets
+// and -scale: files (1,000,000 files of 1–16 KiB, 100 to a directory: backup, unchanged re-backup,
+// restore, check, and a prune after the first snapshot is forgotten), empty (5,000,000 empty
+// files, 1,000 to a directory: backup, unchanged, restore) and large (one 8 GiB file: backup and
+// restore). Their tables give files/s (MiB/s for the large file).
+//
+// Peak RSS is measured honestly (measure.go): every measured command runs under a small
+// `measure` process of this binary, since a child started straight from the benchmark would
+// inherit the benchmark's own peak RSS. Next to it, the peak of anonymous memory (RssAnon,
+// sampled every 20 ms) leaves out the pages of the tool's binary that are mapped.
+//
 //	go run ./hack/bench/backup -scale 0.02             # a quick run, about 45 MiB of data
 //	go run ./hack/bench/backup -tools ours,restic -targets file -repeat 3
+//	go run ./hack/bench/backup -suites files,empty,large -scale 0.1 -targets file   # minutes
 //
 // Layer: tests. May import: lib, api, engine, drivers, kit, controllers, cmd, testkit, tests.
 package main

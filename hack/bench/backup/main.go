@@ -40,6 +40,8 @@ func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "copy-tool" {
 		err = copyTool(ctx, os.Args[2:])
+	} else if len(os.Args) > 1 && os.Args[1] == "measure" {
+		err = measure(os.Args[2:])
 	} else {
 		err = run(ctx)
 	}
@@ -55,6 +57,7 @@ type options struct {
 	scale   float64
 	seed    uint64
 	tools   []string
+	suites  []string
 	targets []string
 	repeat  int
 	json    string
@@ -73,19 +76,25 @@ type bench struct {
 
 func run(ctx context.Context) error {
 	var o options
-	var tools, targets string
+	var tools, targets, suites string
 	flag.StringVar(&o.work, "work", filepath.Join(os.TempDir(), "stork-bench-backup"), "work directory: dataset, repositories, logs")
 	flag.Float64Var(&o.scale, "scale", 1, "multiplies every size and the number of small files (0.02 for a quick run)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated dataset")
 	flag.StringVar(&tools, "tools", "ours,restic,kopia", "tools to compare: ours, ours-s2 (a repository with S2 compression), restic, kopia, kopia-zstd (kopia with zstd-fastest), copy (the bytes moved and nothing else: the machine's floor)")
 	flag.StringVar(&targets, "targets", "file,minio", "repository targets: file (local directory), minio (S3 on a local MinIO)")
+	flag.StringVar(&suites, "suites", suiteStandard, "what to run: standard (the dataset above, five steps), files (1,000,000 files of 1–16 KiB: backup, unchanged, restore, check, prune), empty (5,000,000 empty files), large (one 8 GiB file); -scale applies to each")
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	o.tools, o.targets = splitList(tools), splitList(targets)
+	o.tools, o.targets, o.suites = splitList(tools), splitList(targets), splitList(suites)
+	for _, s := range o.suites {
+		if !slices.Contains(suiteNames, s) {
+			return fmt.Errorf("-suites: unknown suite %q (known: %s)", s, strings.Join(suiteNames, ", "))
+		}
+	}
 	for _, t := range o.tools {
 		if !slices.Contains([]string{"ours", "ours-s2", "restic", "kopia", "kopia-zstd", "copy"}, t) {
 			return fmt.Errorf("-tools: unknown tool %q", t)
@@ -96,8 +105,8 @@ func run(ctx context.Context) error {
 			return fmt.Errorf("-targets: unknown target %q", t)
 		}
 	}
-	if o.scale <= 0 || o.repeat < 1 || len(o.tools) == 0 || len(o.targets) == 0 {
-		return errors.New("-scale must be > 0, -repeat ≥ 1, and -tools and -targets not empty")
+	if o.scale <= 0 || o.repeat < 1 || len(o.tools) == 0 || len(o.targets) == 0 || len(o.suites) == 0 {
+		return errors.New("-scale must be > 0, -repeat ≥ 1, and -tools, -targets and -suites not empty")
 	}
 	var err error
 	if o.work, err = filepath.Abs(o.work); err != nil {
@@ -114,7 +123,7 @@ func run(ctx context.Context) error {
 	b := &bench{opt: o, bins: map[string]string{}}
 	b.report.Started = time.Now().UTC()
 	b.report.Settings = map[string]any{
-		"scale": o.scale, "seed": o.seed, "repeat": o.repeat, "tools": o.tools, "targets": o.targets,
+		"scale": o.scale, "seed": o.seed, "suites": o.suites, "repeat": o.repeat, "tools": o.tools, "targets": o.targets,
 		"mib_per_s": "dataset bytes / wall seconds for every backup (also unchanged and 1% changed); restore: bytes restored",
 		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
@@ -128,10 +137,6 @@ func run(ctx context.Context) error {
 	}
 	b.root = out
 
-	if b.ds, err = prepareDataset(ctx, o.work, o.seed, o.scale); err != nil {
-		return err
-	}
-	b.report.Dataset = datasetInfo{Dir: b.ds.dir, Files: len(b.ds.files), Bytes: b.ds.bytes, ChangedFiles: len(b.ds.changed), AppendedBytes: b.ds.appendSize}
 	if err := b.prepareTools(ctx); err != nil {
 		return err
 	}
@@ -142,35 +147,11 @@ func run(ctx context.Context) error {
 		}
 		defer b.minio.stop()
 	}
-
-	// Read the dataset once, so that the first tool does not pay for a cold page cache (it
-	// did: measured 10.5 s when our engine ran first, 5.8 s when second).
-	if _, err := sumTree(b.ds.dir); err != nil {
-		return err
-	}
-	fmt.Printf("\ndataset %s: %d files, %s; tools %s; targets %s; %d run(s) each\n\n",
-		b.ds.dir, len(b.ds.files), humanBytes(b.ds.bytes), strings.Join(o.tools, ","), strings.Join(o.targets, ","), o.repeat)
-	for rep := 1; rep <= o.repeat; rep++ {
-		// Each run starts with another tool, so that what one leaves behind (dirty pages,
-		// deleted inodes) does not always fall on the same one.
-		order := append(slices.Clone(o.tools[(rep-1)%len(o.tools):]), o.tools[:(rep-1)%len(o.tools)]...)
-		for _, target := range o.targets {
-			for _, tool := range order {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if err := b.runOne(ctx, tool, target, rep); err != nil {
-					msg := fmt.Sprintf("%s %s run %d: %v", tool, target, rep, err)
-					fmt.Printf("FAILED %s\n", msg)
-					b.report.Failures = append(b.report.Failures, msg)
-				}
-			}
+	for _, suite := range o.suites {
+		if err := b.runSuites(ctx, suite); err != nil {
+			return err
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.printTables()
 	b.report.Finished = time.Now().UTC()
 	data, err := json.MarshalIndent(b.report, "", "  ")
 	if err != nil {
@@ -182,6 +163,65 @@ func run(ctx context.Context) error {
 	fmt.Printf("\nJSON report: %s\nlogs: %s\n", o.json, filepath.Join(o.work, "logs"))
 	if len(b.report.Failures) > 0 {
 		return fmt.Errorf("%d run(s) failed:\n  %s", len(b.report.Failures), strings.Join(b.report.Failures, "\n  "))
+	}
+	return nil
+}
+
+// runSuites prepares a suite's dataset and runs it for every tool and target, -repeat times.
+func (b *bench) runSuites(ctx context.Context, suite string) error {
+	o := b.opt
+	var err error
+	if suite == suiteStandard {
+		b.ds, err = prepareDataset(ctx, planDataset(o.work, o.seed, o.scale))
+		b.report.Dataset = datasetInfo{Dir: b.ds.dir, Files: len(b.ds.files), Bytes: b.ds.bytes, ChangedFiles: len(b.ds.changed), AppendedBytes: b.ds.appendSize}
+	} else {
+		b.ds, err = prepareDataset(ctx, planSuite(o.work, suite, o.seed, o.scale))
+		if b.report.Suites == nil {
+			b.report.Suites = map[string]datasetInfo{}
+		}
+		b.report.Suites[suite] = datasetInfo{Dir: b.ds.dir, Files: len(b.ds.files), Bytes: b.ds.bytes}
+	}
+	if err != nil {
+		return err
+	}
+	// Read the dataset once, so that the first tool does not pay for a cold page cache (it
+	// did: measured 10.5 s when our engine ran first, 5.8 s when second). The sums verify
+	// restores.
+	if b.srcSums, err = sumTree(b.ds.dir); err != nil {
+		return err
+	}
+	fmt.Printf("\nsuite %s, dataset %s: %d files, %s; tools %s; targets %s; %d run(s) each\n\n", suite,
+		b.ds.dir, len(b.ds.files), humanBytes(b.ds.bytes), strings.Join(o.tools, ","), strings.Join(o.targets, ","), o.repeat)
+	for rep := 1; rep <= o.repeat; rep++ {
+		// Each run starts with another tool, so that what one leaves behind (dirty pages,
+		// deleted inodes) does not always fall on the same one.
+		order := append(slices.Clone(o.tools[(rep-1)%len(o.tools):]), o.tools[:(rep-1)%len(o.tools)]...)
+		for _, target := range o.targets {
+			for _, tool := range order {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				run := b.runOne
+				if suite != suiteStandard {
+					run = func(ctx context.Context, tool, target string, rep int) error {
+						return b.runSuite(ctx, suite, tool, target, rep)
+					}
+				}
+				if err := run(ctx, tool, target, rep); err != nil {
+					msg := fmt.Sprintf("%s %s %s run %d: %v", suite, tool, target, rep, err)
+					fmt.Printf("FAILED %s\n", msg)
+					b.report.Failures = append(b.report.Failures, msg)
+				}
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if suite == suiteStandard {
+		b.printTables()
+	} else {
+		b.printSuiteTable(suite)
 	}
 	return nil
 }

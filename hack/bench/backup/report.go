@@ -15,16 +15,17 @@ import (
 )
 
 type report struct {
-	Started   time.Time         `json:"started"`
-	Finished  time.Time         `json:"finished"`
-	Machine   map[string]string `json:"machine"`
-	Tools     map[string]string `json:"tools"`
-	Settings  map[string]any    `json:"settings"`
-	Dataset   datasetInfo       `json:"dataset"`
-	Runs      []result          `json:"runs"`
-	RepoSizes []repoSize        `json:"repository_sizes"`
-	Medians   []cell            `json:"medians"`
-	Failures  []string          `json:"failures,omitempty"`
+	Started   time.Time              `json:"started"`
+	Finished  time.Time              `json:"finished"`
+	Machine   map[string]string      `json:"machine"`
+	Tools     map[string]string      `json:"tools"`
+	Settings  map[string]any         `json:"settings"`
+	Dataset   datasetInfo            `json:"dataset"`
+	Suites    map[string]datasetInfo `json:"suites,omitempty"` // the datasets of the suites other than the standard one
+	Runs      []result               `json:"runs"`
+	RepoSizes []repoSize             `json:"repository_sizes"`
+	Medians   []cell                 `json:"medians"`
+	Failures  []string               `json:"failures,omitempty"`
 }
 
 type datasetInfo struct {
@@ -51,6 +52,7 @@ type cell struct {
 	Seconds   float64 `json:"seconds"`
 	MiBps     float64 `json:"mib_per_s"`
 	MaxRSSMiB float64 `json:"max_rss_mib"`
+	AnonMiB   float64 `json:"max_anon_mib"`
 }
 
 func machineInfo(ctx context.Context) map[string]string {
@@ -87,12 +89,13 @@ func (b *bench) medians() map[[3]string]cell {
 	}
 	out := map[[3]string]cell{}
 	for k, rs := range groups {
-		var secs, rss []float64
+		var secs, rss, anon []float64
 		for _, r := range rs {
 			secs = append(secs, r.Seconds)
 			rss = append(rss, float64(r.MaxRSSKiB)/1024)
+			anon = append(anon, float64(r.AnonKiB)/1024)
 		}
-		c := cell{Tool: k[0], Target: k[1], Scenario: k[2], Runs: len(rs), Seconds: median(secs), MaxRSSMiB: median(rss)}
+		c := cell{Tool: k[0], Target: k[1], Scenario: k[2], Runs: len(rs), Seconds: median(secs), MaxRSSMiB: median(rss), AnonMiB: median(anon)}
 		c.MiBps = float64(rs[0].Bytes) / mib / c.Seconds
 		out[k] = c
 	}

@@ -117,16 +117,21 @@ func (b *bench) kopiaBinary(ctx context.Context) (string, error) {
 
 // session is one tool on one fresh repository.
 type session struct {
-	tool, target string
-	bin          string
-	env          []string
-	init         [][]string // commands that create the repository (not measured)
-	backup       []string
-	restore      func(dir string) []string
-	restored     func(dir string) string // where the source's content lands under the restore dir
-	incremental  bool                    // false: the tool has no unchanged or 1%-changed step
-	size         func(ctx context.Context) (int64, error)
-	cleanup      func(ctx context.Context) error
+	tool, target   string
+	bin            string
+	env            []string
+	init           [][]string // commands that create the repository (not measured)
+	backup         []string
+	restore        func(dir string) []string
+	restored       func(dir string) string // where the source's content lands under the restore dir
+	incremental    bool                    // false: the tool has no unchanged or 1%-changed step
+	check          []string                // verifies the repository's structure (no data read)
+	forget         []string                // deletes the first snapshot (nil: list, then deleteSnapshot ID)
+	list           []string                // lists the snapshots, oldest first (with --json)
+	deleteSnapshot []string                // deletes the snapshot whose ID follows
+	prune          []string                // deletes the data no snapshot needs any more
+	size           func(ctx context.Context) (int64, error)
+	cleanup        func(ctx context.Context) error
 }
 
 func (b *bench) newSession(tool, target string, rep int) (*session, error) {
@@ -188,6 +193,9 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		}
 		s.backup = cat(base, "backup", src)
 		s.restore = func(dir string) []string { return cat(base, "restore", "latest", dir) }
+		s.check = cat(base, "check")
+		s.forget = cat(base, "forget", "--keep-last", "1")
+		s.prune = cat(base, "prune", "--grace", "0")
 	case "restic":
 		s.env = []string{"RESTIC_PASSWORD=" + passphrase}
 		loc := repoDir
@@ -200,6 +208,9 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		s.backup = cat(base, "backup", src)
 		s.restore = func(dir string) []string { return cat(base, "restore", "latest", "--target", dir) }
 		s.restored = func(dir string) string { return filepath.Join(dir, src) } // restic restores absolute paths
+		s.check = cat(base, "check")
+		s.forget = cat(base, "forget", "--keep-last", "1")
+		s.prune = cat(base, "prune")
 	case "kopia", "kopia-zstd":
 		s.env = []string{"KOPIA_PASSWORD=" + passphrase, "KOPIA_CHECK_FOR_UPDATES=false"}
 		common := []string{"--config-file", filepath.Join(cacheDir, "repository.config"), "--log-dir", filepath.Join(cacheDir, "logs")}
@@ -222,6 +233,14 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		s.restore = func(dir string) []string {
 			return cat([]string{"snapshot", "restore", src, dir, "--no-progress"}, common...)
 		}
+		// verify walks every snapshot and checks that each object it needs exists (reading no
+		// file content by default), as restic's and our check do.
+		s.check = cat([]string{"snapshot", "verify"}, common...)
+		s.list = cat([]string{"snapshot", "list", src}, common...)
+		s.deleteSnapshot = cat([]string{"snapshot", "delete"}, common...)
+		// Full maintenance is kopia's prune; --safety=none drops the hour-long wait that protects
+		// concurrent writers, as our --grace 0 does.
+		s.prune = cat([]string{"maintenance", "run", "--full", "--safety=none"}, common...)
 	}
 	return s, nil
 }
@@ -258,8 +277,8 @@ func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err e
 		if res.Note != "" {
 			note = "  [" + res.Note + "]"
 		}
-		fmt.Printf("%-22s %-18s %8.2f s %9.1f MiB/s  peak RSS %6.0f MiB  CPU %6.1f s%s\n",
-			label+":", sc, res.Seconds, res.MiBps, float64(res.MaxRSSKiB)/1024, res.CPU, note)
+		fmt.Printf("%-22s %-18s %8.2f s %9.1f MiB/s  peak RSS %6.0f MiB (anon %6.0f)  CPU %6.1f s%s\n",
+			label+":", sc, res.Seconds, res.MiBps, float64(res.MaxRSSKiB)/1024, float64(res.AnonKiB)/1024, res.CPU, note)
 		if sc == scUnchanged && !parentUsed(tool, res.Note, len(b.ds.files)) {
 			fmt.Printf("%-22s WARNING: the unchanged backup did not take every file from the parent snapshot\n", label+":")
 		}
@@ -337,9 +356,11 @@ type result struct {
 	Scenario  string  `json:"scenario"`
 	Run       int     `json:"run"`
 	Seconds   float64 `json:"seconds"`
-	Bytes     int64   `json:"bytes"` // what MiB/s is computed from
+	Bytes     int64   `json:"bytes"`           // what MiB/s is computed from
+	Files     int64   `json:"files,omitempty"` // the suite's files, what files/s is computed from
 	MiBps     float64 `json:"mib_per_s"`
 	MaxRSSKiB int64   `json:"max_rss_kib"`
+	AnonKiB   int64   `json:"max_anon_kib"`   // peak RssAnon, sampled every 20 ms: MaxRSSKiB without the binary's mapped pages
 	CPU       float64 `json:"cpu_seconds"`    // user + system time of the process
 	Note      string  `json:"note,omitempty"` // the tool's own summary line
 }
@@ -347,13 +368,18 @@ type result struct {
 // exec runs one command of a session, logging its output, and measures it.
 func (b *bench) exec(ctx context.Context, s *session, step string, args []string) (result, error) {
 	logPath := filepath.Join(b.opt.work, "logs", fmt.Sprintf("%s-%s-%s.log", s.tool, s.target, step))
-	cmd := exec.CommandContext(ctx, s.bin, args...)
-	cmd.Env = append(os.Environ(), s.env...)
+	self, err := os.Executable()
+	if err != nil {
+		return result{}, err
+	}
+	rusage := logPath + ".rusage"
+	cmd := exec.CommandContext(ctx, self, cat([]string{"measure", s.bin}, args...)...)
+	cmd.Env = append(os.Environ(), append(s.env, rusageEnv+"="+rusage)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	elapsed := time.Since(start)
 	logText := fmt.Sprintf("$ %s %s\n%s\nexit: %v, %.3f s\n", s.bin, strings.Join(args, " "), out.String(), err, elapsed.Seconds())
 	if werr := os.WriteFile(logPath, []byte(logText), 0o644); werr != nil {
@@ -363,10 +389,10 @@ func (b *bench) exec(ctx context.Context, s *session, step string, args []string
 		return result{}, fmt.Errorf("%s %s: %v\n%s(log: %s)", filepath.Base(s.bin), strings.Join(args, " "), err, tail(out.String(), 15), logPath)
 	}
 	res := result{Seconds: elapsed.Seconds(), Note: summaryLine(s.tool, out.String())}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.MaxRSSKiB = ru.Maxrss // KiB on Linux
-		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	if err := readRusage(rusage, &res); err != nil {
+		return result{}, fmt.Errorf("reading the rusage of %s: %w", filepath.Base(s.bin), err)
 	}
+	_ = os.Remove(rusage)
 	return res, nil
 }
 

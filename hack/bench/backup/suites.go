@@ -1,0 +1,237 @@
+package main
+
+// The suites beyond the standard dataset, each a tree shaped to stress one thing: many small
+// files (the walk, the per-file costs and the index), many empty files (nothing but metadata),
+// and one large file (how restore and backup of a single file use the cores).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+)
+
+// suite names (-suites).
+const (
+	suiteStandard = "standard"
+	suiteFiles    = "files"
+	suiteEmpty    = "empty"
+	suiteLarge    = "large"
+)
+
+var suiteNames = []string{suiteStandard, suiteFiles, suiteEmpty, suiteLarge}
+
+// Steps of the suites other than the standard one.
+const (
+	stBackup    = "backup"
+	stUnchanged = "unchanged backup"
+	stRestore   = "restore"
+	stCheck     = "check"
+	stPrune     = "forget first + prune"
+)
+
+// suiteSteps lists what each suite measures, in order.
+var suiteSteps = map[string][]string{
+	suiteFiles: {stBackup, stUnchanged, stRestore, stCheck, stPrune},
+	suiteEmpty: {stBackup, stUnchanged, stRestore},
+	suiteLarge: {stBackup, stRestore},
+}
+
+// planSuite plans a suite's dataset. files: 1,000,000 files of 1–16 KiB (uniform), half log-like
+// text and half random, 100 to a directory in a 100×100 fan-out (d000/e00/f0000000.txt): a
+// mail spool, a package cache or a build tree. empty: 5,000,000 empty files, 1,000 to a
+// directory. large: one file of 8 GiB of random data. -scale multiplies the counts and the size.
+func planSuite(work, suite string, seed uint64, scale float64) *dataset {
+	key := fmt.Sprintf("%s-v%d-seed%d-scale%g", suite, genVersion, seed, scale)
+	d := &dataset{dir: filepath.Join(work, key), marker: filepath.Join(work, key+".changed"), seed: seed}
+	scaled := func(n float64) int64 { return max(1, int64(math.Round(n*scale))) }
+	add := func(rel string, size int64, text bool) {
+		d.files = append(d.files, fileSpec{rel: rel, size: size, text: text, index: uint64(len(d.files) + 1)})
+		d.bytes += size
+	}
+	r := rand.New(rand.NewPCG(seed, 1))
+	switch suite {
+	case suiteFiles:
+		for i := range scaled(1e6) {
+			text := r.IntN(2) == 0
+			ext := map[bool]string{true: "txt", false: "bin"}[text]
+			add(fmt.Sprintf("d%03d/e%02d/f%07d.%s", i/10000, i/100%100, i, ext), 1<<10+r.Int64N(15<<10+1), text)
+		}
+	case suiteEmpty:
+		for i := range scaled(5e6) {
+			add(fmt.Sprintf("d%03d/e%03d/f%07d", i/100000, i/1000%100, i), 0, false)
+		}
+	case suiteLarge:
+		add("large.bin", scaled(8<<30), false)
+	}
+	return d
+}
+
+// runSuite runs one suite's steps for one tool on one fresh repository.
+func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep int) (err error) {
+	s, err := b.newSession(tool, target, rep)
+	if err != nil {
+		return err
+	}
+	restoreDir := filepath.Join(b.opt.work, "restore")
+	defer func() {
+		err = errors.Join(err, s.cleanup(context.WithoutCancel(ctx)), os.RemoveAll(restoreDir))
+	}()
+	label := fmt.Sprintf("%s %s %s", suite, tool, target)
+	if b.opt.repeat > 1 {
+		label += fmt.Sprintf(" #%d", rep)
+	}
+	for i, args := range s.init {
+		if _, err := b.exec(ctx, s, fmt.Sprintf("%s-init%d-r%d", suite, i, rep), args); err != nil {
+			return err
+		}
+	}
+	files := int64(len(b.ds.files))
+	for _, st := range suiteSteps[suite] {
+		if !s.incremental && st != stBackup && st != stRestore {
+			continue // the copy reference only moves bytes
+		}
+		var args []string
+		switch st {
+		case stBackup, stUnchanged:
+			args = s.backup
+		case stRestore:
+			if err := os.RemoveAll(restoreDir); err != nil {
+				return err
+			}
+			args = s.restore(restoreDir)
+		case stCheck:
+			args = s.check
+		case stPrune:
+			forget, err := s.forgetFirst(ctx, b)
+			if err != nil {
+				return err
+			}
+			if _, err := b.exec(ctx, s, fmt.Sprintf("%s-forget-r%d", suite, rep), forget); err != nil {
+				return err
+			}
+			args = s.prune
+		}
+		syscall.Sync()
+		res, err := b.exec(ctx, s, fmt.Sprintf("%s-%s-r%d", suite, strings.Fields(st)[0], rep), args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", st, err)
+		}
+		res.Tool, res.Target, res.Scenario, res.Run, res.Bytes, res.Files = tool, target, suite+": "+st, rep, b.ds.bytes, files
+		res.MiBps = float64(b.ds.bytes) / mib / res.Seconds
+		b.report.Runs = append(b.report.Runs, res)
+		fmt.Printf("%-30s %-22s %8.2f s %10.0f files/s %8.1f MiB/s  peak RSS %6.0f MiB (anon %6.0f)  CPU %6.1f s\n",
+			label+":", st, res.Seconds, float64(files)/res.Seconds, res.MiBps, float64(res.MaxRSSKiB)/1024, float64(res.AnonKiB)/1024, res.CPU)
+		if st == stRestore {
+			if err := b.verifyRestore(s, restoreDir, label); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// verifyRestore compares a restored tree with the source, file by file.
+func (b *bench) verifyRestore(s *session, restoreDir, label string) error {
+	var err error
+	if b.srcSums == nil {
+		if b.srcSums, err = sumTree(b.ds.dir); err != nil {
+			return err
+		}
+	}
+	got, err := sumTree(s.restored(restoreDir))
+	if err != nil {
+		return fmt.Errorf("verifying the restore: %w", err)
+	}
+	if diff := compareSums(b.srcSums, got); diff != "" {
+		fmt.Printf("%-30s RESTORE VERIFICATION FAILED: %s\n", label+":", diff)
+		return fmt.Errorf("restored tree differs from the source: %s", diff)
+	}
+	fmt.Printf("%-30s restored tree verified: %d files and directories, sizes and SHA-256 equal\n", label+":", len(got))
+	return nil
+}
+
+// forgetFirst returns the command that deletes a session's first snapshot (not measured; the
+// prune after it is).
+func (s *session) forgetFirst(ctx context.Context, b *bench) ([]string, error) {
+	if s.forget != nil {
+		return s.forget, nil
+	}
+	// kopia deletes snapshots by manifest ID only.
+	out, err := outputEnv(ctx, "", s.env, s.bin, cat(s.list, "--json")...)
+	if err != nil {
+		return nil, err
+	}
+	var snaps []struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(out), &snaps); err != nil || len(snaps) == 0 {
+		return nil, fmt.Errorf("listing kopia snapshots: %v (%q)", err, tail(out, 3))
+	}
+	return cat(s.deleteSnapshot, snaps[0].ID, "--delete"), nil
+}
+
+// printSuiteTable prints a suite's medians: seconds, files/s (MiB/s for the large file), peak
+// RSS, and our ratios to each peer.
+func (b *bench) printSuiteTable(suite string) {
+	cells := b.medians()
+	var peers []string
+	if slices.Contains(b.opt.tools, "ours") {
+		for _, t := range b.opt.tools {
+			if t != "ours" {
+				peers = append(peers, t)
+			}
+		}
+	}
+	rate := func(c cell) string {
+		if suite == suiteLarge {
+			return fmt.Sprintf("%.0f MiB/s", c.MiBps)
+		}
+		return fmt.Sprintf("%.0f/s", float64(len(b.ds.files))/c.Seconds)
+	}
+	for _, target := range b.opt.targets {
+		fmt.Printf("\n== suite %s, target %s — scale %g: %d files, %s; medians of %d run(s) ==\n",
+			suite, target, b.opt.scale, len(b.ds.files), humanBytes(b.ds.bytes), b.opt.repeat)
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		head := []string{"step"}
+		for _, t := range b.opt.tools {
+			head = append(head, t+" s", "rate", "RSS MiB", "anon")
+		}
+		for _, p := range peers {
+			head = append(head, "÷"+p+" speed", "÷"+p+" RSS")
+		}
+		fmt.Fprintln(w, strings.Join(head, "\t")+"\t")
+		for _, st := range suiteSteps[suite] {
+			sc := suite + ": " + st
+			row := []string{st}
+			for _, t := range b.opt.tools {
+				if c, ok := cells[[3]string{t, target, sc}]; ok {
+					b.report.Medians = append(b.report.Medians, c)
+					row = append(row, fmt.Sprintf("%.2f", c.Seconds), rate(c), fmt.Sprintf("%.0f", c.MaxRSSMiB), fmt.Sprintf("%.0f", c.AnonMiB))
+				} else {
+					row = append(row, "-", "-", "-", "-")
+				}
+			}
+			ours, okOurs := cells[[3]string{"ours", target, sc}]
+			for _, p := range peers {
+				if c, ok := cells[[3]string{p, target, sc}]; ok && okOurs {
+					row = append(row, fmt.Sprintf("%.2f×", c.Seconds/ours.Seconds), fmt.Sprintf("%.2f", ours.MaxRSSMiB/c.MaxRSSMiB))
+				} else {
+					row = append(row, "-", "-")
+				}
+			}
+			fmt.Fprintln(w, strings.Join(row, "\t")+"\t")
+		}
+		_ = w.Flush()
+	}
+	fmt.Println("rate: files ÷ wall seconds (large: MiB/s); RSS: peak RSS of the process (rusage); anon: peak anonymous memory (RssAnon sampled every 20 ms,\n" +
+		"without the mapped pages of the binary); ÷X speed = X's time ÷ ours (>1: we are faster); ÷X RSS = our peak RSS ÷ X's (<1: we use less).")
+}
