@@ -82,6 +82,12 @@ func makeTree(t *testing.T, root string) {
 	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o620); err != nil {
 		t.Fatal(err)
 	}
+	// Names that are not UTF-8 (Latin-1 é and è): JSON alone would make both "latin1-\ufffd".
+	write(t, filepath.Join(root, "latin1-\xe9"), []byte("e acute"), 0o644)
+	write(t, filepath.Join(root, "latin1-\xe8"), []byte("e grave"), 0o644)
+	if err := os.Symlink("latin1-\xe9", filepath.Join(root, "link-to-latin1")); err != nil {
+		t.Fatal(err)
+	}
 	// A sparse file: 1 MiB of data, a 3 MiB hole, 4 KiB of data, a trailing 1 MiB hole.
 	f, err := os.Create(filepath.Join(root, "sparse"))
 	if err != nil {
@@ -574,5 +580,99 @@ func TestUnchanged(t *testing.T) {
 				t.Errorf("unchanged = %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestProgressWithParent: a backup with a parent takes its totals from the parent instead of
+// scanning the tree; while it runs done never passes total, and the last report is exact
+// even when the tree grew or shrank since the parent.
+func TestProgressWithParent(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, src string)
+		files  int64
+	}{
+		{"grown", func(t *testing.T, src string) {
+			for i := range 30 {
+				if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("new-%d", i)), bytes.Repeat([]byte{byte(i)}, 5000), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, 40},
+		{"shrunk", func(t *testing.T, src string) {
+			for i := range 5 {
+				if err := os.Remove(filepath.Join(src, fmt.Sprintf("f-%d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepo(t)
+			src := t.TempDir()
+			for i := range 10 {
+				if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f-%d", i)), bytes.Repeat([]byte("x"), 1000+i), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			parent, _, err := Backup(ctx, r, src, BackupOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(t, src)
+			var reports []Progress
+			_, snap, err := Backup(ctx, r, src, BackupOptions{Parent: &parent, Progress: func(p Progress) { reports = append(reports, p) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range reports {
+				if p.FilesDone > p.FilesTotal || p.BytesDone > p.BytesTotal {
+					t.Errorf("report %+v: done passes total", p)
+				}
+			}
+			last := reports[len(reports)-1]
+			if last.FilesTotal != tc.files || last.FilesTotal != snap.Summary.Files || last.BytesTotal != snap.Summary.Bytes || last.BytesDone != last.BytesTotal {
+				t.Errorf("last report %+v, summary %+v: want exact totals, %d files", last, snap.Summary, tc.files)
+			}
+		})
+	}
+}
+
+// TestTreeJSONMatchesEncodingJSON: tree blobs are named by the hash of their bytes, so the
+// faster encoder must write exactly what encoding/json wrote, or every tree of every backup
+// made before would be stored again once; and what either wrote must decode the same.
+func TestTreeJSONMatchesEncodingJSON(t *testing.T) {
+	var id repo.ID
+	id[3] = 7
+	trees := []*Tree{
+		{Nodes: []Node{}},
+		{Nodes: []Node{
+			{Name: "a<b>&c\u2028", Type: TypeFile, Mode: 0o4755, UID: 1000, GID: 1000, MTime: time.Unix(1, 5).UTC(), CTime: time.Unix(2, 0).UTC(),
+				Inode: 12, Device: 34, Size: 5, Content: []repo.ID{id, id}},
+			{Name: "dir", Type: TypeDir, Subtree: &id, Xattrs: []Xattr{{Name: "user.x", Value: []byte{0, 1, 2}}, {Name: "user.empty", Value: []byte{}}}},
+			{Name: "hard", Type: TypeHardlink, LinkTarget: "dir/f"},
+			{Name: "link \"q\" \\", Type: TypeSymlink, LinkTarget: "../x\x01é"},
+		}, Root: &Node{Name: ".", Type: TypeDir, MTime: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}},
+	}
+	for i, tr := range trees {
+		want, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := encodeTree(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("tree %d:\n encodeTree    %s\n encoding/json %s", i, got, want)
+		}
+		dec, err := decodeTree(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := json.Marshal(dec); !bytes.Equal(again, want) {
+			t.Errorf("tree %d does not survive decodeTree: %s", i, again)
+		}
 	}
 }

@@ -69,17 +69,26 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		return repo.ID{}, nil, err
 	}
 	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
-	parentTree, err := loadParent(ctx, r, opts.Parent)
+	parentSnap, parentTree, err := loadParent(ctx, r, opts.Parent)
 	if err != nil {
 		return repo.ID{}, nil, err
 	}
 	// The totals for progress are counted alongside, on what is usually an idle core: the
-	// backup itself does not need them.
+	// backup itself does not need them. With a parent, its totals stand in for them instead:
+	// the scan lstats every file a second time, a quarter of the CPU of a backup that reads
+	// nothing (a million unchanged files), and a scheduled backup's tree is mostly its parent's.
+	// The last report has the exact totals either way.
 	scanCtx, cancelScan := context.WithCancel(ctx)
 	scanned := make(chan struct{})
-	if opts.Progress != nil {
+	switch {
+	case opts.Progress != nil && parentSnap != nil:
+		a.filesTotal.Store(parentSnap.Summary.Files)
+		a.bytesTotal.Store(parentSnap.Summary.Bytes)
+		a.estimated = true
+		close(scanned)
+	case opts.Progress != nil:
 		go func() { defer close(scanned); a.scan(scanCtx, abs) }()
-	} else {
+	default:
 		close(scanned)
 	}
 	defer func() { cancelScan(); <-scanned }()
@@ -101,6 +110,10 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	rootID, err := a.saveDir(ctx, abs, "", parentTree, &rootMeta)
 	if err == nil {
 		<-scanned // for exact totals in the last progress report
+		if a.estimated {
+			a.filesTotal.Store(a.files.Load())
+			a.bytesTotal.Store(a.bytesDone.Load())
+		}
 	}
 	stop()
 	if err != nil {
@@ -172,20 +185,20 @@ func newArchiver(r *repo.Repository, abs string, opts BackupOptions) (*archiver,
 	return a, nil
 }
 
-// loadParent loads the root tree of the parent snapshot, if there is one.
-func loadParent(ctx context.Context, r *repo.Repository, parent *repo.ID) (*Tree, error) {
+// loadParent loads the parent snapshot and its root tree, if there is one.
+func loadParent(ctx context.Context, r *repo.Repository, parent *repo.ID) (*repo.Snapshot, *Tree, error) {
 	if parent == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ps, err := r.LoadSnapshot(ctx, *parent)
 	if err != nil {
-		return nil, fmt.Errorf("loading parent snapshot: %w", err)
+		return nil, nil, fmt.Errorf("loading parent snapshot: %w", err)
 	}
 	t, err := loadTree(ctx, r, ps.Tree)
 	if err != nil {
-		return nil, fmt.Errorf("loading parent snapshot: %w", err)
+		return nil, nil, fmt.Errorf("loading parent snapshot: %w", err)
 	}
-	return t, nil
+	return ps, t, nil
 }
 
 // snapshot is the manifest of the finished backup.

@@ -7,7 +7,8 @@ import (
 )
 
 // Progress reports how far a backup or restore got. Totals come from a scan (alongside the
-// backup, so they may grow during the first moments).
+// backup, so they may grow during the first moments), or for a backup with a parent from the
+// parent's totals (an estimate until the last report, never below what is done).
 type Progress struct {
 	FilesDone, FilesTotal int64
 	BytesDone, BytesTotal int64
@@ -21,6 +22,8 @@ type progress struct {
 	filesTotal, bytesTotal atomic.Int64
 	files, bytesDone       atomic.Int64
 	bytesSkipped           atomic.Int64
+	// estimated says the totals are the parent snapshot's, not counted.
+	estimated bool
 }
 
 // report calls fn about every 200ms until stop is called, and once more then; a nil fn does
@@ -30,7 +33,8 @@ func (p *progress) report(fn func(Progress)) (stop func()) {
 		return func() {}
 	}
 	snapshot := func() {
-		fn(Progress{FilesDone: p.files.Load(), FilesTotal: p.filesTotal.Load(), BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load(),
+		files, bytes := p.files.Load(), p.bytesDone.Load()
+		fn(Progress{FilesDone: files, FilesTotal: max(files, p.filesTotal.Load()), BytesDone: bytes, BytesTotal: max(bytes, p.bytesTotal.Load()),
 			BytesSkipped: p.bytesSkipped.Load()})
 	}
 	done := make(chan struct{})

@@ -2,10 +2,13 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	gojson "github.com/goccy/go-json"
 
 	"stork.dev/stork/backup/engine/repo"
 )
@@ -42,6 +45,11 @@ type Node struct {
 	// backup's root) of the file it is another name of.
 	LinkTarget string  `json:"linkTarget,omitempty"`
 	Xattrs     []Xattr `json:"xattrs,omitempty"`
+	// RawName and RawLinkTarget hold Name and LinkTarget in a tree blob when they are not
+	// valid UTF-8 (Linux names are any bytes but '/' and NUL): JSON strings would replace
+	// such bytes with U+FFFD, and the restore would make other names than were backed up.
+	RawName       []byte `json:"rawName,omitempty"`
+	RawLinkTarget []byte `json:"rawLinkTarget,omitempty"`
 
 	// links is the file's link count, to find hard links while backing up.
 	links uint64
@@ -77,12 +85,42 @@ func loadTree(ctx context.Context, r *repo.Repository, id repo.ID) (*Tree, error
 	return decodeTree(data)
 }
 
+// encodeTree and decodeTree use goccy/go-json rather than encoding/json: it writes the same
+// bytes (TestTreeJSONMatchesEncodingJSON; tree blobs keep their IDs) in about half the time, and
+// trees are a third of the CPU of a backup that reads no file (a million unchanged files).
+func encodeTree(t *Tree) ([]byte, error) {
+	copied := false
+	for i := range t.Nodes {
+		if utf8.ValidString(t.Nodes[i].Name) && utf8.ValidString(t.Nodes[i].LinkTarget) {
+			continue
+		}
+		if !copied { // the caller's tree stays as it is
+			t, copied = &Tree{Nodes: slices.Clone(t.Nodes), Root: t.Root}, true
+		}
+		m := &t.Nodes[i]
+		if !utf8.ValidString(m.Name) {
+			m.RawName, m.Name = []byte(m.Name), ""
+		}
+		if !utf8.ValidString(m.LinkTarget) {
+			m.RawLinkTarget, m.LinkTarget = []byte(m.LinkTarget), ""
+		}
+	}
+	return gojson.Marshal(t)
+}
+
 func decodeTree(data []byte) (*Tree, error) {
 	t := &Tree{}
-	if err := json.Unmarshal(data, t); err != nil {
+	if err := gojson.Unmarshal(data, t); err != nil {
 		return nil, fmt.Errorf("decoding tree: %w", err)
 	}
-	for i, n := range t.Nodes {
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if n.RawName != nil {
+			n.Name, n.RawName = string(n.RawName), nil
+		}
+		if n.RawLinkTarget != nil {
+			n.LinkTarget, n.RawLinkTarget = string(n.RawLinkTarget), nil
+		}
 		if err := validName(n.Name); err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -107,7 +106,7 @@ func (a *archiver) saveTree(tree *Tree) (repo.ID, error) {
 			a.bytesAll.Add(n.Size)
 		}
 	}
-	data, err := json.Marshal(tree)
+	data, err := encodeTree(tree)
 	if err != nil {
 		return repo.ID{}, err
 	}
