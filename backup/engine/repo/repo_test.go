@@ -371,3 +371,52 @@ func TestApplyRetentionGroups(t *testing.T) {
 		t.Errorf("unknown group-by: %v", err)
 	}
 }
+
+// TestSealSkipsIncompressible: a large blob whose samples do not compress is stored as it is,
+// without compressing the whole of it; compressible blobs are still compressed, and every
+// blob reads back the same.
+func TestSealSkipsIncompressible(t *testing.T) {
+	ctx := context.Background()
+	text := bytes.Repeat([]byte("a line of a log file, repeated until it is long enough\n"), 20000)
+	mixed := append(randomBytes(sampleFrom), text...) // random at the start, text after the middle
+	for _, compression := range []string{CompressionZstd, CompressionS2} {
+		r, err := Init(ctx, memStore(t), pass, InitOptions{Compression: compression})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for _, tc := range []struct {
+			name      string
+			data      []byte
+			skip, raw bool // not compressed at all; stored uncompressed
+		}{
+			{"random 1 MiB", randomBytes(1 << 20), true, true},
+			{"random below the sampling size", randomBytes(sampleFrom / 2), false, true}, // compressed, no gain
+			{"text", text, false, false},
+			{"random start, text after", mixed, false, false},
+		} {
+			if skip := r.incompressible(tc.data); skip != tc.skip {
+				t.Errorf("%s, %s: judged incompressible %v, want %v", compression, tc.name, skip, tc.skip)
+			}
+			sealed := r.sealBlob(tc.data)
+			plain, err := r.c.open(nil, *sealed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if raw := plain[0] == encodingRaw; raw != tc.raw {
+				t.Errorf("%s, %s: stored raw %v, want %v (%d of %d bytes)", compression, tc.name, raw, tc.raw, len(plain)-1, len(tc.data))
+			}
+			w := r.NewWriter(ctx, 1)
+			id, err := w.Add(DataBlob, tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := r.LoadBlob(ctx, id); err != nil || !bytes.Equal(got, tc.data) {
+				t.Errorf("%s, %s: round trip: %v", compression, tc.name, err)
+			}
+		}
+	}
+}
