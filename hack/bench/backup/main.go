@@ -71,7 +71,7 @@ type bench struct {
 	ds      *dataset
 	minio   *minioServer
 	report  report
-	srcSums map[string]fileSum // the changed dataset's content, computed once
+	srcSums map[string]fileSum // the current dataset's sums, taken as it is read before the first run
 }
 
 func run(ctx context.Context) error {

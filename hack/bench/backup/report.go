@@ -113,15 +113,7 @@ func (b *bench) printTables() {
 			}
 		}
 	}
-	var peers []string
-	if slices.Contains(b.opt.tools, "ours") {
-		for _, t := range b.opt.tools {
-			// kopia-zstd gets its own ratios only when plain kopia is not in the table.
-			if t != "ours" && (t != "kopia-zstd" || !slices.Contains(b.opt.tools, "kopia")) {
-				peers = append(peers, t)
-			}
-		}
-	}
+	peers := b.peers()
 	what := "times"
 	if b.opt.repeat > 1 {
 		what = fmt.Sprintf("medians of %d runs", b.opt.repeat)
@@ -147,14 +139,7 @@ func (b *bench) printTables() {
 					row = append(row, "-", "-", "-")
 				}
 			}
-			ours, okOurs := cells[[3]string{"ours", target, sc}]
-			for _, p := range peers {
-				if c, ok := cells[[3]string{p, target, sc}]; ok && okOurs {
-					row = append(row, fmt.Sprintf("%.2f×", c.Seconds/ours.Seconds), fmt.Sprintf("%.2f", ours.MaxRSSMiB/c.MaxRSSMiB))
-				} else {
-					row = append(row, "-", "-")
-				}
-			}
+			row = append(row, ratios(cells, peers, target, sc)...)
 			row = append(row, targetChecks(sc, cells, target))
 			fmt.Fprintln(w, strings.Join(row, "\t")+"\t")
 		}
@@ -179,6 +164,35 @@ func (b *bench) printTables() {
 		"÷X speed = X's time ÷ ours (>1: we are faster); ÷X RSS = our peak RSS ÷ X's (<1: we use less); RSS = peak RSS of the process.\n"+
 		"Targets: initial backup ≥2.5× restic, restore ≥2× restic, unchanged re-backup <0.5 s, copy ≤2× our unchanged, peak RSS ≤ restic's (each row).\n",
 		humanBytes(b.ds.bytes))
+}
+
+// peers are the tools our ratios are taken against, if ours is in the table.
+func (b *bench) peers() []string {
+	var peers []string
+	if slices.Contains(b.opt.tools, "ours") {
+		for _, t := range b.opt.tools {
+			// kopia-zstd gets its own ratios only when plain kopia is not in the table.
+			if t != "ours" && (t != "kopia-zstd" || !slices.Contains(b.opt.tools, "kopia")) {
+				peers = append(peers, t)
+			}
+		}
+	}
+	return peers
+}
+
+// ratios are a row's "÷peer speed" and "÷peer RSS" cells: the peer's time over ours, our
+// peak RSS over the peer's.
+func ratios(cells map[[3]string]cell, peers []string, target, sc string) []string {
+	var row []string
+	ours, okOurs := cells[[3]string{"ours", target, sc}]
+	for _, p := range peers {
+		if c, ok := cells[[3]string{p, target, sc}]; ok && okOurs {
+			row = append(row, fmt.Sprintf("%.2f×", c.Seconds/ours.Seconds), fmt.Sprintf("%.2f", ours.MaxRSSMiB/c.MaxRSSMiB))
+		} else {
+			row = append(row, "-", "-")
+		}
+	}
+	return row
 }
 
 // targetChecks says PASS or MISS for the targets that apply to a scenario's row.

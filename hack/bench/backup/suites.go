@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -131,7 +130,7 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 		fmt.Printf("%-30s %-22s %8.2f s %10.0f files/s %8.1f MiB/s  peak RSS %6.0f MiB (anon %6.0f)  CPU %6.1f s\n",
 			label+":", st, res.Seconds, float64(files)/res.Seconds, res.MiBps, float64(res.MaxRSSKiB)/1024, float64(res.AnonKiB)/1024, res.CPU)
 		if st == stRestore {
-			if err := b.verifyRestore(s, restoreDir, label); err != nil {
+			if err := b.verifyRestore(s, restoreDir, fmt.Sprintf("%-30s", label+":")); err != nil {
 				return err
 			}
 		}
@@ -139,23 +138,18 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 	return nil
 }
 
-// verifyRestore compares a restored tree with the source, file by file.
-func (b *bench) verifyRestore(s *session, restoreDir, label string) error {
-	var err error
-	if b.srcSums == nil {
-		if b.srcSums, err = sumTree(b.ds.dir); err != nil {
-			return err
-		}
-	}
+// verifyRestore compares a restored tree with the source's sums (taken when the dataset was
+// read before the first run), file by file; prefix starts the lines it prints.
+func (b *bench) verifyRestore(s *session, restoreDir, prefix string) error {
 	got, err := sumTree(s.restored(restoreDir))
 	if err != nil {
 		return fmt.Errorf("verifying the restore: %w", err)
 	}
 	if diff := compareSums(b.srcSums, got); diff != "" {
-		fmt.Printf("%-30s RESTORE VERIFICATION FAILED: %s\n", label+":", diff)
+		fmt.Printf("%s RESTORE VERIFICATION FAILED: %s\n", prefix, diff)
 		return fmt.Errorf("restored tree differs from the source: %s", diff)
 	}
-	fmt.Printf("%-30s restored tree verified: %d files and directories, sizes and SHA-256 equal\n", label+":", len(got))
+	fmt.Printf("%s restored tree verified: %d files and directories, sizes and SHA-256 equal\n", prefix, len(got))
 	return nil
 }
 
@@ -183,14 +177,7 @@ func (s *session) forgetFirst(ctx context.Context, b *bench) ([]string, error) {
 // RSS, and our ratios to each peer.
 func (b *bench) printSuiteTable(suite string) {
 	cells := b.medians()
-	var peers []string
-	if slices.Contains(b.opt.tools, "ours") {
-		for _, t := range b.opt.tools {
-			if t != "ours" {
-				peers = append(peers, t)
-			}
-		}
-	}
+	peers := b.peers()
 	rate := func(c cell) string {
 		if suite == suiteLarge {
 			return fmt.Sprintf("%.0f MiB/s", c.MiBps)
@@ -220,14 +207,7 @@ func (b *bench) printSuiteTable(suite string) {
 					row = append(row, "-", "-", "-", "-")
 				}
 			}
-			ours, okOurs := cells[[3]string{"ours", target, sc}]
-			for _, p := range peers {
-				if c, ok := cells[[3]string{p, target, sc}]; ok && okOurs {
-					row = append(row, fmt.Sprintf("%.2f×", c.Seconds/ours.Seconds), fmt.Sprintf("%.2f", ours.MaxRSSMiB/c.MaxRSSMiB))
-				} else {
-					row = append(row, "-", "-")
-				}
-			}
+			row = append(row, ratios(cells, peers, target, sc)...)
 			fmt.Fprintln(w, strings.Join(row, "\t")+"\t")
 		}
 		_ = w.Flush()

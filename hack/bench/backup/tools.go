@@ -332,21 +332,7 @@ func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err e
 	if err := step(scRestore, s.restore(restoreDir), b.ds.bytes); err != nil {
 		return err
 	}
-	if b.srcSums == nil {
-		if b.srcSums, err = sumTree(b.ds.dir); err != nil {
-			return err
-		}
-	}
-	got, err := sumTree(s.restored(restoreDir))
-	if err != nil {
-		return fmt.Errorf("verifying the restore: %w", err)
-	}
-	if diff := compareSums(b.srcSums, got); diff != "" {
-		fmt.Printf("%-22s RESTORE VERIFICATION FAILED: %s\n", label+":", diff)
-		return fmt.Errorf("restored tree differs from the source: %s", diff)
-	}
-	fmt.Printf("%-22s restored tree verified: %d files and directories, sizes and SHA-256 equal\n", label+":", len(got))
-	return nil
+	return b.verifyRestore(s, restoreDir, fmt.Sprintf("%-22s", label+":"))
 }
 
 // result is one measured step.
