@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers fastcdc
 
@@ -21,7 +23,9 @@ import (
 type BackupOptions struct {
 	// Parent is a previous snapshot of the same tree, or of an earlier copy of it: files whose
 	// path, size, mtime, mode and owner match its entries are taken from it without being
-	// read (see unchanged).
+	// read (see unchanged). If the tree the parent was made from is still on disk, is another
+	// directory and shares blocks with this one (reflink snapshots on XFS or btrfs), a changed
+	// file is read only where its blocks are no longer the parent's (see extents.go).
 	Parent *repo.ID
 	// StrictChangeDetection reads every file, even one whose metadata matches the parent's
 	// entry (its chunks are still stored once): for trees whose writers may change a file's
@@ -73,6 +77,7 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	if err != nil {
 		return repo.ID{}, nil, err
 	}
+	a.parentSource = parentSource(parentSnap, abs, opts)
 	// The totals for progress are counted alongside, on what is usually an idle core: the
 	// backup itself does not need them. With a parent, its totals stand in for them instead:
 	// the scan lstats every file a second time, a quarter of the CPU of a backup that reads
@@ -142,6 +147,10 @@ type archiver struct {
 	root    string
 	chunker repo.ChunkerParams
 
+	// parentSource is the directory the parent snapshot was made from, if it is still there
+	// and is not root: where changed files may share blocks with their parent copies.
+	parentSource string
+
 	progress
 	dirs, reused atomic.Int64
 	// bytesAll is the size of every file in the snapshot, read or reused.
@@ -199,6 +208,20 @@ func loadParent(ctx context.Context, r *repo.Repository, parent *repo.ID) (*repo
 		return nil, nil, fmt.Errorf("loading parent snapshot: %w", err)
 	}
 	return ps, t, nil
+}
+
+// parentSource is the directory the parent snapshot ps was made from, if extents may be
+// compared with it: it still is a directory on the same file system as root, and is not root
+// itself (a live tree backed up again, whose files cannot be compared with themselves).
+func parentSource(ps *repo.Snapshot, root string, opts BackupOptions) string {
+	if ps == nil || opts.StrictChangeDetection || len(ps.Paths) != 1 || filepath.Clean(ps.Paths[0]) == root {
+		return ""
+	}
+	var st, rst unix.Stat_t
+	if unix.Stat(ps.Paths[0], &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || unix.Stat(root, &rst) != nil || st.Dev != rst.Dev {
+		return ""
+	}
+	return ps.Paths[0]
 }
 
 // snapshot is the manifest of the finished backup.

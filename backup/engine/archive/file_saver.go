@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
@@ -37,6 +38,9 @@ func (a *archiver) saveFileNode(ctx context.Context, g *errgroup.Group, n *Node,
 		a.files.Add(1)
 		return nil
 	}
+	if a.opts.StrictChangeDetection || prev == nil || prev.Type != TypeFile || len(prev.Content) == 0 {
+		prev = nil
+	}
 	select {
 	case a.fileSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -44,7 +48,7 @@ func (a *archiver) saveFileNode(ctx context.Context, g *errgroup.Group, n *Node,
 	}
 	g.Go(func() error {
 		defer func() { <-a.fileSlots }()
-		content, size, err := a.saveFile(ctx, p)
+		content, size, err := a.saveFile(ctx, p, rel, n, prev)
 		if err != nil {
 			return err
 		}
@@ -99,15 +103,21 @@ func (a *archiver) hardlinkOf(n Node, rel string) (string, bool) {
 	return "", false
 }
 
-// saveFile chunks a file and stores its chunks. It returns the chunks and the bytes read, which
-// are what the snapshot records as the file's size even if the file changed since it was
-// listed.
-func (a *archiver) saveFile(ctx context.Context, p string) ([]repo.ID, int64, error) {
+// saveFile chunks a file (node, at p) and stores its chunks. It returns the chunks and the file's
+// size as read, which is what the snapshot records even if the file changed since it was
+// listed. prev is the file's changed entry in the parent snapshot, if there is one: where the
+// file still shares blocks with the parent's source (see extents.go), only the rest is read.
+func (a *archiver) saveFile(ctx context.Context, p, rel string, node, prev *Node) ([]repo.ID, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
 	}
 	defer f.Close()
+	if prev != nil && node.Size > int64(a.chunker.MinSize) {
+		if shared := a.parentShared(f, rel, node, prev); len(shared) > 0 {
+			return a.saveChangedRanges(ctx, f, prev.Content, shared)
+		}
+	}
 	// FastCDC never cuts below its minimum size, so a file that small is one chunk: it is read
 	// in one go, with no chunker.
 	sbuf := a.chunkBufs.Get().(*[]byte)
@@ -171,4 +181,60 @@ func (a *archiver) saveChunks(ctx context.Context, p string, r io.Reader) ([]rep
 		ids[i] = *c
 	}
 	return ids, size, nil
+}
+
+// saveChangedRanges stores the file f that shares the byte ranges shared with its copy in the
+// parent source: each of the parent's chunks (content) lying wholly inside them and inside the
+// file is reused unread, and the bytes between are read and chunked afresh, every run starting
+// where the parent chunk it replaces started (so the chunks after it line up with the parent's
+// again).
+func (a *archiver) saveChangedRanges(ctx context.Context, f *os.File, content []repo.ID, shared [][2]uint64) ([]repo.ID, int64, error) {
+	p := f.Name()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	size := uint64(fi.Size())
+	var ids []repo.ID
+	var pos uint64 // the file up to pos is in ids
+	readTo := func(end uint64) error {
+		got, n, err := a.saveChunks(ctx, p, io.NewSectionReader(f, int64(pos), int64(end-pos)))
+		if err != nil {
+			return err
+		}
+		if uint64(n) != end-pos {
+			return fmt.Errorf("reading %s: it shrank while being read", p)
+		}
+		ids, pos = append(ids, got...), end
+		return nil
+	}
+	var off uint64 // where the parent's chunk starts
+	k := 0
+	for _, id := range content {
+		_, e, ok := a.r.Lookup(id)
+		if !ok {
+			break // its length is unknown, so are the offsets of the chunks after it
+		}
+		end := off + uint64(e.RawLength)
+		for k < len(shared) && shared[k][1] <= off {
+			k++
+		}
+		if k < len(shared) && shared[k][0] <= off && end <= shared[k][1] && end <= size && a.r.Has(id) {
+			if pos < off {
+				if err := readTo(off); err != nil {
+					return nil, 0, err
+				}
+			}
+			ids, pos = append(ids, id), end
+			a.bytesDone.Add(int64(e.RawLength))
+			a.bytesSkipped.Add(int64(e.RawLength))
+		}
+		off = end
+	}
+	// The rest, to the end of the file (which may have grown since it was listed).
+	got, n, err := a.saveChunks(ctx, p, io.NewSectionReader(f, int64(pos), math.MaxInt64-int64(pos)))
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(ids, got...), int64(pos) + n, nil
 }

@@ -21,8 +21,8 @@ func nodeFromPath(p, name string) (Node, error) {
 		Mode:   st.Mode & 0o7777,
 		UID:    st.Uid,
 		GID:    st.Gid,
-		MTime:  time.Unix(st.Mtim.Unix()).UTC(),
-		CTime:  time.Unix(st.Ctim.Unix()).UTC(),
+		MTime:  timeOf(st.Mtim),
+		CTime:  timeOf(st.Ctim),
 		Inode:  st.Ino,
 		Device: st.Dev,
 		links:  uint64(st.Nlink),
@@ -50,6 +50,8 @@ func nodeFromPath(p, name string) (Node, error) {
 	n.Xattrs = xattrs
 	return n, nil
 }
+
+func timeOf(ts unix.Timespec) time.Time { return time.Unix(ts.Unix()).UTC() }
 
 func readXattrs(p string) ([]Xattr, error) {
 	size, err := unix.Llistxattr(p, nil)
