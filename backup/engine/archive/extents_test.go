@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"stork.dev/stork/internal/scratchfs"
 )
 
 func TestSharedRanges(t *testing.T) {
@@ -39,44 +41,6 @@ func TestSharedRanges(t *testing.T) {
 	}
 }
 
-// mountScratch makes a file system of the kind fs (xfs or btrfs, with reflinks) in a 1 GiB
-// image file and mounts it for the test. It needs root and the mkfs tool (hack/node-deps.sh,
-// which make test runs, installs both).
-func mountScratch(t *testing.T, fs string) string {
-	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("mounting a scratch file system needs root")
-	}
-	mkfs, err := exec.LookPath("mkfs." + fs)
-	if err != nil {
-		t.Skipf("mkfs.%s is not installed (hack/node-deps.sh installs it)", fs)
-	}
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, fs+".img"), filepath.Join(dir, "mnt")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	args := map[string][]string{"xfs": {"-q", "-f", "-m", "reflink=1"}, "btrfs": {"-q", "-f"}}[fs]
-	if out, err := exec.Command(mkfs, append(args, img)...).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.%s: %v: %s", fs, err, out)
-	}
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mounting a %s image: %v: %s", fs, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("unmounting %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
 // snapshotCopy makes dst a reflink copy of src keeping times, as the agent's snapshots are
 // (cp --reflink=never for a plain copy that shares nothing).
 func snapshotCopy(t *testing.T, src, dst, reflink string) {
@@ -93,7 +57,7 @@ func TestExtentIncremental(t *testing.T) {
 	for _, fs := range []string{"xfs", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
 			ctx := context.Background()
-			mnt := mountScratch(t, fs)
+			mnt := scratchfs.Mount(t, fs)
 			live := filepath.Join(mnt, "live")
 			const size = 48 << 20
 			big := random(size)
