@@ -183,6 +183,7 @@ func repoCommand() *cobra.Command {
 	cmd.AddCommand(initCmd)
 
 	var tags []string
+	var parentRef string
 	var noParent, strict bool
 	backup := &cobra.Command{
 		Use:   "backup DIR",
@@ -198,13 +199,24 @@ func repoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !noParent {
-				if parent, err := latestOf(ctx, r, abs); err != nil {
-					return err
-				} else if parent != nil {
-					opts.Parent = &parent.ID
-					fmt.Fprintf(cmd.ErrOrStderr(), "parent snapshot %s (%s)\n", parent.ID.String()[:12], parent.Time.Format(time.RFC3339))
+			var parent *repo.SnapshotInfo
+			switch {
+			case parentRef != "" && noParent:
+				return errors.New("--parent and --no-parent contradict each other: give one")
+			case parentRef != "":
+				s, err := r.FindSnapshot(ctx, parentRef)
+				if err != nil {
+					return fmt.Errorf("--parent: %w", err)
 				}
+				parent = &s
+			case !noParent:
+				if parent, err = latestOf(ctx, r, abs); err != nil {
+					return err
+				}
+			}
+			if parent != nil {
+				opts.Parent = &parent.ID
+				fmt.Fprintf(cmd.ErrOrStderr(), "parent snapshot %s (%s)\n", parent.ID.String()[:12], parent.Time.Format(time.RFC3339))
 			}
 			bar := newBar(cmd.ErrOrStderr(), "backing up")
 			opts.Progress = bar.progress()
@@ -222,6 +234,9 @@ func repoCommand() *cobra.Command {
 	}
 	backup.Flags().StringArrayVar(&tags, "tag", nil, "KEY=VALUE to record with the snapshot (repeatable)")
 	backup.Flags().BoolVar(&noParent, "no-parent", false, "back up with no parent: read every file, and record none")
+	backup.Flags().StringVar(&parentRef, "parent", "",
+		"snapshot (ID or unique prefix) to take unchanged files from, instead of the last backup of DIR: the backup of the previous snapshot copy of a volume, say "+
+			"(if that copy is still on disk and shares blocks with DIR, changed files are read only where they differ)")
 	backup.Flags().BoolVar(&strict, "strict-change-detection", false,
 		"read every file, even those whose path, size, mtime, mode and owner match the parent's (for writers that rewrite in place and set mtime back)")
 	cmd.AddCommand(backup)

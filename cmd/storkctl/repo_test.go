@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -59,6 +60,7 @@ func TestRepoCommands(t *testing.T) {
 		t.Fatalf("init said %q", out)
 	}
 	out := run("backup", src, "--tag", "pvc=data")
+	firstOut := out
 	if !regexp.MustCompile(`snapshot [0-9a-f]{12} saved: 1 files, [^(]+ \(0 unchanged, 0 B not read, [^)]+ read\)`).MatchString(out) {
 		t.Fatalf("first backup said %q", out)
 	}
@@ -71,6 +73,26 @@ func TestRepoCommands(t *testing.T) {
 	}
 	if out := run("backup", src, "--strict-change-detection"); !regexp.MustCompile(`\(0 unchanged, 0 B not read, [^)]+ read\), 0 B new`).MatchString(out) {
 		t.Fatalf("a strict backup reads the file again (and stores nothing new): %q", out)
+	}
+	// A copy elsewhere (the next snapshot of a volume) names its parent: its files are not read.
+	first := regexp.MustCompile(`snapshot ([0-9a-f]{12}) saved`).FindStringSubmatch(firstOut)[1]
+	copied := filepath.Join(dir, "copy")
+	if out, err := exec.Command("cp", "-a", src, copied).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	if out := run("backup", copied, "--parent", first); !strings.Contains(out, "(1 unchanged") || !strings.Contains(out, ", 0 B read)") {
+		t.Fatalf("a copy backed up with --parent %s should read nothing: %q", first, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--parent", "ffffffffffff"}, "--parent: "},
+		{[]string{"--parent", first, "--no-parent"}, "--parent and --no-parent contradict"},
+	} {
+		if out, err := storkctl(t, append(append([]string{"repo", "backup", copied}, c.args...), repoFlags...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("backup %v: %v %s; want an error saying %q", c.args, err, out, c.want)
+		}
 	}
 	if out := run("ls"); strings.Count(out, src) != 3 || !strings.Contains(out, "pvc=data") {
 		t.Fatalf("ls said %q", out)

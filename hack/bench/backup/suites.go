@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -24,9 +25,10 @@ const (
 	suiteFiles    = "files"
 	suiteEmpty    = "empty"
 	suiteLarge    = "large"
+	suiteReflink  = "reflink"
 )
 
-var suiteNames = []string{suiteStandard, suiteFiles, suiteEmpty, suiteLarge}
+var suiteNames = []string{suiteStandard, suiteFiles, suiteEmpty, suiteLarge, suiteReflink}
 
 // Steps of the suites other than the standard one.
 const (
@@ -35,19 +37,23 @@ const (
 	stRestore   = "restore"
 	stCheck     = "check"
 	stPrune     = "forget first + prune"
+	stSnapshot1 = "backup of snapshot 1"
+	stSnapshot2 = "snapshot 2, 1% changed"
 )
 
 // suiteSteps lists what each suite measures, in order.
 var suiteSteps = map[string][]string{
 	suiteFiles: {stBackup, stUnchanged, stRestore, stCheck, stPrune},
 	suiteEmpty: {stBackup, stUnchanged, stRestore},
-	suiteLarge: {stBackup, stRestore},
+	suiteLarge:   {stBackup, stRestore},
+	suiteReflink: {stSnapshot1, stSnapshot2},
 }
 
 // planSuite plans a suite's dataset. files: 1,000,000 files of 1–16 KiB (uniform), half log-like
 // text and half random, 100 to a directory in a 100×100 fan-out (d000/e00/f0000000.txt): a
 // mail spool, a package cache or a build tree. empty: 5,000,000 empty files, 1,000 to a
-// directory. large: one file of 8 GiB of random data. -scale multiplies the counts and the size.
+// directory. large: one file of 8 GiB of random data. reflink: one file of 2 GiB of random
+// data on a loop-mounted XFS (see reflinkSnapshot). -scale multiplies the counts and the size.
 func planSuite(work, suite string, seed uint64, scale float64) *dataset {
 	key := fmt.Sprintf("%s-v%d-seed%d-scale%g", suite, genVersion, seed, scale)
 	d := &dataset{dir: filepath.Join(work, key), marker: filepath.Join(work, key+".changed"), seed: seed}
@@ -70,6 +76,8 @@ func planSuite(work, suite string, seed uint64, scale float64) *dataset {
 		}
 	case suiteLarge:
 		add("large.bin", scaled(8<<30), false)
+	case suiteReflink:
+		add("db.bin", scaled(2<<30), false)
 	}
 	return d
 }
@@ -95,13 +103,30 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 	}
 	files := int64(len(b.ds.files))
 	for _, st := range suiteSteps[suite] {
-		if !s.incremental && st != stBackup && st != stRestore {
+		if !s.incremental && st != stBackup && st != stRestore && st != stSnapshot1 {
 			continue // the copy reference only moves bytes
 		}
 		var args []string
 		switch st {
 		case stBackup, stUnchanged:
 			args = s.backup
+		case stSnapshot1, stSnapshot2:
+			snap, err := reflinkSnapshot(ctx, b.ds, st == stSnapshot2)
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(snap)
+			args = slices.Clone(s.backup)
+			for i := range args {
+				if args[i] == b.ds.dir {
+					args[i] = snap
+				}
+			}
+			if st == stSnapshot2 && tool == "ours" {
+				// The next snapshot of a volume is another directory: name the parent, as the
+				// agent does by the claim's tags.
+				args = append(args, "--parent", "latest")
+			}
 		case stRestore:
 			if err := os.RemoveAll(restoreDir); err != nil {
 				return err
@@ -179,7 +204,7 @@ func (b *bench) printSuiteTable(suite string) {
 	cells := b.medians()
 	peers := b.peers()
 	rate := func(c cell) string {
-		if suite == suiteLarge {
+		if suite == suiteLarge || suite == suiteReflink {
 			return fmt.Sprintf("%.0f MiB/s", c.MiBps)
 		}
 		return fmt.Sprintf("%.0f/s", float64(len(b.ds.files))/c.Seconds)
@@ -212,6 +237,72 @@ func (b *bench) printSuiteTable(suite string) {
 		}
 		_ = w.Flush()
 	}
-	fmt.Println("rate: files ÷ wall seconds (large: MiB/s); RSS: peak RSS of the process (rusage); anon: peak anonymous memory (RssAnon sampled every 20 ms,\n" +
+	fmt.Println("rate: files ÷ wall seconds (large, reflink: MiB/s); RSS: peak RSS of the process (rusage); anon: peak anonymous memory (RssAnon sampled every 20 ms,\n" +
 		"without the mapped pages of the binary); ÷X speed = X's time ÷ ours (>1: we are faster); ÷X RSS = our peak RSS ÷ X's (<1: we use less).")
+}
+
+// reflinkSnapshot makes the reflink suite's snapshots of its dataset (on XFS, see mountXFS) as
+// the local driver does: a clone sharing every block (cp --reflink=always, as fscopy's
+// FICLONE). Snapshot 2 then has 1% of its file rewritten in 20 places, as an app's writes
+// between two snapshots would (copy on write gives the rewritten blocks new places). The
+// dataset itself is never written. Peers back snapshot 2 up as a new path: restic with or
+// without --parent and kopia re-read a file whose size or mtime changed, whole.
+func reflinkSnapshot(ctx context.Context, d *dataset, changed bool) (string, error) {
+	name := map[bool]string{false: "snap1", true: "snap2"}[changed]
+	snap := filepath.Join(filepath.Dir(d.dir), name)
+	if err := os.RemoveAll(snap); err != nil {
+		return "", err
+	}
+	if out, err := output(ctx, "", "cp", "-a", "--reflink=always", d.dir, snap); err != nil {
+		return "", fmt.Errorf("cloning the dataset: %v: %s", err, out)
+	}
+	if !changed {
+		return snap, nil
+	}
+	f, err := os.OpenFile(filepath.Join(snap, d.files[0].rel), os.O_WRONLY, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	size := d.files[0].size
+	piece := max(size/100/20, 1)
+	r := rand.New(rand.NewPCG(d.seed, 2))
+	buf := make([]byte, piece)
+	for i := range int64(20) {
+		for j := range buf {
+			buf[j] = byte(r.Uint32())
+		}
+		if _, err := f.WriteAt(buf, i*(size/20)+size/40); err != nil {
+			return "", err
+		}
+	}
+	return snap, f.Close()
+}
+
+// mountXFS mounts the reflink suite's XFS image (made the first time, sized for the dataset
+// and two clones' changes) at work/reflink-xfs and returns the mount point and how to unmount.
+func mountXFS(ctx context.Context, work string, bytes int64) (string, func(), error) {
+	if os.Getuid() != 0 {
+		return "", nil, errors.New("suite reflink needs root: it loop-mounts an XFS image")
+	}
+	img, mnt := filepath.Join(work, "reflink-xfs.img"), filepath.Join(work, "reflink-xfs")
+	if !fileExists(img) {
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			return "", nil, err
+		}
+		if err := os.Truncate(img, bytes*5/4+1<<30); err != nil {
+			return "", nil, err
+		}
+		if out, err := output(ctx, "", "mkfs.xfs", "-q", "-f", "-m", "reflink=1", img); err != nil {
+			_ = os.Remove(img)
+			return "", nil, fmt.Errorf("mkfs.xfs (xfsprogs; hack/node-deps.sh installs it): %v: %s", err, out)
+		}
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return "", nil, err
+	}
+	if out, err := output(ctx, "", "mount", "-o", "loop", img, mnt); err != nil {
+		return "", nil, fmt.Errorf("mounting %s: %v: %s", img, err, out)
+	}
+	return mnt, func() { _, _ = output(context.WithoutCancel(ctx), "", "umount", mnt) }, nil
 }
