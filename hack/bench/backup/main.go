@@ -82,7 +82,7 @@ func run(ctx context.Context) error {
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated dataset")
 	flag.StringVar(&tools, "tools", "ours,restic,kopia", "tools to compare: ours, ours-s2 (a repository with S2 compression), restic, kopia, kopia-zstd (kopia with zstd-fastest), copy (the bytes moved and nothing else: the machine's floor)")
 	flag.StringVar(&targets, "targets", "file,minio", "repository targets: file (local directory), minio (S3 on a local MinIO)")
-	flag.StringVar(&suites, "suites", suiteStandard, "what to run: standard (the dataset above, five steps), files (1,000,000 files of 1–16 KiB: backup, unchanged, restore, check, prune), empty (5,000,000 empty files), large (one 8 GiB file), reflink (one 2 GiB file in reflink snapshots on a loop-mounted XFS, root only: full backup, then the next snapshot with 1% changed); -scale applies to each")
+	flag.StringVar(&suites, "suites", suiteStandard, "what to run: standard (the dataset above, five steps), files (1,000,000 files of 1–16 KiB: backup, unchanged, restore, check, prune), empty (5,000,000 empty files), large (one 8 GiB file), reflink (one 2 GiB file in reflink snapshots on a loop-mounted XFS, root only: full backup, then the next snapshot with 1% changed), crash (the files tree, ours only: kill -9 mid-backup, resume, restore, check, a damaged pack); -scale applies to each")
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
 	flag.Parse()

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 )
 
 // suite names (-suites).
@@ -26,9 +27,10 @@ const (
 	suiteEmpty    = "empty"
 	suiteLarge    = "large"
 	suiteReflink  = "reflink"
+	suiteCrash    = "crash"
 )
 
-var suiteNames = []string{suiteStandard, suiteFiles, suiteEmpty, suiteLarge, suiteReflink}
+var suiteNames = []string{suiteStandard, suiteFiles, suiteEmpty, suiteLarge, suiteReflink, suiteCrash}
 
 // Steps of the suites other than the standard one.
 const (
@@ -39,6 +41,10 @@ const (
 	stPrune     = "forget first + prune"
 	stSnapshot1 = "backup of snapshot 1"
 	stSnapshot2 = "snapshot 2, 1% changed"
+	stKilled    = "backup killed -9"
+	stAfterKill = "backup after the kill"
+	stCheckData = "check --read-data"
+	stDamaged   = "check of a damaged pack"
 )
 
 // suiteSteps lists what each suite measures, in order.
@@ -47,14 +53,20 @@ var suiteSteps = map[string][]string{
 	suiteEmpty: {stBackup, stUnchanged, stRestore},
 	suiteLarge:   {stBackup, stRestore},
 	suiteReflink: {stSnapshot1, stSnapshot2},
+	suiteCrash:   {stKilled, stAfterKill, stRestore, stCheckData, stDamaged},
 }
 
 // planSuite plans a suite's dataset. files: 1,000,000 files of 1–16 KiB (uniform), half log-like
 // text and half random, 100 to a directory in a 100×100 fan-out (d000/e00/f0000000.txt): a
 // mail spool, a package cache or a build tree. empty: 5,000,000 empty files, 1,000 to a
 // directory. large: one file of 8 GiB of random data. reflink: one file of 2 GiB of random
-// data on a loop-mounted XFS (see reflinkSnapshot). -scale multiplies the counts and the size.
+// data on a loop-mounted XFS (see reflinkSnapshot). crash: the files suite's tree, our engine
+// only, killed with SIGKILL mid-backup, then resumed, restored and checked, then a pack damaged
+// (see crashStep). -scale multiplies the counts and the size.
 func planSuite(work, suite string, seed uint64, scale float64) *dataset {
+	if suite == suiteCrash {
+		suite = suiteFiles // the same tree: generated once for both
+	}
 	key := fmt.Sprintf("%s-v%d-seed%d-scale%g", suite, genVersion, seed, scale)
 	d := &dataset{dir: filepath.Join(work, key), marker: filepath.Join(work, key+".changed"), seed: seed}
 	scaled := func(n float64) int64 { return max(1, int64(math.Round(n*scale))) }
@@ -64,7 +76,7 @@ func planSuite(work, suite string, seed uint64, scale float64) *dataset {
 	}
 	r := rand.New(rand.NewPCG(seed, 1))
 	switch suite {
-	case suiteFiles:
+	case suiteFiles, suiteCrash:
 		for i := range scaled(1e6) {
 			text := r.IntN(2) == 0
 			ext := map[bool]string{true: "txt", false: "bin"}[text]
@@ -95,6 +107,10 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 	label := fmt.Sprintf("%s %s %s", suite, tool, target)
 	if b.opt.repeat > 1 {
 		label += fmt.Sprintf(" #%d", rep)
+	}
+	if suite == suiteCrash && tool != "ours" {
+		fmt.Printf("%-30s skipped: the crash suite runs our engine only\n", label+":")
+		return nil
 	}
 	for i, args := range s.init {
 		if _, err := b.exec(ctx, s, fmt.Sprintf("%s-init%d-r%d", suite, i, rep), args); err != nil {
@@ -134,6 +150,15 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 			args = s.restore(restoreDir)
 		case stCheck:
 			args = s.check
+		case stCheckData:
+			args = cat(s.check, "--read-data")
+		case stKilled, stDamaged:
+			if err := b.crashStep(ctx, s, st, label, rep); err != nil {
+				return fmt.Errorf("%s: %w", st, err)
+			}
+			continue
+		case stAfterKill:
+			args = s.backup
 		case stPrune:
 			forget, err := s.forgetFirst(ctx, b)
 			if err != nil {
@@ -305,4 +330,95 @@ func mountXFS(ctx context.Context, work string, bytes int64) (string, func(), er
 		return "", nil, fmt.Errorf("mounting %s: %v: %s", img, err, out)
 	}
 	return mnt, func() { _, _ = output(context.WithoutCancel(ctx), "", "umount", mnt) }, nil
+}
+
+// crashStep runs the crash suite's steps that are checks, not measurements. stKilled: a backup
+// into the empty repository is killed with SIGKILL once a quarter of the dataset's size is in
+// the repository; then no snapshot may be listed and check must pass (the next step, measured,
+// backs up again and reuses what was uploaded). stDamaged: one byte of one pack is flipped and
+// check --read-data must fail naming that pack (a local repository only).
+func (b *bench) crashStep(ctx context.Context, s *session, st, label string, rep int) error {
+	step := fmt.Sprintf("crash-%s-r%d", strings.Fields(st)[0], rep)
+	switch st {
+	case stKilled:
+		kctx, kill := context.WithCancel(ctx)
+		var stored int64
+		go func() {
+			defer kill()
+			for kctx.Err() == nil {
+				if n, err := s.size(kctx); err == nil && n >= b.ds.bytes/4 {
+					stored = n
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		start := time.Now()
+		_, err := b.exec(kctx, s, step, s.backup)
+		kill()
+		if err == nil {
+			return errors.New("the backup finished before a quarter of the data was stored: nothing was killed")
+		}
+		killedAt := time.Since(start)
+		out, err := outputEnv(ctx, "", s.env, s.bin, cat(s.ls)...)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, b.ds.dir) {
+			return fmt.Errorf("a killed backup is listed as a snapshot: %q", tail(out, 5))
+		}
+		if _, err := b.exec(ctx, s, step+"-check", s.check); err != nil {
+			return fmt.Errorf("check after the kill: %w", err)
+		}
+		fmt.Printf("%-30s %-22s killed after %.1f s with %s stored; no snapshot listed, check passed\n", label+":", st, killedAt.Seconds(), humanBytes(stored))
+	case stDamaged:
+		if s.target != "file" {
+			fmt.Printf("%-30s %-22s skipped: needs a local repository\n", label+":", st)
+			return nil
+		}
+		pack, err := damageOnePack(filepath.Join(b.opt.work, "repos", s.tool+"-"+s.target))
+		if err != nil {
+			return err
+		}
+		_, err = b.exec(ctx, s, step, cat(s.check, "--read-data"))
+		if err == nil || !strings.Contains(err.Error(), filepath.Base(pack)) {
+			return fmt.Errorf("check --read-data after damaging %s: want a failure naming it, got %v", pack, err)
+		}
+		fmt.Printf("%-30s %-22s failed naming the damaged pack %s, as it must\n", label+":", st, filepath.Base(pack))
+	}
+	return nil
+}
+
+// damageOnePack flips one byte in the middle of the first pack of the local repository at dir
+// and returns its path.
+func damageOnePack(dir string) (string, error) {
+	var packs []string
+	err := filepath.WalkDir(filepath.Join(dir, "data"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			packs = append(packs, p)
+		}
+		return err
+	})
+	if err != nil || len(packs) == 0 {
+		return "", fmt.Errorf("finding a pack in %s: %v (%d found)", dir, err, len(packs))
+	}
+	slices.Sort(packs)
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, fi.Size()/2); err != nil {
+		return "", err
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, fi.Size()/2); err != nil {
+		return "", err
+	}
+	return packs[0], f.Close()
 }

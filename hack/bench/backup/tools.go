@@ -128,6 +128,7 @@ type session struct {
 	check          []string                // verifies the repository's structure (no data read)
 	forget         []string                // deletes the first snapshot (nil: list, then deleteSnapshot ID)
 	list           []string                // lists the snapshots, oldest first (with --json)
+	ls             []string                // ours: lists the snapshots
 	deleteSnapshot []string                // deletes the snapshot whose ID follows
 	prune          []string                // deletes the data no snapshot needs any more
 	size           func(ctx context.Context) (int64, error)
@@ -194,6 +195,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		s.backup = cat(base, "backup", src)
 		s.restore = func(dir string) []string { return cat(base, "restore", "latest", dir) }
 		s.check = cat(base, "check")
+		s.ls = cat(base, "ls")
 		s.forget = cat(base, "forget", "--keep-last", "1")
 		s.prune = cat(base, "prune", "--grace", "0")
 	case "restic":
