@@ -49,8 +49,8 @@ const (
 
 // suiteSteps lists what each suite measures, in order.
 var suiteSteps = map[string][]string{
-	suiteFiles: {stBackup, stUnchanged, stRestore, stCheck, stPrune},
-	suiteEmpty: {stBackup, stUnchanged, stRestore},
+	suiteFiles:   {stBackup, stUnchanged, stRestore, stCheck, stPrune},
+	suiteEmpty:   {stBackup, stUnchanged, stRestore},
 	suiteLarge:   {stBackup, stRestore},
 	suiteReflink: {stSnapshot1, stSnapshot2},
 	suiteCrash:   {stKilled, stAfterKill, stRestore, stCheckData, stDamaged},
