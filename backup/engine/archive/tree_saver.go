@@ -16,9 +16,10 @@ import (
 // The tree saver: a directory's entries, its subdirectories and files saved in parallel (within
 // the bounds of dirSlots and fileSlots, shared by the whole backup), then its tree blob.
 
-// saveDir stores one directory and returns its tree blob's ID.
-func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, self *Node) (repo.ID, error) {
-	tree, err := a.listDir(abs, rel, self)
+// saveDir stores one directory and returns its tree blob's ID. parent is the directory's tree
+// in the parent snapshot, if any, and parentID that tree's blob.
+func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, parentID *repo.ID, self *Node) (repo.ID, error) {
+	tree, err := a.listDir(abs, rel, self, parent)
 	if err != nil {
 		return repo.ID{}, err
 	}
@@ -44,22 +45,35 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, s
 	if err := g.Wait(); err != nil {
 		return repo.ID{}, err
 	}
+	// A directory whose every entry is as the parent recorded it is the parent's tree blob:
+	// neither encoded nor hashed again (a tenth of the CPU of an unchanged backup).
+	if parentID != nil && tree.same(parent) && a.r.Has(*parentID) {
+		a.countBytes(tree)
+		return *parentID, nil
+	}
 	return a.saveTree(tree)
 }
 
-// listDir reads a directory's entries, sorted by name, leaving out the excluded ones.
-func (a *archiver) listDir(abs, rel string, self *Node) (*Tree, error) {
-	entries, err := os.ReadDir(abs)
+// listDir reads a directory's entries, sorted by name, leaving out the excluded ones. parent is
+// the directory's tree in the parent snapshot, if any.
+func (a *archiver) listDir(abs, rel string, self *Node, parent *Tree) (*Tree, error) {
+	d, err := os.Open(abs)
 	if err != nil {
 		return nil, fmt.Errorf("reading directory %s: %w", abs, err)
 	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("reading directory %s: %w", abs, err)
+	}
+	dirfd := int(d.Fd())
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
 	for _, e := range entries {
 		if a.opts.Exclude != nil && a.opts.Exclude(path.Join(rel, e.Name())) {
 			continue
 		}
-		node, err := nodeFromPath(filepath.Join(abs, e.Name()), e.Name())
+		node, err := nodeAt(dirfd, e.Name(), filepath.Join(abs, e.Name()), e.Name(), parent.find(e.Name()))
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +98,7 @@ func (a *archiver) saveSubdir(ctx context.Context, g *errgroup.Group, n *Node, p
 				return err
 			}
 		}
-		id, err := a.saveDir(ctx, p, rel, sub, nil)
+		id, err := a.saveDir(ctx, p, rel, sub, prevTree, nil)
 		n.Subtree = &id
 		a.dirs.Add(1)
 		return err
@@ -101,14 +115,19 @@ func (a *archiver) saveSubdir(ctx context.Context, g *errgroup.Group, n *Node, p
 // saveTree stores a directory's tree blob, once every entry has its content, and counts the
 // bytes of its files.
 func (a *archiver) saveTree(tree *Tree) (repo.ID, error) {
-	for _, n := range tree.Nodes {
-		if n.Type == TypeFile {
-			a.bytesAll.Add(n.Size)
-		}
-	}
+	a.countBytes(tree)
 	data, err := encodeTree(tree)
 	if err != nil {
 		return repo.ID{}, err
 	}
 	return a.w.Add(repo.TreeBlob, data)
+}
+
+// countBytes adds the sizes of a directory's files to the snapshot's total.
+func (a *archiver) countBytes(tree *Tree) {
+	for _, n := range tree.Nodes {
+		if n.Type == TypeFile {
+			a.bytesAll.Add(n.Size)
+		}
+	}
 }
