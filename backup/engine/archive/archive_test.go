@@ -106,7 +106,10 @@ func makeTree(t *testing.T, root string) {
 			t.Fatal(err)
 		}
 	}
-	_ = unix.Lsetxattr(filepath.Join(root, "text.txt"), "user.stork", []byte("kept"), 0) // where supported
+	// Where supported; two attribute names that are not UTF-8 (Latin-1 é and è).
+	_ = unix.Lsetxattr(filepath.Join(root, "text.txt"), "user.stork", []byte("kept"), 0)
+	_ = unix.Lsetxattr(filepath.Join(root, "empty"), "user.caf\xe9", []byte("1"), 0)
+	_ = unix.Lsetxattr(filepath.Join(root, "empty"), "user.caf\xe8", []byte("2"), 0)
 	old := time.Date(2020, 2, 29, 12, 34, 56, 789000000, time.UTC)
 	for _, p := range []string{"random.bin", "sub/deeper", "emptydir"} {
 		if err := os.Chtimes(filepath.Join(root, p), old, old); err != nil {
@@ -152,8 +155,10 @@ func describe(t *testing.T, root string) map[string]string {
 			target, _ := os.Readlink(p)
 			d += " -> " + target
 		}
-		if v, err := unix.Lgetxattr(p, "user.stork", make([]byte, 64)); err == nil {
-			d += fmt.Sprintf(" xattr=%d", v)
+		if xs, err := readXattrs(p); err == nil {
+			for _, x := range xs {
+				d += fmt.Sprintf(" xattr %q=%q", x.Name, x.Value)
+			}
 		}
 		out[rel] = d
 		return nil

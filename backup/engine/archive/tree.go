@@ -60,6 +60,8 @@ type Node struct {
 type Xattr struct {
 	Name  string `json:"name"`
 	Value []byte `json:"value"`
+	// RawName holds Name in a tree blob when it is not valid UTF-8, as Node.RawName does.
+	RawName []byte `json:"rawName,omitempty"`
 }
 
 // Tree is a directory listing, sorted by name.
@@ -92,7 +94,7 @@ func loadTree(ctx context.Context, r *repo.Repository, id repo.ID) (*Tree, error
 func encodeTree(t *Tree) ([]byte, error) {
 	copied := false
 	for i := range t.Nodes {
-		if utf8.ValidString(t.Nodes[i].Name) && utf8.ValidString(t.Nodes[i].LinkTarget) {
+		if utf8.ValidString(t.Nodes[i].Name) && utf8.ValidString(t.Nodes[i].LinkTarget) && validXattrNames(t.Nodes[i].Xattrs) {
 			continue
 		}
 		if !copied { // the caller's tree stays as it is
@@ -105,14 +107,55 @@ func encodeTree(t *Tree) ([]byte, error) {
 		if !utf8.ValidString(m.LinkTarget) {
 			m.RawLinkTarget, m.LinkTarget = []byte(m.LinkTarget), ""
 		}
+		m.Xattrs = rawXattrNames(m.Xattrs)
+	}
+	if t.Root != nil && !validXattrNames(t.Root.Xattrs) {
+		root := *t.Root
+		root.Xattrs = rawXattrNames(root.Xattrs)
+		t = &Tree{Nodes: t.Nodes, Root: &root}
 	}
 	return gojson.Marshal(t)
+}
+
+func validXattrNames(xs []Xattr) bool {
+	for _, x := range xs {
+		if !utf8.ValidString(x.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// rawXattrNames returns a copy of xs with the names that are not UTF-8 moved to RawName.
+func rawXattrNames(xs []Xattr) []Xattr {
+	if validXattrNames(xs) {
+		return xs
+	}
+	xs = slices.Clone(xs)
+	for i := range xs {
+		if !utf8.ValidString(xs[i].Name) {
+			xs[i].RawName, xs[i].Name = []byte(xs[i].Name), ""
+		}
+	}
+	return xs
+}
+
+// restoreXattrNames moves the names decoded into RawName back to Name.
+func restoreXattrNames(xs []Xattr) {
+	for i := range xs {
+		if xs[i].RawName != nil {
+			xs[i].Name, xs[i].RawName = string(xs[i].RawName), nil
+		}
+	}
 }
 
 func decodeTree(data []byte) (*Tree, error) {
 	t := &Tree{}
 	if err := gojson.Unmarshal(data, t); err != nil {
 		return nil, fmt.Errorf("decoding tree: %w", err)
+	}
+	if t.Root != nil {
+		restoreXattrNames(t.Root.Xattrs)
 	}
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
@@ -122,6 +165,7 @@ func decodeTree(data []byte) (*Tree, error) {
 		if n.RawLinkTarget != nil {
 			n.LinkTarget, n.RawLinkTarget = string(n.RawLinkTarget), nil
 		}
+		restoreXattrNames(n.Xattrs)
 		if err := validName(n.Name); err != nil {
 			return nil, err
 		}
