@@ -686,7 +686,7 @@ func (r *Repository) sealBlob(data []byte) *[]byte {
 	}
 	switch buf[0] {
 	case encodingS2:
-		buf = r.encodeS2(buf, data)
+		buf = encodeS2(buf, data)
 	case encodingZstd:
 		buf = r.zenc.EncodeAll(data, buf)
 	}
@@ -700,7 +700,7 @@ func (r *Repository) sealBlob(data []byte) *[]byte {
 }
 
 // encodeS2 appends data in S2's block format to buf, encoded in place into buf's spare capacity.
-func (r *Repository) encodeS2(buf, data []byte) []byte {
+func encodeS2(buf, data []byte) []byte {
 	n := s2.MaxEncodedLen(len(data))
 	buf = slices.Grow(buf, n)
 	return buf[:len(buf)+len(s2.Encode(buf[len(buf):len(buf)+n], data))]
@@ -733,7 +733,7 @@ func (r *Repository) incompressible(data []byte) bool {
 	}
 	var out []byte
 	if r.encoding == encodingS2 {
-		out = r.encodeS2((*op)[:0], sample)
+		out = encodeS2((*op)[:0], sample)
 	} else {
 		out = r.zenc.EncodeAll(sample, (*op)[:0])
 	}
