@@ -56,6 +56,8 @@ type Reconciler struct {
 	Reader   client.Reader
 	Clock    clock.PassiveClock
 	Recorder events.EventRecorder
+	// Metrics, if set, exports the schedules' recovery objectives (register it).
+	Metrics *Metrics
 }
 
 // parser accepts five fields, six with leading seconds, and descriptors (@hourly, @every 5m).
@@ -113,9 +115,13 @@ func (r *Reconciler) reader() client.Reader {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sched := &storkv1.SnapshotSchedule{}
 	if err := r.reader().Get(ctx, req.NamespacedName, sched); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if sched.DeletionTimestamp != nil {
+		r.Metrics.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	orig := sched.DeepCopy()
@@ -157,8 +163,8 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 	if sched.Spec.Suspend {
 		st.NextScheduleTime = nil
 		setCondition(sched, storkv1.ConditionProgressing, false, "Suspended", "spec.suspend is true: no new runs")
-		r.applyRetention(ctx, sched, snaps, loc)
-		return ctrl.Result{}, nil
+		wake, err := r.retainAndProtect(ctx, sched, snaps, cs, loc, now)
+		return ctrl.Result{RequeueAfter: wake}, err
 	}
 	last := sched.CreationTimestamp.Time
 	if st.LastScheduleTime != nil {
@@ -176,14 +182,39 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 		}
 		last = due
 	}
-	r.applyRetention(ctx, sched, snaps, loc)
+	wake, err := r.retainAndProtect(ctx, sched, snaps, cs, loc, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	next := cs.Next(last.In(loc)) // from the last run: "@every 1m" means a minute after it
 	if !next.After(now) {
 		next = cs.Next(now.In(loc))
 	}
 	st.NextScheduleTime = &metav1.Time{Time: next}
 	setCondition(sched, storkv1.ConditionProgressing, true, "Waiting", "next run at "+next.Format(time.RFC3339))
-	return ctrl.Result{RequeueAfter: max(next.Sub(now), 0) + 100*time.Millisecond}, nil
+	after := max(next.Sub(now), 0)
+	if wake > 0 {
+		after = min(after, wake)
+	}
+	return ctrl.Result{RequeueAfter: after + 100*time.Millisecond}, nil
+}
+
+// retainAndProtect applies retention, then evaluates the objectives against the Backups that
+// remain; it returns when the objectives' status changes by time alone (0: never).
+func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, cs cron.Schedule, loc *time.Location, now time.Time) (time.Duration, error) {
+	r.applyRetention(ctx, sched, snaps, loc)
+	if sched.Spec.Objectives == nil {
+		return r.protect(sched, nil, cs, loc, now), nil
+	}
+	backups, err := r.backups(ctx, sched)
+	if err != nil {
+		return 0, err
+	}
+	wake := r.protect(sched, backups, cs, loc, now)
+	if wake > 0 {
+		wake += 100 * time.Millisecond // past the deadline, not just before it
+	}
+	return wake, nil
 }
 
 // latestDue returns the latest time of the schedule after last and not after now, and how many

@@ -17,6 +17,11 @@ const (
 	ConditionValid = "Valid"
 	// ConditionProgressing is True while work is being done.
 	ConditionProgressing = "Progressing"
+	// ConditionRPOMet is True while a schedule's newest Completed Backup is within its RPO.
+	ConditionRPOMet = "RPOMet"
+	// ConditionRTOMet is True when the last restore drill of a schedule's backups finished
+	// within its RTO.
+	ConditionRTOMet = "RTOMet"
 )
 
 // Progress counts work done against work known. Totals may grow while work is

@@ -64,6 +64,7 @@ type SnapshotTemplateMetadata struct {
 }
 
 // SnapshotScheduleSpec says when to take Snapshots and how many to keep.
+// +kubebuilder:validation:XValidation:rule="!has(self.objectives) || !has(self.objectives.rpo) || (has(self.template.spec.backupLocation) && self.template.spec.backupLocation != '')",message="objectives.rpo needs template.spec.backupLocation: only a Backup in a location survives the loss of the node or the cluster"
 type SnapshotScheduleSpec struct {
 	// Schedule in cron format: five fields (minute hour day-of-month month day-of-week),
 	// six with a leading seconds field, or a descriptor such as @hourly or @every 15m. The
@@ -95,6 +96,47 @@ type SnapshotScheduleSpec struct {
 	// +optional
 	// +kubebuilder:default=Forbid
 	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
+	// Objectives declares how much data the application may lose (RPO) and how soon it must
+	// be back (RTO). The schedule reports whether they are met in status.protection and the
+	// conditions RPOMet and RTOMet, with Events when they change and Prometheus metrics.
+	// +optional
+	Objectives *Objectives `json:"objectives,omitempty"`
+}
+
+// Objectives are an application's recovery objectives. They live on the schedule that
+// protects it rather than in a kind of their own: the schedule's cadence is what makes an RPO
+// achievable, its template says which volumes and which location, and one object cannot
+// disagree with itself.
+// +kubebuilder:validation:XValidation:rule="has(self.rpo) || has(self.rto)",message="objectives: set rpo, rto or both"
+type Objectives struct {
+	// RPO (recovery point objective): at any time, a Completed Backup made by this schedule
+	// must hold the application's data as of at most this long ago (measured from when its
+	// Snapshot was captured). Needs template.spec.backupLocation. At least 1m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="objectives.rpo must be at least 1m"
+	RPO *metav1.Duration `json:"rpo,omitempty"`
+	// RTO (recovery time objective): how long a restore of the newest backup may take, as
+	// proven by restore drills. At least 1m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="objectives.rto must be at least 1m"
+	RTO *metav1.Duration `json:"rto,omitempty"`
+}
+
+// Protection is how the schedule's application stands against its objectives.
+type Protection struct {
+	// LastBackupName is the newest Completed Backup this schedule made.
+	// +optional
+	LastBackupName string `json:"lastBackupName,omitempty"`
+	// LastBackupCaptureTime is when that Backup's data was captured: the application can be
+	// brought back to this point.
+	// +optional
+	LastBackupCaptureTime *metav1.Time `json:"lastBackupCaptureTime,omitempty"`
+	// RPODeadline is when the RPO is missed unless a newer backup completes first.
+	// +optional
+	RPODeadline *metav1.Time `json:"rpoDeadline,omitempty"`
+	// LastProvenRTO is the duration of the last successful restore drill.
+	// +optional
+	LastProvenRTO *metav1.Duration `json:"lastProvenRTO,omitempty"`
 }
 
 // ScheduleRun is one run of a schedule.
@@ -117,7 +159,8 @@ type SnapshotScheduleStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Valid (cron expression and time zone understood).
+	// Conditions: Valid (cron expression and time zone understood), Progressing; with
+	// spec.objectives, RPOMet and RTOMet.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -134,6 +177,9 @@ type SnapshotScheduleStatus struct {
 	// LastResult is the phase of the last finished run.
 	// +optional
 	LastResult string `json:"lastResult,omitempty"`
+	// Protection against spec.objectives, when set.
+	// +optional
+	Protection *Protection `json:"protection,omitempty"`
 	// History of the most recent runs, newest first.
 	// +optional
 	// +kubebuilder:validation:MaxItems=20
@@ -148,6 +194,7 @@ type SnapshotScheduleStatus struct {
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`
 // +kubebuilder:printcolumn:name="Last",type=date,JSONPath=`.status.lastScheduleTime`
 // +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.lastResult`
+// +kubebuilder:printcolumn:name="RPO Met",type=string,JSONPath=`.status.conditions[?(@.type=="RPOMet")].status`
 // +kubebuilder:printcolumn:name="Next",type=string,JSONPath=`.status.nextScheduleTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="metadata.name must be at most 52 characters: it prefixes the names of the Snapshots the schedule makes and is a label value"

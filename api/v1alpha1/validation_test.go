@@ -166,6 +166,20 @@ func TestCRDValidation(t *testing.T) {
 				[]string{"spec.timeZone"}},
 			{"schedule bad template", schedule("tmpl", "@daily", func(s *storkv1.SnapshotSchedule) { s.Spec.Template.Spec.Source = storkv1.SnapshotSource{} }),
 				[]string{"spec.template.spec.source", "exactly one of"}},
+			{"schedule objectives ok", schedule("obj", "@every 5m", func(s *storkv1.SnapshotSchedule) {
+				s.Spec.Template.Spec.BackupLocation = "loc"
+				s.Spec.Objectives = &storkv1.Objectives{RPO: &metav1.Duration{Duration: 10 * time.Minute}, RTO: &metav1.Duration{Duration: time.Hour}}
+			}), nil},
+			{"schedule rpo without a location", schedule("rpo-noloc", "@every 5m", func(s *storkv1.SnapshotSchedule) {
+				s.Spec.Objectives = &storkv1.Objectives{RPO: &metav1.Duration{Duration: 10 * time.Minute}}
+			}), []string{"objectives.rpo needs template.spec.backupLocation"}},
+			{"schedule rpo too short", schedule("rpo-short", "@every 5m", func(s *storkv1.SnapshotSchedule) {
+				s.Spec.Template.Spec.BackupLocation = "loc"
+				s.Spec.Objectives = &storkv1.Objectives{RPO: &metav1.Duration{Duration: 30 * time.Second}}
+			}), []string{"spec.objectives.rpo", "objectives.rpo must be at least 1m"}},
+			{"schedule empty objectives", schedule("obj-empty", "@every 5m", func(s *storkv1.SnapshotSchedule) {
+				s.Spec.Objectives = &storkv1.Objectives{}
+			}), []string{"spec.objectives", "set rpo, rto or both"}},
 			{"schedule bad concurrency", schedule("conc", "@daily", func(s *storkv1.SnapshotSchedule) { s.Spec.ConcurrencyPolicy = "Replace" }),
 				[]string{"spec.concurrencyPolicy", "Unsupported value"}},
 

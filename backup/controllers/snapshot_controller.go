@@ -226,9 +226,13 @@ func (r *SnapshotReconciler) startBackup(ctx context.Context, snap *storkv1.Snap
 	// Named like the Snapshot, unless a Backup of that name exists that is not this Snapshot's
 	// (one sync imported from another cluster running the same schedule, an old one): then
 	// with the Snapshot's UID appended. The annotation tells this Snapshot's Backup apart.
+	captured := snap.CreationTimestamp.Time
+	if snap.Status.StartTime != nil {
+		captured = snap.Status.StartTime.Time
+	}
 	for _, name := range []string{snap.Name, fmt.Sprintf("%s-%.8s", snap.Name, snap.UID)} {
 		b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: snap.Namespace, Name: name, Labels: lbls,
-			Annotations: map[string]string{SnapshotUIDAnnotation: string(snap.UID)}},
+			Annotations: map[string]string{SnapshotUIDAnnotation: string(snap.UID), storkv1.AnnotationCaptureTime: captured.UTC().Format(time.RFC3339)}},
 			Spec: storkv1.BackupSpec{SnapshotName: snap.Name, BackupLocation: snap.Spec.BackupLocation}}
 		err := r.Client.Create(ctx, b)
 		if apierrors.IsAlreadyExists(err) {

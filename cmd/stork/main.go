@@ -203,8 +203,12 @@ func run(o options) error {
 		Recorder: mgr.GetEventRecorder("stork-sync")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	objectives := &schedules.Metrics{}
+	if err := crmetrics.Registry.Register(objectives); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	if err := (&schedules.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorder("stork-schedule")}).SetupWithManager(mgr); err != nil {
+		Recorder: mgr.GetEventRecorder("stork-schedule"), Metrics: objectives}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: o.namespace, Repos: repos,

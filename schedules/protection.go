@@ -1,0 +1,239 @@
+package schedules
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+)
+
+// Recovery objectives. A schedule with spec.objectives reports, at every reconcile, its newest
+// Completed Backup (by the time its data was captured), the time its RPO runs out
+// (status.protection.rpoDeadline) and the conditions RPOMet and RTOMet; a change of either
+// condition is an Event. The reconcile is requeued for the deadline, so that RPOMet turns
+// False when the RPO is missed, not at the next run.
+
+// protect evaluates sched's objectives against its backups (oldest first) at now and returns
+// how long until the status would change by time alone (0: never).
+func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.Backup, cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
+	st, obj := &sched.Status, sched.Spec.Objectives
+	if obj == nil {
+		st.Protection = nil
+		meta.RemoveStatusCondition(&st.Conditions, storkv1.ConditionRPOMet)
+		meta.RemoveStatusCondition(&st.Conditions, storkv1.ConditionRTOMet)
+		r.Metrics.forget(types.NamespacedName{Namespace: sched.Namespace, Name: sched.Name})
+		return 0
+	}
+	p := &storkv1.Protection{}
+	if st.Protection != nil {
+		p.LastProvenRTO = st.Protection.LastProvenRTO
+	}
+	var captured time.Time
+	for i := range backups {
+		b := &backups[i]
+		if t := captureTime(b); b.Status.Phase == storkv1.BackupCompleted && !t.Before(captured) {
+			captured, p.LastBackupName = t, b.Name
+		}
+	}
+	if p.LastBackupName != "" {
+		p.LastBackupCaptureTime = &metav1.Time{Time: captured}
+	}
+	st.Protection = p
+	r.Metrics.set(sched, captured, p.LastProvenRTO)
+
+	var wake time.Duration
+	if obj.RPO == nil {
+		meta.RemoveStatusCondition(&st.Conditions, storkv1.ConditionRPOMet)
+	} else {
+		rpo := obj.RPO.Duration
+		// A new schedule has one RPO to complete its first backup.
+		from, what := sched.CreationTimestamp.Time, "no backup has completed since the schedule was created"
+		if p.LastBackupName != "" {
+			from, what = captured, fmt.Sprintf("newest Completed backup %s was captured at %s", p.LastBackupName, captured.UTC().Format(time.RFC3339))
+		}
+		deadline := from.Add(rpo)
+		p.RPODeadline = &metav1.Time{Time: deadline}
+		met, reason, msg := now.Before(deadline), "WithinRPO", fmt.Sprintf("%s: within the RPO of %s until %s", what, rpo, deadline.UTC().Format(time.RFC3339))
+		if !met {
+			reason, msg = "RPOMissed", fmt.Sprintf("%s, %s ago: the RPO of %s was missed at %s", what, now.Sub(from).Round(time.Second), rpo, deadline.UTC().Format(time.RFC3339))
+		} else {
+			wake = deadline.Sub(now)
+		}
+		if gap := runGap(cs, loc, now); gap > rpo {
+			msg += fmt.Sprintf("; runs are %s apart, longer than the RPO: it will be missed between runs", gap)
+		}
+		r.setTracked(sched, storkv1.ConditionRPOMet, met, reason, msg)
+	}
+	if obj.RTO == nil {
+		meta.RemoveStatusCondition(&st.Conditions, storkv1.ConditionRTOMet)
+	} else if p.LastProvenRTO == nil {
+		conditionUnknown(sched, storkv1.ConditionRTOMet, "NotProven", "no restore drill has restored a backup of this schedule yet: the RTO of "+obj.RTO.Duration.String()+" is not proven")
+	} else {
+		rto, proven := obj.RTO.Duration, p.LastProvenRTO.Duration
+		if proven <= rto {
+			r.setTracked(sched, storkv1.ConditionRTOMet, true, "WithinRTO", fmt.Sprintf("the last restore drill took %s, within the RTO of %s", proven, rto))
+		} else {
+			r.setTracked(sched, storkv1.ConditionRTOMet, false, "RTOMissed", fmt.Sprintf("the last restore drill took %s, longer than the RTO of %s", proven, rto))
+		}
+	}
+	return wake
+}
+
+// setTracked sets a condition and records an Event when its status changes (not when it is
+// first set True: a schedule meeting its objectives from the start is not news).
+func (r *Reconciler) setTracked(sched *storkv1.SnapshotSchedule, t string, ok bool, reason, msg string) {
+	was := meta.FindStatusCondition(sched.Status.Conditions, t)
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	if (was == nil && !ok) || (was != nil && was.Status != status) {
+		kind := corev1.EventTypeWarning
+		if ok {
+			kind = corev1.EventTypeNormal
+		}
+		r.event(sched, kind, reason, msg)
+	}
+	setCondition(sched, t, ok, reason, msg)
+}
+
+func conditionUnknown(sched *storkv1.SnapshotSchedule, t, reason, msg string) {
+	meta.SetStatusCondition(&sched.Status.Conditions, metav1.Condition{Type: t, Status: metav1.ConditionUnknown,
+		ObservedGeneration: sched.Generation, Reason: reason, Message: msg})
+}
+
+// captureTime is when a Backup's data was captured: its capture-time annotation, else (a
+// Backup made before it existed) its creation, which came after the capture.
+func captureTime(b *storkv1.Backup) time.Time {
+	if t, err := time.Parse(time.RFC3339, b.Annotations[storkv1.AnnotationCaptureTime]); err == nil {
+		return t
+	}
+	return b.CreationTimestamp.Time
+}
+
+// runGap is the longest time between two of the schedule's next few runs after now: for
+// "@every 5m" 5m, for "0 2 * * 1-5" the weekend.
+func runGap(cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
+	var gap time.Duration
+	t := cs.Next(now.In(loc))
+	for range 16 {
+		n := cs.Next(t)
+		if n.IsZero() {
+			break
+		}
+		gap, t = max(gap, n.Sub(t)), n
+	}
+	return gap
+}
+
+// Metrics exports each schedule's protection to Prometheus. The achieved RPO is computed at
+// scrape time, so it grows between reconciles as it does in reality.
+type Metrics struct {
+	Clock clock.PassiveClock
+
+	mu   sync.Mutex
+	apps map[types.NamespacedName]appProtection
+}
+
+type appProtection struct {
+	rpo, rto       time.Duration // objectives; 0 when not set
+	captured       time.Time     // of the newest Completed backup; zero if none
+	provenRTO      time.Duration // of the last drill; 0 if none
+	scheduleCreate time.Time
+}
+
+var (
+	rpoDesc = prometheus.NewDesc("stork_app_rpo_seconds",
+		"Achieved recovery point: seconds since the newest Completed backup of the schedule's application was captured (since the schedule's creation if none).",
+		[]string{"namespace", "schedule"}, nil)
+	rpoObjectiveDesc = prometheus.NewDesc("stork_app_rpo_objective_seconds", "The schedule's declared RPO.", []string{"namespace", "schedule"}, nil)
+	rtoObjectiveDesc = prometheus.NewDesc("stork_app_rto_objective_seconds", "The schedule's declared RTO.", []string{"namespace", "schedule"}, nil)
+	lastBackupDesc   = prometheus.NewDesc("stork_app_last_backup_capture_timestamp_seconds",
+		"When the newest Completed backup of the schedule's application was captured (Unix time).", []string{"namespace", "schedule"}, nil)
+	provenRTODesc = prometheus.NewDesc("stork_app_last_proven_rto_seconds", "Duration of the last successful restore drill.", []string{"namespace", "schedule"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{rpoDesc, rpoObjectiveDesc, rtoObjectiveDesc, lastBackupDesc, provenRTODesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for k, a := range m.apps {
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, k.Namespace, k.Name)
+		}
+		from := a.captured
+		if from.IsZero() {
+			from = a.scheduleCreate
+		} else {
+			gauge(lastBackupDesc, float64(a.captured.UnixNano())/1e9)
+		}
+		gauge(rpoDesc, now.Sub(from).Seconds())
+		if a.rpo > 0 {
+			gauge(rpoObjectiveDesc, a.rpo.Seconds())
+		}
+		if a.rto > 0 {
+			gauge(rtoObjectiveDesc, a.rto.Seconds())
+		}
+		if a.provenRTO > 0 {
+			gauge(provenRTODesc, a.provenRTO.Seconds())
+		}
+	}
+}
+
+func (m *Metrics) now() time.Time {
+	if m.Clock == nil {
+		return time.Now()
+	}
+	return m.Clock.Now()
+}
+
+func (m *Metrics) set(sched *storkv1.SnapshotSchedule, captured time.Time, proven *metav1.Duration) {
+	if m == nil {
+		return
+	}
+	a := appProtection{captured: captured, scheduleCreate: sched.CreationTimestamp.Time}
+	if o := sched.Spec.Objectives; o.RPO != nil {
+		a.rpo = o.RPO.Duration
+	}
+	if o := sched.Spec.Objectives; o.RTO != nil {
+		a.rto = o.RTO.Duration
+	}
+	if proven != nil {
+		a.provenRTO = proven.Duration
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.apps == nil {
+		m.apps = map[types.NamespacedName]appProtection{}
+	}
+	m.apps[types.NamespacedName{Namespace: sched.Namespace, Name: sched.Name}] = a
+}
+
+func (m *Metrics) forget(key types.NamespacedName) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.apps, key)
+}

@@ -1,0 +1,133 @@
+package schedules
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+)
+
+// The RPO counts from the newest Completed Backup's capture: RPOMet stays True until the
+// deadline, turns False past it (with an Event, and a requeue timed for it), and True again
+// when a newer backup completes. The RTO is not proven without a drill. The metrics follow.
+func TestObjectives(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	spec := storkv1.SnapshotScheduleSpec{Schedule: "@every 10m", Suspend: true,
+		Objectives: &storkv1.Objectives{RPO: &metav1.Duration{Duration: 15 * time.Minute}, RTO: &metav1.Duration{Duration: time.Hour}}}
+	spec.Template.Spec.BackupLocation = "loc"
+	h := newHarness(t, spec, t0)
+	rec := events.NewFakeRecorder(100)
+	h.r.Recorder, h.r.Metrics = rec, &Metrics{Clock: h.clock}
+
+	check := func(s *storkv1.SnapshotSchedule, rpoStatus metav1.ConditionStatus, reason, deadline, backup string) {
+		t.Helper()
+		c := meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRPOMet)
+		if c == nil || c.Status != rpoStatus || c.Reason != reason {
+			t.Fatalf("RPOMet %+v, want %s %s", c, rpoStatus, reason)
+		}
+		p := s.Status.Protection
+		if p == nil || p.RPODeadline == nil || !p.RPODeadline.Time.Equal(mustTime(t, deadline)) || p.LastBackupName != backup {
+			t.Fatalf("protection %+v, want deadline %s and backup %q", p, deadline, backup)
+		}
+		if rto := meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRTOMet); rto == nil || rto.Status != metav1.ConditionUnknown || rto.Reason != "NotProven" {
+			t.Fatalf("RTOMet %+v, want Unknown NotProven", rto)
+		}
+	}
+	// No backup yet: the schedule has one RPO for its first.
+	check(h.at(t0.Add(time.Minute)), metav1.ConditionTrue, "WithinRPO", "2026-03-01T00:15:00Z", "")
+	h.createBackup(bk{name: "b1", phase: storkv1.BackupCompleted}, t0.Add(11*time.Minute))
+	setCapture(t, h, "b1", t0.Add(10*time.Minute))
+	h.createBackup(bk{name: "failed", phase: storkv1.BackupFailed}, t0.Add(21*time.Minute))
+	check(h.at(t0.Add(20*time.Minute)), metav1.ConditionTrue, "WithinRPO", "2026-03-01T00:25:00Z", "b1")
+	if evs := drain(rec); len(evs) != 0 {
+		t.Errorf("events while the RPO is met: %v", evs)
+	}
+	// The requeue comes right after the deadline.
+	res, err := h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: h.key})
+	if err != nil || res.RequeueAfter < 5*time.Minute || res.RequeueAfter > 5*time.Minute+time.Second {
+		t.Fatalf("requeue after %v (%v), want just over 5m", res.RequeueAfter, err)
+	}
+	s := h.at(t0.Add(26 * time.Minute))
+	check(s, metav1.ConditionFalse, "RPOMissed", "2026-03-01T00:25:00Z", "b1")
+	if evs := drain(rec); len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning RPOMissed") || !strings.Contains(evs[0], "16m0s ago: the RPO of 15m0s was missed") {
+		t.Errorf("events when the RPO is missed: %v", evs)
+	}
+	want := `
+# HELP stork_app_rpo_seconds Achieved recovery point: seconds since the newest Completed backup of the schedule's application was captured (since the schedule's creation if none).
+# TYPE stork_app_rpo_seconds gauge
+stork_app_rpo_seconds{namespace="app",schedule="nightly"} 960
+# HELP stork_app_rpo_objective_seconds The schedule's declared RPO.
+# TYPE stork_app_rpo_objective_seconds gauge
+stork_app_rpo_objective_seconds{namespace="app",schedule="nightly"} 900
+`
+	if err := testutil.CollectAndCompare(h.r.Metrics, strings.NewReader(want), "stork_app_rpo_seconds", "stork_app_rpo_objective_seconds"); err != nil {
+		t.Error(err)
+	}
+	h.createBackup(bk{name: "b2", phase: storkv1.BackupCompleted}, t0.Add(31*time.Minute))
+	setCapture(t, h, "b2", t0.Add(30*time.Minute))
+	check(h.at(t0.Add(32*time.Minute)), metav1.ConditionTrue, "WithinRPO", "2026-03-01T00:45:00Z", "b2")
+	if evs := drain(rec); len(evs) != 1 || !strings.HasPrefix(evs[0], "Normal WithinRPO") {
+		t.Errorf("events when the RPO is met again: %v", evs)
+	}
+
+	// Objectives removed: their conditions, status and metrics go.
+	s = h.at(t0.Add(33 * time.Minute))
+	s.Spec.Objectives = nil
+	s.Generation++
+	if err := h.c.Update(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	s = h.at(t0.Add(34 * time.Minute))
+	if s.Status.Protection != nil || meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRPOMet) != nil {
+		t.Errorf("objectives removed, status still %+v", s.Status)
+	}
+	if n := testutil.CollectAndCount(h.r.Metrics); n != 0 {
+		t.Errorf("%d metrics left", n)
+	}
+}
+
+// A schedule whose runs are further apart than its RPO says so.
+func TestObjectivesSparseSchedule(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	spec := storkv1.SnapshotScheduleSpec{Schedule: "0 2 * * *", Suspend: true, Objectives: &storkv1.Objectives{RPO: &metav1.Duration{Duration: time.Hour}}}
+	spec.Template.Spec.BackupLocation = "loc"
+	h := newHarness(t, spec, t0)
+	s := h.at(t0.Add(time.Minute))
+	if c := meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRPOMet); c == nil || !strings.Contains(c.Message, "runs are 24h0m0s apart, longer than the RPO") {
+		t.Errorf("RPOMet %+v", c)
+	}
+	if meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRTOMet) != nil {
+		t.Error("RTOMet set without an RTO")
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// setCapture sets a Backup's capture-time annotation, as the Snapshot controller does.
+func setCapture(t *testing.T, h *harness, name string, at time.Time) {
+	t.Helper()
+	b := &storkv1.Backup{}
+	if err := h.c.Get(context.Background(), client.ObjectKey{Namespace: "app", Name: name}, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Annotations = map[string]string{storkv1.AnnotationCaptureTime: at.Format(time.RFC3339)}
+	if err := h.c.Update(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
