@@ -64,7 +64,7 @@ type SnapshotTemplateMetadata struct {
 }
 
 // SnapshotScheduleSpec says when to take Snapshots and how many to keep.
-// +kubebuilder:validation:XValidation:rule="!has(self.objectives) || !has(self.objectives.rpo) || (has(self.template.spec.backupLocation) && self.template.spec.backupLocation != ”)",message="objectives.rpo needs template.spec.backupLocation: only a Backup in a location survives the loss of the node or the cluster"
+// +kubebuilder:validation:XValidation:rule="!has(self.objectives) || !has(self.objectives.rpo) || (has(self.template.spec.backupLocation) && size(self.template.spec.backupLocation) > 0)",message="objectives.rpo needs template.spec.backupLocation: only a Backup in a location survives the loss of the node or the cluster"
 type SnapshotScheduleSpec struct {
 	// Schedule in cron format: five fields (minute hour day-of-month month day-of-week),
 	// six with a leading seconds field, or a descriptor such as @hourly or @every 15m. The
