@@ -95,6 +95,9 @@ func TestRecoveryObjectives(t *testing.T) {
 		t.Errorf("RPOMet %+v, protection %+v: want RPOMissed at the capture + 1m, noticed within 30 s", cnd, p)
 	}
 	waitEvent(ctx, t, c, "app", "db", "RPOMissed")
+	if out := storkctl(t, c, "status", "-n", "app"); !regexp.MustCompile(`app\s+db\s+\S+\s+\S+ ago\s+1m0s\s+NO \(RPOMissed\)\s+10m0s\s+-\s+unknown \(NotProven\)\s+suspended`).MatchString(out) {
+		t.Errorf("storkctl status:\n%s", out)
+	}
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if err != nil {
 		t.Fatal(err)

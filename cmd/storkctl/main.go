@@ -35,6 +35,6 @@ func newRoot() *cobra.Command {
 		Short: "Print storkctl's version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
 	})
-	root.AddCommand(repoCommand(), snapshotCommand(), restoreCommand(), backupCommand())
+	root.AddCommand(repoCommand(), snapshotCommand(), restoreCommand(), backupCommand(), statusCommand())
 	return root
 }
