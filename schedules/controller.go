@@ -204,13 +204,19 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, cs cron.Schedule, loc *time.Location, now time.Time) (time.Duration, error) {
 	r.applyRetention(ctx, sched, snaps, loc)
 	if sched.Spec.Objectives == nil {
-		return r.protect(sched, nil, cs, loc, now), nil
+		return r.protect(sched, nil, nil, cs, loc, now), nil
 	}
 	backups, err := r.backups(ctx, sched)
 	if err != nil {
 		return 0, err
 	}
-	wake := r.protect(sched, backups, cs, loc, now)
+	var restores storkv1.RestoreList
+	if sched.Spec.Objectives.RTO != nil {
+		if err := r.reader().List(ctx, &restores, client.InNamespace(sched.Namespace)); err != nil {
+			return 0, fmt.Errorf("listing the Restores of namespace %s: %w", sched.Namespace, err)
+		}
+	}
+	wake := r.protect(sched, backups, restores.Items, cs, loc, now)
 	if wake > 0 {
 		wake += 100 * time.Millisecond // past the deadline, not just before it
 	}

@@ -24,7 +24,7 @@ import (
 
 // protect evaluates sched's objectives against its backups (oldest first) at now and returns
 // how long until the status would change by time alone (0: never).
-func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.Backup, cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
+func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.Backup, restores []storkv1.Restore, cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
 	st, obj := &sched.Status, sched.Spec.Objectives
 	if obj == nil {
 		st.Protection = nil
@@ -38,12 +38,14 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		p.LastProvenRTO = st.Protection.LastProvenRTO
 	}
 	var captured time.Time
+	var newest *storkv1.Backup
 	for i := range backups {
 		b := &backups[i]
 		if t := captureTime(b); b.Status.Phase == storkv1.BackupCompleted && !t.Before(captured) {
-			captured, p.LastBackupName = t, b.Name
+			captured, p.LastBackupName, newest = t, b.Name, b
 		}
 	}
+	p.EstimatedRTO = estimateRTO(newest, backups, restores)
 	if p.LastBackupName != "" {
 		p.LastBackupCaptureTime = &metav1.Time{Time: captured}
 	}
@@ -73,11 +75,22 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		}
 		r.setTracked(sched, storkv1.ConditionRPOMet, met, reason, msg)
 	}
-	if obj.RTO == nil {
+	switch {
+	case obj.RTO == nil:
 		meta.RemoveStatusCondition(&st.Conditions, storkv1.ConditionRTOMet)
-	} else if p.LastProvenRTO == nil {
-		conditionUnknown(sched, storkv1.ConditionRTOMet, "NotProven", "no restore drill has restored a backup of this schedule yet: the RTO of "+obj.RTO.Duration.String()+" is not proven")
-	} else {
+	case p.EstimatedRTO != nil && p.EstimatedRTO.Duration > obj.RTO.Duration:
+		// Whatever a drill proved before, the newest backup is too big for the RTO at the
+		// throughput restores reach.
+		r.setTracked(sched, storkv1.ConditionRTOMet, false, "RestoreTooSlow", fmt.Sprintf(
+			"restoring the newest backup %s would take about %s at the throughput of the last restore of this schedule's backups, longer than the RTO of %s",
+			p.LastBackupName, p.EstimatedRTO.Duration, obj.RTO.Duration))
+	case p.LastProvenRTO == nil:
+		msg := "no restore drill has restored a backup of this schedule yet: the RTO of " + obj.RTO.Duration.String() + " is not proven"
+		if p.EstimatedRTO != nil {
+			msg += fmt.Sprintf(" (restores so far suggest about %s)", p.EstimatedRTO.Duration)
+		}
+		conditionUnknown(sched, storkv1.ConditionRTOMet, "NotProven", msg)
+	default:
 		rto, proven := obj.RTO.Duration, p.LastProvenRTO.Duration
 		if proven <= rto {
 			r.setTracked(sched, storkv1.ConditionRTOMet, true, "WithinRTO", fmt.Sprintf("the last restore drill took %s, within the RTO of %s", proven, rto))
@@ -86,6 +99,36 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		}
 	}
 	return wake
+}
+
+// estimateRTO is how long restoring newest would take at the throughput (bytes restored per
+// second from start to completion) of the newest Completed Restore of one of backups; nil
+// when either is missing.
+func estimateRTO(newest *storkv1.Backup, backups []storkv1.Backup, restores []storkv1.Restore) *metav1.Duration {
+	if newest == nil || newest.Status.Progress.BytesTotal == 0 {
+		return nil
+	}
+	ours := map[string]bool{}
+	for _, b := range backups {
+		ours[b.Name] = true
+	}
+	var last *storkv1.Restore
+	for i := range restores {
+		rs := &restores[i]
+		if rs.Status.Phase != storkv1.RestoreCompleted || !ours[rs.Spec.Source.BackupName] || rs.Status.StartTime == nil ||
+			rs.Status.CompletionTime == nil || rs.Status.Progress.BytesDone == 0 {
+			continue
+		}
+		if last == nil || rs.Status.CompletionTime.After(last.Status.CompletionTime.Time) {
+			last = rs
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	took := last.Status.CompletionTime.Sub(last.Status.StartTime.Time)
+	perByte := float64(max(took, time.Second)) / float64(last.Status.Progress.BytesDone)
+	return &metav1.Duration{Duration: time.Duration(perByte * float64(newest.Status.Progress.BytesTotal)).Round(time.Second)}
 }
 
 // setTracked sets a condition and records an Event when its status changes (not when it is

@@ -131,3 +131,57 @@ func setCapture(t *testing.T, h *harness, name string, at time.Time) {
 		t.Fatal(err)
 	}
 }
+
+// The throughput of the last Completed Restore of one of the schedule's backups, applied to
+// the newest backup's size, warns when the RTO cannot be met.
+func TestObjectivesRestoreTooSlow(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	spec := storkv1.SnapshotScheduleSpec{Schedule: "@every 10m", Suspend: true,
+		Objectives: &storkv1.Objectives{RTO: &metav1.Duration{Duration: time.Hour}}}
+	spec.Template.Spec.BackupLocation = "loc"
+	h := newHarness(t, spec, t0)
+	rec := events.NewFakeRecorder(100)
+	h.r.Recorder = rec
+	ctx := context.Background()
+	for i, size := range []int64{100 << 20, 7200 << 20} {
+		name := []string{"small", "big"}[i]
+		h.createBackup(bk{name: name, phase: storkv1.BackupCompleted}, t0.Add(time.Duration(i+1)*time.Minute))
+		b := &storkv1.Backup{}
+		if err := h.c.Get(ctx, client.ObjectKey{Namespace: "app", Name: name}, b); err != nil {
+			t.Fatal(err)
+		}
+		b.Status.Progress.BytesTotal = size
+		if err := h.c.Update(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rtoMet := func() *metav1.Condition {
+		s := h.at(t0.Add(10 * time.Minute))
+		return meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRTOMet)
+	}
+	if c := rtoMet(); c == nil || c.Status != metav1.ConditionUnknown || c.Reason != "NotProven" || strings.Contains(c.Message, "suggest") {
+		t.Fatalf("no restore yet: RTOMet %+v", c)
+	}
+	// 100 MiB restored in 100 s: 1 MiB/s; the newest backup, 7200 MiB, would take 2h.
+	start := metav1.NewTime(t0.Add(3 * time.Minute))
+	end := metav1.NewTime(start.Add(100 * time.Second))
+	for _, rs := range []*storkv1.Restore{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "r1"}, Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "small"}},
+			Status: storkv1.RestoreStatus{Phase: storkv1.RestoreCompleted, Progress: storkv1.Progress{BytesDone: 100 << 20},
+				TimeRange: storkv1.TimeRange{StartTime: &start, CompletionTime: &end}}},
+		// A restore of a backup that is not this schedule's: not counted.
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "r2"}, Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "elsewhere"}},
+			Status: storkv1.RestoreStatus{Phase: storkv1.RestoreCompleted, Progress: storkv1.Progress{BytesDone: 100 << 30},
+				TimeRange: storkv1.TimeRange{StartTime: &start, CompletionTime: &end}}},
+	} {
+		if err := h.c.Create(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := rtoMet(); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "RestoreTooSlow" || !strings.Contains(c.Message, "about 2h0m0s") {
+		t.Fatalf("RTOMet %+v, want False RestoreTooSlow (about 2h0m0s)", c)
+	}
+	if evs := drain(rec); len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning RestoreTooSlow") {
+		t.Errorf("events: %v", evs)
+	}
+}

@@ -137,6 +137,10 @@ type Protection struct {
 	// LastProvenRTO is the duration of the last successful restore drill.
 	// +optional
 	LastProvenRTO *metav1.Duration `json:"lastProvenRTO,omitempty"`
+	// EstimatedRTO is how long restoring the newest backup would take at the throughput of
+	// the last Completed Restore of one of this schedule's backups in this cluster.
+	// +optional
+	EstimatedRTO *metav1.Duration `json:"estimatedRTO,omitempty"`
 }
 
 // ScheduleRun is one run of a schedule.
