@@ -78,25 +78,34 @@ func backUpTree(t *testing.T, secretName string) backedUp {
 		t.Fatal(err)
 	}
 
+	r, url, secret := newRepository(t, secretName)
+	snapID, _, err := archive.Backup(ctx, r, src, archive.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backedUp{src: src, url: url, snapID: snapID, secret: secret}
+}
+
+// newRepository makes a repository in a new file:// location, open for the test, and the
+// access Secret secretName (for the tasks of namespace app) that names it.
+func newRepository(t *testing.T, secretName string) (*repo.Repository, string, *corev1.Secret) {
+	t.Helper()
+	ctx := context.Background()
 	url := "file://" + t.TempDir()
 	store, err := objstore.Open(ctx, objstore.Config{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
 	key := repo.UserKey{Passphrase: "test passphrase"}
 	r, err := repo.Init(ctx, store, key, repo.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	snapID, _, err := archive.Backup(ctx, r, src, archive.BackupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(r.Close)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: secretName, Labels: map[string]string{access.LabelFor: "app"}},
 		Data: access.SecretData(access.Access{Store: objstore.Config{URL: url}, Key: key})}
-	return backedUp{src: src, url: url, snapID: snapID, secret: secret}
+	return r, url, secret
 }
 
 // sameTree fails the test unless got has the same entries as want, with the same types, modes,

@@ -7,14 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/engine/access"
-	"stork.dev/stork/backup/engine/objstore"
-	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/internal/scratchfs"
 )
 
@@ -35,20 +30,7 @@ func TestUploadReadsOnlyChangedExtents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	url := "file://" + t.TempDir()
-	store, err := objstore.Open(ctx, objstore.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	key := repo.UserKey{Passphrase: "test passphrase"}
-	r, err := repo.Init(ctx, store, key, repo.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: storkNamespace, Name: "access", Labels: map[string]string{access.LabelFor: "app"}},
-		Data: access.SecretData(access.Access{Store: objstore.Config{URL: url}, Key: key})}
+	_, _, secret := newRepository(t, "access")
 	c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(secret).Build()
 	tk := &Tasks{Client: c, Node: "n1", Root: root, AgentID: "a1", Namespace: storkNamespace}
 
