@@ -172,25 +172,26 @@ func (b *bench) runSuites(ctx context.Context, suite string) error {
 	o := b.opt
 	var err error
 	if suite == suiteStandard {
-		b.ds, err = prepareDataset(ctx, planDataset(o.work, o.seed, o.scale))
+		if b.ds, err = prepareDataset(ctx, planDataset(o.work, o.seed, o.scale)); err != nil {
+			return err
+		}
 		b.report.Dataset = datasetInfo{Dir: b.ds.dir, Files: len(b.ds.files), Bytes: b.ds.bytes, ChangedFiles: len(b.ds.changed), AppendedBytes: b.ds.appendSize}
 	} else {
 		dir := o.work
 		if suite == suiteReflink {
 			var unmount func()
-			if dir, unmount, err = mountXFS(ctx, o.work, planSuite(o.work, suite, o.seed, o.scale).bytes); err != nil {
+			if dir, unmount, err = mountXFS(ctx, planSuite(o.work, suite, o.seed, o.scale)); err != nil {
 				return err
 			}
 			defer unmount()
 		}
-		b.ds, err = prepareDataset(ctx, planSuite(dir, suite, o.seed, o.scale))
+		if b.ds, err = prepareDataset(ctx, planSuite(dir, suite, o.seed, o.scale)); err != nil {
+			return err
+		}
 		if b.report.Suites == nil {
 			b.report.Suites = map[string]datasetInfo{}
 		}
 		b.report.Suites[suite] = datasetInfo{Dir: b.ds.dir, Files: len(b.ds.files), Bytes: b.ds.bytes}
-	}
-	if err != nil {
-		return err
 	}
 	// Read the dataset once, so that the first tool does not pay for a cold page cache (it
 	// did: measured 10.5 s when our engine ran first, 5.8 s when second). The sums verify

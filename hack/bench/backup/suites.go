@@ -304,13 +304,15 @@ func reflinkSnapshot(ctx context.Context, d *dataset, changed bool) (string, err
 	return snap, f.Close()
 }
 
-// mountXFS mounts the reflink suite's XFS image (made the first time, sized for the dataset
-// and two clones' changes) at work/reflink-xfs and returns the mount point and how to unmount.
-func mountXFS(ctx context.Context, work string, bytes int64) (string, func(), error) {
+// mountXFS mounts the XFS image of the reflink suite's dataset d (made the first time, sized
+// for the dataset and two clones' changes; one per scale) and returns the mount point, under
+// which d belongs, and how to unmount.
+func mountXFS(ctx context.Context, d *dataset) (string, func(), error) {
 	if os.Getuid() != 0 {
 		return "", nil, errors.New("suite reflink needs root: it loop-mounts an XFS image")
 	}
-	img, mnt := filepath.Join(work, "reflink-xfs.img"), filepath.Join(work, "reflink-xfs")
+	bytes := d.bytes
+	img, mnt := d.dir+".xfs.img", d.dir+".xfs"
 	if !fileExists(img) {
 		if err := os.WriteFile(img, nil, 0o600); err != nil {
 			return "", nil, err
