@@ -80,7 +80,7 @@ demo: images
 bench-primitives:
 	$(GO) test -run '^$$' -bench 'Chunker|KeyedHash' -benchtime 5x -count 5 ./backup/engine/archive/
 
-## bench-backup: Stork's backup engine against restic and kopia, local and MinIO repositories, 2.2 GiB of data (BENCH_ARGS="-suites files,empty,large -scale 0.1": a million files, empty files, one large file)
+## bench-backup: Stork's backup engine against restic and kopia, local and MinIO repositories, 2.2 GiB of data (BENCH_ARGS="-suites files,empty,large,reflink,crash -scale 0.1": a million files, empty files, one large file, reflink snapshots, kill -9)
 # Minutes per tool; BENCH_ARGS="-scale 0.02" for a quick run, BENCH_ARGS=-h for the flags.
 bench-backup:
 	$(GO) run ./hack/bench/backup $(BENCH_ARGS)

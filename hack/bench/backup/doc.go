@@ -30,7 +30,11 @@
 // and -scale: files (1,000,000 files of 1–16 KiB, 100 to a directory: backup, unchanged re-backup,
 // restore, check, and a prune after the first snapshot is forgotten), empty (5,000,000 empty
 // files, 1,000 to a directory: backup, unchanged, restore) and large (one 8 GiB file: backup and
-// restore). Their tables give files/s (MiB/s for the large file).
+// restore), reflink (root only: one 2 GiB file on a loop-mounted XFS image, a backup of a
+// reflink clone, then of a second clone with 1% rewritten, ours naming the first as its parent)
+// and crash (the files tree, ours only: a backup killed with SIGKILL, checked, run again,
+// restored, checked with --read-data, then a damaged pack that check must name). Their tables
+// give files/s (MiB/s for one file).
 //
 // Peak RSS is measured honestly (measure.go): every measured command runs under a small
 // `measure` process of this binary, since a child started straight from the benchmark would
