@@ -164,6 +164,9 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 		st.NextScheduleTime = nil
 		setCondition(sched, storkv1.ConditionProgressing, false, "Suspended", "spec.suspend is true: no new runs")
 		wake, err := r.retainAndProtect(ctx, sched, snaps, cs, loc, now)
+		if wake > 0 {
+			wake += 100 * time.Millisecond // past the deadline, not just before it
+		}
 		return ctrl.Result{RequeueAfter: wake}, err
 	}
 	last := sched.CreationTimestamp.Time
@@ -216,11 +219,7 @@ func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.Snapsh
 			return 0, fmt.Errorf("listing the Restores of namespace %s: %w", sched.Namespace, err)
 		}
 	}
-	wake := r.protect(sched, backups, restores.Items, cs, loc, now)
-	if wake > 0 {
-		wake += 100 * time.Millisecond // past the deadline, not just before it
-	}
-	return wake, nil
+	return r.protect(sched, backups, restores.Items, cs, loc, now), nil
 }
 
 // latestDue returns the latest time of the schedule after last and not after now, and how many

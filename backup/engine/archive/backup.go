@@ -77,7 +77,6 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	if err != nil {
 		return repo.ID{}, nil, err
 	}
-	a.parentSource = parentSource(parentSnap, abs, opts)
 	// The totals for progress are counted alongside, on what is usually an idle core: the
 	// backup itself does not need them. With a parent, its totals stand in for them instead:
 	// the scan lstats every file a second time, a quarter of the CPU of a backup that reads
@@ -116,6 +115,7 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 		stop()
 		return repo.ID{}, nil, err
 	}
+	a.parentSource = parentSource(parentSnap, abs, rootMeta.Device, opts)
 	var parentRoot *repo.ID
 	if parentSnap != nil {
 		parentRoot = &parentSnap.Tree
@@ -219,14 +219,15 @@ func loadParent(ctx context.Context, r *repo.Repository, parent *repo.ID) (*repo
 }
 
 // parentSource is the directory the parent snapshot ps was made from, if extents may be
-// compared with it: it still is a directory on the same file system as root, and is not root
-// itself (a live tree backed up again, whose files cannot be compared with themselves).
-func parentSource(ps *repo.Snapshot, root string, opts BackupOptions) string {
+// compared with it: it still is a directory on the file system of root (device dev), and is
+// not root itself (a live tree backed up again, whose files cannot be compared with
+// themselves).
+func parentSource(ps *repo.Snapshot, root string, dev uint64, opts BackupOptions) string {
 	if ps == nil || opts.StrictChangeDetection || len(ps.Paths) != 1 || filepath.Clean(ps.Paths[0]) == root {
 		return ""
 	}
-	var st, rst unix.Stat_t
-	if unix.Stat(ps.Paths[0], &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || unix.Stat(root, &rst) != nil || st.Dev != rst.Dev {
+	var st unix.Stat_t
+	if unix.Stat(ps.Paths[0], &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Dev != dev {
 		return ""
 	}
 	return ps.Paths[0]

@@ -122,14 +122,11 @@ func (a *archiver) parentShared(f *os.File, rel string, cur, prev *Node) [][2]ui
 	}
 	defer pf.Close()
 	var st unix.Stat_t
-	if err := unix.Fstat(int(pf.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := unix.Fstat(int(pf.Fd()), &st); err != nil {
 		return nil
 	}
-	if st.Dev != cur.Device || st.Ino == cur.Inode {
-		return nil
-	}
-	then := Node{Size: st.Size, MTime: timeOf(st.Mtim), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid}
-	if !unchanged(prev, &then) {
+	then := statNode(&st)
+	if then.Type != TypeFile || then.Device != cur.Device || then.Inode == cur.Inode || !unchanged(prev, &then) {
 		return nil
 	}
 	mine, err := fileExtents(f)

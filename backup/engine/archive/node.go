@@ -27,20 +27,10 @@ func nodeAt(dirfd int, at, p, name string, prev *Node) (Node, error) {
 	if err := unix.Fstatat(dirfd, at, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return Node{}, fmt.Errorf("reading metadata of %s: %w", p, err)
 	}
-	n := Node{
-		Name:   name,
-		Mode:   st.Mode & 0o7777,
-		UID:    st.Uid,
-		GID:    st.Gid,
-		MTime:  timeOf(st.Mtim),
-		CTime:  timeOf(st.Ctim),
-		Inode:  st.Ino,
-		Device: st.Dev,
-		links:  uint64(st.Nlink),
-	}
+	n := statNode(&st)
+	n.Name = name
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		n.Type, n.Size = TypeFile, st.Size
 	case unix.S_IFDIR:
 		n.Type = TypeDir
 	case unix.S_IFLNK:
@@ -64,6 +54,17 @@ func nodeAt(dirfd int, at, p, name string, prev *Node) (Node, error) {
 	}
 	n.Xattrs = xattrs
 	return n, nil
+}
+
+// statNode is the metadata of st as a node: no name, no content, and a type only for a
+// regular file.
+func statNode(st *unix.Stat_t) Node {
+	n := Node{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: timeOf(st.Mtim), CTime: timeOf(st.Ctim),
+		Inode: st.Ino, Device: st.Dev, links: uint64(st.Nlink)}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		n.Type, n.Size = TypeFile, st.Size
+	}
+	return n
 }
 
 func timeOf(ts unix.Timespec) time.Time { return time.Unix(ts.Unix()).UTC() }
