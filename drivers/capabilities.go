@@ -152,6 +152,9 @@ type ImportRequest struct {
 	StorageClassName string
 	// AccessModes of the claim the volume is for (ReadWriteOnce when empty).
 	AccessModes []corev1.PersistentVolumeAccessMode
+	// Verify asks for the new volume to be read back and compared with the backup before it
+	// is handed over (VolumeStatus.Verification reports it).
+	Verify bool
 }
 
 // VolumeStatus is how far the work on one volume got.
@@ -174,6 +177,8 @@ type VolumeStatus struct {
 	DataSource *corev1.TypedLocalObjectReference
 	// Progress of the work.
 	Progress storkv1.Progress
+	// Verification of an import that asked for it.
+	Verification *storkv1.Verification
 	// Reason and Message say why the work failed.
 	Reason  string
 	Message string

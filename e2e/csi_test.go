@@ -265,11 +265,16 @@ func TestCSIDriver(t *testing.T) {
 		// The zones are swapped: the class provisions at once, so the volume must be placed.
 		swap := map[string]string{"zone-a": "zone-b", "zone-b": "zone-a"}
 		r := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "from-backup"},
-			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: "app", BackupName: backup.Name},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{Namespace: "app", BackupName: backup.Name}, Verify: true,
 				NamespaceMapping: map[string]string{"app": "app3"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: swap}}}
 		mustCreate(t, c, r)
 		waitRestore(t, c, r, storkv1.RestoreCompleted)
 		restored(t, "app3", map[string]string{"data-0": "data-0", "data-1": "data-1"})
+		for _, v := range r.Status.Volumes {
+			if v.Verification == nil || v.Verification.Files == 0 {
+				t.Errorf("volume %s: verification %+v, want the mover to have read every file back", v.SourceClaim, v.Verification)
+			}
+		}
 		for _, claim := range []string{"data-0", "data-1"} {
 			pvc := &corev1.PersistentVolumeClaim{}
 			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app3", Name: claim}, pvc); err != nil {

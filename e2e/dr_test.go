@@ -296,7 +296,7 @@ func TestDisasterRecovery(t *testing.T) {
 
 	t.Run("site B restores the application into a mapped namespace and zone", func(t *testing.T) {
 		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "shop-dr"},
-			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: imported.Name},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: imported.Name}, Verify: true,
 				NamespaceMapping: map[string]string{"shop": "shop-dr"},
 				ZoneMapping:      &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"zone-a": "zone-c"}}}}
 		mustCreate(t, b, rs)
@@ -304,6 +304,9 @@ func TestDisasterRecovery(t *testing.T) {
 		for _, v := range rs.Status.Volumes {
 			if v.Node != "b-zone-c-1" || v.Zone != "zone-c" || v.TargetNamespace != "shop-dr" {
 				t.Errorf("volume %+v: want it on b-zone-c-1 in shop-dr", v)
+			}
+			if v.Verification == nil || v.Verification.Files == 0 || v.Verification.Bytes != v.Progress.BytesTotal {
+				t.Errorf("volume %s: verification %+v, want every file and byte (%d) verified", v.SourceClaim, v.Verification, v.Progress.BytesTotal)
 			}
 			pvc := &corev1.PersistentVolumeClaim{}
 			if err := b.Client.Get(ctx, client.ObjectKey{Namespace: "shop-dr", Name: v.TargetClaim}, pvc); err != nil {

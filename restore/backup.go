@@ -353,10 +353,16 @@ func (r *Reconciler) importVolume(ctx context.Context, rs *storkv1.Restore, b *s
 		Topology:             storkv1.Topology{Zone: v.Zone},
 		TargetNamespace:      v.TargetNamespace, TargetClaim: v.TargetClaim,
 		SizeBytes: claim.Spec.Resources.Requests.Storage().Value(), StorageClassName: *claim.Spec.StorageClassName, AccessModes: claim.Spec.AccessModes,
+		Verify: rs.Spec.Verify,
 	})
 	if err != nil {
 		return fmt.Errorf("driver %s: restoring claim %s from Backup %s: %w", bv.Driver, v.SourceClaim, b.Name, err)
 	}
+	if vs.Phase == storkv1.VolumeSucceeded && rs.Spec.Verify && vs.Verification == nil {
+		r.failVolume(rs, v, "VerificationUnsupported", "driver "+bv.Driver+" restored the volume but does not verify restores: restore without spec.verify")
+		return nil
+	}
+	v.Verification = vs.Verification
 	if vs.Reason == drivers.ReasonNoHealthyStorage && rs.Status.StartTime != nil && time.Since(rs.Status.StartTime.Time) > r.storageWait() {
 		r.failVolume(rs, v, vs.Reason, fmt.Sprintf("waited %s for healthy storage: %s", r.storageWait(), vs.Message))
 		return nil

@@ -24,16 +24,17 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/retention"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/cronspec"
 )
 
 // Labels and annotations on the Snapshots a schedule makes. The Snapshot controller copies the
 // two labels onto the Backup of a Snapshot that names a backupLocation.
 const (
 	// LabelSchedule names the schedule that made a Snapshot (or its Backup).
-	LabelSchedule = "stork.dev/schedule"
+	LabelSchedule = storkv1.LabelSchedule
 	// LabelScheduleUID is the UID of that schedule: runs and retention act on the Snapshots and
 	// Backups of this schedule only, not on those of an earlier schedule of the same name.
-	LabelScheduleUID = "stork.dev/schedule-uid"
+	LabelScheduleUID = storkv1.LabelScheduleUID
 	// AnnotationScheduledTime is the time the run was due (RFC 3339), which retention sorts by.
 	AnnotationScheduledTime = "stork.dev/scheduled-time"
 )
@@ -60,9 +61,6 @@ type Reconciler struct {
 	Metrics *Metrics
 }
 
-// parser accepts five fields, six with leading seconds, and descriptors (@hourly, @every 5m).
-var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // SetupWithManager registers the controller; the changes of a Snapshot or Backup wake its
 // schedule (a Backup completes after its Snapshot is Ready, and only then counts for retention).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -85,24 +83,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // Parse reads a schedule's cron expression in its time zone; the error names the field.
 func Parse(spec storkv1.SnapshotScheduleSpec) (cron.Schedule, *time.Location, error) {
-	loc := time.UTC
-	if spec.TimeZone != "" {
-		var err error
-		if loc, err = time.LoadLocation(spec.TimeZone); err != nil {
-			return nil, nil, fmt.Errorf("spec.timeZone %q is not a known IANA time zone (e.g. Europe/Paris): %v", spec.TimeZone, err)
-		}
-	}
-	if strings.HasPrefix(spec.Schedule, "CRON_TZ=") || strings.HasPrefix(spec.Schedule, "TZ=") {
-		return nil, nil, fmt.Errorf("spec.schedule %q: set the time zone in spec.timeZone, not in the expression", spec.Schedule)
-	}
-	s, err := parser.Parse(spec.Schedule)
-	if err != nil {
-		return nil, nil, fmt.Errorf("spec.schedule %q: %v", spec.Schedule, err)
-	}
-	if s.Next(time.Now().In(loc)).IsZero() {
-		return nil, nil, fmt.Errorf("spec.schedule %q never fires (a day that does not exist, such as February 30)", spec.Schedule)
-	}
-	return s, loc, nil
+	return cronspec.Parse(spec.Schedule, spec.TimeZone)
 }
 
 func (r *Reconciler) reader() client.Reader {
@@ -178,7 +159,7 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 		// not caught up.
 		last = now
 	}
-	due, missed := latestDue(cs, last.In(loc), now.In(loc))
+	due, missed := cronspec.LatestDue(cs, last.In(loc), now.In(loc))
 	if !due.IsZero() {
 		if err := r.run(ctx, sched, snaps, due, missed); err != nil {
 			return ctrl.Result{}, err
@@ -220,26 +201,6 @@ func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.Snapsh
 		}
 	}
 	return r.protect(sched, backups, restores.Items, cs, loc, now), nil
-}
-
-// latestDue returns the latest time of the schedule after last and not after now, and how many
-// such times there were (capped: a schedule of seconds down for a day is not walked in full).
-func latestDue(cs cron.Schedule, last, now time.Time) (time.Time, int) {
-	var due time.Time
-	n := 0
-	for t := cs.Next(last); !t.IsZero() && !t.After(now); t = cs.Next(t) {
-		due, n = t, n+1
-		if n == 10000 {
-			// Skip ahead: what counts is the latest time, not every one.
-			for t2 := cs.Next(now.Add(-24 * time.Hour)); !t2.IsZero() && !t2.After(now); t2 = cs.Next(t2) {
-				if t2.After(due) {
-					due = t2
-				}
-			}
-			break
-		}
-	}
-	return due, n
 }
 
 // run starts (or skips) the run due at due.

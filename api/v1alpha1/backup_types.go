@@ -74,11 +74,11 @@ type BackupVolume struct {
 	Progress Progress `json:"progress,omitempty"`
 }
 
-// BackupStatus records what the backup holds and how the copy went.
 // AnnotationCaptureTime on a Backup is when its Snapshot began capturing (RFC 3339, rounded
 // down to the second): the point in time the backup restores to, which RPOs are measured from.
 const AnnotationCaptureTime = "stork.dev/capture-time"
 
+// BackupStatus records what the backup holds and how the copy went.
 type BackupStatus struct {
 	// Phase summarises the conditions.
 	// +optional

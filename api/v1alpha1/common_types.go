@@ -46,6 +46,18 @@ type Progress struct {
 	ItemsTotal int64 `json:"itemsTotal,omitempty"`
 }
 
+// Verification is what reading a restored volume back and comparing it with its backup found,
+// when the restore asked for it (Restore spec.verify). A volume that differs fails instead, with
+// the differing paths in its message.
+type Verification struct {
+	// Files compared with the backup's checksums, every byte of each.
+	Files int64 `json:"files"`
+	// Bytes compared.
+	Bytes int64 `json:"bytes"`
+	// Duration of the comparison, which the restore's time includes.
+	Duration metav1.Duration `json:"duration"`
+}
+
 // SecretKeyReference names one key of a Secret in the namespace of the object that holds it.
 type SecretKeyReference struct {
 	// Name of the Secret.

@@ -71,6 +71,7 @@ const (
 )
 
 // RestoreSpec says what to restore and how to map it into this cluster.
+// +kubebuilder:validation:XValidation:rule="!has(self.verify) || !self.verify || has(self.source.backupName)",message="spec.verify needs spec.source.backupName: a Snapshot is restored by copying it on its node, and only a Backup records the checksums to verify against"
 type RestoreSpec struct {
 	// Source to restore from.
 	Source RestoreSource `json:"source"`
@@ -111,6 +112,11 @@ type RestoreSpec struct {
 	// +optional
 	// +kubebuilder:default=Fail
 	ExistingObjectPolicy ExistingObjectPolicy `json:"existingObjectPolicy,omitempty"`
+	// Verify reads each volume back once restored and compares every file (content, size,
+	// type, mode, times, links) with the checksums the backup recorded when it read the
+	// source; a volume that differs fails, naming what differs. Restores from Backups only.
+	// +optional
+	Verify bool `json:"verify,omitempty"`
 }
 
 // RestorePhase is where a Restore is in its life.
@@ -153,6 +159,9 @@ type RestoreVolumeStatus struct {
 	// Progress of this volume's restore: bytes, and files as items for restores from backups.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`
+	// Verification of the restored volume, with spec.verify.
+	// +optional
+	Verification *Verification `json:"verification,omitempty"`
 }
 
 // ObjectResult says what happened to one restored Kubernetes object.

@@ -4,6 +4,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// Labels a schedule puts on the Snapshots it makes, which the Snapshot controller copies onto
+// their Backups: the schedule's name, and its UID (an earlier schedule of the same name is
+// another schedule).
+const (
+	LabelSchedule    = "stork.dev/schedule"
+	LabelScheduleUID = "stork.dev/schedule-uid"
+)
+
 // ConcurrencyPolicy says what a schedule does when a run is due while the previous one
 // is still going.
 // +kubebuilder:validation:Enum=Forbid;Allow

@@ -186,6 +186,10 @@ func TestCRDValidation(t *testing.T) {
 			{"restore ok", restore("ok", func(r *storkv1.Restore) {
 				r.Spec.ZoneMapping = &storkv1.ZoneMapping{Mode: storkv1.ZoneMap, Zones: map[string]string{"a": "b"}}
 			}), nil},
+			{"restore verified from a backup", restore("verified", func(r *storkv1.Restore) { r.Spec.Verify = true }), nil},
+			{"restore verified from a snapshot", restore("verifysnap", func(r *storkv1.Restore) {
+				r.Spec.Source, r.Spec.Verify = storkv1.RestoreSource{SnapshotName: "s1"}, true
+			}), []string{"spec.verify needs spec.source.backupName"}},
 			{"restore two sources", restore("two", func(r *storkv1.Restore) { r.Spec.Source.SnapshotName = "s1" }),
 				[]string{"spec.source", "exactly one of source.snapshotName or source.backupName"}},
 			{"restore no source", restore("none", func(r *storkv1.Restore) { r.Spec.Source = storkv1.RestoreSource{} }),

@@ -79,6 +79,10 @@ type VolumeTaskSpec struct {
 	// StrictChangeDetection makes an Upload read every file, as its BackupLocation asks.
 	// +optional
 	StrictChangeDetection bool `json:"strictChangeDetection,omitempty"`
+	// Verify makes a Download read the volume back once written and compare every file with
+	// the backup (archive.Verify); a difference fails the task with VerificationFailed.
+	// +optional
+	Verify bool `json:"verify,omitempty"`
 }
 
 // VolumeTaskPhase is where a VolumeTask is.
@@ -127,6 +131,9 @@ type VolumeTaskStatus struct {
 	// SizeBytes of the data the task produced.
 	// +optional
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// Verification of a Download's volume, when spec.verify asked for it.
+	// +optional
+	Verification *Verification `json:"verification,omitempty"`
 	// Reason is a CamelCase word for why the task failed.
 	// +optional
 	Reason string `json:"reason,omitempty"`

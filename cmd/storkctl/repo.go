@@ -242,6 +242,7 @@ func repoCommand() *cobra.Command {
 	cmd.AddCommand(backup)
 
 	var includes, restoreTags []string
+	var verify bool
 	restore := &cobra.Command{
 		Use:   "restore SNAPSHOT TARGET",
 		Short: "Restore a snapshot (ID, ID prefix or 'latest', e.g. latest --tag pvc=data) into a directory; --include restores chosen paths only",
@@ -251,6 +252,9 @@ func repoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if verify && len(includes) > 0 {
+				return fmt.Errorf("--verify compares the whole snapshot with TARGET: restore without --include, or verify without it")
+			}
 			bar := newBar(cmd.ErrOrStderr(), "restoring")
 			start := time.Now()
 			err = archive.Restore(ctx, r, snap.ID, args[1], archive.RestoreOptions{Include: includes, Progress: bar.progress()})
@@ -259,10 +263,25 @@ func repoCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s into %s in %.1fs\n", snap.ID.String()[:12], args[1], time.Since(start).Seconds())
+			if !verify {
+				return nil
+			}
+			bar = newBar(cmd.ErrOrStderr(), "verifying")
+			start = time.Now()
+			rep, err := archive.Verify(ctx, r, snap.ID, args[1], archive.VerifyOptions{Progress: bar.progress()})
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			if err := rep.Err(); err != nil {
+				return fmt.Errorf("%s differs from snapshot %s: %w", args[1], snap.ID.String()[:12], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "verified %d files, %s, against the snapshot's checksums in %.1fs\n", rep.Files, units.Bytes(rep.Bytes), time.Since(start).Seconds())
 			return nil
 		}),
 	}
 	restore.Flags().StringArrayVar(&includes, "include", nil, "path inside the snapshot to restore (repeatable)")
+	restore.Flags().BoolVar(&verify, "verify", false, "read TARGET back once restored and compare every file with the checksums the backup recorded")
 	restore.Flags().StringArrayVar(&restoreTags, "tag", nil, "KEY=VALUE the snapshot must carry (repeatable): 'latest' is then the newest of those")
 	cmd.AddCommand(restore)
 

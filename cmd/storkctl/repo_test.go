@@ -114,10 +114,24 @@ func TestRepoCommands(t *testing.T) {
 	}
 	target := filepath.Join(dir, "restored")
 	// An index budget of one blob: the restore finds its blobs through an index spilled to disk.
-	run("restore", "latest", target, "--tag", "pvc=data", "--index-memory", "100")
+	if out := run("restore", "latest", target, "--tag", "pvc=data", "--index-memory", "100", "--verify"); !strings.Contains(out, "verified 1 files") {
+		t.Fatalf("restore --verify said %q", out)
+	}
 	got, err := os.ReadFile(filepath.Join(target, "db/table"))
 	if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("row\n"), 10000)) {
 		t.Fatalf("restored file differs: %v", err)
+	}
+	// Into a target that holds something else: verification names it and fails.
+	junk := filepath.Join(dir, "with-junk")
+	os.MkdirAll(junk, 0o700)
+	os.WriteFile(filepath.Join(junk, "stray"), []byte("x"), 0o600)
+	if out, err := storkctl(t, append([]string{"repo", "restore", "latest", junk, "--tag", "pvc=data", "--verify"}, repoFlags...)...); err == nil ||
+		!strings.Contains(err.Error(), "stray: is not in the backup") {
+		t.Fatalf("restore --verify into a directory with a stray file: %v %s", err, out)
+	}
+	if _, err := storkctl(t, append([]string{"repo", "restore", "latest", junk, "--include", "db", "--verify"}, repoFlags...)...); err == nil ||
+		!strings.Contains(err.Error(), "--verify compares the whole snapshot") {
+		t.Fatalf("--verify with --include: %v", err)
 	}
 
 	if out, err := storkctl(t, append([]string{"repo", "ls", "--index-memory", "lots"}, repoFlags...)...); err == nil ||

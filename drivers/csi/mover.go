@@ -117,7 +117,7 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 	task, err := d.ensureTask(ctx, &storkv1.VolumeTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: name},
 		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskDownload, VolumeName: tmp, BackupLocation: req.Location,
-			AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID},
+			AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID, Verify: req.Verify},
 	}, req.Owner)
 	if errors.Is(err, errForeignTask) {
 		return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "TaskConflict", Message: err.Error()}, nil
@@ -176,7 +176,7 @@ func pending(volume, reason, msg string) drivers.VolumeStatus {
 // taskStatus turns a task's status into a volume status.
 func taskStatus(t *storkv1.VolumeTask, volume string) drivers.VolumeStatus {
 	s := drivers.VolumeStatus{VolumeName: volume, Progress: t.Status.Progress, SizeBytes: t.Status.SizeBytes,
-		RepositorySnapshotID: t.Status.RepositorySnapshotID, Reason: t.Status.Reason, Message: t.Status.Message}
+		RepositorySnapshotID: t.Status.RepositorySnapshotID, Verification: t.Status.Verification, Reason: t.Status.Reason, Message: t.Status.Message}
 	s.Phase = taskstatus.VolumePhase(t.Status.Phase)
 	return s
 }

@@ -243,7 +243,7 @@ func (d *Driver) ensureTask(ctx context.Context, t *storkv1.VolumeTask, owner *m
 // statusOf turns a task's status into a volume status.
 func statusOf(t *storkv1.VolumeTask, volume string) drivers.VolumeStatus {
 	s := drivers.VolumeStatus{VolumeName: volume, Node: t.Spec.NodeName, Progress: t.Status.Progress,
-		SnapshotID: t.Status.SnapshotID, SizeBytes: t.Status.SizeBytes, Reason: t.Status.Reason, Message: t.Status.Message}
+		SnapshotID: t.Status.SnapshotID, SizeBytes: t.Status.SizeBytes, Verification: t.Status.Verification, Reason: t.Status.Reason, Message: t.Status.Message}
 	s.Phase = taskstatus.VolumePhase(t.Status.Phase)
 	if s.Phase == storkv1.VolumePending {
 		s.Reason, s.Message = "WaitingForAgent", "waiting for the stork-agent of node "+t.Spec.NodeName+" to take the task "+t.Name

@@ -107,8 +107,9 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 	if err := emptyDir(o.VolumeDir); err != nil {
 		return taskstatus.Result{}, transfer.Fail("IOError", "emptying the volume at %s before restoring: %w", o.VolumeDir, err)
 	}
-	size, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, o.VolumeDir, progress)
-	return taskstatus.Result{Size: size}, err
+	size, verified, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, o.VolumeDir,
+		transfer.DownloadOptions{Verify: task.Spec.Verify, Ignore: []string{lostAndFound}, Progress: progress})
+	return taskstatus.Result{Size: size, Verification: verified}, err
 }
 
 // readAccess reads an access Secret mounted as files (one per key).

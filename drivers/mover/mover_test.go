@@ -236,7 +236,8 @@ func TestBackupThenRestore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dst, "data.bin"), []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	down := newTask("down", storkv1.TaskDownload, storkv1.VolumeTaskSpec{RepositorySnapshotID: st.RepositorySnapshotID})
+	// Verified: the file system's lost+found at the root is not a difference.
+	down := newTask("down", storkv1.TaskDownload, storkv1.VolumeTaskSpec{RepositorySnapshotID: st.RepositorySnapshotID, Verify: true})
 	if err := c.Create(context.Background(), down); err != nil {
 		t.Fatal(err)
 	}
@@ -244,8 +245,9 @@ func TestBackupThenRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := getTask(t, c, "down").Status
-	if ds.Phase != storkv1.TaskSucceeded || ds.SizeBytes != size || ds.Progress.BytesDone != size || ds.Progress.ItemsDone != files {
-		t.Fatalf("download status %+v", ds)
+	if ds.Phase != storkv1.TaskSucceeded || ds.SizeBytes != size || ds.Progress.BytesDone != size || ds.Progress.ItemsDone != files ||
+		ds.Verification == nil || ds.Verification.Files != files || ds.Verification.Bytes != size {
+		t.Fatalf("download status %+v, verification %+v", ds, ds.Verification)
 	}
 	want, got := tree(t, src), tree(t, dst)
 	for rel, w := range want {

@@ -72,6 +72,8 @@ type Result struct {
 	RepositorySnapshotID string
 	Path                 string
 	Size                 int64
+	// Verification of a Download that asked for it.
+	Verification *storkv1.Verification
 	// Progress is the last the work reported.
 	Progress storkv1.Progress
 }
@@ -90,7 +92,7 @@ func Finish(ctx context.Context, c client.Client, task *storkv1.VolumeTask, res 
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, err.Error()
 	} else {
 		st.Phase, st.SnapshotID, st.Path, st.SizeBytes = storkv1.TaskSucceeded, res.SnapshotID, res.Path, res.Size
-		st.RepositorySnapshotID = res.RepositorySnapshotID
+		st.RepositorySnapshotID, st.Verification = res.RepositorySnapshotID, res.Verification
 		st.Progress = res.Progress
 		st.Progress.BytesDone, st.Progress.BytesTotal = res.Size, res.Size
 		st.Progress.ItemsDone = st.Progress.ItemsTotal

@@ -867,3 +867,7 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, pack ID, entries []PackE
 	}
 	return nil
 }
+
+// BlobID is the ID the repository gives plaintext data (a keyed hash): what a restored file's
+// bytes are compared with to prove them equal to what was backed up.
+func (r *Repository) BlobID(data []byte) ID { return r.c.blobID(data) }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
@@ -107,26 +110,57 @@ func Upload(ctx context.Context, r *Repo, src string, o UploadOptions) (string, 
 	return id.String(), snap.Summary.Bytes, nil
 }
 
-// Download restores the backup id into dst (made if missing) and returns the bytes restored. A
-// backup that is not in the repository fails with BackupNotFound, told apart from one that fails
-// to restore (DownloadFailed).
-func Download(ctx context.Context, r *Repo, id, dst string, progress func(storkv1.Progress)) (int64, error) {
+// DownloadOptions tune a Download.
+type DownloadOptions struct {
+	// Verify reads the volume back once written and compares it with the backup.
+	Verify bool
+	// Ignore names entries of dst's root that verification accepts though the backup does
+	// not hold them (a file system's lost+found).
+	Ignore []string
+	// Progress is called about every 200ms and at the end of the restore.
+	Progress func(storkv1.Progress)
+}
+
+// Download restores the backup id into dst (made if missing) and returns the bytes restored,
+// and with o.Verify what verification found. A backup that is not in the repository fails
+// with BackupNotFound, told apart from one that fails to restore (DownloadFailed) and one whose
+// restored files differ from it (VerificationFailed).
+func Download(ctx context.Context, r *Repo, id, dst string, o DownloadOptions) (int64, *storkv1.Verification, error) {
 	snapID, err := repo.ParseID(id)
 	if err != nil {
-		return 0, Fail("InvalidTask", "repository snapshot ID %q: %w", id, err)
+		return 0, nil, Fail("InvalidTask", "repository snapshot ID %q: %w", id, err)
 	}
 	if _, err := r.LoadSnapshot(ctx, snapID); errors.Is(err, objstore.ErrNotFound) {
-		return 0, Fail("BackupNotFound", "backup %s is not in the repository at %s", snapID, r.URL)
+		return 0, nil, Fail("BackupNotFound", "backup %s is not in the repository at %s", snapID, r.URL)
 	} else if err != nil {
-		return 0, Fail("DownloadFailed", "reading backup %s in %s: %w", snapID, r.URL, err)
+		return 0, nil, Fail("DownloadFailed", "reading backup %s in %s: %w", snapID, r.URL, err)
 	}
 	var size atomic.Int64
 	opts := archive.RestoreOptions{Progress: func(p archive.Progress) {
 		size.Store(p.BytesTotal)
-		progress(FilesProgress(p))
+		if o.Progress != nil {
+			o.Progress(FilesProgress(p))
+		}
 	}}
 	if err := archive.Restore(ctx, r.Repository, snapID, dst, opts); err != nil {
-		return 0, &Error{Reason: "DownloadFailed", Err: fmt.Errorf("restoring backup %s from %s: %w", snapID, r.URL, err)}
+		return 0, nil, &Error{Reason: "DownloadFailed", Err: fmt.Errorf("restoring backup %s from %s: %w", snapID, r.URL, err)}
 	}
-	return size.Load(), nil
+	if !o.Verify {
+		return size.Load(), nil, nil
+	}
+	v, err := Verify(ctx, r, snapID, dst, o.Ignore)
+	return size.Load(), v, err
+}
+
+// Verify compares the restored tree at dst with backup id (archive.Verify).
+func Verify(ctx context.Context, r *Repo, id repo.ID, dst string, ignore []string) (*storkv1.Verification, error) {
+	start := time.Now()
+	rep, err := archive.Verify(ctx, r.Repository, id, dst, archive.VerifyOptions{Ignore: ignore})
+	if err != nil {
+		return nil, &Error{Reason: "VerificationFailed", Err: fmt.Errorf("verifying the restore of backup %s from %s: %w", id, r.URL, err)}
+	}
+	if err := rep.Err(); err != nil {
+		return nil, &Error{Reason: "VerificationFailed", Err: fmt.Errorf("the restored volume differs from backup %s in %s: %w", id, r.URL, err)}
+	}
+	return &storkv1.Verification{Files: rep.Files, Bytes: rep.Bytes, Duration: metav1.Duration{Duration: time.Since(start).Round(time.Millisecond)}}, nil
 }

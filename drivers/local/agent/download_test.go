@@ -278,3 +278,49 @@ func TestDownloadRefusals(t *testing.T) {
 		t.Errorf("volumes after refusals: %v, %v", entries, err)
 	}
 }
+
+// With spec.verify, the agent reads the volume back and reports what it compared; a volume
+// published by an attempt that died before reporting is verified before it is reported, and
+// one that differs from the backup fails the task, naming the file.
+func TestDownloadTaskVerifies(t *testing.T) {
+	ctx := context.Background()
+	b := backUpTree(t, "stork-access-1")
+	root := Root(t.TempDir())
+	dl := downloadTask("dl-uid", "pv-restored", b.secret.Name, b.snapID.String())
+	dl.Spec.Verify = true
+	c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(b.secret, dl).WithStatusSubresource(dl).Build()
+	tk := &Tasks{Client: c, Node: "n1", Root: root, AgentID: "a1", Namespace: storkNamespace, MaxAttempts: 3}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(dl)}
+	if _, err := tk.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	got := &storkv1.VolumeTask{}
+	if err := c.Get(ctx, req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	const size = 100000 + 18 + 5
+	if v := got.Status.Verification; got.Status.Phase != storkv1.TaskSucceeded || v == nil || v.Files != 3 || v.Bytes != size {
+		t.Fatalf("status %+v, verification %+v: want Succeeded with 3 files and %d bytes verified", got.Status, v, size)
+	}
+
+	// Damage the published volume (same size and time), then make the task look unreported.
+	p := filepath.Join(root.volume("pv-restored"), "sub", "f")
+	fi, _ := os.Stat(p)
+	if err := os.WriteFile(p, []byte("HELLO"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	got.Status = storkv1.VolumeTaskStatus{Phase: storkv1.TaskRunning, Attempts: 1, AgentID: "dead"}
+	if err := c.Status().Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	if st := got.Status; st.Phase != storkv1.TaskFailed || st.Reason != "VerificationFailed" || !strings.Contains(st.Message, "sub/f: bytes 0 to 5 differ") {
+		t.Fatalf("status after damage %+v: want Failed, VerificationFailed, naming sub/f", st)
+	}
+}

@@ -107,6 +107,7 @@ type result struct {
 	repositorySnapshotID string
 	path                 string
 	size                 int64
+	verification         *storkv1.Verification
 	// progress is the last the work reported.
 	progress storkv1.Progress
 }
@@ -174,7 +175,7 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 // finish writes a task's final status.
 func (t *Tasks) finish(ctx context.Context, task *storkv1.VolumeTask, res result, err error) error {
 	return taskstatus.Finish(ctx, t.Client, task, taskstatus.Result{SnapshotID: res.snapshotID, RepositorySnapshotID: res.repositorySnapshotID,
-		Path: res.path, Size: res.size, Progress: res.progress}, err, "agent "+t.AgentID)
+		Path: res.path, Size: res.size, Verification: res.verification, Progress: res.progress}, err, "agent "+t.AgentID)
 }
 
 // do the work of a task. Progress counts bytes, and files for uploads and downloads.
@@ -421,22 +422,30 @@ func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid stri
 	if err := errors.Join(validName("volume name", name), idErr, needsAccess(task)); err != nil {
 		return result{}, fail("InvalidTask", "%w", err)
 	}
-	if res, ok := t.published(ctx, task); ok {
-		return res, nil
-	}
-	if err := t.volumeFree(name); err != nil {
-		return result{}, err
+	published, done := t.published(ctx, task)
+	if done && !task.Spec.Verify {
+		return published, nil
 	}
 	r, err := t.openRepository(ctx, task)
 	if err != nil {
 		return result{}, err
 	}
 	defer r.Close()
+	if done {
+		// Published by an attempt that stopped before reporting: verify what it published.
+		id, _ := repo.ParseID(task.Spec.RepositorySnapshotID)
+		published.verification, err = transfer.Verify(ctx, r, id, published.path, nil)
+		return published, err
+	}
+	if err := t.volumeFree(name); err != nil {
+		return result{}, err
+	}
 	work, err := t.freshWork(uid)
 	if err != nil {
 		return result{}, err
 	}
-	size, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, work, progress)
+	size, verified, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, work,
+		transfer.DownloadOptions{Verify: task.Spec.Verify, Progress: progress})
 	if err != nil {
 		return result{}, t.workFailed(work, transfer.ReasonOf(err, "DownloadFailed"), err)
 	}
@@ -444,7 +453,7 @@ func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid stri
 	if err != nil {
 		return result{}, err
 	}
-	return result{path: dst, size: size}, nil
+	return result{path: dst, size: size, verification: verified}, nil
 }
 
 // needsAccess says what is missing from a task that reaches a backup location.
