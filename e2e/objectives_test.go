@@ -1,16 +1,20 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,7 +25,11 @@ import (
 
 // TestRecoveryObjectives: a schedule with an RPO of one minute backs up once and is then
 // suspended; a minute after the backup's capture RPOMet turns False with a Warning Event, the
-// achieved RPO metric passes 60 s; resumed, its next backup turns RPOMet True again.
+// achieved RPO metric passes 60 s; resumed, its next backup turns RPOMet True again. Then a
+// RestoreDrill restores the newest backup into a sandbox namespace, verifies every file, records
+// an RTO that proves the schedule's RTO, and removes the sandbox; after a byte of every data pack
+// in MinIO is flipped, the next drill fails naming a damaged pack, and the Backup, the schedule
+// and the metrics say so.
 func TestRecoveryObjectives(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -117,4 +125,135 @@ func TestRecoveryObjectives(t *testing.T) {
 		t.Errorf("RPOMet True again with the same backup %s", p.LastBackupName)
 	}
 	waitEvent(ctx, t, c, "app", "db", "WithinRPO")
+
+	// Drills run against a fixed set of backups.
+	suspend(s, true)
+	newest := waitRPO(metav1.ConditionTrue, time.Minute).Status.Protection.LastBackupName
+	metrics := func() string {
+		t.Helper()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+
+	passed := drill(ctx, t, c, "weekly")
+	if passed.Result != storkv1.DrillPassed || passed.BackupName != newest || passed.RTO == nil || passed.RTO.Duration <= 0 ||
+		passed.VerifiedFiles < 5 || passed.VerifiedBytes < 256<<10 {
+		t.Fatalf("drill run %+v: want Passed for %s, an RTO, every file verified", passed, newest)
+	}
+	sched = &storkv1.SnapshotSchedule{}
+	err = c.WaitFor(ctx, time.Minute, "RTOMet True from the drill", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "db"}, sched); err != nil {
+			return false, err
+		}
+		cnd := meta.FindStatusCondition(sched.Status.Conditions, storkv1.ConditionRTOMet)
+		return cnd != nil && cnd.Status == metav1.ConditionTrue && cnd.Reason == "WithinRTO", nil
+	})
+	if err != nil || sched.Status.Protection.LastProvenRTO == nil || sched.Status.Protection.LastProvenRTO.Duration != passed.RTO.Duration {
+		t.Fatalf("%v: protection %+v, want the drill's RTO %v proven", err, sched.Status.Protection, passed.RTO)
+	}
+	page := metrics()
+	for _, want := range []string{`stork_app_last_restore_proven_timestamp{namespace="app",schedule="db"} `, `stork_drill_last_run_passed{drill="weekly",namespace="app"} 1`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	b := &storkv1.Backup{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: newest}, b); err != nil {
+		t.Fatal(err)
+	}
+	if cnd := meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionVerified); cnd == nil || cnd.Status != metav1.ConditionTrue {
+		t.Errorf("Backup %s Verified %+v", newest, cnd)
+	}
+
+	// A byte flipped in every data pack: the next drill fails, naming one.
+	damaged := 0
+	for obj := range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Prefix: c.Name + "/data/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		flipByte(ctx, t, m, obj.Key)
+		damaged++
+	}
+	if damaged == 0 {
+		t.Fatal("no data packs under " + c.Name + "/data/")
+	}
+	failed := drill(ctx, t, c, "after-damage")
+	if failed.Result != storkv1.DrillFailed || !regexp.MustCompile(`damaged object data/[0-9a-f]{2}/[0-9a-f]+`).MatchString(failed.Message) {
+		t.Fatalf("drill after the damage %+v: want Failed naming a damaged data pack", failed)
+	}
+	waitEvent(ctx, t, c, "app", "after-damage", "DrillFailed")
+	waitEvent(ctx, t, c, "app", newest, "DrillFailed")
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: newest}, b); err != nil {
+		t.Fatal(err)
+	}
+	if cnd := meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionVerified); cnd == nil || cnd.Status != metav1.ConditionFalse || !strings.Contains(cnd.Message, "damaged object data/") {
+		t.Errorf("Backup %s Verified %+v, want False naming the damaged pack", newest, cnd)
+	}
+	err = c.WaitFor(ctx, time.Minute, "RTOMet False DrillFailed", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "db"}, sched); err != nil {
+			return false, err
+		}
+		cnd := meta.FindStatusCondition(sched.Status.Conditions, storkv1.ConditionRTOMet)
+		return cnd != nil && cnd.Status == metav1.ConditionFalse && cnd.Reason == "DrillFailed", nil
+	})
+	if err != nil {
+		t.Fatalf("%v: conditions %+v", err, sched.Status.Conditions)
+	}
+	if body := metrics(); !strings.Contains(body, `stork_drill_last_run_passed{drill="after-damage",namespace="app"} 0`) {
+		t.Error("stork_drill_last_run_passed is not 0 after the failed drill")
+	}
+}
+
+// drill runs a one-off RestoreDrill of schedule db (volumes only) and returns its run, once its
+// sandbox namespace and Restore are gone.
+func drill(ctx context.Context, t *testing.T, c *harness.Cluster, name string) storkv1.DrillRun {
+	t.Helper()
+	d := &storkv1.RestoreDrill{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: name},
+		Spec: storkv1.RestoreDrillSpec{ScheduleName: "db", VolumesOnly: true}}
+	mustCreate(t, c, d)
+	err := c.WaitFor(ctx, 3*time.Minute, "RestoreDrill "+name+" to finish", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+			return false, err
+		}
+		return len(d.Status.History) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("%v: status %+v", err, d.Status)
+	}
+	run := d.Status.History[0]
+	err = c.WaitFor(ctx, 2*time.Minute, "sandbox "+run.Sandbox+" and its Restore to be deleted", func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKey{Name: run.Sandbox}, &corev1.Namespace{})
+		if !apierrors.IsNotFound(err) {
+			return false, client.IgnoreNotFound(err)
+		}
+		err = c.Client.Get(ctx, client.ObjectKey{Namespace: harness.StorkNamespace, Name: run.RestoreName}, &storkv1.Restore{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// flipByte inverts one byte in the middle of an object in MinIO.
+func flipByte(ctx context.Context, t *testing.T, m *harness.MinIO, key string) {
+	t.Helper()
+	o, err := m.Client.GetObject(ctx, m.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(o)
+	o.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if _, err := m.Client.PutObject(ctx, m.Bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -62,7 +62,8 @@ type Reconciler struct {
 }
 
 // SetupWithManager registers the controller; the changes of a Snapshot or Backup wake its
-// schedule (a Backup completes after its Snapshot is Ready, and only then counts for retention).
+// schedule (a Backup completes after its Snapshot is Ready, and only then counts for retention),
+// and so does a change of a RestoreDrill of its backups (proven RTO).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -78,6 +79,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&storkv1.SnapshotSchedule{}).
 		Watches(&storkv1.Snapshot{}, toSchedule).
 		Watches(&storkv1.Backup{}, toSchedule).
+		Watches(&storkv1.RestoreDrill{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if d, ok := o.(*storkv1.RestoreDrill); ok && d.Spec.ScheduleName != "" {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Spec.ScheduleName}}}
+			}
+			return nil
+		})).
 		Complete(r)
 }
 
@@ -188,7 +195,7 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, cs cron.Schedule, loc *time.Location, now time.Time) (time.Duration, error) {
 	r.applyRetention(ctx, sched, snaps, loc)
 	if sched.Spec.Objectives == nil {
-		return r.protect(sched, nil, nil, cs, loc, now), nil
+		return r.protect(sched, nil, nil, nil, cs, loc, now), nil
 	}
 	backups, err := r.backups(ctx, sched)
 	if err != nil {
@@ -200,7 +207,11 @@ func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.Snapsh
 			return 0, fmt.Errorf("listing the Restores of namespace %s: %w", sched.Namespace, err)
 		}
 	}
-	return r.protect(sched, backups, restores.Items, cs, loc, now), nil
+	var drills storkv1.RestoreDrillList
+	if err := r.reader().List(ctx, &drills, client.InNamespace(sched.Namespace)); err != nil {
+		return 0, fmt.Errorf("listing the RestoreDrills of namespace %s: %w", sched.Namespace, err)
+	}
+	return r.protect(sched, backups, restores.Items, drills.Items, cs, loc, now), nil
 }
 
 // run starts (or skips) the run due at due.

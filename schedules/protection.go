@@ -24,7 +24,7 @@ import (
 
 // protect evaluates sched's objectives against its backups (oldest first) at now and returns
 // how long until the status would change by time alone (0: never).
-func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.Backup, restores []storkv1.Restore, cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
+func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.Backup, restores []storkv1.Restore, drills []storkv1.RestoreDrill, cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
 	st, obj := &sched.Status, sched.Spec.Objectives
 	if obj == nil {
 		st.Protection = nil
@@ -34,14 +34,12 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		return 0
 	}
 	p := &storkv1.Protection{}
-	if st.Protection != nil {
-		p.LastProvenRTO = st.Protection.LastProvenRTO
-	}
+	lastDrill := proven(p, sched, drills)
 	var captured time.Time
 	var newest *storkv1.Backup
 	for i := range backups {
 		b := &backups[i]
-		if t := captureTime(b); b.Status.Phase == storkv1.BackupCompleted && !t.Before(captured) {
+		if t := b.CaptureTime(); b.Status.Phase == storkv1.BackupCompleted && !t.Before(captured) {
 			captured, p.LastBackupName, newest = t, b.Name, b
 		}
 	}
@@ -50,7 +48,7 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		p.LastBackupCaptureTime = &metav1.Time{Time: captured}
 	}
 	st.Protection = p
-	r.Metrics.set(sched, captured, p.LastProvenRTO)
+	r.Metrics.set(sched, captured, p)
 
 	var wake time.Duration
 	if obj.RPO == nil {
@@ -84,6 +82,8 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		r.setTracked(sched, storkv1.ConditionRTOMet, false, "RestoreTooSlow", fmt.Sprintf(
 			"restoring the newest backup %s would take about %s at the throughput of the last restore of this schedule's backups, longer than the RTO of %s",
 			p.LastBackupName, p.EstimatedRTO.Duration, obj.RTO.Duration))
+	case lastDrill != nil && lastDrill.Result == storkv1.DrillFailed:
+		r.setTracked(sched, storkv1.ConditionRTOMet, false, "DrillFailed", fmt.Sprintf("the last restore drill (%s) failed: %s", p.LastDrill, lastDrill.Message))
 	case p.LastProvenRTO == nil:
 		msg := "no restore drill has restored a backup of this schedule yet: the RTO of " + obj.RTO.Duration.String() + " is not proven"
 		if p.EstimatedRTO != nil {
@@ -99,6 +99,35 @@ func (r *Reconciler) protect(sched *storkv1.SnapshotSchedule, backups []storkv1.
 		}
 	}
 	return wake
+}
+
+// proven fills in p what the schedule's drills proved: the recovery time of the newest passed
+// run and when it finished, and the newest finished run, which it returns (nil: none).
+func proven(p *storkv1.Protection, sched *storkv1.SnapshotSchedule, drills []storkv1.RestoreDrill) *storkv1.DrillRun {
+	var last, passed *storkv1.DrillRun
+	var lastName string
+	newer := func(a, b *storkv1.DrillRun) bool {
+		return b == nil || (a.CompletionTime != nil && b.CompletionTime != nil && a.CompletionTime.After(b.CompletionTime.Time))
+	}
+	for i := range drills {
+		d := &drills[i]
+		if d.Spec.ScheduleName != sched.Name {
+			continue
+		}
+		if len(d.Status.History) > 0 && newer(&d.Status.History[0], last) {
+			last, lastName = &d.Status.History[0], d.Name
+		}
+		if lp := d.Status.LastPassed; lp != nil && lp.RTO != nil && newer(lp, passed) {
+			passed = lp
+		}
+	}
+	if passed != nil {
+		p.LastProvenRTO, p.LastProvenTime = passed.RTO, passed.CompletionTime
+	}
+	if last != nil {
+		p.LastDrill = fmt.Sprintf("%s: %s (%s) at %s", lastName, last.Result, last.Reason, last.CompletionTime.UTC().Format(time.RFC3339))
+	}
+	return last
 }
 
 // estimateRTO is how long restoring newest would take at the throughput (bytes restored per
@@ -154,15 +183,6 @@ func conditionUnknown(sched *storkv1.SnapshotSchedule, t, reason, msg string) {
 		ObservedGeneration: sched.Generation, Reason: reason, Message: msg})
 }
 
-// captureTime is when a Backup's data was captured: its capture-time annotation, else (a
-// Backup made before it existed) its creation, which came after the capture.
-func captureTime(b *storkv1.Backup) time.Time {
-	if t, err := time.Parse(time.RFC3339, b.Annotations[storkv1.AnnotationCaptureTime]); err == nil {
-		return t
-	}
-	return b.CreationTimestamp.Time
-}
-
 // runGap is the longest time between two of the schedule's next few runs after now: for
 // "@every 5m" 5m, for "0 2 * * 1-5" the weekend.
 func runGap(cs cron.Schedule, loc *time.Location, now time.Time) time.Duration {
@@ -190,7 +210,8 @@ type Metrics struct {
 type appProtection struct {
 	rpo, rto       time.Duration // objectives; 0 when not set
 	captured       time.Time     // of the newest Completed backup; zero if none
-	provenRTO      time.Duration // of the last drill; 0 if none
+	provenRTO      time.Duration // of the last passed drill; 0 if none
+	provenAt       time.Time     // when it finished
 	scheduleCreate time.Time
 }
 
@@ -202,12 +223,14 @@ var (
 	rtoObjectiveDesc = prometheus.NewDesc("stork_app_rto_objective_seconds", "The schedule's declared RTO.", []string{"namespace", "schedule"}, nil)
 	lastBackupDesc   = prometheus.NewDesc("stork_app_last_backup_capture_timestamp_seconds",
 		"When the newest Completed backup of the schedule's application was captured (Unix time).", []string{"namespace", "schedule"}, nil)
-	provenRTODesc = prometheus.NewDesc("stork_app_last_proven_rto_seconds", "Duration of the last successful restore drill.", []string{"namespace", "schedule"}, nil)
+	provenRTODesc = prometheus.NewDesc("stork_app_last_proven_rto_seconds", "Recovery time measured by the last passed restore drill of the schedule's backups.", []string{"namespace", "schedule"}, nil)
+	provenAtDesc  = prometheus.NewDesc("stork_app_last_restore_proven_timestamp",
+		"When a restore drill last restored and verified a backup of the schedule's application (Unix time).", []string{"namespace", "schedule"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{rpoDesc, rpoObjectiveDesc, rtoObjectiveDesc, lastBackupDesc, provenRTODesc} {
+	for _, d := range []*prometheus.Desc{rpoDesc, rpoObjectiveDesc, rtoObjectiveDesc, lastBackupDesc, provenRTODesc, provenAtDesc} {
 		ch <- d
 	}
 }
@@ -239,6 +262,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if a.provenRTO > 0 {
 			gauge(provenRTODesc, a.provenRTO.Seconds())
+			gauge(provenAtDesc, float64(a.provenAt.UnixNano())/1e9)
 		}
 	}
 }
@@ -250,7 +274,7 @@ func (m *Metrics) now() time.Time {
 	return m.Clock.Now()
 }
 
-func (m *Metrics) set(sched *storkv1.SnapshotSchedule, captured time.Time, proven *metav1.Duration) {
+func (m *Metrics) set(sched *storkv1.SnapshotSchedule, captured time.Time, p *storkv1.Protection) {
 	if m == nil {
 		return
 	}
@@ -261,8 +285,8 @@ func (m *Metrics) set(sched *storkv1.SnapshotSchedule, captured time.Time, prove
 	if o := sched.Spec.Objectives; o.RTO != nil {
 		a.rto = o.RTO.Duration
 	}
-	if proven != nil {
-		a.provenRTO = proven.Duration
+	if p.LastProvenRTO != nil && p.LastProvenTime != nil {
+		a.provenRTO, a.provenAt = p.LastProvenRTO.Duration, p.LastProvenTime.Time
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -185,3 +185,92 @@ func TestObjectivesRestoreTooSlow(t *testing.T) {
 		t.Errorf("events: %v", evs)
 	}
 }
+
+// The schedule's RestoreDrills prove its RTO: the newest passed run's RTO is compared with the
+// objective, a newer failed run turns RTOMet False, and the proven time is exported. Drills of
+// other schedules do not count.
+func TestObjectivesFromDrills(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	spec := storkv1.SnapshotScheduleSpec{Schedule: "@every 10m", Suspend: true,
+		Objectives: &storkv1.Objectives{RTO: &metav1.Duration{Duration: 10 * time.Minute}}}
+	spec.Template.Spec.BackupLocation = "loc"
+	h := newHarness(t, spec, t0)
+	rec := events.NewFakeRecorder(100)
+	h.r.Recorder, h.r.Metrics = rec, &Metrics{Clock: h.clock}
+	ctx := context.Background()
+	run := func(result storkv1.DrillResult, reason string, rto time.Duration, done time.Time) storkv1.DrillRun {
+		at := metav1.NewTime(done)
+		r := storkv1.DrillRun{BackupName: "b1", StartTime: metav1.NewTime(done.Add(-rto)), CompletionTime: &at, Result: result, Reason: reason, Message: reason + " message"}
+		if result == storkv1.DrillPassed {
+			r.RTO = &metav1.Duration{Duration: rto}
+		}
+		return r
+	}
+	setDrill := func(name, schedule string, runs ...storkv1.DrillRun) {
+		t.Helper()
+		d := &storkv1.RestoreDrill{}
+		err := h.c.Get(ctx, client.ObjectKey{Namespace: "app", Name: name}, d)
+		d.Namespace, d.Name, d.Spec.ScheduleName = "app", name, schedule
+		d.Status.History = runs
+		for i := range runs {
+			if runs[i].Result == storkv1.DrillPassed {
+				d.Status.LastPassed = &runs[i]
+				break
+			}
+		}
+		if err == nil {
+			err = h.c.Update(ctx, d)
+		} else {
+			err = h.c.Create(ctx, d)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rtoMet := func(at time.Duration) (*metav1.Condition, *storkv1.Protection) {
+		s := h.at(t0.Add(at))
+		return meta.FindStatusCondition(s.Status.Conditions, storkv1.ConditionRTOMet), s.Status.Protection
+	}
+
+	setDrill("other", "another-schedule", run(storkv1.DrillPassed, "Verified", time.Minute, t0.Add(time.Minute)))
+	if c, _ := rtoMet(2 * time.Minute); c == nil || c.Reason != "NotProven" {
+		t.Fatalf("only another schedule's drill: RTOMet %+v, want NotProven", c)
+	}
+	setDrill("weekly", "nightly", run(storkv1.DrillPassed, "Verified", 4*time.Minute, t0.Add(3*time.Minute)))
+	c, p := rtoMet(4 * time.Minute)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "WithinRTO" || p.LastProvenRTO.Duration != 4*time.Minute ||
+		!p.LastProvenTime.Time.Equal(t0.Add(3*time.Minute)) || !strings.HasPrefix(p.LastDrill, "weekly: Passed (Verified)") {
+		t.Fatalf("passed drill: RTOMet %+v, protection %+v", c, p)
+	}
+	if evs := drain(rec); len(evs) != 1 || !strings.HasPrefix(evs[0], "Normal WithinRTO") {
+		t.Errorf("events when a drill first proves the RTO: %v", evs)
+	}
+	want := `
+# HELP stork_app_last_restore_proven_timestamp When a restore drill last restored and verified a backup of the schedule's application (Unix time).
+# TYPE stork_app_last_restore_proven_timestamp gauge
+stork_app_last_restore_proven_timestamp{namespace="app",schedule="nightly"} 1.77232338e+09
+# HELP stork_app_last_proven_rto_seconds Recovery time measured by the last passed restore drill of the schedule's backups.
+# TYPE stork_app_last_proven_rto_seconds gauge
+stork_app_last_proven_rto_seconds{namespace="app",schedule="nightly"} 240
+`
+	if err := testutil.CollectAndCompare(h.r.Metrics, strings.NewReader(want), "stork_app_last_restore_proven_timestamp", "stork_app_last_proven_rto_seconds"); err != nil {
+		t.Error(err)
+	}
+
+	// A newer run that failed: the proven RTO stays, but the condition says the drill failed.
+	setDrill("weekly", "nightly", run(storkv1.DrillFailed, "VerificationFailed", 0, t0.Add(5*time.Minute)),
+		run(storkv1.DrillPassed, "Verified", 4*time.Minute, t0.Add(3*time.Minute)))
+	c, p = rtoMet(6 * time.Minute)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "DrillFailed" || !strings.Contains(c.Message, "VerificationFailed message") ||
+		p.LastProvenRTO.Duration != 4*time.Minute {
+		t.Fatalf("failed drill: RTOMet %+v, protection %+v", c, p)
+	}
+	if evs := drain(rec); len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning DrillFailed") {
+		t.Errorf("events: %v", evs)
+	}
+	// Passing again, but slower than the RTO.
+	setDrill("weekly", "nightly", run(storkv1.DrillPassed, "Verified", 12*time.Minute, t0.Add(20*time.Minute)))
+	if c, _ := rtoMet(21 * time.Minute); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "RTOMissed" || !strings.Contains(c.Message, "took 12m0s") {
+		t.Fatalf("slow drill: RTOMet %+v", c)
+	}
+}

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -78,6 +80,15 @@ type BackupVolume struct {
 // down to the second): the point in time the backup restores to, which RPOs are measured from.
 const AnnotationCaptureTime = "stork.dev/capture-time"
 
+// CaptureTime is when the Backup's data was captured: its capture-time annotation, else (a
+// Backup made before the annotation existed, or imported by sync) its creation, which is later.
+func (b *Backup) CaptureTime() time.Time {
+	if t, err := time.Parse(time.RFC3339, b.Annotations[AnnotationCaptureTime]); err == nil {
+		return t
+	}
+	return b.CreationTimestamp.Time
+}
+
 // BackupStatus records what the backup holds and how the copy went.
 type BackupStatus struct {
 	// Phase summarises the conditions.
@@ -86,7 +97,7 @@ type BackupStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Progressing, Ready.
+	// Conditions: Progressing, Ready, and Verified (set by RestoreDrills).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -27,6 +27,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&Backup{}, &BackupList{},
 		&SnapshotSchedule{}, &SnapshotScheduleList{},
 		&Restore{}, &RestoreList{},
+		&RestoreDrill{}, &RestoreDrillList{},
 		&StorageNode{}, &StorageNodeList{},
 		&VolumeTask{}, &VolumeTaskList{},
 	)

@@ -142,9 +142,17 @@ type Protection struct {
 	// RPODeadline is when the RPO is missed unless a newer backup completes first.
 	// +optional
 	RPODeadline *metav1.Time `json:"rpoDeadline,omitempty"`
-	// LastProvenRTO is the duration of the last successful restore drill.
+	// LastProvenRTO is the recovery time the last passed RestoreDrill of this schedule measured.
 	// +optional
 	LastProvenRTO *metav1.Duration `json:"lastProvenRTO,omitempty"`
+	// LastProvenTime is when that drill finished: the last time a restore of this
+	// application was proven.
+	// +optional
+	LastProvenTime *metav1.Time `json:"lastProvenTime,omitempty"`
+	// LastDrill names the newest finished RestoreDrill run of this schedule's backups and its
+	// result, e.g. "nightly: Failed (VerificationFailed)".
+	// +optional
+	LastDrill string `json:"lastDrill,omitempty"`
 	// EstimatedRTO is how long restoring the newest backup would take at the throughput of
 	// the last Completed Restore of one of this schedule's backups in this cluster.
 	// +optional

@@ -71,6 +71,10 @@ func restore(name string, mut func(*storkv1.Restore)) *storkv1.Restore {
 	return r
 }
 
+func drill(name string, spec storkv1.RestoreDrillSpec) *storkv1.RestoreDrill {
+	return &storkv1.RestoreDrill{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+}
+
 func task(name string, mut func(*storkv1.VolumeTask)) *storkv1.VolumeTask {
 	v := &storkv1.VolumeTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -202,6 +206,17 @@ func TestCRDValidation(t *testing.T) {
 				[]string{"spec.claims[1]", "Duplicate value"}},
 			{"restore empty claim", restore("emptyclaim", func(r *storkv1.Restore) { r.Spec.Claims = []string{""} }),
 				[]string{"spec.claims[0]", "at least 1 chars"}},
+
+			{"drill ok", drill("ok", storkv1.RestoreDrillSpec{ScheduleName: "nightly", Schedule: "0 3 * * 0", TimeZone: "Europe/Paris", KeepSandbox: storkv1.KeepOnFailure}), nil},
+			{"drill schedule and backup", drill("both", storkv1.RestoreDrillSpec{ScheduleName: "nightly", BackupName: "b1"}),
+				[]string{"spec", "set exactly one of spec.scheduleName"}},
+			{"drill nothing to drill", drill("none", storkv1.RestoreDrillSpec{}), []string{"set exactly one of spec.scheduleName"}},
+			{"drill bad cron", drill("cron", storkv1.RestoreDrillSpec{BackupName: "b1", Schedule: "every night"}),
+				[]string{"spec.schedule", "cron expression of 5 or 6 fields"}},
+			{"drill bad keep", drill("keep", storkv1.RestoreDrillSpec{BackupName: "b1", KeepSandbox: "Sometimes"}),
+				[]string{"spec.keepSandbox", "Unsupported value"}},
+			{"drill history too long", drill("hist", storkv1.RestoreDrillSpec{BackupName: "b1", HistoryLimit: 51}),
+				[]string{"spec.historyLimit", "less than or equal to 50"}},
 
 			{"storagenode missing fields", &storkv1.StorageNode{ObjectMeta: metav1.ObjectMeta{Name: "n0"}},
 				[]string{"spec.nodeName", "spec.driver"}},

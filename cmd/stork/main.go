@@ -45,6 +45,7 @@ import (
 	"stork.dev/stork/placement"
 	podWebhook "stork.dev/stork/placement/webhook"
 	"stork.dev/stork/restore"
+	"stork.dev/stork/restore/drill"
 	"stork.dev/stork/schedules"
 )
 
@@ -110,7 +111,7 @@ func main() {
 func registerMetrics(reg prometheus.Registerer) error {
 	var errs []error
 	for _, register := range []func(prometheus.Registerer) error{
-		backupcontrollers.RegisterMetrics, locations.RegisterMetrics, restore.RegisterMetrics,
+		backupcontrollers.RegisterMetrics, locations.RegisterMetrics, restore.RegisterMetrics, drill.RegisterMetrics,
 		placement.RegisterMetrics, csi.RegisterMetrics,
 	} {
 		errs = append(errs, register(reg))
@@ -213,6 +214,10 @@ func run(o options) error {
 	}
 	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: o.namespace, Repos: repos,
 		Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&drill.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), AdminNamespace: o.namespace,
+		Recorder: mgr.GetEventRecorder("stork-drill")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := setupPlacement(mgr, set, o); err != nil {

@@ -53,9 +53,9 @@ func printStatus(out io.Writer, scheds []storkv1.SnapshotSchedule, now time.Time
 		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)
 	})
 	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAMESPACE\tSCHEDULE\tLAST BACKUP\tCAPTURED\tRPO\tRPO MET\tRTO\tPROVEN RTO\tRTO MET\tNEXT RUN")
+	fmt.Fprintln(w, "NAMESPACE\tSCHEDULE\tLAST BACKUP\tCAPTURED\tRPO\tRPO MET\tRTO\tPROVEN RTO\tRTO MET\tNEXT RUN\tLAST PROVEN")
 	for _, s := range scheds {
-		last, captured, proven := "-", "-", "-"
+		last, captured, proven, provenAt := "-", "-", "-", "-"
 		if p := s.Status.Protection; p != nil {
 			if p.LastBackupName != "" {
 				last = p.LastBackupName
@@ -65,6 +65,9 @@ func printStatus(out io.Writer, scheds []storkv1.SnapshotSchedule, now time.Time
 			}
 			if p.LastProvenRTO != nil {
 				proven = p.LastProvenRTO.Duration.String()
+			}
+			if p.LastProvenTime != nil {
+				provenAt = duration.HumanDuration(now.Sub(p.LastProvenTime.Time)) + " ago"
 			}
 		}
 		rpo, rto := "-", "-"
@@ -78,8 +81,8 @@ func printStatus(out io.Writer, scheds []storkv1.SnapshotSchedule, now time.Time
 		case s.Status.NextScheduleTime != nil:
 			next = "in " + duration.HumanDuration(s.Status.NextScheduleTime.Sub(now))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, last, captured, rpo,
-			conditionStatus(s.Status.Conditions, storkv1.ConditionRPOMet), rto, proven, conditionStatus(s.Status.Conditions, storkv1.ConditionRTOMet), next)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, last, captured, rpo,
+			conditionStatus(s.Status.Conditions, storkv1.ConditionRPOMet), rto, proven, conditionStatus(s.Status.Conditions, storkv1.ConditionRTOMet), next, provenAt)
 	}
 	return w.Flush()
 }
