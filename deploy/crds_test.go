@@ -33,7 +33,7 @@ func TestCRDs(t *testing.T) {
 		}
 	}
 	slices.Sort(kinds)
-	want := []string{"Backup", "BackupLocation", "Restore", "Snapshot", "SnapshotSchedule", "StorageNode", "VolumeTask"}
+	want := []string{"Backup", "BackupLocation", "Restore", "RestoreDrill", "Snapshot", "SnapshotSchedule", "StorageNode", "VolumeTask"}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("kinds %v, want %v", kinds, want)
 	}
