@@ -155,6 +155,8 @@ type ImportRequest struct {
 	// Verify asks for the new volume to be read back and compared with the backup before it
 	// is handed over (VolumeStatus.Verification reports it).
 	Verify bool
+	// Paths, if set, restores only these slash-separated paths of the backup.
+	Paths []string
 }
 
 // VolumeStatus is how far the work on one volume got.

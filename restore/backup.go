@@ -354,6 +354,7 @@ func (r *Reconciler) importVolume(ctx context.Context, rs *storkv1.Restore, b *s
 		TargetNamespace:      v.TargetNamespace, TargetClaim: v.TargetClaim,
 		SizeBytes: claim.Spec.Resources.Requests.Storage().Value(), StorageClassName: *claim.Spec.StorageClassName, AccessModes: claim.Spec.AccessModes,
 		Verify: rs.Spec.Verify,
+		Paths:  rs.Spec.Paths,
 	})
 	if err != nil {
 		return fmt.Errorf("driver %s: restoring claim %s from Backup %s: %w", bv.Driver, v.SourceClaim, b.Name, err)

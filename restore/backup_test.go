@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,9 @@ func TestRestoreFromBackup(t *testing.T) {
 		{name: "spec.verify with a driver that cannot verify fails the volume", ns: admin,
 			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true, Claims: []string{"a"}, Verify: true},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"a": "VerificationUnsupported"}, volumes: 1},
+		{name: "spec.paths reaches the driver's imports", ns: admin,
+			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true, Claims: []string{"a"}, Paths: []string{"db/pg_wal", "conf"}},
+			phase: storkv1.RestoreCompleted, reasons: map[string]string{"a": "Restored"}, volumes: 1},
 		{name: "unknown backup", ns: admin, spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nope"}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "BackupNotFound"}},
 		{name: "unknown kind", ns: admin, spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, IncludeKinds: []string{"Pod"}},
@@ -182,6 +186,11 @@ func TestRestoreFromBackup(t *testing.T) {
 					if v.SourceClaim == claim && v.Reason != reason {
 						t.Errorf("claim %s: %+v, want reason %s", claim, v, reason)
 					}
+				}
+			}
+			for _, req := range drv.Imports() {
+				if !slices.Equal(req.Paths, tc.spec.Paths) || req.Verify != tc.spec.Verify {
+					t.Errorf("import request %+v, want paths %v and verify %v", req, tc.spec.Paths, tc.spec.Verify)
 				}
 			}
 			if tc.volumes != 0 && len(got.Status.Volumes) != tc.volumes {

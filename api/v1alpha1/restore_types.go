@@ -72,6 +72,8 @@ const (
 
 // RestoreSpec says what to restore and how to map it into this cluster.
 // +kubebuilder:validation:XValidation:rule="!has(self.verify) || !self.verify || has(self.source.backupName)",message="spec.verify needs spec.source.backupName: a Snapshot is restored by copying it on its node, and only a Backup records the checksums to verify against"
+// +kubebuilder:validation:XValidation:rule="!has(self.paths) || size(self.paths) == 0 || has(self.source.backupName)",message="spec.paths needs spec.source.backupName: a Snapshot is restored whole"
+// +kubebuilder:validation:XValidation:rule="!has(self.paths) || size(self.paths) == 0 || !has(self.verify) || !self.verify",message="spec.verify compares whole volumes with their backup: it cannot be combined with spec.paths"
 type RestoreSpec struct {
 	// Source to restore from.
 	Source RestoreSource `json:"source"`
@@ -117,6 +119,17 @@ type RestoreSpec struct {
 	// source; a volume that differs fails, naming what differs. Restores from Backups only.
 	// +optional
 	Verify bool `json:"verify,omitempty"`
+	// Paths restores only these files and directories (with what is below them) of each
+	// volume: slash-separated, relative to the volume's root, e.g. "db/pg_wal" or
+	// "uploads/2026". Each restored claim then holds just those paths. A path that is not in a
+	// volume's backup fails that volume, naming it. Restores from Backups only.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="self.all(p, !p.matches('(^|/)[.][.](/|$)'))",message="spec.paths are paths inside the volume: no '..' segments"
+	// +listType=set
+	Paths []string `json:"paths,omitempty"`
 }
 
 // RestorePhase is where a Restore is in its life.

@@ -194,6 +194,14 @@ func TestCRDValidation(t *testing.T) {
 			{"restore verified from a snapshot", restore("verifysnap", func(r *storkv1.Restore) {
 				r.Spec.Source, r.Spec.Verify = storkv1.RestoreSource{SnapshotName: "s1"}, true
 			}), []string{"spec.verify needs spec.source.backupName"}},
+			{"restore paths", restore("paths", func(r *storkv1.Restore) { r.Spec.Paths = []string{"db/pg_wal", "conf/app.yaml", "..data"} }), nil},
+			{"restore paths escaping", restore("pathsup", func(r *storkv1.Restore) { r.Spec.Paths = []string{"db/../../etc"} }),
+				[]string{"spec.paths", "no '..' segments"}},
+			{"restore paths verified", restore("pathsverify", func(r *storkv1.Restore) { r.Spec.Paths, r.Spec.Verify = []string{"db"}, true }),
+				[]string{"spec.verify compares whole volumes"}},
+			{"restore paths of a snapshot", restore("pathssnap", func(r *storkv1.Restore) {
+				r.Spec.Source, r.Spec.Paths = storkv1.RestoreSource{SnapshotName: "s1"}, []string{"db"}
+			}), []string{"spec.paths needs spec.source.backupName"}},
 			{"restore two sources", restore("two", func(r *storkv1.Restore) { r.Spec.Source.SnapshotName = "s1" }),
 				[]string{"spec.source", "exactly one of source.snapshotName or source.backupName"}},
 			{"restore no source", restore("none", func(r *storkv1.Restore) { r.Spec.Source = storkv1.RestoreSource{} }),

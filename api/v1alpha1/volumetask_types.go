@@ -83,6 +83,11 @@ type VolumeTaskSpec struct {
 	// the backup (archive.Verify); a difference fails the task with VerificationFailed.
 	// +optional
 	Verify bool `json:"verify,omitempty"`
+	// Paths makes a Download restore only these slash-separated paths of the backup (and what
+	// is below them); empty restores everything.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Paths []string `json:"paths,omitempty"`
 }
 
 // VolumeTaskPhase is where a VolumeTask is.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -245,7 +246,7 @@ func repoCommand() *cobra.Command {
 	var verify bool
 	restore := &cobra.Command{
 		Use:   "restore SNAPSHOT TARGET",
-		Short: "Restore a snapshot (ID, ID prefix or 'latest', e.g. latest --tag pvc=data) into a directory; --include restores chosen paths only",
+		Short: "Restore a snapshot (ID, ID prefix or 'latest', e.g. latest --tag pvc=data) into a directory; --path restores chosen files and directories only",
 		Args:  cobra.ExactArgs(2),
 		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
 			snap, err := findSnapshot(ctx, r, args[0], restoreTags)
@@ -253,7 +254,7 @@ func repoCommand() *cobra.Command {
 				return err
 			}
 			if verify && len(includes) > 0 {
-				return fmt.Errorf("--verify compares the whole snapshot with TARGET: restore without --include, or verify without it")
+				return fmt.Errorf("--verify compares the whole snapshot with TARGET: restore without --path, or verify without it")
 			}
 			bar := newBar(cmd.ErrOrStderr(), "restoring")
 			start := time.Now()
@@ -280,7 +281,14 @@ func repoCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	restore.Flags().StringArrayVar(&includes, "include", nil, "path inside the snapshot to restore (repeatable)")
+	restore.Flags().StringArrayVar(&includes, "path", nil, "file or directory inside the snapshot to restore, with what is below it (repeatable; e.g. --path db/pg_wal); one that is not there is an error")
+	// --include was the flag's first name; it stays an alias, as Restore.spec.paths names it "paths".
+	restore.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "include" {
+			name = "path"
+		}
+		return pflag.NormalizedName(name)
+	})
 	restore.Flags().BoolVar(&verify, "verify", false, "read TARGET back once restored and compare every file with the checksums the backup recorded")
 	restore.Flags().StringArrayVar(&restoreTags, "tag", nil, "KEY=VALUE the snapshot must carry (repeatable): 'latest' is then the newest of those")
 	cmd.AddCommand(restore)

@@ -133,6 +133,18 @@ func TestRepoCommands(t *testing.T) {
 		!strings.Contains(err.Error(), "--verify compares the whole snapshot") {
 		t.Fatalf("--verify with --include: %v", err)
 	}
+	// File-level restore: --path restores one file of the volume; a path that is not there is named.
+	partial := filepath.Join(dir, "partial")
+	if out := run("restore", "latest", partial, "--tag", "pvc=data", "--path", "db/table"); !strings.Contains(out, "restored snapshot") {
+		t.Fatalf("restore --path said %q", out)
+	}
+	if got, err := os.ReadFile(filepath.Join(partial, "db/table")); err != nil || len(got) != 40000 {
+		t.Fatalf("restore --path db/table: %d bytes, %v", len(got), err)
+	}
+	if _, err := storkctl(t, append([]string{"repo", "restore", "latest", partial, "--tag", "pvc=data", "--path", "db/missing"}, repoFlags...)...); err == nil ||
+		!strings.Contains(err.Error(), `path "db/missing" is not in the snapshot`) {
+		t.Fatalf("restore --path of a missing file: %v", err)
+	}
 
 	if out, err := storkctl(t, append([]string{"repo", "ls", "--index-memory", "lots"}, repoFlags...)...); err == nil ||
 		!strings.Contains(err.Error(), `--index-memory "lots"`) {

@@ -117,7 +117,7 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 	task, err := d.ensureTask(ctx, &storkv1.VolumeTask{
 		ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: name},
 		Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskDownload, VolumeName: tmp, BackupLocation: req.Location,
-			AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID, Verify: req.Verify},
+			AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID, Verify: req.Verify, Paths: req.Paths},
 	}, req.Owner)
 	if errors.Is(err, errForeignTask) {
 		return drivers.VolumeStatus{Phase: storkv1.VolumeFailed, Reason: "TaskConflict", Message: err.Error()}, nil

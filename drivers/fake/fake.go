@@ -30,6 +30,15 @@ type Driver struct {
 	snapshots map[string]snapshot
 	// FailVolumes makes snapshots of these PersistentVolumes fail, to test error paths.
 	failVolumes map[string]string
+	// imports are the Import requests received, for tests to check what reached the driver.
+	imports []drivers.ImportRequest
+}
+
+// Imports returns the Import requests the driver received, oldest first.
+func (d *Driver) Imports() []drivers.ImportRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.imports)
 }
 
 type snapshot struct {
@@ -225,6 +234,7 @@ func (d *Driver) Export(_ context.Context, req drivers.ExportRequest) (drivers.V
 func (d *Driver) Import(_ context.Context, req drivers.ImportRequest) (drivers.VolumeStatus, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.imports = append(d.imports, req)
 	var node string
 	unhealthy := false
 	for _, name := range slices.Sorted(maps.Keys(d.nodes)) {

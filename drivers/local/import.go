@@ -47,7 +47,7 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 		t, err = d.ensureTask(ctx, &storkv1.VolumeTask{
 			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
 			Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskDownload, NodeName: node, VolumeName: pvName,
-				BackupLocation: req.Location, AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID, Verify: req.Verify},
+				BackupLocation: req.Location, AccessSecretName: req.AccessSecret, RepositorySnapshotID: req.RepositorySnapshotID, Verify: req.Verify, Paths: req.Paths},
 		}, req.Owner)
 		if err != nil {
 			return drivers.VolumeStatus{}, err

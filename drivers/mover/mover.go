@@ -108,7 +108,7 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 		return taskstatus.Result{}, transfer.Fail("IOError", "emptying the volume at %s before restoring: %w", o.VolumeDir, err)
 	}
 	size, verified, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, o.VolumeDir,
-		transfer.DownloadOptions{Verify: task.Spec.Verify, Ignore: []string{lostAndFound}, Progress: progress})
+		transfer.DownloadOptions{Verify: task.Spec.Verify, Paths: task.Spec.Paths, Ignore: []string{lostAndFound}, Progress: progress})
 	return taskstatus.Result{Size: size, Verification: verified}, err
 }
 

@@ -265,6 +265,17 @@ func TestIncrementalReusesUnchangedFiles(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dst, "d2")); !os.IsNotExist(err) {
 		t.Errorf("restore with include d3 also restored d2 (%v)", err)
 	}
+	// A path that is not there is named, not restored as nothing.
+	for _, tc := range []struct{ include, want string }{
+		{"d9", `path "d9" is not in the snapshot`},
+		{"d3/nope", `path "d3/nope" is not in the snapshot`},
+		{"d3/f13/x", `path "d3/f13/x" is not in the snapshot: d3/f13 is not a directory`},
+	} {
+		err := Restore(ctx, r, third, t.TempDir(), RestoreOptions{Include: []string{"d3/f8", tc.include}})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("include %s: %v, want %s", tc.include, err, tc.want)
+		}
+	}
 }
 
 func TestDedupAcrossVolumes(t *testing.T) {

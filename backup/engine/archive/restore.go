@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -56,6 +57,11 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 			break
 		}
 		opts.Include[i] = clean
+	}
+	for _, inc := range opts.Include {
+		if err := findPath(ctx, r, s.Tree, inc); err != nil {
+			return err
+		}
 	}
 	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}, dirSlots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	if opts.Progress != nil {
@@ -136,6 +142,29 @@ type pendingDir struct {
 	// node is a copy of the directory's entry, not a pointer into its parent's tree, which
 	// would keep every tree of the snapshot in memory until the end.
 	node *Node
+}
+
+// findPath fails, naming rel, unless rel is an entry of the tree root: a path asked for that
+// is not in the snapshot is a mistake to report, not an empty restore.
+func findPath(ctx context.Context, r *repo.Repository, root repo.ID, rel string) error {
+	parts := strings.Split(rel, "/")
+	for i, name := range parts {
+		t, err := loadTree(ctx, r, root)
+		if err != nil {
+			return err
+		}
+		j := slices.IndexFunc(t.Nodes, func(n Node) bool { return n.Name == name })
+		switch {
+		case j < 0:
+			return fmt.Errorf("path %q is not in the snapshot", rel)
+		case i == len(parts)-1:
+			return nil
+		case t.Nodes[j].Type != TypeDir || t.Nodes[j].Subtree == nil:
+			return fmt.Errorf("path %q is not in the snapshot: %s is not a directory", rel, path.Join(parts[:i+1]...))
+		}
+		root = *t.Nodes[j].Subtree
+	}
+	return nil
 }
 
 // included says whether rel is to be restored, or is a directory on the way to something that is.

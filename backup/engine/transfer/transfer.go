@@ -117,6 +117,8 @@ type DownloadOptions struct {
 	// Ignore names entries of dst's root that verification accepts though the backup does
 	// not hold them (a file system's lost+found).
 	Ignore []string
+	// Paths restores only these slash-separated paths of the backup; empty restores all.
+	Paths []string
 	// Progress is called about every 200ms and at the end of the restore.
 	Progress func(storkv1.Progress)
 }
@@ -136,7 +138,7 @@ func Download(ctx context.Context, r *Repo, id, dst string, o DownloadOptions) (
 		return 0, nil, Fail("DownloadFailed", "reading backup %s in %s: %w", snapID, r.URL, err)
 	}
 	var size atomic.Int64
-	opts := archive.RestoreOptions{Progress: func(p archive.Progress) {
+	opts := archive.RestoreOptions{Include: o.Paths, Progress: func(p archive.Progress) {
 		size.Store(p.BytesTotal)
 		if o.Progress != nil {
 			o.Progress(FilesProgress(p))

@@ -324,3 +324,48 @@ func TestDownloadTaskVerifies(t *testing.T) {
 		t.Fatalf("status after damage %+v: want Failed, VerificationFailed, naming sub/f", st)
 	}
 }
+
+// A Download task with paths restores only those paths into the new volume; a path that is not
+// in the backup fails the task, naming it.
+func TestDownloadTaskPaths(t *testing.T) {
+	ctx := context.Background()
+	b := backUpTree(t, "stork-access-1")
+	for _, tc := range []struct {
+		name  string
+		paths []string
+		phase storkv1.VolumeTaskPhase
+		msg   string
+	}{
+		{"one directory", []string{"sub"}, storkv1.TaskSucceeded, ""},
+		{"missing", []string{"sub", "nope/x"}, storkv1.TaskFailed, `path "nope/x" is not in the snapshot`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := Root(t.TempDir())
+			dl := downloadTask("dl-uid", "pv-restored", b.secret.Name, b.snapID.String())
+			dl.Spec.Paths = tc.paths
+			c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(b.secret, dl).WithStatusSubresource(dl).Build()
+			tk := &Tasks{Client: c, Node: "n1", Root: root, AgentID: "a1", Namespace: storkNamespace, MaxAttempts: 1}
+			req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(dl)}
+			if _, err := tk.Reconcile(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			got := &storkv1.VolumeTask{}
+			if err := c.Get(ctx, req.NamespacedName, got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Phase != tc.phase || !strings.Contains(got.Status.Message, tc.msg) {
+				t.Fatalf("status %+v, want %s %q", got.Status, tc.phase, tc.msg)
+			}
+			if tc.phase != storkv1.TaskSucceeded {
+				return
+			}
+			entries, err := os.ReadDir(root.volume("pv-restored"))
+			if err != nil || len(entries) != 1 || entries[0].Name() != "sub" {
+				t.Fatalf("restored volume holds %v (%v), want only sub", entries, err)
+			}
+			if data, err := os.ReadFile(filepath.Join(root.volume("pv-restored"), "sub", "f")); err != nil || string(data) != "hello" {
+				t.Fatalf("sub/f: %q %v", data, err)
+			}
+		})
+	}
+}

@@ -445,7 +445,7 @@ func (t *Tasks) download(ctx context.Context, task *storkv1.VolumeTask, uid stri
 		return result{}, err
 	}
 	size, verified, err := transfer.Download(ctx, r, task.Spec.RepositorySnapshotID, work,
-		transfer.DownloadOptions{Verify: task.Spec.Verify, Progress: progress})
+		transfer.DownloadOptions{Verify: task.Spec.Verify, Paths: task.Spec.Paths, Progress: progress})
 	if err != nil {
 		return result{}, t.workFailed(work, transfer.ReasonOf(err, "DownloadFailed"), err)
 	}
