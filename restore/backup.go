@@ -247,6 +247,10 @@ func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *sto
 		r.fail(rs, "InvalidKinds", err.Error())
 		return nil
 	}
+	if msg := checkTransforms(rs.Spec.Transforms); msg != "" {
+		r.fail(rs, "InvalidTransforms", msg)
+		return nil
+	}
 	zm := rs.Spec.ZoneMapping
 	if zm == nil {
 		zm = &storkv1.ZoneMapping{Mode: storkv1.ZoneKeep}
@@ -432,6 +436,8 @@ func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, ca
 		result, msg := "", ""
 		if ns != target {
 			result, msg = Failed, fmt.Sprintf("the Backup is of namespace %s, restored into %s: an object of namespace %q is not restored", srcNS, target, ns)
+		} else if err := transform(o, rs.Spec.Transforms); err != nil {
+			result, msg = Failed, err.Error()
 		} else if result, msg, err = Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID)); err != nil {
 			return nil, fmt.Errorf("restoring %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 		}

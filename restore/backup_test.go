@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -135,6 +136,16 @@ func TestRestoreFromBackup(t *testing.T) {
 		{name: "spec.paths reaches the driver's imports", ns: admin,
 			spec:  storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, VolumesOnly: true, Claims: []string{"a"}, Paths: []string{"db/pg_wal", "conf"}},
 			phase: storkv1.RestoreCompleted, reasons: map[string]string{"a": "Restored"}, volumes: 1},
+		{name: "transforms patch the restored objects", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread}, Transforms: []storkv1.ResourceTransform{
+				{Kind: "Deployment", Names: []string{"db"}, Patch: []storkv1.JSONPatchOperation{
+					{Op: "add", Path: "/metadata/labels", Value: &apiextensionsv1.JSON{Raw: []byte(`{"site":"dr"}`)}}}},
+				{Kind: "ConfigMap", Names: []string{"other"}, Patch: []storkv1.JSONPatchOperation{{Op: "remove", Path: "/data"}}}}},
+			phase: storkv1.RestoreCompleted, objects: true},
+		{name: "a transform of a kind backups do not hold fails before anything is made", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, Transforms: []storkv1.ResourceTransform{
+				{Kind: "Pod", Patch: []storkv1.JSONPatchOperation{{Op: "remove", Path: "/spec"}}}}},
+			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "InvalidTransforms"}},
 		{name: "unknown backup", ns: admin, spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nope"}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "BackupNotFound"}},
 		{name: "unknown kind", ns: admin, spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, IncludeKinds: []string{"Pod"}},
@@ -231,6 +242,9 @@ func TestRestoreFromBackup(t *testing.T) {
 				}
 				if got := dep.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName; got != wantClaim {
 					t.Errorf("Deployment uses claim %s, want %s", got, wantClaim)
+				}
+				if tc.spec.Transforms != nil && dep.Labels["site"] != "dr" {
+					t.Errorf("Deployment labels %v, want site=dr from spec.transforms", dep.Labels)
 				}
 				if len(got.Status.Objects) != 3 {
 					t.Errorf("objects %+v, want the Namespace, the ConfigMap and the Deployment", got.Status.Objects)

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -130,6 +131,53 @@ type RestoreSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(p, !p.matches('(^|/)[.][.](/|$)'))",message="spec.paths are paths inside the volume: no '..' segments"
 	// +listType=set
 	Paths []string `json:"paths,omitempty"`
+	// Transforms change restored objects of a kind with JSON patches (RFC 6902) before they
+	// are created: scale a Deployment to 0 in a DR cluster, point an Ingress at another host,
+	// add an init container. Applied in order, after the namespace, claim and storage class
+	// mappings.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Transforms []ResourceTransform `json:"transforms,omitempty"`
+}
+
+// ResourceTransform is a JSON patch for the restored objects of one kind.
+type ResourceTransform struct {
+	// Kind of the objects to patch, one of the kinds backups hold (e.g. Deployment).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+	// Names limits the patch to objects of these names (as restored, after claimNameMapping);
+	// empty patches every object of the kind.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	Names []string `json:"names,omitempty"`
+	// Patch is the list of operations. An operation that cannot apply (a "test" that fails,
+	// a path that does not exist) fails that object, naming the transform.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Patch []JSONPatchOperation `json:"patch"`
+}
+
+// JSONPatchOperation is one RFC 6902 operation.
+// +kubebuilder:validation:XValidation:rule="self.op in ['move', 'copy'] == has(self.from)",message="from is required with op move or copy, and only then"
+// +kubebuilder:validation:XValidation:rule="self.op in ['add', 'replace', 'test'] == has(self.value)",message="value is required with op add, replace or test, and only then"
+type JSONPatchOperation struct {
+	// Op is add, remove, replace, move, copy or test.
+	// +kubebuilder:validation:Enum=add;remove;replace;move;copy;test
+	Op string `json:"op"`
+	// Path is a JSON pointer, e.g. /spec/replicas or /metadata/labels/tier.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^(/.*)?$`
+	Path string `json:"path"`
+	// From is the source pointer of move and copy.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^(/.*)?$`
+	From string `json:"from,omitempty"`
+	// Value of add, replace and test: any JSON value.
+	// +optional
+	Value *apiextensionsv1.JSON `json:"value,omitempty"`
 }
 
 // RestorePhase is where a Restore is in its life.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -202,6 +203,20 @@ func TestCRDValidation(t *testing.T) {
 			{"restore paths of a snapshot", restore("pathssnap", func(r *storkv1.Restore) {
 				r.Spec.Source, r.Spec.Paths = storkv1.RestoreSource{SnapshotName: "s1"}, []string{"db"}
 			}), []string{"spec.paths needs spec.source.backupName"}},
+			{"restore transforms", restore("transforms", func(r *storkv1.Restore) {
+				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{
+					{Op: "replace", Path: "/spec/replicas", Value: &apiextensionsv1.JSON{Raw: []byte("0")}}, {Op: "remove", Path: "/spec/paused"},
+					{Op: "copy", From: "/metadata/labels", Path: "/spec/template/metadata/labels"}}}}
+			}), nil},
+			{"restore transform without value", restore("tvalue", func(r *storkv1.Restore) {
+				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{{Op: "add", Path: "/spec/x"}}}}
+			}), []string{"spec.transforms[0].patch[0]", "value is required with op add, replace or test"}},
+			{"restore transform bad op", restore("top", func(r *storkv1.Restore) {
+				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{{Op: "merge", Path: "/spec"}}}}
+			}), []string{"spec.transforms[0].patch[0].op", "Unsupported value"}},
+			{"restore transform empty patch", restore("tempty", func(r *storkv1.Restore) {
+				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{}}}
+			}), []string{"spec.transforms[0].patch"}},
 			{"restore two sources", restore("two", func(r *storkv1.Restore) { r.Spec.Source.SnapshotName = "s1" }),
 				[]string{"spec.source", "exactly one of source.snapshotName or source.backupName"}},
 			{"restore no source", restore("none", func(r *storkv1.Restore) { r.Spec.Source = storkv1.RestoreSource{} }),
