@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -196,14 +197,24 @@ func (r *Reconciler) finishFromBackup(ctx context.Context, rs *storkv1.Restore, 
 		return ctrl.Result{}, err
 	}
 	// Workloads are created only for volumes that exist: with none, they would wait forever.
-	if vols := rs.Status.Volumes; len(vols) == 0 || !allFailed(vols) {
-		cat, ok := r.catalog(ctx, rs, loc)
-		if !ok {
-			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	vols := rs.Status.Volumes
+	if rs.Status.ObjectsRestoredTime == nil {
+		if len(vols) == 0 || !allFailed(vols) {
+			cat, ok := r.catalog(ctx, rs, loc)
+			if !ok {
+				return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+			}
+			if _, err := r.restoreObjects(ctx, rs, cat, b, srcNS, false); err != nil {
+				r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
+				return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+			}
 		}
-		if _, err := r.restoreObjects(ctx, rs, cat, b, srcNS, false); err != nil {
-			r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
-			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		now := metav1.Now()
+		rs.Status.ObjectsRestoredTime = &now
+	}
+	if len(rs.Spec.Hooks) > 0 && (len(vols) == 0 || !allFailed(vols)) {
+		if wait, err := r.runHooks(ctx, rs, targetNamespace(rs, srcNS)); err != nil || wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, err
 		}
 	}
 	r.complete(rs)

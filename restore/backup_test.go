@@ -2,6 +2,8 @@ package restore
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/repo/repotest"
+	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	fakedriver "stork.dev/stork/drivers/fake"
@@ -96,6 +99,8 @@ func TestRestoreFromBackup(t *testing.T) {
 		objects bool              // objects restored into shop-dr
 		evil    bool              // the crafted backup's foreign object is refused
 		volumes int               // volume entries, when not 0
+		pod     bool              // a Ready pod app=db runs in shop-dr, for hooks
+		hooks   map[string]bool   // hook → succeeded
 	}{
 		{name: "zones mapped, namespace mapped", ns: admin,
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ClaimNameMapping: map[string]string{"a": "a2"},
@@ -146,6 +151,17 @@ func TestRestoreFromBackup(t *testing.T) {
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, Transforms: []storkv1.ResourceTransform{
 				{Kind: "Pod", Patch: []storkv1.JSONPatchOperation{{Op: "remove", Path: "/spec"}}}}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "InvalidTransforms"}},
+		{name: "hooks run in the restored pods once Ready", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread},
+				Hooks: []storkv1.RestoreHook{
+					{Hook: storkv1.Hook{Name: "check", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, Command: []string{"pg_isready"}}},
+					{Hook: storkv1.Hook{Name: "warm", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}}, Command: []string{"warm"},
+						OnError: storkv1.HookContinue}, WaitTimeout: &metav1.Duration{Duration: time.Nanosecond}}}},
+			phase: storkv1.RestoreCompleted, objects: true, pod: true, hooks: map[string]bool{"check": true, "warm": false}},
+		{name: "a failed hook makes the restore PartiallyFailed", ns: admin,
+			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread},
+				Hooks: []storkv1.RestoreHook{{Hook: storkv1.Hook{Name: "check", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, Command: []string{"false"}}}}},
+			phase: storkv1.RestorePartiallyFailed, reasons: map[string]string{"": "PartiallyFailed"}, objects: true, pod: true, hooks: map[string]bool{"check": false}},
 		{name: "unknown backup", ns: admin, spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "nope"}},
 			phase: storkv1.RestoreFailed, reasons: map[string]string{"": "BackupNotFound"}},
 		{name: "unknown kind", ns: admin, spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, IncludeKinds: []string{"Pod"}},
@@ -181,7 +197,20 @@ func TestRestoreFromBackup(t *testing.T) {
 				return cl.SubResource(sub).Patch(ctx, obj, p, o...)
 			}})
 			r := &Reconciler{Client: checked, Drivers: drivers.NewSet(drv), AdminNamespace: admin, Repos: &locator.Cache{Secrets: c},
-				StorageWait: time.Nanosecond}
+				StorageWait: time.Nanosecond, Hooks: &hooks.Runner{Client: c, Exec: execFunc(func(cmd []string) error {
+					if cmd[0] == "false" {
+						return errors.New("command failed")
+					}
+					return nil
+				})}}
+			if tc.pod {
+				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop-dr", Name: "db-0", Labels: map[string]string{"app": "db"}},
+					Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "db"}}},
+					Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
+				if err := c.Create(ctx, pod); err != nil {
+					t.Fatal(err)
+				}
+			}
 			got := restoreOnce(t, r, client.ObjectKeyFromObject(rs))
 			if got.Status.Phase != tc.phase {
 				t.Fatalf("phase %s, want %s: %+v", got.Status.Phase, tc.phase, got.Status)
@@ -203,6 +232,16 @@ func TestRestoreFromBackup(t *testing.T) {
 				if !slices.Equal(req.Paths, tc.spec.Paths) || req.Verify != tc.spec.Verify {
 					t.Errorf("import request %+v, want paths %v and verify %v", req, tc.spec.Paths, tc.spec.Verify)
 				}
+			}
+			ran := map[string]bool{}
+			for _, h := range got.Status.Hooks {
+				ran[h.Name] = h.Succeeded
+				if h.Name == "check" && h.Pod != "db-0" {
+					t.Errorf("hook result %+v, want it run in pod db-0", h)
+				}
+			}
+			if len(tc.hooks) != len(ran) || !maps.Equal(ran, tc.hooks) {
+				t.Errorf("hooks %+v, want %v", got.Status.Hooks, tc.hooks)
 			}
 			if tc.volumes != 0 && len(got.Status.Volumes) != tc.volumes {
 				t.Errorf("volumes %+v, want %d", got.Status.Volumes, tc.volumes)
@@ -287,4 +326,11 @@ func TestRestoreFromBackupWaitsForTheRepository(t *testing.T) {
 		meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionValid) != nil {
 		t.Errorf("status while the repository cannot be opened: %+v", got.Status)
 	}
+}
+
+// execFunc is a hooks.Executor that fails when the function says so.
+type execFunc func(command []string) error
+
+func (f execFunc) Exec(_ context.Context, _, _, _ string, command []string) ([]byte, []byte, error) {
+	return []byte("ok\n"), nil, f(command)
 }

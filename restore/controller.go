@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
@@ -46,6 +47,8 @@ type Reconciler struct {
 	// Repos gives the catalogs of the locations' repositories, for restores from Backups (a
 	// *locator.Cache).
 	Repos locator.Catalogs
+	// Hooks runs spec.hooks in the restored pods; without it, a Restore's hooks fail.
+	Hooks *hooks.Runner
 	// StorageWait bounds how long a volume waits for healthy storage in its target zone
 	// (default 10 minutes): storage there that is down for a moment (an agent restarting)
 	// does not fail the restore, storage that stays down does.
@@ -207,11 +210,14 @@ func (r *Reconciler) complete(rs *storkv1.Restore) {
 	if len(st.Objects) > 0 {
 		done += fmt.Sprintf(" and %d objects", len(st.Objects)-(len(failed)-failedVolumes))
 	}
+	// A failed hook leaves what was restored restored: at worst PartiallyFailed.
+	everything := len(failed) > 0 && len(failed) == len(st.Volumes)+len(st.Objects)
+	failed = append(failed, hookFailures(rs)...)
 	switch {
 	case len(failed) == 0:
 		st.Phase = storkv1.RestoreCompleted
 		r.finish(rs, true, "Restored", done+" restored")
-	case len(failed) == len(st.Volumes)+len(st.Objects):
+	case everything:
 		st.Phase = storkv1.RestoreFailed
 		r.finish(rs, false, "RestoreFailed", strings.Join(failed, "; "))
 	default:

@@ -74,6 +74,7 @@ const (
 // RestoreSpec says what to restore and how to map it into this cluster.
 // +kubebuilder:validation:XValidation:rule="!has(self.verify) || !self.verify || has(self.source.backupName)",message="spec.verify needs spec.source.backupName: a Snapshot is restored by copying it on its node, and only a Backup records the checksums to verify against"
 // +kubebuilder:validation:XValidation:rule="!has(self.paths) || size(self.paths) == 0 || has(self.source.backupName)",message="spec.paths needs spec.source.backupName: a Snapshot is restored whole"
+// +kubebuilder:validation:XValidation:rule="!has(self.hooks) || size(self.hooks) == 0 || has(self.source.backupName)",message="spec.hooks needs spec.source.backupName: only Backups restore the pods hooks run in"
 // +kubebuilder:validation:XValidation:rule="!has(self.paths) || size(self.paths) == 0 || !has(self.verify) || !self.verify",message="spec.verify compares whole volumes with their backup: it cannot be combined with spec.paths"
 type RestoreSpec struct {
 	// Source to restore from.
@@ -138,6 +139,26 @@ type RestoreSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	Transforms []ResourceTransform `json:"transforms,omitempty"`
+	// Hooks run commands, through pods/exec, in the restored application's pods once its
+	// objects are restored and a selected pod is Ready (a database's recovery check, a cache
+	// warm-up, a probe of a drill), in order. The podSelector selects in the namespace the
+	// backup's namespace maps to. A hook with onError Fail (the default) that fails makes the
+	// Restore PartiallyFailed. For init containers, add them with spec.transforms.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Hooks []RestoreHook `json:"hooks,omitempty"`
+}
+
+// RestoreHook is a command run in restored pods.
+type RestoreHook struct {
+	Hook `json:",inline"`
+	// WaitTimeout is how long the hook waits for a selected pod to be Ready after the objects
+	// are restored; none Ready by then fails the hook. Default 5m.
+	// +optional
+	// +kubebuilder:default="5m"
+	WaitTimeout *metav1.Duration `json:"waitTimeout,omitempty"`
 }
 
 // ResourceTransform is a JSON patch for the restored objects of one kind.
@@ -266,6 +287,14 @@ type RestoreStatus struct {
 	// Progress over all volumes.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`
+	// ObjectsRestoredTime is when the objects were restored, after the volumes: hooks wait
+	// for their pods from then on.
+	// +optional
+	ObjectsRestoredTime *metav1.Time `json:"objectsRestoredTime,omitempty"`
+	// Hooks that ran, one result per hook and pod, in order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	Hooks []HookResult `json:"hooks,omitempty"`
 	// TimeRange of the restore.
 	// +optional
 	TimeRange `json:",inline"`

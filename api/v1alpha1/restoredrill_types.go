@@ -35,6 +35,7 @@ const (
 
 // RestoreDrillSpec says which application's backups to restore, how often and where.
 // +kubebuilder:validation:XValidation:rule="has(self.scheduleName) != has(self.backupName)",message="set exactly one of spec.scheduleName (drill the newest Completed backup of that SnapshotSchedule) or spec.backupName (drill that Backup)"
+// +kubebuilder:validation:XValidation:rule="!has(self.hooks) || size(self.hooks) == 0 || !has(self.volumesOnly) || !self.volumesOnly",message="spec.hooks run in restored pods: with spec.volumesOnly no pod is restored"
 type RestoreDrillSpec struct {
 	// ScheduleName drills the newest Completed Backup made by this SnapshotSchedule of the
 	// drill's namespace, at each run.
@@ -74,6 +75,14 @@ type RestoreDrillSpec struct {
 	// application's workloads then do not start there).
 	// +optional
 	VolumesOnly bool `json:"volumesOnly,omitempty"`
+	// Hooks probe the restored application: commands run through pods/exec in its restored
+	// pods once one they select is Ready (Restore spec.hooks); a probe with onError Fail that
+	// fails fails the run. The run's RTO includes them: the application is back when it answers.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Hooks []RestoreHook `json:"hooks,omitempty"`
 	// Timeout fails a run that has not finished after this long. Default 1h.
 	// +optional
 	// +kubebuilder:default="1h"

@@ -72,13 +72,15 @@ const (
 	DeletionRetain DeletionPolicy = "Retain"
 )
 
-// HookStage is when a hook runs.
-// +kubebuilder:validation:Enum=Pre;Post
+// HookStage is when a hook runs: before or after a Snapshot's capture, or in the pods a
+// Restore brought back.
+// +kubebuilder:validation:Enum=Pre;Post;Restore
 type HookStage string
 
 const (
-	HookPre  HookStage = "Pre"
-	HookPost HookStage = "Post"
+	HookPre     HookStage = "Pre"
+	HookPost    HookStage = "Post"
+	HookRestore HookStage = "Restore"
 )
 
 // HookResult is how one hook went in one pod.

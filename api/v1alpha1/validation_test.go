@@ -217,6 +217,13 @@ func TestCRDValidation(t *testing.T) {
 			{"restore transform empty patch", restore("tempty", func(r *storkv1.Restore) {
 				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{}}}
 			}), []string{"spec.transforms[0].patch"}},
+			{"restore hooks", restore("hooks", func(r *storkv1.Restore) {
+				r.Spec.Hooks = []storkv1.RestoreHook{{Hook: storkv1.Hook{Name: "check", Command: []string{"pg_isready"}}}}
+			}), nil},
+			{"restore hooks of a snapshot", restore("hookssnap", func(r *storkv1.Restore) {
+				r.Spec.Source = storkv1.RestoreSource{SnapshotName: "s1"}
+				r.Spec.Hooks = []storkv1.RestoreHook{{Hook: storkv1.Hook{Name: "check", Command: []string{"pg_isready"}}}}
+			}), []string{"spec.hooks needs spec.source.backupName"}},
 			{"restore two sources", restore("two", func(r *storkv1.Restore) { r.Spec.Source.SnapshotName = "s1" }),
 				[]string{"spec.source", "exactly one of source.snapshotName or source.backupName"}},
 			{"restore no source", restore("none", func(r *storkv1.Restore) { r.Spec.Source = storkv1.RestoreSource{} }),
@@ -231,6 +238,9 @@ func TestCRDValidation(t *testing.T) {
 				[]string{"spec.claims[0]", "at least 1 chars"}},
 
 			{"drill ok", drill("ok", storkv1.RestoreDrillSpec{ScheduleName: "nightly", Schedule: "0 3 * * 0", TimeZone: "Europe/Paris", KeepSandbox: storkv1.KeepOnFailure}), nil},
+			{"drill probes without pods", drill("probes", storkv1.RestoreDrillSpec{BackupName: "b1", VolumesOnly: true,
+				Hooks: []storkv1.RestoreHook{{Hook: storkv1.Hook{Name: "probe", Command: []string{"true"}}}}}),
+				[]string{"spec.hooks run in restored pods: with spec.volumesOnly no pod is restored"}},
 			{"drill schedule and backup", drill("both", storkv1.RestoreDrillSpec{ScheduleName: "nightly", BackupName: "b1"}),
 				[]string{"spec", "set exactly one of spec.scheduleName"}},
 			{"drill nothing to drill", drill("none", storkv1.RestoreDrillSpec{}), []string{"set exactly one of spec.scheduleName"}},

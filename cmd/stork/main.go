@@ -212,7 +212,7 @@ func run(o options) error {
 		Recorder: mgr.GetEventRecorder("stork-schedule"), Metrics: objectives}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: o.namespace, Repos: repos,
+	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: o.namespace, Repos: repos, Hooks: runner,
 		Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -334,6 +334,7 @@ func (r *Reconciler) makeRun(ctx context.Context, d *storkv1.RestoreDrill, run *
 			StorageClassMapping: d.Spec.StorageClassMapping,
 			ZoneMapping:         d.Spec.ZoneMapping,
 			VolumesOnly:         d.Spec.VolumesOnly,
+			Hooks:               d.Spec.Hooks,
 			Verify:              true,
 		},
 	}

@@ -220,11 +220,15 @@ func TestDrillPasses(t *testing.T) {
 // Verified False with a Warning Event, and keeps the sandbox with keepSandbox OnFailure; deleting
 // the drill leaves the kept sandbox.
 func TestDrillFails(t *testing.T) {
-	h := newHarness(t, storkv1.RestoreDrillSpec{BackupName: "b1", KeepSandbox: storkv1.KeepOnFailure},
+	probe := storkv1.RestoreHook{Hook: storkv1.Hook{Name: "probe", Command: []string{"pg_isready"}}}
+	h := newHarness(t, storkv1.RestoreDrillSpec{BackupName: "b1", KeepSandbox: storkv1.KeepOnFailure, Hooks: []storkv1.RestoreHook{probe}},
 		backup("b1", "sched-uid", storkv1.BackupCompleted, t0.Add(-time.Hour)))
 	d, _ := h.at(t0)
 	run := *d.Status.Current
 	h.at(t0.Add(time.Second))
+	if rs := (&storkv1.Restore{}); !h.exists(rs, "stork-system", run.RestoreName) || len(rs.Spec.Hooks) != 1 || rs.Spec.Hooks[0].Name != "probe" || rs.Spec.VolumesOnly {
+		t.Fatalf("the drill's Restore does not carry its probe hooks")
+	}
 	damage := "data/3f/3fa9…: pack is damaged (authentication failed)"
 	h.finishRestore(run.RestoreName, storkv1.RestoreStatus{Phase: storkv1.RestoreFailed, TimeRange: timeRange(t0, t0.Add(time.Minute)),
 		Conditions: []metav1.Condition{{Type: storkv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "VolumesFailed", Message: "1 of 1 volumes failed"}},
