@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
@@ -367,5 +368,44 @@ func TestDownloadTaskPaths(t *testing.T) {
 				t.Fatalf("sub/f: %q %v", data, err)
 			}
 		})
+	}
+}
+
+// A Download task deleted while the agent runs it is cancelled (Tasks.Cancel, which the
+// deletion watch calls): the work stops, its temporary directory goes, nothing is published and
+// nothing is reported. The cancel is made when the task is marked Running, before the work, so
+// that the test does not race the download.
+func TestDownloadTaskCancelled(t *testing.T) {
+	ctx := context.Background()
+	b := backUpTree(t, "stork-access-1")
+	root := Root(t.TempDir())
+	dl := downloadTask("dl-uid", "pv-restored", b.secret.Name, b.snapID.String())
+	var tk *Tasks
+	c := fake.NewClientBuilder().WithScheme(taskScheme()).WithObjects(b.secret, dl).WithStatusSubresource(dl).
+		WithInterceptorFuncs(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
+			if vt := obj.(*storkv1.VolumeTask); vt.Status.Phase == storkv1.TaskRunning && vt.Status.Attempts == 1 {
+				if err := os.MkdirAll(root.work("dl-uid"), 0o700); err != nil { // as an interrupted copy leaves it
+					t.Error(err)
+				}
+				tk.Cancel(client.ObjectKeyFromObject(obj))
+			}
+			return cl.SubResource(sub).Patch(ctx, obj, p, o...)
+		}}).Build()
+	tk = &Tasks{Client: c, Node: "n1", Root: root, AgentID: "a1", Namespace: storkNamespace, MaxAttempts: 3}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(dl)}
+	if _, err := tk.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	got := &storkv1.VolumeTask{}
+	if err := c.Get(ctx, req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != storkv1.TaskRunning {
+		t.Errorf("phase %s, want the cancelled task left unreported (Running)", got.Status.Phase)
+	}
+	for _, p := range []string{root.work("dl-uid"), root.volume("pv-restored")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after the cancel (%v)", p, err)
+		}
 	}
 }

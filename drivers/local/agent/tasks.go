@@ -16,7 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
@@ -56,7 +58,7 @@ type Tasks struct {
 	// Namespace is Stork's namespace, where the access Secrets of Upload and Download tasks are.
 	Namespace string
 
-	running sync.Map // task UID → struct{}
+	running sync.Map // task UID → *runningTask
 	// snapLocks serialises the tasks that read or remove one snapshot (by ID → *sync.Mutex):
 	// a restore must not copy a snapshot that a deletion is removing under it.
 	snapLocks sync.Map
@@ -89,11 +91,49 @@ func (t *Tasks) SetupWithManager(mgr ctrl.Manager) error {
 		vt, ok := o.(*storkv1.VolumeTask)
 		return ok && vt.Spec.NodeName == t.Node && vt.Spec.Driver == DriverName
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("local-volumetasks").
 		For(&storkv1.VolumeTask{}, builder.WithPredicates(mine)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: t.Workers}).
-		Complete(t)
+		Complete(t); err != nil {
+		return err
+	}
+	// Deletions go to a controller of their own: the reconcile doing a task holds the task's
+	// key, so the controller above would see its deletion only once the work is over.
+	deleted := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return e.ObjectNew.GetDeletionTimestamp() != nil },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("local-volumetask-cancel").
+		For(&storkv1.VolumeTask{}, builder.WithPredicates(mine, deleted)).
+		Complete(reconcile.Func(func(_ context.Context, req ctrl.Request) (ctrl.Result, error) {
+			t.Cancel(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}))
+}
+
+// errTaskDeleted cancels the work of a task that was deleted.
+var errTaskDeleted = errors.New("the task was deleted")
+
+// Cancel stops the work of the task key if this agent is doing it: its temporaries are removed
+// and nothing is reported (the task is gone, or going). The owner of a task (a Backup or
+// Restore) deletes it to cancel it.
+func (t *Tasks) Cancel(key types.NamespacedName) {
+	t.running.Range(func(_, v any) bool {
+		if r := v.(*runningTask); r.key == key {
+			r.cancel(errTaskDeleted)
+		}
+		return true
+	})
+}
+
+// runningTask is a task this agent is doing.
+type runningTask struct {
+	key    types.NamespacedName
+	cancel context.CancelCauseFunc
 }
 
 // fail is a task failure with a reason for status.
@@ -125,7 +165,9 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 		return ctrl.Result{}, nil
 	}
 	uid := string(task.UID)
-	if _, busy := t.running.LoadOrStore(uid, struct{}{}); busy {
+	work, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if _, busy := t.running.LoadOrStore(uid, &runningTask{key: req.NamespacedName, cancel: cancel}); busy {
 		return ctrl.Result{}, nil
 	}
 	defer t.running.Delete(uid)
@@ -151,10 +193,15 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 
 	var progress atomic.Pointer[storkv1.Progress]
 	stop := taskstatus.ReportProgress(ctx, t.Client, task, &progress)
-	res, err := t.do(ctx, task, func(p storkv1.Progress) { progress.Store(&p) })
+	res, err := t.do(work, task, func(p storkv1.Progress) { progress.Store(&p) })
 	stop()
 	if p := progress.Load(); p != nil {
 		res.progress = *p
+	}
+	if errors.Is(context.Cause(work), errTaskDeleted) {
+		_ = os.RemoveAll(t.Root.work(uid))
+		log.Info("task cancelled: it was deleted while running")
+		return ctrl.Result{}, nil
 	}
 	if err != nil && ctx.Err() != nil {
 		// The agent is stopping: the task stays Running and the next agent starts it again.
