@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/hooks"
@@ -72,8 +74,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.reader().Get(ctx, req.NamespacedName, rs); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if final(rs.Status.Phase) || rs.DeletionTimestamp != nil {
-		return ctrl.Result{}, r.dropAccess(ctx, rs)
+	if rs.DeletionTimestamp != nil {
+		return ctrl.Result{}, r.cancel(ctx, rs)
+	}
+	if final(rs.Status.Phase) {
+		return ctrl.Result{}, errors.Join(r.dropAccess(ctx, rs), r.setFinalizer(ctx, rs, false))
+	}
+	if err := r.setFinalizer(ctx, rs, true); err != nil {
+		return ctrl.Result{}, err
 	}
 	orig := rs.DeepCopy()
 	result, err := r.step(ctx, rs)
@@ -94,12 +102,65 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if done {
 		restoresFinished.WithLabelValues(string(rs.Status.Phase)).Inc()
+		return result, r.setFinalizer(ctx, rs, false)
 	}
 	return result, nil
 }
 
+// finalizer keeps a running Restore until it is recorded as Cancelled.
+const finalizer = "stork.dev/restore"
+
+// setFinalizer adds or removes the finalizer, with a patch (a Restore's spec is immutable, and
+// the controller may only patch Restores).
+func (r *Reconciler) setFinalizer(ctx context.Context, rs *storkv1.Restore, on bool) error {
+	orig := rs.DeepCopy()
+	var changed bool
+	if on {
+		changed = controllerutil.AddFinalizer(rs, finalizer)
+	} else {
+		changed = controllerutil.RemoveFinalizer(rs, finalizer)
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, rs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("updating the finalizers of Restore %s/%s: %w", rs.Namespace, rs.Name, err)
+	}
+	return nil
+}
+
+// cancel ends a Restore deleted before it finished: it records Cancelled (phase, condition,
+// Event, metric), revokes its access, and lets it go. Its Download tasks, owned by it, are then
+// deleted by the garbage collector, which makes the agents and movers stop them and remove
+// their temporaries; claims and volumes already restored stay.
+func (r *Reconciler) cancel(ctx context.Context, rs *storkv1.Restore) error {
+	if err := r.dropAccess(ctx, rs); err != nil {
+		return err
+	}
+	if !controllerutil.ContainsFinalizer(rs, finalizer) {
+		return nil
+	}
+	if !final(rs.Status.Phase) {
+		orig := rs.DeepCopy()
+		now := metav1.Now()
+		rs.Status.Phase, rs.Status.CompletionTime = storkv1.RestoreCancelled, &now
+		done := 0
+		for _, v := range rs.Status.Volumes {
+			if v.Phase == storkv1.VolumeSucceeded {
+				done++
+			}
+		}
+		r.finish(rs, false, "Cancelled", fmt.Sprintf("the Restore was deleted before it finished: its work is stopped; %d of %d claims had been restored and stay", done, len(rs.Status.Volumes)))
+		if err := r.Client.Status().Patch(ctx, rs, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("recording the cancellation of Restore %s/%s: %w", rs.Namespace, rs.Name, err)
+		}
+		restoresFinished.WithLabelValues(string(storkv1.RestoreCancelled)).Inc()
+	}
+	return r.setFinalizer(ctx, rs, false)
+}
+
 func final(p storkv1.RestorePhase) bool {
-	return p == storkv1.RestoreCompleted || p == storkv1.RestorePartiallyFailed || p == storkv1.RestoreFailed
+	return p == storkv1.RestoreCompleted || p == storkv1.RestorePartiallyFailed || p == storkv1.RestoreFailed || p == storkv1.RestoreCancelled
 }
 
 // dropAccess deletes the access Secret a restore from a Backup made for its downloads, however

@@ -2,19 +2,23 @@ package restore
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
@@ -143,5 +147,61 @@ func TestReconciler(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A Restore deleted while it runs records Cancelled (status, Event) before it goes; one that
+// finished carries no finalizer, so deleting it is immediate.
+func TestCancel(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	drv := fakedriver.New(100) // the volume's work takes 100 calls: the Restore stays InProgress
+	var st []drivers.VolumeStatus
+	for range 100 {
+		var err error
+		if st, err = drv.Snapshot(ctx, drivers.SnapshotRequest{ID: "snap-uid", Volumes: []drivers.Volume{{PV: fakedriver.PV("pv-a", 1<<20)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	capacity := resource.MustParse("1Gi")
+	snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "snap"}, Status: storkv1.SnapshotStatus{Phase: storkv1.SnapshotReady,
+		Volumes: []storkv1.SnapshotVolumeStatus{{ClaimName: "a", VolumeName: st[0].VolumeName, Driver: fakedriver.Name, SnapshotID: st[0].SnapshotID,
+			SizeBytes: st[0].SizeBytes, Phase: storkv1.VolumeSucceeded, Capacity: &capacity}}}}
+	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "r", UID: "restore-uid"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: "snap"}, ClaimNameMapping: map[string]string{"a": "a2"}}}
+	var recorded []storkv1.RestorePhase
+	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(snap, rs).WithStatusSubresource(&storkv1.Restore{}).Build(),
+		interceptor.Funcs{SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
+			recorded = append(recorded, obj.(*storkv1.Restore).Status.Phase)
+			return cl.SubResource(sub).Patch(ctx, obj, p, o...)
+		}})
+	rec := events.NewFakeRecorder(10)
+	r := &Reconciler{Client: c, Drivers: drivers.NewSet(drv), AdminNamespace: "stork-system", Recorder: rec}
+	key := client.ObjectKeyFromObject(rs)
+	for range 3 {
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := &storkv1.Restore{}
+	if err := c.Get(ctx, key, got); err != nil || got.Status.Phase != storkv1.RestoreInProgress || !slices.Contains(got.Finalizers, finalizer) {
+		t.Fatalf("running Restore %+v %+v (%v): want InProgress with the finalizer", got.ObjectMeta, got.Status, err)
+	}
+	if err := c.Delete(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, key, got); !apierrors.IsNotFound(err) {
+		t.Errorf("cancelled Restore still there (%v): %+v", err, got.ObjectMeta)
+	}
+	if len(recorded) == 0 || recorded[len(recorded)-1] != storkv1.RestoreCancelled {
+		t.Errorf("phases written %v, want Cancelled last", recorded)
+	}
+	if ev := <-rec.Events; !strings.HasPrefix(ev, "Warning Cancelled") || !strings.Contains(ev, "0 of 1 claims had been restored") {
+		t.Errorf("event %q", ev)
 	}
 }

@@ -202,7 +202,7 @@ type JSONPatchOperation struct {
 }
 
 // RestorePhase is where a Restore is in its life.
-// +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed
+// +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed;Cancelled
 type RestorePhase string
 
 const (
@@ -211,6 +211,8 @@ const (
 	RestoreCompleted       RestorePhase = "Completed"
 	RestorePartiallyFailed RestorePhase = "PartiallyFailed"
 	RestoreFailed          RestorePhase = "Failed"
+	// RestoreCancelled: the Restore was deleted before it finished.
+	RestoreCancelled RestorePhase = "Cancelled"
 )
 
 // RestoreVolumeStatus is the state of one restored volume.

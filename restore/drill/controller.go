@@ -292,7 +292,7 @@ func (r *Reconciler) advance(ctx context.Context, d *storkv1.RestoreDrill, now t
 		return ctrl.Result{}, fmt.Errorf("reading the drill's Restore %s/%s: %w", r.AdminNamespace, run.RestoreName, err)
 	}
 	switch rs.Status.Phase {
-	case storkv1.RestoreCompleted, storkv1.RestorePartiallyFailed, storkv1.RestoreFailed:
+	case storkv1.RestoreCompleted, storkv1.RestorePartiallyFailed, storkv1.RestoreFailed, storkv1.RestoreCancelled:
 		result, reason, msg := judge(rs, run)
 		r.finish(ctx, d, run, now, result, reason, msg)
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
