@@ -127,9 +127,43 @@ func TestRecoveryObjectives(t *testing.T) {
 	}
 	waitEvent(ctx, t, c, "app", "db", "WithinRPO")
 
-	// Drills run against a fixed set of backups.
+	// Drills run against a fixed set of backups: suspended, once every run has finished, the
+	// newest Completed backup no longer changes.
 	suspend(s, true)
-	newest := waitRPO(metav1.ConditionTrue, time.Minute).Status.Protection.LastBackupName
+	var newest string
+	err = c.WaitFor(ctx, 2*time.Minute, "the schedule's backups to finish", func(ctx context.Context) (bool, error) {
+		var snaps storkv1.SnapshotList
+		if err := c.Client.List(ctx, &snaps, client.InNamespace("app")); err != nil {
+			return false, err
+		}
+		for _, sn := range snaps.Items {
+			if sn.Status.Phase == storkv1.SnapshotPending || sn.Status.Phase == storkv1.SnapshotInProgress || sn.Status.Phase == "" {
+				return false, nil
+			}
+		}
+		var list storkv1.BackupList
+		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
+			return false, err
+		}
+		newest = ""
+		var at time.Time
+		for i := range list.Items {
+			b := &list.Items[i]
+			switch b.Status.Phase {
+			case storkv1.BackupCompleted:
+				if t := b.CaptureTime(); newest == "" || t.After(at) || (t.Equal(at) && b.Name > newest) {
+					newest, at = b.Name, t
+				}
+			case storkv1.BackupFailed, storkv1.BackupPartiallyFailed:
+			default:
+				return false, nil
+			}
+		}
+		return newest != "", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	metrics := func() string {
 		t.Helper()
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
