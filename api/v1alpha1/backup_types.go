@@ -31,7 +31,7 @@ type BackupSpec struct {
 }
 
 // BackupPhase is where a Backup is in its life.
-// +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed;Deleting
+// +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed;Deleting;Cancelled
 type BackupPhase string
 
 const (
@@ -41,6 +41,9 @@ const (
 	BackupPartiallyFailed BackupPhase = "PartiallyFailed"
 	BackupFailed          BackupPhase = "Failed"
 	BackupDeleting        BackupPhase = "Deleting"
+	// BackupCancelled: the Backup was deleted while copying; it goes once its uploads are
+	// stopped and what they wrote is forgotten.
+	BackupCancelled BackupPhase = "Cancelled"
 )
 
 // BackupVolume records one volume in a backup: enough to restore it in another cluster.

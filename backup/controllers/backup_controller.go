@@ -76,6 +76,9 @@ type BackupReconciler struct {
 	// Cluster identifies this cluster in backups' tags and status.
 	Cluster string
 	Poll    time.Duration
+	// CancelGrace is how long a Backup deleted while copying waits, once its upload tasks are
+	// deleted, for the agents to stop them before it forgets what they wrote (default 15s).
+	CancelGrace time.Duration
 }
 
 // SetupWithManager registers the controller.
@@ -421,13 +424,24 @@ func (r *BackupReconciler) finalize(ctx context.Context, b *storkv1.Backup) (ctr
 		return ctrl.Result{}, r.dropAccess(ctx, b)
 	}
 	orig := b.DeepCopy()
+	if !finalBackup(b.Status.Phase) && b.Status.Phase != storkv1.BackupDeleting && b.Status.Phase != storkv1.BackupCancelled {
+		// Deleted while copying: stop the copy instead of waiting for it.
+		now := metav1.Now()
+		b.Status.Phase, b.Status.CompletionTime = storkv1.BackupCancelled, &now
+		msg := "the Backup was deleted before it finished: its uploads are stopped, and what they wrote is forgotten"
+		r.condition(b, storkv1.ConditionReady, false, "Cancelled", msg)
+		r.event(b, corev1.EventTypeWarning, "Cancelled", msg)
+		backupsFinished.WithLabelValues(string(storkv1.BackupCancelled)).Inc()
+	}
 	done, err := r.forget(ctx, b)
 	if err != nil {
 		r.condition(b, storkv1.ConditionReady, false, "DeleteFailed", err.Error())
 		r.event(b, corev1.EventTypeWarning, "DeleteFailed", err.Error())
 	}
 	if !done {
-		b.Status.Phase = storkv1.BackupDeleting
+		if b.Status.Phase != storkv1.BackupCancelled {
+			b.Status.Phase = storkv1.BackupDeleting
+		}
 		if perr := r.Client.Status().Patch(ctx, b, client.MergeFrom(orig)); perr != nil && !apierrors.IsNotFound(perr) {
 			return ctrl.Result{}, perr
 		}
@@ -443,9 +457,9 @@ func (r *BackupReconciler) finalize(ctx context.Context, b *storkv1.Backup) (ctr
 	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, b))
 }
 
-// forget waits for uploads still running (their snapshot would be written after the forget and
-// left behind), up to UploadWaitLimit after the deletion, then forgets every snapshot of the
-// Backup, and reports whether it is done.
+// forget stops the uploads of a cancelled Backup (deleting its tasks, then waiting CancelGrace for
+// the agents to stop, so that no snapshot is written after the forget), then forgets every
+// snapshot of the Backup, and reports whether it is done.
 func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool, error) {
 	if b.Status.Imported || b.Spec.DeletionPolicy == storkv1.DeletionRetain {
 		return true, nil
@@ -474,13 +488,16 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 		r.event(b, corev1.EventTypeNormal, "DataLeft", "BackupLocation "+loc.Name+" is ReadOnly: the backup's data stays in the store")
 		return true, nil
 	}
-	if !finalBackup(b.Status.Phase) && time.Since(b.DeletionTimestamp.Time) < UploadWaitLimit {
-		snap := &storkv1.Snapshot{}
-		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.SnapshotName}, snap); err == nil && len(b.Status.Volumes) > 0 {
-			if done, err := r.exportVolumes(ctx, b, snap, loc); err != nil || !done {
-				r.condition(b, storkv1.ConditionReady, false, "WaitingForUploads", "deleting once the uploads in progress have ended")
-				return false, err
-			}
+	if b.Status.Phase == storkv1.BackupCancelled {
+		if left, err := r.deleteTasks(ctx, b); err != nil || left > 0 {
+			return false, err
+		}
+		grace := r.CancelGrace
+		if grace == 0 {
+			grace = 15 * time.Second
+		}
+		if time.Since(b.DeletionTimestamp.Time) < grace {
+			return false, nil
 		}
 	}
 	if user, err := r.restoreUsing(ctx, b); err != nil || user != "" {
@@ -501,14 +518,34 @@ func (r *BackupReconciler) forget(ctx context.Context, b *storkv1.Backup) (bool,
 	return true, nil
 }
 
+// deleteTasks deletes the VolumeTasks the Backup owns (its uploads), which makes the agents stop
+// them, and returns how many are still there.
+func (r *BackupReconciler) deleteTasks(ctx context.Context, b *storkv1.Backup) (int, error) {
+	var tasks storkv1.VolumeTaskList
+	if err := r.Client.List(ctx, &tasks); err != nil {
+		return 0, fmt.Errorf("listing the VolumeTasks of Backup %s/%s: %w", b.Namespace, b.Name, err)
+	}
+	left := 0
+	for i := range tasks.Items {
+		t := &tasks.Items[i]
+		if !metav1.IsControlledBy(t, b) {
+			continue
+		}
+		left++
+		if t.DeletionTimestamp == nil {
+			if err := r.Client.Delete(ctx, t); client.IgnoreNotFound(err) != nil {
+				return 0, fmt.Errorf("deleting VolumeTask %s/%s of Backup %s/%s: %w", t.Namespace, t.Name, b.Namespace, b.Name, err)
+			}
+		}
+	}
+	return left, nil
+}
+
 // restoreUsing names a Restore, not finished, that restores from the Backup: its data must stay
 // until the downloads are done.
 func (r *BackupReconciler) restoreUsing(ctx context.Context, b *storkv1.Backup) (string, error) {
 	return activeRestore(ctx, r.Client, b.Namespace, func(src storkv1.RestoreSource) bool { return src.BackupName == b.Name })
 }
-
-// UploadWaitLimit bounds how long a deleted Backup waits for its uploads to end.
-const UploadWaitLimit = 10 * time.Minute
 
 // accessName is the access Secret of a Backup, in Stork's namespace.
 func accessName(b *storkv1.Backup) string { return locator.AccessSecretName(b.UID) }

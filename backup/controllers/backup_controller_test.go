@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -203,5 +206,71 @@ func TestBackupRecordRefused(t *testing.T) {
 	}
 	if rec, err := cat.ReadRecord(ctx, recs[0].ID); err != nil || rec.UID != "backup-uid" || rec.Phase != storkv1.BackupCompleted {
 		t.Fatalf("record %+v, %v", rec, err)
+	}
+}
+
+// A Backup deleted while copying records Cancelled (phase, Ready condition, Event), deletes the
+// upload tasks it owns so that the agents stop them, waits CancelGrace, then forgets what was
+// written and goes.
+func TestBackupCancelled(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	_, url := repotest.New(t, "a long passphrase")
+	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
+		Spec:   storkv1.BackupLocationSpec{URL: url, EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}},
+		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
+	c, b, drv := backupCase(t, s, "snap", loc)
+	rec := events.NewFakeRecorder(20)
+	r := &BackupReconciler{Client: c, Reader: c, Repos: &locator.Cache{Secrets: c}, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1",
+		Recorder: rec, CancelGrace: time.Hour}
+	key := client.ObjectKeyFromObject(b)
+	reconcile := func() {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for b.Status.Phase != storkv1.BackupInProgress {
+		reconcile()
+		if err := c.Get(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The upload the driver would have made, owned by the Backup, and another Backup's.
+	for _, owner := range []*storkv1.Backup{b, {ObjectMeta: metav1.ObjectMeta{Name: "other", UID: "other-uid"}}} {
+		task := &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: "stork-system", Name: "upload-" + owner.Name,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: storkv1.GroupVersion.String(), Kind: "Backup", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true)}}},
+			Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload}}
+		if err := c.Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	reconcile()
+	if err := c.Get(ctx, key, b); err != nil {
+		t.Fatal(err)
+	}
+	if cond := meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionReady); b.Status.Phase != storkv1.BackupCancelled || cond == nil || cond.Reason != "Cancelled" {
+		t.Fatalf("phase %s, Ready %+v: want Cancelled", b.Status.Phase, cond)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "upload-b"}, &storkv1.VolumeTask{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the cancelled Backup's upload task is still there (%v)", err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "stork-system", Name: "upload-other"}, &storkv1.VolumeTask{}); err != nil {
+		t.Errorf("another Backup's task was deleted: %v", err)
+	}
+	if ev := <-rec.Events; !strings.HasPrefix(ev, "Warning Cancelled") {
+		t.Errorf("event %q", ev)
+	}
+	// Once the grace is over, it goes.
+	r.CancelGrace = time.Nanosecond
+	reconcile()
+	if err := c.Get(ctx, key, b); !apierrors.IsNotFound(err) {
+		t.Errorf("cancelled Backup still there after the grace (%v): phase %s", err, b.Status.Phase)
 	}
 }
