@@ -382,10 +382,11 @@ func judge(rs *storkv1.Restore, run *storkv1.DrillRun) (storkv1.DrillResult, str
 		}
 		return storkv1.DrillFailed, reason, msg
 	}
-	if rs.Status.StartTime != nil && rs.Status.CompletionTime != nil {
-		rto := rs.Status.CompletionTime.Sub(run.StartTime.Time) - longest
-		run.RTO = &metav1.Duration{Duration: max(rto, 0).Round(time.Second)}
+	end := time.Now()
+	if rs.Status.CompletionTime != nil {
+		end = rs.Status.CompletionTime.Time
 	}
+	run.RTO = &metav1.Duration{Duration: max(end.Sub(run.StartTime.Time)-longest, 0).Round(time.Millisecond)}
 	return storkv1.DrillPassed, "Verified", fmt.Sprintf("Backup %s restored in %s and verified: %d files, %d bytes equal to the backup",
 		run.BackupName, run.RTO.Duration, run.VerifiedFiles, run.VerifiedBytes)
 }
