@@ -20,6 +20,11 @@ func checkTransforms(ts []storkv1.ResourceTransform) string {
 		if _, ok := resources.KindNamed(t.Kind); !ok {
 			return fmt.Sprintf("spec.transforms[%d].kind: %q is not a kind backups hold", i, t.Kind)
 		}
+		for j, op := range t.Patch {
+			if needsValue := op.Op == "add" || op.Op == "replace" || op.Op == "test"; needsValue != (op.Value != nil) {
+				return fmt.Sprintf("spec.transforms[%d].patch[%d].value is required with op add, replace or test, and only then", i, j)
+			}
+		}
 		if _, err := decodePatch(t.Patch); err != nil {
 			return fmt.Sprintf("spec.transforms[%d].patch: %v", i, err)
 		}

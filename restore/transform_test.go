@@ -48,7 +48,18 @@ func TestTransform(t *testing.T) {
 			}
 		})
 	}
-	if msg := checkTransforms([]storkv1.ResourceTransform{{Kind: "Deployment"}, {Kind: "Pod"}}); !strings.Contains(msg, `spec.transforms[1].kind: "Pod" is not a kind backups hold`) {
-		t.Errorf("checkTransforms: %q", msg)
+	for _, tc := range []struct {
+		ts   []storkv1.ResourceTransform
+		want string
+	}{
+		{[]storkv1.ResourceTransform{{Kind: "Deployment"}, {Kind: "Pod"}}, `spec.transforms[1].kind: "Pod" is not a kind backups hold`},
+		{[]storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{op("remove", "/a", nil), op("add", "/b", nil)}}},
+			"spec.transforms[0].patch[1].value is required with op add, replace or test, and only then"},
+		{[]storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{op("remove", "/a", value("1"))}}},
+			"spec.transforms[0].patch[0].value is required with op add, replace or test, and only then"},
+	} {
+		if msg := checkTransforms(tc.ts); msg != tc.want {
+			t.Errorf("checkTransforms: %q, want %q", msg, tc.want)
+		}
 	}
 }

@@ -182,7 +182,6 @@ type ResourceTransform struct {
 
 // JSONPatchOperation is one RFC 6902 operation.
 // +kubebuilder:validation:XValidation:rule="self.op in ['move', 'copy'] == has(self.from)",message="from is required with op move or copy, and only then"
-// +kubebuilder:validation:XValidation:rule="self.op in ['add', 'replace', 'test'] == has(self.value)",message="value is required with op add, replace or test, and only then"
 type JSONPatchOperation struct {
 	// Op is add, remove, replace, move, copy or test.
 	// +kubebuilder:validation:Enum=add;remove;replace;move;copy;test
@@ -196,7 +195,8 @@ type JSONPatchOperation struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:Pattern=`^(/.*)?$`
 	From string `json:"from,omitempty"`
-	// Value of add, replace and test: any JSON value.
+	// Value of add, replace and test (required there): any JSON value. CEL cannot see into a
+	// schemaless field, so the controller checks it (the Restore fails InvalidTransforms).
 	// +optional
 	Value *apiextensionsv1.JSON `json:"value,omitempty"`
 }

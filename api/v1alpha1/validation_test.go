@@ -208,9 +208,9 @@ func TestCRDValidation(t *testing.T) {
 					{Op: "replace", Path: "/spec/replicas", Value: &apiextensionsv1.JSON{Raw: []byte("0")}}, {Op: "remove", Path: "/spec/paused"},
 					{Op: "copy", From: "/metadata/labels", Path: "/spec/template/metadata/labels"}}}}
 			}), nil},
-			{"restore transform without value", restore("tvalue", func(r *storkv1.Restore) {
-				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{{Op: "add", Path: "/spec/x"}}}}
-			}), []string{"spec.transforms[0].patch[0]", "value is required with op add, replace or test"}},
+			{"restore transform move without from", restore("tfrom", func(r *storkv1.Restore) {
+				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{{Op: "move", Path: "/spec/x"}}}}
+			}), []string{"spec.transforms[0].patch[0]", "from is required with op move or copy"}},
 			{"restore transform bad op", restore("top", func(r *storkv1.Restore) {
 				r.Spec.Transforms = []storkv1.ResourceTransform{{Kind: "Deployment", Patch: []storkv1.JSONPatchOperation{{Op: "merge", Path: "/spec"}}}}
 			}), []string{"spec.transforms[0].patch[0].op", "Unsupported value"}},
