@@ -180,6 +180,7 @@ func TestRecoveryObjectives(t *testing.T) {
 		passed.VerifiedFiles < 5 || passed.VerifiedBytes < 256<<10 {
 		t.Fatalf("drill run %+v: want Passed for %s, an RTO, every file verified", passed, newest)
 	}
+	t.Logf("drill passed: Backup %s restored into %s, RTO %s, %d files and %d bytes verified", passed.BackupName, passed.Sandbox, passed.RTO.Duration, passed.VerifiedFiles, passed.VerifiedBytes)
 	sched = &storkv1.SnapshotSchedule{}
 	err = c.WaitFor(ctx, time.Minute, "RTOMet True from the drill", func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "db"}, sched); err != nil {
@@ -234,6 +235,7 @@ func TestRecoveryObjectives(t *testing.T) {
 	if failed.Result != storkv1.DrillFailed || !regexp.MustCompile(`damaged object data/[0-9a-f]{2}/[0-9a-f]+`).MatchString(failed.Message) {
 		t.Fatalf("drill after the damage %+v: want Failed naming a damaged data pack", failed)
 	}
+	t.Logf("drill after %d packs were damaged: %s: %s", damaged, failed.Reason, failed.Message)
 	waitEvent(ctx, t, c, "app", "after-damage", "DrillFailed")
 	waitEvent(ctx, t, c, "app", newest, "DrillFailed")
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: newest}, b); err != nil {
