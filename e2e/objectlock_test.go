@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 
 // TestEngineOnObjectLockBucket runs the whole repository life cycle — init, backups, restore,
 // forget, prune, check — in a MinIO bucket with Object Lock and a default governance retention,
-// where no object version can be overwritten or removed: nothing Stork does needs either.
+// where no object version can be overwritten or removed: nothing Stork does needs either. Prune
+// leaves the packs whose retention runs, and MinIO refuses a delete of a locked version.
 func TestEngineOnObjectLockBucket(t *testing.T) {
 	t.Parallel()
 	env := harness.New(t)
@@ -68,28 +70,37 @@ func TestEngineOnObjectLockBucket(t *testing.T) {
 	if err := r.Forget(ctx, first); err != nil {
 		t.Fatalf("forget in an Object Lock bucket: %v", err)
 	}
+	if !store.ObjectLock() {
+		t.Fatal("the store does not see the bucket's Object Lock")
+	}
 	opts := repo.DefaultPruneOptions()
 	opts.Grace, opts.ClockSkew = 0, 0
 	pr, err := r.Prune(ctx, archive.Referenced, opts)
 	if err != nil {
 		t.Fatalf("prune in an Object Lock bucket: %v", err)
 	}
-	if pr.PacksDeleted == 0 {
-		t.Errorf("prune deleted nothing: %+v", pr)
+	// Every pack is under the bucket's default retention of a day: prune leaves them, indexed,
+	// for a prune after the retention, rather than hiding them behind delete markers.
+	if pr.PacksMarked == 0 || pr.PacksDeleted != 0 || pr.PacksLocked == 0 || time.Until(pr.LockedUntil) < 23*time.Hour {
+		t.Errorf("prune %+v: want the unused packs marked, none deleted, all left for their retention", pr)
 	}
-	// The deleted packs are hidden behind delete markers, their versions retained.
-	versions := 0
+	var packVersion minio.ObjectInfo
 	for o := range m.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "repo/data/", Recursive: true, WithVersions: true}) {
 		if o.Err != nil {
 			t.Fatal(o.Err)
 		}
 		if o.IsDeleteMarker {
-			versions++
+			t.Errorf("prune deleted locked pack %s (delete marker)", o.Key)
 		}
+		packVersion = o
 	}
-	if versions < pr.PacksDeleted {
-		t.Errorf("%d delete markers for %d deleted packs", versions, pr.PacksDeleted)
+	// What prune does not try, MinIO refuses: removing a locked version.
+	err = m.Client.RemoveObject(ctx, bucket, packVersion.Key, minio.RemoveObjectOptions{VersionID: packVersion.VersionID})
+	if err == nil || !strings.Contains(err.Error(), "WORM protected") {
+		t.Errorf("removing locked version %s of %s: %v, want it refused (WORM protected)", packVersion.VersionID, packVersion.Key, err)
 	}
+	t.Logf("prune left %d locked packs (until %s); MinIO refused deleting one: %s: %v", pr.PacksLocked, pr.LockedUntil.Format(time.RFC3339),
+		minio.ToErrorResponse(err).Code, err)
 	if rep, err := archive.Check(ctx, r, repo.CheckOptions{ReadData: true}); err != nil || !rep.OK() {
 		t.Fatalf("check: %+v, %v", rep, err)
 	}

@@ -154,7 +154,7 @@ func (r *Reconciler) recordPrune(loc *storkv1.BackupLocation, rep *repo.PruneRep
 	st.LastPruneResult = PruneSummary(rep)
 	prunes.WithLabelValues("succeeded").Inc()
 	pruneDeletedBytes.Add(float64(rep.BytesDeleted))
-	if rep.PacksDeleted > 0 {
+	if rep.PacksDeleted > 0 || rep.PacksLocked > 0 {
 		conditions.Event(r.Recorder, loc, "Prune", corev1.EventTypeNormal, EventPruned, st.LastPruneResult)
 	}
 }
@@ -168,6 +168,9 @@ func PruneSummary(rep *repo.PruneReport) string {
 	}
 	if n := len(rep.Waiting); n > 0 {
 		s += fmt.Sprintf("; %d deletion marks wait for their grace period or for running backups", n)
+	}
+	if rep.PacksLocked > 0 {
+		s += fmt.Sprintf("; left %d packs under Object Lock retention (until %s at the latest) for a later prune", rep.PacksLocked, rep.LockedUntil.UTC().Format(time.RFC3339))
 	}
 	return s
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/gcsblob"
@@ -67,6 +68,9 @@ type Config struct {
 type Store struct {
 	b    backend
 	desc string
+	// locked is true for an S3 bucket with Object Lock enabled: its objects may carry a
+	// retention that no delete can shorten.
+	locked bool
 	// attempts and baseDelay bound the retries of one operation.
 	attempts  int
 	baseDelay time.Duration
@@ -83,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	store := &Store{desc: redact(cfg.URL), attempts: 5, baseDelay: 100 * time.Millisecond}
 	switch u.Scheme {
 	case "s3":
-		b, err = openS3(ctx, u.Host, cfg)
+		b, store.locked, err = openS3(ctx, u.Host, cfg)
 	case "gs":
 		b, err = openGCS(ctx, u.Host, cfg.Credentials)
 	case "azblob":
@@ -113,10 +117,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return store, nil
 }
 
-func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, error) {
+// openS3 opens an S3 bucket and says whether it has Object Lock enabled (asked once: a bucket
+// cannot turn it off; a store that does not implement the call has none).
+func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, bool, error) {
 	c := cfg.Credentials
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
-		return nil, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
+		return nil, false, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
 	}
 	region := cfg.S3.Region
 	if region == "" {
@@ -136,7 +142,40 @@ func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, error
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	return s3blob.OpenBucket(ctx, client, bucket, nil)
+	locked := false
+	if out, err := client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(bucket)}); err == nil &&
+		out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == s3types.ObjectLockEnabledEnabled {
+		locked = true
+	}
+	b, err := s3blob.OpenBucket(ctx, client, bucket, nil)
+	return b, locked, err
+}
+
+// ObjectLock reports whether the store is a bucket with Object Lock, whose objects' retention
+// RetainedUntil reads.
+func (s *Store) ObjectLock() bool { return s.locked }
+
+// RetainedUntil is the end of an object's Object Lock retention (zero when it has none, or the
+// store has no Object Lock): deleting the object before then cannot remove its data, only hide
+// it behind a delete marker.
+func (s *Store) RetainedUntil(ctx context.Context, key string) (time.Time, error) {
+	bb, ok := s.b.(*bucketBackend)
+	if !s.locked || !ok {
+		return time.Time{}, nil
+	}
+	var until time.Time
+	err := s.retry(ctx, "reading the retention of "+key, func() error {
+		attrs, err := bb.bucket.Attributes(ctx, key)
+		if err != nil {
+			return wrapBucket(err)
+		}
+		var head s3.HeadObjectOutput
+		if attrs.As(&head) && head.ObjectLockRetainUntilDate != nil && head.ObjectLockMode != "" {
+			until = *head.ObjectLockRetainUntilDate
+		}
+		return nil
+	})
+	return until, err
 }
 
 func openGCS(ctx context.Context, bucket string, c Credentials) (*blob.Bucket, error) {

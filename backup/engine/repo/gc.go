@@ -61,6 +61,10 @@ type PruneReport struct {
 	BytesDeleted                        int64
 	IndexFilesRewritten                 int
 	LocksRemoved                        int
+	// PacksLocked were due for deletion but left, their Object Lock retention running until
+	// LockedUntil at the latest; a later prune deletes them.
+	PacksLocked int
+	LockedUntil time.Time
 	// Waiting lists marks not swept yet, and why.
 	Waiting []string
 }
@@ -333,6 +337,9 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		return err
 	}
 	del := r.doomedPacks(st, ready, ref, rep)
+	if err := r.skipLocked(ctx, del, rep); err != nil {
+		return err
+	}
 	if err := r.dropFromIndex(ctx, st, del, rep); err != nil {
 		return err
 	}
@@ -390,6 +397,34 @@ func (r *Repository) doomedPacks(st *pruneState, ready []gcMark, ref BlobSet, re
 		}
 	}
 	return del
+}
+
+// skipLocked leaves out of del the packs whose Object Lock retention has not ended. Deleting one
+// would only hide it behind a delete marker (its data still stored, and billed, until the
+// retention ends) and drop it from the index; kept, it stays indexed and unreferenced, and a
+// prune after its retention marks it again and deletes it.
+func (r *Repository) skipLocked(ctx context.Context, del map[ID]bool, rep *PruneReport) error {
+	if !r.store.ObjectLock() {
+		return nil
+	}
+	now := time.Now()
+	for p := range del {
+		until, err := r.store.RetainedUntil(ctx, packKey(p))
+		if errors.Is(err, objstore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if until.After(now) {
+			delete(del, p)
+			rep.PacksLocked++
+			if until.After(rep.LockedUntil) {
+				rep.LockedUntil = until
+			}
+		}
+	}
+	return nil
 }
 
 // dropFromIndex writes replacement index files without the doomed packs, then deletes the old
