@@ -128,10 +128,7 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 	st := &sched.Status
 	cs, loc, err := Parse(sched.Spec)
 	if err != nil {
-		reason := "InvalidSchedule"
-		if strings.HasPrefix(err.Error(), "spec.timeZone") {
-			reason = "InvalidTimeZone"
-		}
+		reason := cronspec.Reason(err)
 		if !meta.IsStatusConditionFalse(st.Conditions, storkv1.ConditionValid) {
 			r.event(sched, corev1.EventTypeWarning, reason, err.Error())
 		}

@@ -34,6 +34,14 @@ func Parse(expr, tz string) (cron.Schedule, *time.Location, error) {
 	return s, loc, nil
 }
 
+// Reason is the condition reason for an error of Parse: InvalidTimeZone or InvalidSchedule.
+func Reason(err error) string {
+	if strings.HasPrefix(err.Error(), "spec.timeZone") {
+		return "InvalidTimeZone"
+	}
+	return "InvalidSchedule"
+}
+
 // LatestDue returns the latest time of the schedule after last and not after now, and how many
 // such times there were (capped: a schedule of seconds down for a day is not walked in full).
 func LatestDue(cs cron.Schedule, last, now time.Time) (time.Time, int) {

@@ -133,10 +133,7 @@ func (r *Reconciler) step(ctx context.Context, d *storkv1.RestoreDrill) (ctrl.Re
 	}
 	due, next, err := r.due(d, now)
 	if err != nil {
-		reason := "InvalidSchedule"
-		if strings.HasPrefix(err.Error(), "spec.timeZone") {
-			reason = "InvalidTimeZone"
-		}
+		reason := cronspec.Reason(err)
 		if !meta.IsStatusConditionFalse(st.Conditions, storkv1.ConditionValid) {
 			conditions.Event(r.Recorder, d, "Schedule", corev1.EventTypeWarning, reason, err.Error())
 		}
