@@ -21,7 +21,8 @@ import (
 // TestEngineOnObjectLockBucket runs the whole repository life cycle — init, backups, restore,
 // forget, prune, check — in a MinIO bucket with Object Lock and a default governance retention,
 // where no object version can be overwritten or removed: nothing Stork does needs either. Prune
-// leaves the packs whose retention runs, and MinIO refuses a delete of a locked version.
+// leaves the packs whose retention runs, extends the retention of what is in use, and MinIO
+// refuses a delete of a locked version.
 func TestEngineOnObjectLockBucket(t *testing.T) {
 	t.Parallel()
 	env := harness.New(t)
@@ -73,8 +74,23 @@ func TestEngineOnObjectLockBucket(t *testing.T) {
 	if !store.ObjectLock() {
 		t.Fatal("the store does not see the bucket's Object Lock")
 	}
+	retention := func() map[string]time.Time {
+		t.Helper()
+		out := map[string]time.Time{}
+		for o := range m.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "repo/", Recursive: true}) {
+			key := strings.TrimPrefix(o.Key, "repo/")
+			until, err := store.RetainedUntil(ctx, key)
+			if err != nil || until.IsZero() {
+				t.Fatalf("retention of %s: %v %v", key, until, err)
+			}
+			out[key] = until
+		}
+		return out
+	}
+	before := retention()
 	opts := repo.DefaultPruneOptions()
-	opts.Grace, opts.ClockSkew = 0, 0
+	// Extend every retention that ends within two days: all of them, the bucket's being one day.
+	opts.Grace, opts.ClockSkew, opts.ExtendWithin = 0, 0, 48*time.Hour
 	pr, err := r.Prune(ctx, archive.Referenced, opts)
 	if err != nil {
 		t.Fatalf("prune in an Object Lock bucket: %v", err)
@@ -83,6 +99,26 @@ func TestEngineOnObjectLockBucket(t *testing.T) {
 	// for a prune after the retention, rather than hiding them behind delete markers.
 	if pr.PacksMarked == 0 || pr.PacksDeleted != 0 || pr.PacksLocked == 0 || time.Until(pr.LockedUntil) < 23*time.Hour {
 		t.Errorf("prune %+v: want the unused packs marked, none deleted, all left for their retention", pr)
+	}
+	// What is in use has its retention extended; the packs left to age out do not.
+	after := retention()
+	unchanged, packs := 0, 0
+	for key, until := range before {
+		if !strings.HasPrefix(key, "data/") {
+			if strings.HasPrefix(key, "index/") || key == "config" {
+				if !after[key].After(until) {
+					t.Errorf("%s: retention %s not extended (was %s)", key, after[key], until)
+				}
+			}
+			continue
+		}
+		packs++
+		if after[key].Equal(until) {
+			unchanged++
+		}
+	}
+	if unchanged != pr.PacksLocked || pr.LocksExtended == 0 {
+		t.Errorf("%d of %d packs kept their retention, want the %d left locked; %d objects extended", unchanged, packs, pr.PacksLocked, pr.LocksExtended)
 	}
 	var packVersion minio.ObjectInfo
 	for o := range m.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "repo/data/", Recursive: true, WithVersions: true}) {
@@ -99,8 +135,8 @@ func TestEngineOnObjectLockBucket(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "WORM protected") {
 		t.Errorf("removing locked version %s of %s: %v, want it refused (WORM protected)", packVersion.VersionID, packVersion.Key, err)
 	}
-	t.Logf("prune left %d locked packs (until %s); MinIO refused deleting one: %s: %v", pr.PacksLocked, pr.LockedUntil.Format(time.RFC3339),
-		minio.ToErrorResponse(err).Code, err)
+	t.Logf("prune left %d locked packs (until %s), extended the retention of %d objects in use; MinIO refused deleting a locked version: %s: %v",
+		pr.PacksLocked, pr.LockedUntil.Format(time.RFC3339), pr.LocksExtended, minio.ToErrorResponse(err).Code, err)
 	if rep, err := archive.Check(ctx, r, repo.CheckOptions{ReadData: true}); err != nil || !rep.OK() {
 		t.Fatalf("check: %+v, %v", rep, err)
 	}

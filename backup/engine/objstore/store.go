@@ -68,9 +68,9 @@ type Config struct {
 type Store struct {
 	b    backend
 	desc string
-	// locked is true for an S3 bucket with Object Lock enabled: its objects may carry a
+	// lock is set for an S3 bucket with Object Lock enabled: its objects may carry a
 	// retention that no delete can shorten.
-	locked bool
+	lock *objectLock
 	// attempts and baseDelay bound the retries of one operation.
 	attempts  int
 	baseDelay time.Duration
@@ -87,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	store := &Store{desc: redact(cfg.URL), attempts: 5, baseDelay: 100 * time.Millisecond}
 	switch u.Scheme {
 	case "s3":
-		b, store.locked, err = openS3(ctx, u.Host, cfg)
+		b, store.lock, err = openS3(ctx, u.Host, prefix, cfg)
 	case "gs":
 		b, err = openGCS(ctx, u.Host, cfg.Credentials)
 	case "azblob":
@@ -119,10 +119,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // openS3 opens an S3 bucket and says whether it has Object Lock enabled (asked once: a bucket
 // cannot turn it off; a store that does not implement the call has none).
-func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, bool, error) {
+func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucket, *objectLock, error) {
 	c := cfg.Credentials
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
-		return nil, false, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
+		return nil, nil, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
 	}
 	region := cfg.S3.Region
 	if region == "" {
@@ -142,25 +142,65 @@ func openS3(ctx context.Context, bucket string, cfg Config) (*blob.Bucket, bool,
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	locked := false
+	var lock *objectLock
 	if out, err := client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(bucket)}); err == nil &&
 		out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == s3types.ObjectLockEnabledEnabled {
-		locked = true
+		lock = &objectLock{client: client, bucket: bucket, prefix: prefix}
+		if rule := out.ObjectLockConfiguration.Rule; rule != nil && rule.DefaultRetention != nil {
+			d := rule.DefaultRetention
+			lock.mode = s3types.ObjectLockRetentionMode(d.Mode)
+			lock.period = time.Duration(aws.ToInt32(d.Days))*24*time.Hour + time.Duration(aws.ToInt32(d.Years))*365*24*time.Hour
+		}
 	}
 	b, err := s3blob.OpenBucket(ctx, client, bucket, nil)
-	return b, locked, err
+	return b, lock, err
+}
+
+// objectLock is what a store knows of its bucket's Object Lock: the client to read and extend
+// retentions with, and the bucket's default retention (mode and period; zero when it has none).
+type objectLock struct {
+	client         *s3.Client
+	bucket, prefix string
+	mode           s3types.ObjectLockRetentionMode
+	period         time.Duration
 }
 
 // ObjectLock reports whether the store is a bucket with Object Lock, whose objects' retention
 // RetainedUntil reads.
-func (s *Store) ObjectLock() bool { return s.locked }
+func (s *Store) ObjectLock() bool { return s.lock != nil }
+
+// DefaultRetention is the bucket's default Object Lock retention period (0: none).
+func (s *Store) DefaultRetention() time.Duration {
+	if s.lock == nil {
+		return 0
+	}
+	return s.lock.period
+}
+
+// ExtendRetention sets an object's retention, in the bucket's default mode, to end at until:
+// data a repository still uses stays locked as long as the bucket's policy wants, however old it
+// is. S3 only ever lets a retention grow (in compliance mode) or grow without bypass rights.
+func (s *Store) ExtendRetention(ctx context.Context, key string, until time.Time) error {
+	if s.lock == nil || s.lock.mode == "" {
+		return nil
+	}
+	full := key
+	if s.lock.prefix != "" {
+		full = s.lock.prefix + "/" + key
+	}
+	return s.retry(ctx, "extending the retention of "+key, func() error {
+		_, err := s.lock.client.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{Bucket: aws.String(s.lock.bucket), Key: aws.String(full),
+			Retention: &s3types.ObjectLockRetention{Mode: s.lock.mode, RetainUntilDate: aws.Time(until)}})
+		return wrapBucket(err)
+	})
+}
 
 // RetainedUntil is the end of an object's Object Lock retention (zero when it has none, or the
 // store has no Object Lock): deleting the object before then cannot remove its data, only hide
 // it behind a delete marker.
 func (s *Store) RetainedUntil(ctx context.Context, key string) (time.Time, error) {
 	bb, ok := s.b.(*bucketBackend)
-	if !s.locked || !ok {
+	if s.lock == nil || !ok {
 		return time.Time{}, nil
 	}
 	var until time.Time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -41,6 +42,9 @@ type PruneOptions struct {
 	ClockSkew time.Duration
 	// DryRun reports what would be done and changes nothing.
 	DryRun bool
+	// ExtendWithin: on a bucket with Object Lock and a default retention, objects in use whose
+	// retention ends within this are given a new one of the default period (default: half of it).
+	ExtendWithin time.Duration
 }
 
 // DefaultPruneOptions are what storkctl uses unless told otherwise.
@@ -65,6 +69,8 @@ type PruneReport struct {
 	// LockedUntil at the latest; a later prune deletes them.
 	PacksLocked int
 	LockedUntil time.Time
+	// LocksExtended counts the objects in use whose Object Lock retention prune extended.
+	LocksExtended int
 	// Waiting lists marks not swept yet, and why.
 	Waiting []string
 }
@@ -197,6 +203,11 @@ func (r *Repository) Prune(ctx context.Context, referenced ReferencedFunc, opts 
 	}
 	if err := r.sweep(ctx, referenced, opts, rep); err != nil {
 		return rep, fmt.Errorf("deleting marked data: %w", err)
+	}
+	if !opts.DryRun {
+		if err := r.extendLocks(ctx, opts, rep); err != nil {
+			return rep, fmt.Errorf("extending Object Lock retention: %w", err)
+		}
 	}
 	if !opts.DryRun {
 		stale, err := r.staleLockKeys(ctx)
@@ -337,13 +348,14 @@ func (r *Repository) sweep(ctx context.Context, referenced ReferencedFunc, opts 
 		return err
 	}
 	del := r.doomedPacks(st, ready, ref, rep)
-	if err := r.skipLocked(ctx, del, rep); err != nil {
+	locked, err := r.skipLocked(ctx, del, rep)
+	if err != nil {
 		return err
 	}
 	if err := r.dropFromIndex(ctx, st, del, rep); err != nil {
 		return err
 	}
-	if err := r.deleteSwept(ctx, st, del, ready, rep); err != nil {
+	if err := r.deleteSwept(ctx, st, del, locked, ready, rep); err != nil {
 		return err
 	}
 	return r.LoadIndex(ctx)
@@ -399,13 +411,14 @@ func (r *Repository) doomedPacks(st *pruneState, ready []gcMark, ref BlobSet, re
 	return del
 }
 
-// skipLocked leaves out of del the packs whose Object Lock retention has not ended. Deleting one
-// would only hide it behind a delete marker (its data still stored, and billed, until the
-// retention ends) and drop it from the index; kept, it stays indexed and unreferenced, and a
-// prune after its retention marks it again and deletes it.
-func (r *Repository) skipLocked(ctx context.Context, del map[ID]bool, rep *PruneReport) error {
+// skipLocked leaves out of del, and returns, the packs whose Object Lock retention has not
+// ended. Deleting one would only hide it behind a delete marker (its data still stored, and
+// billed, until the retention ends) and drop it from the index; kept, it stays indexed and its
+// mark stays, so that extendLocks leaves it to age out and a prune after its retention deletes it.
+func (r *Repository) skipLocked(ctx context.Context, del map[ID]bool, rep *PruneReport) (map[ID]bool, error) {
+	locked := map[ID]bool{}
 	if !r.store.ObjectLock() {
-		return nil
+		return locked, nil
 	}
 	now := time.Now()
 	for p := range del {
@@ -414,17 +427,59 @@ func (r *Repository) skipLocked(ctx context.Context, del map[ID]bool, rep *Prune
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if until.After(now) {
 			delete(del, p)
+			locked[p] = true
 			rep.PacksLocked++
 			if until.After(rep.LockedUntil) {
 				rep.LockedUntil = until
 			}
 		}
 	}
-	return nil
+	return locked, nil
+}
+
+// extendLocks keeps what the repository still uses locked for as long as the bucket's default
+// retention wants, as kopia's maintenance does: every object but the packs marked for deletion
+// and the backups' locks whose retention ends within half that period (opts.ExtendWithin when
+// set) gets a retention until now + the period. What nothing uses any more ages out and a
+// later prune deletes it.
+func (r *Repository) extendLocks(ctx context.Context, opts PruneOptions, rep *PruneReport) error {
+	period := r.store.DefaultRetention()
+	if period <= 0 {
+		return nil
+	}
+	within := opts.ExtendWithin
+	if within <= 0 {
+		within = period / 2
+	}
+	st, err := r.readPruneState(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	return r.store.List(ctx, "", func(o objstore.Object) error {
+		if strings.HasPrefix(o.Key, "locks/") {
+			return nil
+		}
+		if id, err := ParseID(o.Key[strings.LastIndexByte(o.Key, '/')+1:]); err == nil && strings.HasPrefix(o.Key, "data/") && st.marked[id] {
+			return nil
+		}
+		until, err := r.store.RetainedUntil(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		if until.After(now.Add(within)) {
+			return nil
+		}
+		if err := r.store.ExtendRetention(ctx, o.Key, now.Add(period)); err != nil {
+			return err
+		}
+		rep.LocksExtended++
+		return nil
+	})
 }
 
 // dropFromIndex writes replacement index files without the doomed packs, then deletes the old
@@ -463,7 +518,7 @@ func (r *Repository) dropFromIndex(ctx context.Context, st *pruneState, del map[
 }
 
 // deleteSwept deletes the doomed packs, once no index lists them, then the marks they came from.
-func (r *Repository) deleteSwept(ctx context.Context, st *pruneState, del map[ID]bool, ready []gcMark, rep *PruneReport) error {
+func (r *Repository) deleteSwept(ctx context.Context, st *pruneState, del, locked map[ID]bool, ready []gcMark, rep *PruneReport) error {
 	for p := range del {
 		if err := r.store.Delete(ctx, packKey(p)); err != nil {
 			return err
@@ -472,6 +527,9 @@ func (r *Repository) deleteSwept(ctx context.Context, st *pruneState, del map[ID
 		rep.BytesDeleted += st.stored[p].Size
 	}
 	for _, m := range ready {
+		if slices.ContainsFunc(m.Packs, func(p ID) bool { return locked[p] }) {
+			continue // swept again once the retention has ended
+		}
 		if err := r.store.Delete(ctx, m.key); err != nil {
 			return err
 		}
