@@ -117,8 +117,8 @@ func markedPacks(marks []gcMark) map[ID]bool {
 func (r *Repository) storedPacks(ctx context.Context) (packs map[ID]objstore.Object, strays []string, err error) {
 	packs = map[ID]objstore.Object{}
 	err = r.store.List(ctx, "data/", func(o objstore.Object) error {
-		id, err := ParseID(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-		if err != nil || packKey(id) != o.Key {
+		id, ok := packOf(o.Key)
+		if !ok {
 			strays = append(strays, o.Key)
 			return nil
 		}
@@ -126,6 +126,12 @@ func (r *Repository) storedPacks(ctx context.Context) (packs map[ID]objstore.Obj
 		return nil
 	})
 	return packs, strays, err
+}
+
+// packOf is the pack a key names, if it is a pack's key (packKey).
+func packOf(key string) (ID, bool) {
+	id, err := ParseID(key[strings.LastIndexByte(key, '/')+1:])
+	return id, err == nil && packKey(id) == key
 }
 
 // pruneState is what one prune knows about the repository.
@@ -455,16 +461,17 @@ func (r *Repository) extendLocks(ctx context.Context, opts PruneOptions, rep *Pr
 	if within <= 0 {
 		within = period / 2
 	}
-	st, err := r.readPruneState(ctx)
+	marks, err := r.gcMarks(ctx)
 	if err != nil {
 		return err
 	}
+	marked := markedPacks(marks)
 	now := time.Now()
 	return r.store.List(ctx, "", func(o objstore.Object) error {
 		if strings.HasPrefix(o.Key, "locks/") {
 			return nil
 		}
-		if id, err := ParseID(o.Key[strings.LastIndexByte(o.Key, '/')+1:]); err == nil && strings.HasPrefix(o.Key, "data/") && st.marked[id] {
+		if id, ok := packOf(o.Key); ok && marked[id] {
 			return nil
 		}
 		until, err := r.store.RetainedUntil(ctx, o.Key)
