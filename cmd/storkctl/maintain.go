@@ -81,8 +81,8 @@ func runPrune(ctx context.Context, cmd *cobra.Command, r *repo.Repository, o rep
 			fmt.Fprintf(out, "deleted %d packs (%s), kept %d that new snapshots use, rewrote %d index files\n",
 				rep.PacksDeleted, units.Bytes(rep.BytesDeleted), rep.PacksKept, rep.IndexFilesRewritten)
 		}
-		if rep.PacksLocked > 0 {
-			fmt.Fprintf(out, "left %d packs under Object Lock retention (until %s at the latest) for a later prune\n", rep.PacksLocked, rep.LockedUntil.UTC().Format(time.RFC3339))
+		if locked := rep.LockedSummary(); locked != "" {
+			fmt.Fprintln(out, locked)
 		}
 		for _, w := range rep.Waiting {
 			fmt.Fprintf(out, "not deleted yet: %s\n", w)

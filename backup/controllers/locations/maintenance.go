@@ -169,8 +169,8 @@ func PruneSummary(rep *repo.PruneReport) string {
 	if n := len(rep.Waiting); n > 0 {
 		s += fmt.Sprintf("; %d deletion marks wait for their grace period or for running backups", n)
 	}
-	if rep.PacksLocked > 0 {
-		s += fmt.Sprintf("; left %d packs under Object Lock retention (until %s at the latest) for a later prune", rep.PacksLocked, rep.LockedUntil.UTC().Format(time.RFC3339))
+	if locked := rep.LockedSummary(); locked != "" {
+		s += "; " + locked
 	}
 	return s
 }

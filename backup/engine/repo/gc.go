@@ -75,6 +75,14 @@ type PruneReport struct {
 	Waiting []string
 }
 
+// LockedSummary says, for a person, which packs the prune left under Object Lock ("" if none).
+func (rep *PruneReport) LockedSummary() string {
+	if rep.PacksLocked == 0 {
+		return ""
+	}
+	return fmt.Sprintf("left %d packs under Object Lock retention (until %s at the latest) for a later prune", rep.PacksLocked, rep.LockedUntil.UTC().Format(time.RFC3339))
+}
+
 type gcMark struct {
 	key   string
 	Time  time.Time `json:"time"`
