@@ -7,9 +7,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/hooks"
 )
 
 // defaultHookWait is how long a restore hook waits for a Ready pod without spec.hooks[].waitTimeout.
@@ -36,7 +36,7 @@ func (r *Reconciler) runHooks(ctx context.Context, rs *storkv1.Restore, ns strin
 			fail("this controller was started without a hook runner")
 			continue
 		}
-		ready, err := readyPod(ctx, r.Client, ns, h.PodSelector)
+		ready, err := r.readyPod(ctx, ns, h.PodSelector)
 		if err != nil {
 			return 0, err
 		}
@@ -66,20 +66,17 @@ func (r *Reconciler) runHooks(ctx context.Context, rs *storkv1.Restore, ns strin
 	return 0, nil
 }
 
-// readyPod says whether a running pod of namespace ns that sel selects is Ready.
-func readyPod(ctx context.Context, c client.Client, ns string, sel metav1.LabelSelector) (bool, error) {
+// readyPod says whether a pod the hook runner would run in (hooks.RunningPods) is Ready.
+func (r *Reconciler) readyPod(ctx context.Context, ns string, sel metav1.LabelSelector) (bool, error) {
 	s, err := metav1.LabelSelectorAsSelector(&sel)
 	if err != nil {
 		return true, nil // the runner reports the selector as the hook's failure
 	}
-	var pods corev1.PodList
-	if err := c.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: s}); err != nil {
+	pods, err := hooks.RunningPods(ctx, r.Client, ns, s)
+	if err != nil {
 		return false, fmt.Errorf("listing the pods of namespace %s for restore hooks: %w", ns, err)
 	}
-	for _, p := range pods.Items {
-		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
-			continue
-		}
+	for _, p := range pods {
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 				return true, nil

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -66,15 +67,9 @@ func (r *Runner) Run(ctx context.Context, namespace string, h storkv1.Hook, stag
 	if err != nil {
 		return []storkv1.HookResult{res("", "", false, "invalid podSelector: "+err.Error())}
 	}
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+	running, err := RunningPods(ctx, r.Client, namespace, sel)
+	if err != nil {
 		return []storkv1.HookResult{res("", "", false, "listing the pods the hook selects: "+err.Error())}
-	}
-	var running []corev1.Pod
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-			running = append(running, p)
-		}
 	}
 	if len(running) == 0 {
 		return []storkv1.HookResult{res("", "", true, fmt.Sprintf("no running pod matches %s in %s", sel, namespace))}
@@ -111,6 +106,22 @@ func (r *Runner) Run(ctx context.Context, namespace string, h storkv1.Hook, stag
 		}
 	}
 	return out
+}
+
+// RunningPods lists the pods of namespace that sel selects and that run, not being deleted:
+// those a hook runs in.
+func RunningPods(ctx context.Context, c client.Client, namespace string, sel labels.Selector) ([]corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, err
+	}
+	var running []corev1.Pod
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running = append(running, p)
+		}
+	}
+	return running, nil
 }
 
 // Failed reports whether a hook's results fail its Snapshot: a run failed and the hook's
