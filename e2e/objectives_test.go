@@ -30,7 +30,8 @@ import (
 // RestoreDrill restores the newest backup into a sandbox namespace, verifies every file, records
 // an RTO that proves the schedule's RTO, and removes the sandbox; after a byte of every data pack
 // in MinIO is flipped, the next drill fails naming a damaged pack, and the Backup, the schedule
-// and the metrics say so.
+// and the metrics say so. Last, the web dashboard shows all of it in headless Chromium to a user
+// who may read namespace app, and none of it to one who may not (checkDashboard).
 func TestRecoveryObjectives(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -50,7 +51,8 @@ func TestRecoveryObjectives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.StartStork(ctx, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort)); err != nil {
+	dashArgs, dashAddr := dashboardArgs(t, env)
+	if _, err := c.StartStork(ctx, append(dashArgs, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort))...); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.StartAgent(ctx, "n-zone-a-1"); err != nil {
@@ -257,6 +259,8 @@ func TestRecoveryObjectives(t *testing.T) {
 	if body := metrics(); !strings.Contains(body, `stork_drill_last_run_passed{drill="after-damage",namespace="app"} 0`) {
 		t.Error("stork_drill_last_run_passed is not 0 after the failed drill")
 	}
+
+	checkDashboard(ctx, t, c, dashAddr)
 }
 
 // drill runs a one-off RestoreDrill of schedule db (volumes only) and returns its run, once its

@@ -36,6 +36,7 @@ import (
 	"stork.dev/stork/backup/controllers/locations"
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/backup/locator"
+	"stork.dev/stork/dashboard"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/drivers/csi"        // registers the csi driver
 	"stork.dev/stork/drivers/local"      // registers the local driver
@@ -63,6 +64,10 @@ type options struct {
 	monitor                                  bool
 	probation, checkEvery, batchEvery, stale time.Duration
 	batchSize                                int
+
+	// dashboard
+	dashboardAddr, dashboardCertDir, dashboardService string
+	dashboardInsecure                                 bool
 }
 
 func main() {
@@ -93,6 +98,10 @@ func main() {
 	flag.IntVar(&o.batchSize, "monitor-batch-size", 5, "pods evicted per batch")
 	flag.DurationVar(&o.batchEvery, "monitor-batch-interval", 30*time.Second, "time between eviction batches")
 	flag.DurationVar(&o.stale, "monitor-stale-after", 3*time.Minute, "the monitor acts on nothing when no storage node reported for this long")
+	flag.StringVar(&o.dashboardAddr, "dashboard-bind-address", ":8443", "address of the read-only web dashboard (HTTPS); 0 turns it off")
+	flag.StringVar(&o.dashboardCertDir, "dashboard-cert-dir", filepath.Join(os.TempDir(), "stork-dashboard-certs"), "where the dashboard's rotating serving certificate is written")
+	flag.StringVar(&o.dashboardService, "dashboard-service", "stork-dashboard", "Service of the dashboard in Stork's namespace, named in its certificate")
+	flag.BoolVar(&o.dashboardInsecure, "dashboard-insecure-http", false, "serve the dashboard over plain HTTP (only behind a proxy that terminates TLS): tokens cross the network in the clear otherwise")
 	zo := zap.Options{}
 	zo.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -223,6 +232,9 @@ func run(o options) error {
 	if err := setupPlacement(mgr, set, o); err != nil {
 		return err
 	}
+	if err := setupDashboard(mgr, clientset, o); err != nil {
+		return err
+	}
 	ctrl.Log.Info("starting", "version", version.Version, "drivers", len(set.All()))
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
@@ -299,6 +311,30 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 	podWebhook.Register(mgr.GetWebhookServer(), &podWebhook.PodMutator{Reader: mgr.GetClient(), Drivers: set, SchedulerName: o.schedulerName,
 		Decoder: admission.NewDecoder(mgr.GetScheme()), Log: ctrl.Log.WithName("pod-webhook")})
 	return nil
+}
+
+// setupDashboard adds the web dashboard and, unless it serves plain HTTP, the rotator of its
+// serving certificate (its own CA, in the Secret stork-dashboard-certs).
+func setupDashboard(mgr ctrl.Manager, cs kubernetes.Interface, o options) error {
+	if o.dashboardAddr == "0" || o.dashboardAddr == "" {
+		return nil
+	}
+	srv := &dashboard.Server{Reader: mgr.GetClient(), Auth: &dashboard.Auth{Client: cs}, Addr: o.dashboardAddr, Log: ctrl.Log.WithName("dashboard")}
+	if !o.dashboardInsecure {
+		svc := o.dashboardService + "." + o.namespace + ".svc"
+		rot := &certs.Rotator{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), SecretNamespace: o.namespace, SecretName: "stork-dashboard-certs",
+			DNSNames: []string{svc, svc + ".cluster.local", "localhost"}, CertDir: o.dashboardCertDir, Log: ctrl.Log.WithName("dashboard-certs")}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := rot.Ensure(ctx); err != nil {
+			return fmt.Errorf("making the dashboard's certificate: %w", err)
+		}
+		if err := mgr.Add(rot); err != nil {
+			return err
+		}
+		srv.CertDir = o.dashboardCertDir
+	}
+	return mgr.Add(srv)
 }
 
 // moverImageFromPod sets csi.moverImage, when no --driver-config names it, to the image this

@@ -135,8 +135,8 @@ func (c *Cluster) NodeRoot(node string) string { return filepath.Join(c.Dir, "no
 func (c *Cluster) NodesDir() string { return filepath.Join(c.Dir, "nodes") }
 
 // StartStork runs the stork controller as the stork service account of deploy/base/manifests
-// (apply them first), with the local driver owning the nodes' storage roots. The extender and
-// the webhook are off (their fixed ports would clash between clusters); placement tests turn
+// (apply them first), with the local driver owning the nodes' storage roots. The extender, the
+// webhook and the dashboard are off (their fixed ports would clash between clusters); tests turn
 // them on with extraArgs, which come last and so win.
 func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process, error) {
 	bins, err := Commands()
@@ -153,7 +153,7 @@ func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process
 	args := append([]string{
 		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--drivers=local", "--driver-config=local.roots=" + c.NodesDir(), "--namespace=" + StorkNamespace, "--cluster=" + c.Name,
-		"--extender-bind-address=0", "--webhook-port=0",
+		"--extender-bind-address=0", "--webhook-port=0", "--dashboard-bind-address=0",
 	}, extraArgs...)
 	return c.startComponent(c.Name+"-stork", filepath.Join(bins, "stork"), args, []string{"KUBECONFIG=" + kc})
 }
