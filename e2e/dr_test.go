@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -292,6 +293,9 @@ func TestDisasterRecovery(t *testing.T) {
 			strings.Join(st.Zones, ",") != "zone-a" {
 			t.Errorf("imported Backup %s: spec %+v status %+v", imported.Name, imported.Spec, st)
 		}
+		if c := meta.FindStatusCondition(st.Conditions, storkv1.ConditionSigned); c == nil || c.Status != metav1.ConditionTrue {
+			t.Errorf("imported Backup %s: condition Signed %+v, want True (site A signed its record)", imported.Name, c)
+		}
 	})
 
 	t.Run("site B restores the application into a mapped namespace and zone", func(t *testing.T) {
@@ -393,8 +397,34 @@ func TestDisasterRecovery(t *testing.T) {
 				}
 			}
 		}
-		// Nothing was lost: the backup is still there and whole.
+		// The imported Backup's status changed to point a volume at the other volume's data: the
+		// restore compares it with the signed record in the bucket and refuses, naming the field.
 		bk := &storkv1.Backup{}
+		if err := b.Client.Get(ctx, client.ObjectKeyFromObject(&imported), bk); err != nil {
+			t.Fatal(err)
+		}
+		orig := bk.DeepCopy()
+		vs := bk.Status.Volumes
+		vs[0].RepositorySnapshotID, vs[1].RepositorySnapshotID = vs[1].RepositorySnapshotID, vs[0].RepositorySnapshotID
+		if err := b.Client.Status().Patch(ctx, bk, client.MergeFrom(orig)); err != nil {
+			t.Fatal(err)
+		}
+		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: "altered-status"},
+			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: imported.Name}, NamespaceMapping: map[string]string{"shop": "altered"}}}
+		mustCreate(t, b, rs)
+		waitRestore(t, b, rs, storkv1.RestoreFailed)
+		if c := meta.FindStatusCondition(rs.Status.Conditions, storkv1.ConditionValid); c == nil || c.Reason != "RecordMismatch" ||
+			!strings.Contains(c.Message, "status.volumes["+vs[0].ClaimName+"].repositorySnapshotID") || len(rs.Status.Objects) != 0 {
+			t.Errorf("restore of the altered Backup: conditions %+v, objects %v; want RecordMismatch naming the volume, nothing restored", rs.Status.Conditions, rs.Status.Objects)
+		}
+		altered := bk.DeepCopy()
+		bk.Status.Volumes = orig.Status.Volumes
+		if err := b.Client.Status().Patch(ctx, bk, client.MergeFrom(altered)); err != nil {
+			t.Fatal(err)
+		}
+
+		// Nothing was lost: the backup is still there and whole.
+		bk = &storkv1.Backup{}
 		if err := b.Client.Get(ctx, client.ObjectKeyFromObject(&imported), bk); err != nil || bk.Status.Phase != storkv1.BackupCompleted {
 			t.Errorf("imported backup after the failed restores: %v %+v", err, bk.Status)
 		}

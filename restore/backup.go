@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -155,6 +156,16 @@ func (r *Reconciler) planFromBackup(ctx context.Context, rs *storkv1.Restore, b 
 	if !ok {
 		st.Volumes = nil // planned again next time
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	}
+	if reason, msg, err := checkRecord(ctx, cat, b, srcNS); err != nil {
+		st.Volumes = nil
+		r.setCondition(rs, storkv1.ConditionProgressing, true, "ReadingRecord", err.Error())
+		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+	} else if msg != "" {
+		st.Volumes = nil
+		r.fail(rs, reason, msg)
+		r.event(rs, corev1.EventTypeWarning, reason, msg)
+		return ctrl.Result{}, nil
 	}
 	failed, err := r.restoreObjects(ctx, rs, cat, b, srcNS, true)
 	if err != nil {
@@ -506,4 +517,57 @@ func (r *Reconciler) reader() client.Reader {
 		return r.Reader
 	}
 	return r.Client
+}
+
+// checkRecord reads the Backup's record from its location and compares what the restore is
+// about to use with it: the source namespace, the objects' snapshot and every volume's
+// repository snapshot. The Backup object is a copy in this cluster that anyone allowed to patch
+// it could change (pointing a restore at another application's data); the record is signed
+// with the repository's key (catalog.ReadRecord refuses one whose signature does not verify).
+// A mismatch returns a reason and a message naming the field; err is a failure to read.
+func checkRecord(ctx context.Context, cat catalog.Catalog, b *storkv1.Backup, srcNS string) (reason, msg string, err error) {
+	if b.Status.RecordID == "" {
+		return "", "", nil // a Backup from before records were kept: nothing to compare with
+	}
+	name := b.Namespace + "/" + b.Name
+	id, err := repo.ParseID(b.Status.RecordID)
+	if err != nil {
+		return "RecordMismatch", fmt.Sprintf("Backup %s status.recordID %q is not a repository snapshot ID; nothing was restored", name, b.Status.RecordID), nil
+	}
+	rec, err := cat.ReadRecord(ctx, id)
+	switch {
+	case errors.Is(err, catalog.ErrBadSignature), errors.Is(err, catalog.ErrNotRecord):
+		return "UnverifiedRecord", fmt.Sprintf("the record of Backup %s: %v; nothing was restored", name, err), nil
+	case err != nil:
+		return "", "", fmt.Errorf("reading the record %s of Backup %s: %w", id, name, err)
+	}
+	uid := string(b.UID)
+	if src := b.Annotations[storkv1.AnnotationSourceUID]; b.Status.Imported && src != "" {
+		uid = src
+	}
+	mismatch := func(field, have, signed string) (string, string, error) {
+		return "RecordMismatch", fmt.Sprintf("Backup %s %s is %q but its signed record %s says %q: the Backup object was changed after it was written; nothing was restored",
+			name, field, have, id, signed), nil
+	}
+	if rec.UID != uid {
+		return mismatch("UID (metadata.uid, or annotation "+storkv1.AnnotationSourceUID+" when imported)", uid, rec.UID)
+	}
+	if rec.Namespace != srcNS {
+		return mismatch("source namespace (status.sourceNamespace)", srcNS, rec.Namespace)
+	}
+	if rec.ResourcesSnapshotID != b.Status.ResourcesSnapshotID {
+		return mismatch("status.resourcesSnapshotID", b.Status.ResourcesSnapshotID, rec.ResourcesSnapshotID)
+	}
+	signed := map[string]string{}
+	for _, v := range rec.Volumes {
+		signed[v.ClaimName] = v.RepositorySnapshotID
+	}
+	for _, v := range b.Status.Volumes {
+		if v.RepositorySnapshotID != signed[v.ClaimName] {
+			return mismatch("status.volumes["+v.ClaimName+"].repositorySnapshotID", v.RepositorySnapshotID, signed[v.ClaimName])
+		}
+	}
+	// An unsigned record (an older Stork's) is compared all the same; the condition Signed of
+	// an imported Backup says its origin is unproven.
+	return "", "", nil
 }

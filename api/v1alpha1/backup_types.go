@@ -30,6 +30,17 @@ type BackupSpec struct {
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 }
 
+// ConditionSigned is on Backups imported from a location: True when the backup's record carries
+// a valid signature of the repository's key (the MAC of the key every cluster sharing the
+// location holds), False (Unsigned) for records older Storks wrote without one. A record whose
+// signature does not verify is not imported at all, and a Restore re-reads and checks the
+// record before it restores anything.
+const ConditionSigned = "Signed"
+
+// AnnotationSourceUID is on Backups imported from a location: the UID the Backup had in the
+// cluster that made it, which its record and repository snapshots are tagged with.
+const AnnotationSourceUID = "stork.dev/source-uid"
+
 // BackupPhase is where a Backup is in its life.
 // +kubebuilder:validation:Enum=Pending;InProgress;Completed;PartiallyFailed;Failed;Deleting;Cancelled
 type BackupPhase string

@@ -28,7 +28,7 @@ const (
 	// whose status is written just after, for one to make.
 	ImportedFromAnnotation = "stork.dev/imported-from"
 	// SourceUIDAnnotation is the UID the Backup had in the cluster that made it.
-	SourceUIDAnnotation = "stork.dev/source-uid"
+	SourceUIDAnnotation = storkv1.AnnotationSourceUID
 )
 
 // SyncReconciler lists the backups in each Available location every sync period and makes a
@@ -193,6 +193,13 @@ func (r *SyncReconciler) importRecord(ctx context.Context, loc *storkv1.BackupLo
 	st.Progress.ItemsDone, st.Progress.ItemsTotal = int64(len(rec.Volumes)), int64(len(rec.Volumes))
 	conditions.Set(&st.Conditions, b.Generation, storkv1.ConditionReady, rec.Phase == storkv1.BackupCompleted, "Imported",
 		fmt.Sprintf("imported from %s: backup %s/%s of cluster %s", loc.Spec.URL, rec.Namespace, rec.Name, rec.Cluster))
+	if rec.Signed {
+		conditions.Set(&st.Conditions, b.Generation, storkv1.ConditionSigned, true, "SignedRecord",
+			fmt.Sprintf("the record is signed with the repository's key: written by cluster %s, or another holder of the key", rec.Cluster))
+	} else {
+		conditions.Set(&st.Conditions, b.Generation, storkv1.ConditionSigned, false, "Unsigned",
+			"the record has no signature (written by a Stork from before signed records): its origin cannot be checked")
+	}
 	if err := r.Client.Status().Patch(ctx, b, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("writing the status of imported Backup %s/%s: %w", b.Namespace, b.Name, err)
 	}

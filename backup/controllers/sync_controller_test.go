@@ -2,10 +2,12 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -83,6 +85,9 @@ func TestSync(t *testing.T) {
 		imp.Spec.DeletionPolicy != storkv1.DeletionRetain || imp.Annotations[SourceUIDAnnotation] != "uid-1" || imp.Annotations[ImportedFromAnnotation] != "site-a" ||
 		len(imp.Status.Volumes) != 1 || imp.Status.RecordID == "" || imp.Status.Progress.BytesDone != 10 {
 		t.Errorf("imported Backup: %+v %+v", imp.ObjectMeta, imp.Status)
+	}
+	if c := meta.FindStatusCondition(imp.Status.Conditions, storkv1.ConditionSigned); c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "cluster site-a") {
+		t.Errorf("imported Backup's Signed condition %+v, want True naming the writing cluster", c)
 	}
 	if b, ok := byName["clash-uid-2"]; !ok || b.Annotations[SourceUIDAnnotation] != "uid-2" {
 		t.Errorf("the clashing record was not imported under another name: %v", byName)

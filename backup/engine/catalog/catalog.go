@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,8 +31,14 @@ const (
 	KindRecord    = "backup"
 )
 
-// recordFile is the record's one file.
-const recordFile = "backup.json"
+// recordFile is the record; signatureFile holds the repository key's signature of its bytes
+// (hex), which a reader checks before trusting what the record names (repo.Sign, purpose
+// signaturePurpose).
+const (
+	recordFile       = "backup.json"
+	signatureFile    = "backup.json.sig"
+	signaturePurpose = "backup record"
+)
 
 // RecordVersion is the version of the record format this Stork writes and reads.
 const RecordVersion = 1
@@ -64,6 +71,10 @@ type Record struct {
 	// ResourcesSnapshotID holds the Kubernetes objects; empty when the Backup has none.
 	ResourcesSnapshotID string `json:"resourcesSnapshotID,omitempty"`
 	ResourceCount       int32  `json:"resourceCount,omitempty"`
+
+	// Signed is set by ReadRecord when the record carries a valid signature of the
+	// repository's key; records written before signatures existed have none.
+	Signed bool `json:"-"`
 }
 
 // Tags returns the tags every part of the Backup carries.
@@ -84,8 +95,15 @@ func WriteRecord(ctx context.Context, r *repo.Repository, rec *Record) (repo.ID,
 	if err != nil {
 		return repo.ID{}, err
 	}
+	sig, err := r.Sign(signaturePurpose, data)
+	if err != nil {
+		return repo.ID{}, err
+	}
 	return writeTree(ctx, r, rec.Tags(KindRecord), func(dir string) error {
-		return os.WriteFile(filepath.Join(dir, recordFile), data, 0o600)
+		if err := os.WriteFile(filepath.Join(dir, recordFile), data, 0o600); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, signatureFile), []byte(hex.EncodeToString(sig)), 0o600)
 	})
 }
 
@@ -114,24 +132,47 @@ func writeTree(ctx context.Context, r *repo.Repository, tags map[string]string, 
 // ErrNotRecord is returned for a snapshot that is not a Backup's record.
 var ErrNotRecord = errors.New("not a Stork backup record")
 
-// ReadRecord reads a record and checks it names its parts.
+// ErrBadSignature is returned for a record whose signature does not verify.
+var ErrBadSignature = errors.New("its signature does not verify: it was altered, or written without this repository's key")
+
+// ReadRecord reads a record, checks its signature when it has one (Record.Signed), and checks it
+// names its parts.
 func ReadRecord(ctx context.Context, r *repo.Repository, id repo.ID) (*Record, error) {
-	var rec *Record
-	err := archive.ReadFiles(ctx, r, id, maxRecordBytes, func(p string, data []byte) error {
-		if p != recordFile {
-			return nil
-		}
-		rec = &Record{}
-		if err := json.Unmarshal(data, rec); err != nil {
-			return fmt.Errorf("record %s: %w", id, err)
+	var data, sig []byte
+	err := archive.ReadFiles(ctx, r, id, maxRecordBytes, func(p string, b []byte) error {
+		switch p {
+		case recordFile:
+			data = b
+		case signatureFile:
+			sig = b
 		}
 		return nil
 	})
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case rec == nil:
+	}
+	if data == nil {
 		return nil, fmt.Errorf("snapshot %s has no %s: %w", id, recordFile, ErrNotRecord)
+	}
+	rec := &Record{}
+	if sig != nil {
+		raw, err := hex.DecodeString(string(sig))
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", id, ErrBadSignature)
+		}
+		ok, err := r.VerifySignature(signaturePurpose, data, raw)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("record %s: %w", id, ErrBadSignature)
+		}
+		rec.Signed = true
+	}
+	if err := json.Unmarshal(data, rec); err != nil {
+		return nil, fmt.Errorf("record %s: %w", id, err)
+	}
+	switch {
 	case rec.Version != RecordVersion:
 		return nil, fmt.Errorf("record %s has format version %d; this Stork reads version %d", id, rec.Version, RecordVersion)
 	case rec.Name == "" || rec.Namespace == "" || rec.UID == "":

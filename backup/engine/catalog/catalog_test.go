@@ -2,7 +2,11 @@ package catalog
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -44,7 +48,7 @@ func TestRecordsAndParts(t *testing.T) {
 		t.Fatalf("Find of an unknown UID: %+v, %v", s, err)
 	}
 	got, err := ReadRecord(ctx, r, recID)
-	if err != nil || got.Version != RecordVersion || got.UID != "u1" || got.Volumes[0].RepositorySnapshotID != "abc" || got.ResourcesSnapshotID != resID.String() {
+	if err != nil || !got.Signed || got.Version != RecordVersion || got.UID != "u1" || got.Volumes[0].RepositorySnapshotID != "abc" || got.ResourcesSnapshotID != resID.String() {
 		t.Fatalf("ReadRecord: %+v, %v", got, err)
 	}
 	if _, err := ReadRecord(ctx, r, resID); !errors.Is(err, ErrNotRecord) {
@@ -68,5 +72,68 @@ func TestRecordsAndParts(t *testing.T) {
 	}
 	if s, err := Find(ctx, r, KindResources, "u1"); err != nil || s != nil {
 		t.Errorf("resources after Forget: %+v, %v", s, err)
+	}
+}
+
+// TestRecordSignature: a record whose bytes or signature were changed is refused; one without a
+// signature (written before signatures existed) is read as unsigned; a signature is bound to
+// the repository's key, so another repository's record signature does not verify here.
+func TestRecordSignature(t *testing.T) {
+	ctx := context.Background()
+	r, _ := repotest.New(t, "a long passphrase")
+	other, _ := repotest.New(t, "another long passphrase")
+	rec := &Record{Version: RecordVersion, Name: "nightly", Namespace: "shop", UID: "u1", Cluster: "site-a", Phase: storkv1.BackupCompleted,
+		Volumes: []storkv1.BackupVolume{{ClaimName: "data", RepositorySnapshotID: "abc"}}}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := r.Sign(signaturePurpose, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSig, err := other.Sign(signaturePurpose, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := []byte(string(data[:len(data)-2]) + `,"cluster":"site-x"}`)
+	hexOf := hex.EncodeToString
+	for _, tc := range []struct {
+		name       string
+		record     []byte
+		signature  string // "" writes no signature file
+		wantSigned bool
+		wantErr    error
+	}{
+		{name: "signed", record: data, signature: hexOf(sig), wantSigned: true},
+		{name: "unsigned (older Stork)", record: data},
+		{name: "altered record", record: altered, signature: hexOf(sig), wantErr: ErrBadSignature},
+		{name: "another repository's key", record: data, signature: hexOf(otherSig), wantErr: ErrBadSignature},
+		{name: "garbage signature", record: data, signature: "not hex", wantErr: ErrBadSignature},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := writeTree(ctx, r, rec.Tags(KindRecord), func(dir string) error {
+				if err := os.WriteFile(filepath.Join(dir, recordFile), tc.record, 0o600); err != nil {
+					return err
+				}
+				if tc.signature == "" {
+					return nil
+				}
+				return os.WriteFile(filepath.Join(dir, signatureFile), []byte(tc.signature), 0o600)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadRecord(ctx, r, id)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("ReadRecord: %+v, %v; want %v", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got.Signed != tc.wantSigned || got.UID != "u1" {
+				t.Fatalf("ReadRecord: %+v, %v; want signed %v", got, err, tc.wantSigned)
+			}
+		})
 	}
 }

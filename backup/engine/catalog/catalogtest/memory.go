@@ -115,7 +115,7 @@ func (m *Memory) ReadRecord(_ context.Context, id repo.ID) (*catalog.Record, err
 	if !ok {
 		return nil, fmt.Errorf("snapshot %s: %w", id, catalog.ErrNotRecord)
 	}
-	rec := &catalog.Record{}
+	rec := &catalog.Record{Signed: true} // as a record WriteRecord signed
 	return rec, json.Unmarshal(data, rec)
 }
 

@@ -1,0 +1,75 @@
+package restore
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/repo/repotest"
+)
+
+// TestCheckRecord: a restore trusts the Backup object only as far as its signed record agrees
+// with it; every field a changed object could use to point the restore elsewhere is named.
+func TestCheckRecord(t *testing.T) {
+	ctx := context.Background()
+	rp, _ := repotest.New(t, "a long passphrase")
+	cat := catalog.Of(rp)
+	rec := &catalog.Record{Name: "nightly", Namespace: "shop", UID: "src-uid", Cluster: "site-a", Phase: storkv1.BackupCompleted,
+		ResourcesSnapshotID: "res-1", Volumes: []storkv1.BackupVolume{{ClaimName: "data", RepositorySnapshotID: "snap-data"}}}
+	recID, err := cat.WriteRecord(ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := cat.WriteRecord(ctx, &catalog.Record{Name: "other", Namespace: "bank", UID: "other-uid", Cluster: "site-a",
+		Volumes: []storkv1.BackupVolume{{ClaimName: "data", RepositorySnapshotID: "snap-bank"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := func(change func(*storkv1.Backup)) *storkv1.Backup {
+		b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "dr", Name: "nightly", UID: "dr-uid",
+			Annotations: map[string]string{storkv1.AnnotationSourceUID: "src-uid"}},
+			Status: storkv1.BackupStatus{Imported: true, SourceNamespace: "shop", RecordID: recID.String(), ResourcesSnapshotID: "res-1",
+				Volumes: []storkv1.BackupVolume{{ClaimName: "data", RepositorySnapshotID: "snap-data"}}}}
+		if change != nil {
+			change(b)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name         string
+		b            *storkv1.Backup
+		srcNS        string
+		reason, want string
+	}{
+		{name: "as recorded", b: backup(nil), srcNS: "shop"},
+		{name: "no record to compare with", b: backup(func(b *storkv1.Backup) { b.Status.RecordID = "" }), srcNS: "shop"},
+		{name: "a volume pointed at another snapshot", srcNS: "shop", reason: "RecordMismatch", want: `status.volumes[data].repositorySnapshotID is "snap-bank" but its signed record`,
+			b: backup(func(b *storkv1.Backup) { b.Status.Volumes[0].RepositorySnapshotID = "snap-bank" })},
+		{name: "objects pointed at another snapshot", srcNS: "shop", reason: "RecordMismatch", want: "status.resourcesSnapshotID",
+			b: backup(func(b *storkv1.Backup) { b.Status.ResourcesSnapshotID = "res-2" })},
+		{name: "another source namespace claimed", srcNS: "bank", reason: "RecordMismatch", want: "source namespace", b: backup(nil)},
+		{name: "another backup's record", srcNS: "bank", reason: "RecordMismatch", want: "UID",
+			b: backup(func(b *storkv1.Backup) {
+				b.Status.RecordID, b.Status.SourceNamespace, b.Status.ResourcesSnapshotID = other.String(), "bank", ""
+				b.Status.Volumes[0].RepositorySnapshotID = "snap-bank"
+			})},
+		{name: "a local backup is compared by its own UID", srcNS: "shop", reason: "RecordMismatch", want: `is "dr-uid"`,
+			b: backup(func(b *storkv1.Backup) { b.Status.Imported = false })},
+		{name: "not a snapshot ID", srcNS: "shop", reason: "RecordMismatch", want: "is not a repository snapshot ID",
+			b: backup(func(b *storkv1.Backup) { b.Status.RecordID = "zz" })},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reason, msg, err := checkRecord(ctx, cat, tc.b, tc.srcNS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reason != tc.reason || !strings.Contains(msg, tc.want) {
+				t.Fatalf("checkRecord: %s: %s; want %s containing %q", reason, msg, tc.reason, tc.want)
+			}
+		})
+	}
+}
