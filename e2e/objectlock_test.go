@@ -148,3 +148,83 @@ func TestEngineOnObjectLockBucket(t *testing.T) {
 		t.Errorf("restored %q", got)
 	}
 }
+
+// TestEngineWritesObjectLockRetention: on a bucket with Object Lock but no default retention,
+// a store opened with an explicit retention (a location's spec.s3.objectLockRetention, or its
+// schedules' retention span) writes every object — config, keys, packs, indexes, snapshots —
+// with that retention in governance mode, so that MinIO refuses to remove any of their
+// versions; without it, objects carry none.
+func TestEngineWritesObjectLockRetention(t *testing.T) {
+	t.Parallel()
+	env := harness.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	m, err := env.StartMinIO(ctx, "minio-retain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bucket, period = "retained", 72 * time.Hour
+	if err := m.Client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(prefix string, retain time.Duration) *objstore.Store {
+		t.Helper()
+		store, err := objstore.Open(ctx, objstore.Config{
+			URL:         "s3://" + bucket + "/" + prefix,
+			S3:          objstore.S3Options{Endpoint: m.Endpoint, ForcePathStyle: true, ObjectLockRetention: retain},
+			Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		return store
+	}
+	src := t.TempDir()
+	big := make([]byte, 7<<20) // more than one 5 MiB part: a multipart upload
+	rand.Read(big)
+	os.WriteFile(filepath.Join(src, "big"), big, 0o644)
+	os.WriteFile(filepath.Join(src, "small"), []byte("kept"), 0o644)
+	for _, tc := range []struct {
+		prefix string
+		retain time.Duration
+	}{{"explicit", period}, {"none", 0}} {
+		store := open(tc.prefix, tc.retain)
+		if got := store.RetentionPeriod(); got != tc.retain {
+			t.Fatalf("%s: retention period %v, want %v", tc.prefix, got, tc.retain)
+		}
+		start := time.Now()
+		r, err := repo.Init(ctx, store, repo.UserKey{Passphrase: "object lock retention test"}, repo.InitOptions{PackSize: 8 << 20})
+		if err != nil {
+			t.Fatalf("%s: init: %v", tc.prefix, err)
+		}
+		if _, _, err := archive.Backup(ctx, r, src, archive.BackupOptions{}); err != nil {
+			t.Fatalf("%s: backup with retention %v: %v", tc.prefix, tc.retain, err)
+		}
+		r.Close()
+		n := 0
+		for o := range m.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: tc.prefix + "/", Recursive: true, WithVersions: true}) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			n++
+			mode, until, err := m.Client.GetObjectRetention(ctx, bucket, o.Key, o.VersionID)
+			switch {
+			case tc.retain == 0 && err == nil && until != nil:
+				t.Errorf("%s: %s retained until %s with no retention asked for", tc.prefix, o.Key, until)
+			case tc.retain > 0 && (err != nil || mode == nil || *mode != minio.Governance || until == nil ||
+				until.Before(start.Add(period-time.Minute)) || until.After(time.Now().Add(period+time.Minute))):
+				t.Errorf("%s: %s retention %v until %v (%v), want GOVERNANCE until about now + %v", tc.prefix, o.Key, mode, until, err, period)
+			}
+			if tc.retain > 0 && strings.HasPrefix(o.Key, tc.prefix+"/data/") {
+				err := m.Client.RemoveObject(ctx, bucket, o.Key, minio.RemoveObjectOptions{VersionID: o.VersionID})
+				if err == nil || !strings.Contains(err.Error(), "WORM protected") {
+					t.Errorf("removing version %s of %s: %v, want it refused", o.VersionID, o.Key, err)
+				}
+			}
+		}
+		if n < 5 {
+			t.Fatalf("%s: only %d objects written", tc.prefix, n)
+		}
+	}
+}

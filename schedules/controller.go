@@ -191,6 +191,12 @@ func (r *Reconciler) step(ctx context.Context, sched *storkv1.SnapshotSchedule) 
 // remain; it returns when the objectives' status changes by time alone (0: never).
 func (r *Reconciler) retainAndProtect(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, cs cron.Schedule, loc *time.Location, now time.Time) (time.Duration, error) {
 	r.applyRetention(ctx, sched, snaps, loc)
+	// What a location with Object Lock must retain new objects for (see BackupLocation
+	// spec.s3.objectLockRetention).
+	sched.Status.BackupRetentionSpan = nil
+	if span := backupPolicy(sched).Span(runGap(cs, loc, now)); span > 0 {
+		sched.Status.BackupRetentionSpan = &metav1.Duration{Duration: span}
+	}
 	if sched.Spec.Objectives == nil {
 		return r.protect(sched, nil, nil, nil, cs, loc, now), nil
 	}
@@ -364,11 +370,7 @@ func (r *Reconciler) applySnapshotRetention(ctx context.Context, sched *storkv1.
 // Untouched: imported Backups and Backups made by hand, Backups still running or being deleted,
 // and those whose Snapshot run is still going.
 func (r *Reconciler) applyBackupRetention(ctx context.Context, sched *storkv1.SnapshotSchedule, snaps []storkv1.Snapshot, backups []storkv1.Backup, loc *time.Location) {
-	ret := sched.Spec.Retention
-	if sched.Spec.BackupRetention != nil {
-		ret = *sched.Spec.BackupRetention
-	}
-	p := policy(ret)
+	p := backupPolicy(sched)
 	running := map[string]bool{}
 	for _, s := range snaps {
 		if s.DeletionTimestamp == nil && !final(s.Status.Phase) {
@@ -411,6 +413,15 @@ func (r *Reconciler) backups(ctx context.Context, sched *storkv1.SnapshotSchedul
 		return a.Name < b.Name // names end in the scheduled time
 	})
 	return list.Items, nil
+}
+
+// backupPolicy is the retention of the schedule's Backups: spec.backupRetention, or
+// spec.retention when unset.
+func backupPolicy(sched *storkv1.SnapshotSchedule) retention.Policy {
+	if sched.Spec.BackupRetention != nil {
+		return policy(*sched.Spec.BackupRetention)
+	}
+	return policy(sched.Spec.Retention)
 }
 
 // policy is the retention package's form of a schedule's Retention.

@@ -40,6 +40,14 @@ type S3Options struct {
 	// as most S3-compatible stores need.
 	// +optional
 	ForcePathStyle bool `json:"forcePathStyle,omitempty"`
+	// ObjectLockRetention, for a bucket with S3 Object Lock, is the least time every object
+	// Stork writes is retained (retain-until = write time + this; mode GOVERNANCE unless the
+	// bucket's default says COMPLIANCE): no one, with any credentials, can delete a backup's data
+	// before. Stork retains objects longer when the bucket's default retention is longer, or
+	// when a schedule writing here keeps backups longer (its status.backupRetentionSpan), and
+	// each prune extends the retention of what backups still use. Ignored without Object Lock.
+	// +optional
+	ObjectLockRetention *metav1.Duration `json:"objectLockRetention,omitempty"`
 }
 
 // BackupLocationSpec says where backups are kept and how to reach them.
@@ -149,6 +157,11 @@ type BackupLocationStatus struct {
 	// LastPruneResult says what the last prune did, or why it failed.
 	// +optional
 	LastPruneResult string `json:"lastPruneResult,omitempty"`
+	// ObjectLockRetention is the retention new objects get on a bucket with Object Lock:
+	// spec.s3.objectLockRetention, or the longest backupRetentionSpan of the schedules that
+	// back up here, whichever is longer (the bucket's default applies when it is longer still).
+	// +optional
+	ObjectLockRetention *metav1.Duration `json:"objectLockRetention,omitempty"`
 }
 
 // BackupLocation is an object store where Stork keeps backups.

@@ -200,6 +200,11 @@ type SnapshotScheduleStatus struct {
 	// Protection against spec.objectives, when set.
 	// +optional
 	Protection *Protection `json:"protection,omitempty"`
+	// BackupRetentionSpan is the longest time this schedule's backup retention (GFS) keeps a
+	// Backup, at the schedule's run interval; empty when the policy keeps everything. A
+	// BackupLocation with Object Lock retains new objects at least this long.
+	// +optional
+	BackupRetentionSpan *metav1.Duration `json:"backupRetentionSpan,omitempty"`
 	// History of the most recent runs, newest first.
 	// +optional
 	// +kubebuilder:validation:MaxItems=20

@@ -38,6 +38,12 @@ func config(ctx context.Context, secrets client.Reader, loc *storkv1.BackupLocat
 	cfg := objstore.Config{URL: loc.Spec.URL}
 	if s3 := loc.Spec.S3; s3 != nil {
 		cfg.S3 = objstore.S3Options{Endpoint: s3.Endpoint, Region: s3.Region, ForcePathStyle: s3.ForcePathStyle}
+		// The location controller works out the retention (status); until it has, the spec's.
+		if v := loc.Status.ObjectLockRetention; v != nil {
+			cfg.S3.ObjectLockRetention = v.Duration
+		} else if v := s3.ObjectLockRetention; v != nil {
+			cfg.S3.ObjectLockRetention = v.Duration
+		}
 	}
 	scheme := ""
 	if u, err := url.Parse(loc.Spec.URL); err == nil {

@@ -113,7 +113,12 @@ func (r *Reconciler) nextWake(loc *storkv1.BackupLocation, period time.Duration)
 // condition, phase, repository ID), with an Event when the condition changes.
 func (r *Reconciler) checkAndRecord(ctx context.Context, loc *storkv1.BackupLocation) error {
 	orig := loc.DeepCopy()
-	repoID, err := r.check(ctx, loc)
+	retain, err := r.lockRetention(ctx, loc)
+	if err != nil {
+		return err
+	}
+	loc.Status.ObjectLockRetention = retain // before the check: locator.Resolve reads it
+	repoID, lockNote, err := r.check(ctx, loc)
 	now := metav1.NewTime(r.now())
 	st := &loc.Status
 	st.LastValidationTime, st.ObservedGeneration = &now, loc.Generation
@@ -127,6 +132,7 @@ func (r *Reconciler) checkAndRecord(ctx context.Context, loc *storkv1.BackupLoca
 		if loc.Spec.AccessMode != storkv1.AccessReadOnly {
 			cond.Message += "; a probe object was written, read back and deleted"
 		}
+		cond.Message += lockNote
 	case errors.As(err, &u):
 		st.Phase = storkv1.BackupLocationUnavailable
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, u.Reason, u.Message
@@ -150,36 +156,63 @@ func (r *Reconciler) checkAndRecord(ctx context.Context, loc *storkv1.BackupLoca
 	return nil
 }
 
-// check opens the location and its repository and returns the repository's ID, or an
+// lockRetention is the retention objects written to the location get on a bucket with Object
+// Lock: spec.s3.objectLockRetention, or the longest backupRetentionSpan of the schedules whose
+// Backups go here, whichever is longer; nil when neither says (or the location is read-only).
+func (r *Reconciler) lockRetention(ctx context.Context, loc *storkv1.BackupLocation) (*metav1.Duration, error) {
+	if loc.Spec.S3 == nil || loc.Spec.AccessMode == storkv1.AccessReadOnly {
+		return nil, nil
+	}
+	var d time.Duration
+	if v := loc.Spec.S3.ObjectLockRetention; v != nil {
+		d = v.Duration
+	}
+	var list storkv1.SnapshotScheduleList
+	if err := r.Client.List(ctx, &list, client.InNamespace(loc.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the SnapshotSchedules of namespace %s: %w", loc.Namespace, err)
+	}
+	for _, s := range list.Items {
+		if s.Spec.Template.Spec.BackupLocation == loc.Name && s.Status.BackupRetentionSpan != nil {
+			d = max(d, s.Status.BackupRetentionSpan.Duration)
+		}
+	}
+	if d <= 0 {
+		return nil, nil
+	}
+	return &metav1.Duration{Duration: d}, nil
+}
+
+// check opens the location and its repository and returns the repository's ID and, for a bucket
+// with Object Lock, a note on its retention for the Available condition; or an
 // *locator.Unavailable error.
-func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (string, error) {
+func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (repoID, lockNote string, err error) {
 	a, err := locator.Resolve(ctx, r.Secrets, loc)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	cfg, key := a.Store, a.Key
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	store, err := objstore.Open(ctx, cfg)
 	if err != nil {
-		return "", &locator.Unavailable{Reason: objstore.Problem(err), Message: "opening " + loc.Spec.URL + ": " + err.Error()}
+		return "", "", &locator.Unavailable{Reason: objstore.Problem(err), Message: "opening " + loc.Spec.URL + ": " + err.Error()}
 	}
 	defer store.Close()
 	readOnly := loc.Spec.AccessMode == storkv1.AccessReadOnly
 	if err := store.Probe(ctx, readOnly); err != nil {
 		p := objstore.Problem(err)
-		return "", &locator.Unavailable{Reason: p, Message: fmt.Sprintf("%s: %v%s", loc.Spec.URL, err, hint(p, loc))}
+		return "", "", &locator.Unavailable{Reason: p, Message: fmt.Sprintf("%s: %v%s", loc.Spec.URL, err, hint(p, loc))}
 	}
 	// Only the configuration and keys: a check every sync period must not read the index of
 	// a repository of any size.
 	rcfg, err := repo.Verify(ctx, store, key)
 	switch {
 	case errors.Is(err, repo.ErrNoRepository) && readOnly:
-		return "", &locator.Unavailable{Reason: ReasonNoRepository, Message: loc.Spec.URL + " holds no backup repository, and the location is ReadOnly: check the URL and prefix"}
+		return "", "", &locator.Unavailable{Reason: ReasonNoRepository, Message: loc.Spec.URL + " holds no backup repository, and the location is ReadOnly: check the URL and prefix"}
 	case errors.Is(err, repo.ErrNoRepository):
 		rp, err := repo.Init(ctx, store, key, repo.InitOptions{Compression: loc.Spec.Compression})
 		if err != nil {
-			return "", &locator.Unavailable{Reason: objstore.Problem(err), Message: "initialising a repository in " + loc.Spec.URL + ": " + err.Error()}
+			return "", "", &locator.Unavailable{Reason: objstore.Problem(err), Message: "initialising a repository in " + loc.Spec.URL + ": " + err.Error()}
 		}
 		rcfg = rp.Config()
 		rp.Close()
@@ -187,12 +220,20 @@ func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (st
 			r.Recorder.Eventf(loc, nil, corev1.EventTypeNormal, "RepositoryInitialised", "Check", "initialised repository %s in %s", rcfg.ID, loc.Spec.URL)
 		}
 	case errors.Is(err, repo.ErrWrongKey):
-		return "", &locator.Unavailable{Reason: ReasonWrongEncryptionKey, Message: fmt.Sprintf("the passphrase in Secret %s (key %s) does not open the repository in %s: give the key it was created with",
+		return "", "", &locator.Unavailable{Reason: ReasonWrongEncryptionKey, Message: fmt.Sprintf("the passphrase in Secret %s (key %s) does not open the repository in %s: give the key it was created with",
 			loc.Spec.EncryptionKeySecretRef.Name, loc.Spec.EncryptionKeySecretRef.Key, loc.Spec.URL)}
 	case err != nil:
-		return "", &locator.Unavailable{Reason: ReasonRepositoryUnreadable, Message: "opening the repository in " + loc.Spec.URL + ": " + err.Error()}
+		return "", "", &locator.Unavailable{Reason: ReasonRepositoryUnreadable, Message: "opening the repository in " + loc.Spec.URL + ": " + err.Error()}
 	}
-	return rcfg.ID, nil
+	if store.ObjectLock() {
+		lockNote = "; the bucket has S3 Object Lock"
+		if p := store.RetentionPeriod(); p > 0 {
+			lockNote += ": new objects are retained " + p.String() + " and prunes extend what backups still use"
+		} else {
+			lockNote += " but no default retention: set spec.s3.objectLockRetention, or a retention policy on the schedules backing up here, for immutable backups"
+		}
+	}
+	return rcfg.ID, lockNote, nil
 }
 
 func hint(problem string, loc *storkv1.BackupLocation) string {

@@ -17,6 +17,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"gocloud.dev/blob"
@@ -37,6 +39,11 @@ type S3Options struct {
 	Region string
 	// ForcePathStyle addresses the bucket as ENDPOINT/BUCKET.
 	ForcePathStyle bool
+	// ObjectLockRetention, on a bucket with Object Lock, is how long every object written is
+	// retained (retain-until = write time + this, or the bucket's default period when that is
+	// longer), in the bucket's default mode (GOVERNANCE when it has none). Zero leaves new
+	// objects to the bucket's default retention. Ignored on buckets without Object Lock.
+	ObjectLockRetention time.Duration
 }
 
 // Credentials are passed in explicitly, from a Secret or the command line: the store never
@@ -112,7 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if prefix != "" {
 		b = blob.PrefixedBucket(b, prefix+"/")
 	}
-	store.b = &bucketBackend{b}
+	store.b = &bucketBackend{bucket: b, lock: store.lock}
 	removeStale(os.TempDir(), bucketTempPrefix)
 	return store, nil
 }
@@ -151,26 +158,36 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 			lock.mode = s3types.ObjectLockRetentionMode(d.Mode)
 			lock.period = time.Duration(aws.ToInt32(d.Days))*24*time.Hour + time.Duration(aws.ToInt32(d.Years))*365*24*time.Hour
 		}
+		if cfg.S3.ObjectLockRetention > lock.period {
+			lock.period, lock.explicit = cfg.S3.ObjectLockRetention, true
+			if lock.mode == "" {
+				lock.mode = s3types.ObjectLockRetentionModeGovernance
+			}
+		}
 	}
 	b, err := s3blob.OpenBucket(ctx, client, bucket, nil)
 	return b, lock, err
 }
 
 // objectLock is what a store knows of its bucket's Object Lock: the client to read and extend
-// retentions with, and the bucket's default retention (mode and period; zero when it has none).
+// retentions with, and the retention objects get: the bucket's default (mode and period; zero
+// when it has none), or S3Options.ObjectLockRetention when that is longer (explicit: then every
+// write sets it).
 type objectLock struct {
 	client         *s3.Client
 	bucket, prefix string
 	mode           s3types.ObjectLockRetentionMode
 	period         time.Duration
+	explicit       bool
 }
 
 // ObjectLock reports whether the store is a bucket with Object Lock, whose objects' retention
 // RetainedUntil reads.
 func (s *Store) ObjectLock() bool { return s.lock != nil }
 
-// DefaultRetention is the bucket's default Object Lock retention period (0: none).
-func (s *Store) DefaultRetention() time.Duration {
+// RetentionPeriod is how long new objects are retained under Object Lock: the bucket's default
+// period or S3Options.ObjectLockRetention, whichever is longer (0: neither).
+func (s *Store) RetentionPeriod() time.Duration {
 	if s.lock == nil {
 		return 0
 	}
@@ -445,6 +462,8 @@ func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
 // bucketBackend is a gocloud.dev/blob bucket.
 type bucketBackend struct {
 	bucket *blob.Bucket
+	// lock, when its retention is explicit, is set on every object written.
+	lock *objectLock
 }
 
 // bucketError marks errors of gocloud buckets, which transient classifies.
@@ -485,8 +504,21 @@ func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) 
 // which hashes the data with MD5 once more; one 5 MiB part (S3's minimum) in flight bounds the
 // memory of an upload, parallelism comes from several objects uploading at once.
 func (b *bucketBackend) write(ctx context.Context, key string, r io.Reader) (bool, error) {
-	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream",
-		BufferSize: 5 << 20, MaxConcurrency: 1})
+	opts := &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream", BufferSize: 5 << 20, MaxConcurrency: 1}
+	if l := b.lock; l != nil && l.explicit {
+		until := time.Now().Add(l.period)
+		opts.BeforeWrite = func(as func(any) bool) error {
+			var in *transfermanager.UploadObjectInput
+			if !as(&in) {
+				return errors.New("setting the Object Lock retention of a write: the S3 driver offers no UploadObjectInput")
+			}
+			in.ObjectLockMode, in.ObjectLockRetainUntilDate = tmtypes.ObjectLockMode(l.mode), &until
+			// S3 refuses a write with a retention but without a checksum of its body.
+			in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32
+			return nil
+		}
+	}
+	w, err := b.bucket.NewWriter(ctx, key, opts)
 	if err != nil {
 		return false, wrapBucket(err)
 	}

@@ -455,13 +455,14 @@ func (r *Repository) skipLocked(ctx context.Context, del map[ID]bool, rep *Prune
 	return locked, nil
 }
 
-// extendLocks keeps what the repository still uses locked for as long as the bucket's default
-// retention wants, as kopia's maintenance does: every object but the packs marked for deletion
+// extendLocks keeps what the repository still uses locked for as long as the store's retention
+// period (the bucket's default, or the location's longer objectLockRetention) wants, as kopia's
+// maintenance does: every object but the packs marked for deletion
 // and the backups' locks whose retention ends within half that period (opts.ExtendWithin when
 // set) gets a retention until now + the period. What nothing uses any more ages out and a
 // later prune deletes it.
 func (r *Repository) extendLocks(ctx context.Context, opts PruneOptions, rep *PruneReport) error {
-	period := r.store.DefaultRetention()
+	period := r.store.RetentionPeriod()
 	if period <= 0 {
 		return nil
 	}

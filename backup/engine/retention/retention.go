@@ -24,6 +24,25 @@ type Policy struct {
 	Within time.Duration `json:"keepWithin,omitempty"`
 }
 
+// Span bounds how long the policy keeps an item when items come every interval: the longest of
+// its rules, each counting N periods that have an item (an hour, a day, a week, 31 days, 366
+// days, or the interval when that is longer), Last counting N intervals, Within plus one
+// interval. Zero when the policy has no rule: it keeps everything, for no bounded time.
+func (p Policy) Span(interval time.Duration) time.Duration {
+	const day = 24 * time.Hour
+	span := time.Duration(p.Last) * interval
+	for _, r := range []struct {
+		n      int
+		period time.Duration
+	}{{p.Hourly, time.Hour}, {p.Daily, day}, {p.Weekly, 7 * day}, {p.Monthly, 31 * day}, {p.Yearly, 366 * day}} {
+		span = max(span, time.Duration(r.n)*max(r.period, interval))
+	}
+	if p.Within > 0 {
+		span = max(span, p.Within+interval)
+	}
+	return span
+}
+
 // Empty says whether the policy has no rule.
 func (p Policy) Empty() bool { return p == Policy{} }
 

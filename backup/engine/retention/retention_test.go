@@ -78,3 +78,25 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSpan(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name     string
+		p        Policy
+		interval time.Duration
+		want     time.Duration
+	}{
+		{"keeps everything", Policy{}, time.Hour, 0},
+		{"last 10 hourly runs", Policy{Last: 10}, time.Hour, 10 * time.Hour},
+		{"7 daily, 4 weekly: the weeks", Policy{Daily: 7, Weekly: 4}, time.Hour, 28 * day},
+		{"12 monthly", Policy{Daily: 7, Monthly: 12}, day, 12 * 31 * day},
+		{"daily rule with weekly runs counts weeks", Policy{Daily: 7}, 7 * day, 49 * day},
+		{"within", Policy{Within: 36 * time.Hour}, time.Hour, 37 * time.Hour},
+		{"yearly", Policy{Yearly: 2, Last: 3}, day, 2 * 366 * day},
+	} {
+		if got := tc.p.Span(tc.interval); got != tc.want {
+			t.Errorf("%s: Span(%v) = %v, want %v", tc.name, tc.interval, got, tc.want)
+		}
+	}
+}
