@@ -40,6 +40,7 @@ const moverUser = 65532
 func (d *Driver) moverPod(task *storkv1.VolumeTask, w work, claim, node string, job moverJob) *corev1.Pod {
 	attempt := task.Status.Attempts
 	m := w.meta(d.cfg.namespace, podName(task, attempt))
+	m.Annotations[AnnMoverTask] = task.Namespace + "/" + task.Name
 	for k, v := range map[string]string{LabelMover: "true", LabelMoverTask: string(task.UID), LabelMoverNode: node,
 		"app.kubernetes.io/name": "stork-mover", "app.kubernetes.io/component": "data-mover"} {
 		m.Labels[k] = v

@@ -15,7 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 )
@@ -33,11 +36,63 @@ const (
 	// AnnForClaim names the claim (namespace/name) a restore's temporary serves: it is kept
 	// until that claim is bound.
 	AnnForClaim = "stork.dev/for-claim"
+	// AnnMoverTask names the VolumeTask (namespace/name) a mover pod works for, so that the
+	// pod is stopped as soon as its task is deleted (taskWatch).
+	AnnMoverTask = "stork.dev/mover-task"
 )
 
-// SetupWithManager implements drivers.ControllerOwner: the sweeper runs on the leader.
+// SetupWithManager implements drivers.ControllerOwner: the sweeper runs on the leader, and so
+// does the watch that stops the mover pods of deleted tasks.
 func (d *Driver) SetupWithManager(mgr ctrl.Manager) error {
-	return mgr.Add(&sweeper{d: d})
+	if err := mgr.Add(&sweeper{d: d}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named("csi-mover-cancel").
+		// Only deletions: a task's progress updates must not cost a read each. Pods of tasks
+		// deleted while no leader ran are the sweeper's.
+		For(&storkv1.VolumeTask{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetLabels()[storkv1.LabelTaskDriver] == Name
+		}), predicate.Funcs{
+			CreateFunc:  func(event.CreateEvent) bool { return false },
+			UpdateFunc:  func(e event.UpdateEvent) bool { return e.ObjectNew.GetDeletionTimestamp() != nil },
+			DeleteFunc:  func(event.DeleteEvent) bool { return true },
+			GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
+		Complete(&taskWatch{d: d})
+}
+
+// taskWatch stops the mover pods of a VolumeTask that is deleted (its Backup or Restore was
+// cancelled), within seconds rather than at the next sweep: the pods are in Stork's namespace,
+// the task in the application's, so no owner reference can do it.
+type taskWatch struct{ d *Driver }
+
+// Reconcile deletes the mover pods that name the task when it is gone, being deleted, or
+// replaced by a new task of its name. The task is read from the API server, not the cache: a
+// pod is only ever stopped for a task known to be gone.
+func (w *taskWatch) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	d := w.d
+	task := &storkv1.VolumeTask{}
+	err := d.api.Get(ctx, req.NamespacedName, task)
+	switch {
+	case apierrors.IsNotFound(err):
+		task = nil
+	case err != nil:
+		return ctrl.Result{}, err
+	}
+	var pods corev1.PodList
+	if err := d.c.List(ctx, &pods, client.InNamespace(d.cfg.namespace), client.MatchingLabels{LabelMover: "true"}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing mover pods: %w", err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Annotations[AnnMoverTask] != req.String() || p.DeletionTimestamp != nil ||
+			(task != nil && task.DeletionTimestamp == nil && p.Labels[LabelMoverTask] == string(task.UID)) {
+			continue
+		}
+		d.deletePod(ctx, p)
+		d.log.Info("stopped a mover pod: its task was deleted", "pod", keyOf(p), "task", req.String())
+	}
+	return ctrl.Result{}, nil
 }
 
 // sweeper deletes the temporaries (mover pods, temporary claims, VolumeSnapshots and

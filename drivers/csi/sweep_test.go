@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -144,5 +145,41 @@ func TestSweepSkipsObjectsBeingDeleted(t *testing.T) {
 	e.d.Sweep(e.ctx)
 	if deletes != 0 {
 		t.Errorf("%d deletes of an object being deleted", deletes)
+	}
+}
+
+// TestTaskWatchStopsMoversOfDeletedTasks: the mover pods of a task that is gone, being deleted,
+// or replaced by a new task of its name are stopped; those of a live task, and pods that name
+// another task, are not.
+func TestTaskWatchStopsMoversOfDeletedTasks(t *testing.T) {
+	now := metav1.Now()
+	mover := func(name, task, uid string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: storkNS, Name: name,
+			Labels:      map[string]string{LabelMover: "true", LabelMoverTask: uid},
+			Annotations: map[string]string{AnnMoverTask: appNS + "/" + task}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}}}
+	}
+	task := func(name, uid string, deleting bool) *storkv1.VolumeTask {
+		tk := &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: name, UID: types.UID(uid),
+			Labels: map[string]string{storkv1.LabelTaskDriver: Name}}}
+		if deleting {
+			tk.DeletionTimestamp, tk.Finalizers = &now, []string{"test"}
+		}
+		return tk
+	}
+	e := newEnv(t, nil, nil,
+		task("live", "u-live", false), task("deleting", "u-deleting", true), task("replaced", "u-new", false),
+		mover("live-0", "live", "u-live"), mover("deleting-0", "deleting", "u-deleting"), mover("replaced-0", "replaced", "u-old"),
+		mover("gone-0", "gone", "u-gone"), mover("gone-1", "gone", "u-gone"), mover("other-0", "other", "u-other"))
+	w := &taskWatch{d: e.d}
+	for _, name := range []string{"live", "deleting", "replaced", "gone"} {
+		if _, err := w.Reconcile(e.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: appNS, Name: name}}); err != nil {
+			t.Fatalf("reconciling task %s: %v", name, err)
+		}
+	}
+	for pod, stopped := range map[string]bool{"live-0": false, "deleting-0": true, "replaced-0": true, "gone-0": true, "gone-1": true, "other-0": false} {
+		if exists := e.exists(&corev1.Pod{}, storkNS, pod); exists == stopped {
+			t.Errorf("mover pod %s: exists=%v, want stopped=%v", pod, exists, stopped)
+		}
 	}
 }
