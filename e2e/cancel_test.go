@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/internal/harness"
+)
+
+// TestCancelBackup deletes a Backup while its upload is under way, with MinIO paused (SIGSTOP)
+// so that the upload hangs mid-flight rather than racing the delete. Within seconds the Backup
+// records Cancelled, its upload task is gone and the agent has stopped the upload and removed
+// its work files; once MinIO runs again, the Backup goes and the bucket holds no record of it:
+// nothing half-written is ever visible as a backup.
+func TestCancelBackup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := harness.New(t)
+	m, err := env.StartMinIO(ctx, "minio-cancel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "cancel", Nodes: harness.Nodes("n", "region-1", []string{"zone-a"}, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartStork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const node = "n-zone-a-1"
+	agent, err := c.StartAgent(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 11, 32<<20)
+	location(t, c, m, "app", "loc")
+	err = c.WaitFor(ctx, time.Minute, "location loc to be Available", func(ctx context.Context) (bool, error) {
+		l := &storkv1.BackupLocation{}
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "loc"}, l)
+		return err == nil && l.Status.Phase == storkv1.BackupLocationAvailable, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Pause MinIO the moment the upload task exists: whatever the agent has done by then,
+	// its next request to the bucket hangs.
+	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "big"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}, BackupLocation: "loc"}})
+	var task storkv1.VolumeTask
+	err = c.WaitFor(ctx, 2*time.Minute, "the upload task", func(ctx context.Context) (bool, error) {
+		var list storkv1.VolumeTaskList
+		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
+			return false, err
+		}
+		for _, tk := range list.Items {
+			if tk.Spec.Type == storkv1.TaskUpload {
+				task = tk
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minioPid := m.Process.Pid()
+	if err := syscall.Kill(minioPid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			if err := syscall.Kill(minioPid, syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer resume()
+
+	b := &storkv1.Backup{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "big"}, b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Status.Phase == storkv1.BackupCompleted {
+		t.Fatalf("Backup big completed before it could be cancelled (%d bytes): the test needs more data", b.Status.Progress.BytesTotal)
+	}
+	uid := b.UID
+	deleted := time.Now()
+	if err := c.Client.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	err = c.WaitFor(ctx, 15*time.Second, "Backup big to record Cancelled and its upload task to go", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+			return false, err
+		}
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(&task), &storkv1.VolumeTask{})
+		return b.Status.Phase == storkv1.BackupCancelled && apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatalf("%v: Backup status %+v", err, b.Status)
+	}
+	err = c.WaitFor(ctx, 15*time.Second, "the agent to stop the upload", func(context.Context) (bool, error) {
+		log, err := os.ReadFile(agent.LogPath)
+		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Backup Cancelled, its task deleted and the agent's upload stopped %s after the delete, with MinIO paused",
+		time.Since(deleted).Round(100*time.Millisecond))
+	if _, err := os.Stat(filepath.Join(c.NodeRoot(node), ".stork", "work", string(task.UID))); !os.IsNotExist(err) {
+		t.Errorf("the agent's work directory of the cancelled task: %v, want it removed", err)
+	}
+
+	// MinIO back: the Backup goes once what the upload wrote is forgotten, and no record of it
+	// exists, so no cluster ever lists it as a backup.
+	resume()
+	err = c.WaitFor(ctx, 2*time.Minute, "Backup big to be gone", func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), &storkv1.Backup{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + m.Bucket + "/" + c.Name,
+		S3:          objstore.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
+		Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rp, err := repo.Open(ctx, store, repo.UserKey{Passphrase: "passphrase of the csi test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	for _, kind := range []string{catalog.KindRecord, catalog.KindVolume} {
+		if s, err := catalog.Find(ctx, rp, kind, string(uid)); err != nil || s != nil {
+			t.Errorf("the cancelled Backup's %s snapshot in the repository: %+v (%v), want none", kind, s, err)
+		}
+	}
+}
