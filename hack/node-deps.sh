@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what real test nodes need from Debian's packages, when it is missing: containerd
-# (1.6), runc, the CNI plugins (bridge, host-local, loopback, portmap in /usr/lib/cni), iptables
-# and iproute2; and xfsprogs and btrfs-progs, for the backup engine's tests on reflink file
-# systems (made in loop-mounted image files). Needs root; `make test` runs it.
+# Installs what the tests need from Debian's packages, when it is missing: for real test nodes
+# containerd (1.6), runc, the CNI plugins (bridge, host-local, loopback, portmap in
+# /usr/lib/cni), iptables and iproute2; xfsprogs and btrfs-progs, for the backup engine's tests
+# on reflink file systems (made in loop-mounted image files); and Chromium, which the dashboard's
+# test drives headless. Needs root; `make test` runs it.
 set -euo pipefail
 need=()
 command -v containerd >/dev/null || need+=(containerd)
@@ -12,6 +13,7 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 if ((${#need[@]})); then
 	echo "node-deps: installing ${need[*]}" >&2
 	apt-get update -qq
