@@ -273,6 +273,10 @@ func (r *Reconciler) planBackup(ctx context.Context, rs *storkv1.Restore, b *sto
 		r.fail(rs, "InvalidTransforms", msg)
 		return nil
 	}
+	if msg := checkInitHooks(rs.Spec.InitHooks); msg != "" {
+		r.fail(rs, "InvalidInitHooks", msg)
+		return nil
+	}
 	zm := rs.Spec.ZoneMapping
 	if zm == nil {
 		zm = &storkv1.ZoneMapping{Mode: storkv1.ZoneKeep}
@@ -460,8 +464,12 @@ func (r *Reconciler) restoreObjects(ctx context.Context, rs *storkv1.Restore, ca
 			result, msg = Failed, fmt.Sprintf("the Backup is of namespace %s, restored into %s: an object of namespace %q is not restored", srcNS, target, ns)
 		} else if err := transform(o, rs.Spec.Transforms); err != nil {
 			result, msg = Failed, err.Error()
+		} else if hooks, err := addInitContainers(o, rs.Spec.InitHooks); err != nil {
+			result, msg = Failed, err.Error()
 		} else if result, msg, err = Apply(ctx, r.Client, o, rs.Spec.ExistingObjectPolicy, string(rs.UID)); err != nil {
 			return nil, fmt.Errorf("restoring %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+		} else if len(hooks) > 0 && (result == Created || result == Updated) {
+			msg = strings.TrimPrefix(msg+"; ", "; ") + "init containers of spec.initHooks " + strings.Join(hooks, ", ") + " added"
 		}
 		results = append(results, storkv1.ObjectResult{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(), Result: result, Message: msg})
 		if result == "Failed" {

@@ -145,7 +145,9 @@ func TestRestoreFromBackup(t *testing.T) {
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, ZoneMapping: &storkv1.ZoneMapping{Mode: storkv1.ZoneSpread}, Transforms: []storkv1.ResourceTransform{
 				{Kind: "Deployment", Names: []string{"db"}, Patch: []storkv1.JSONPatchOperation{
 					{Op: "add", Path: "/metadata/labels", Value: &apiextensionsv1.JSON{Raw: []byte(`{"site":"dr"}`)}}}},
-				{Kind: "ConfigMap", Names: []string{"other"}, Patch: []storkv1.JSONPatchOperation{{Op: "remove", Path: "/data"}}}}},
+				{Kind: "ConfigMap", Names: []string{"other"}, Patch: []storkv1.JSONPatchOperation{{Op: "remove", Path: "/data"}}}},
+				InitHooks: []storkv1.InitHook{{Name: "recover", PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+					InitContainers: []corev1.Container{{Name: "recover", Image: "db", Command: []string{"db-recover"}}}}}},
 			phase: storkv1.RestoreCompleted, objects: true},
 		{name: "a transform of a kind backups do not hold fails before anything is made", ns: admin,
 			spec: storkv1.RestoreSpec{NamespaceMapping: map[string]string{"shop": "shop-dr"}, Transforms: []storkv1.ResourceTransform{
@@ -284,6 +286,9 @@ func TestRestoreFromBackup(t *testing.T) {
 				}
 				if tc.spec.Transforms != nil && dep.Labels["site"] != "dr" {
 					t.Errorf("Deployment labels %v, want site=dr from spec.transforms", dep.Labels)
+				}
+				if inits := dep.Spec.Template.Spec.InitContainers; tc.spec.InitHooks != nil && (len(inits) != 1 || inits[0].Name != "recover") {
+					t.Errorf("Deployment init containers %+v, want recover from spec.initHooks", inits)
 				}
 				if len(got.Status.Objects) != 3 {
 					t.Errorf("objects %+v, want the Namespace, the ConfigMap and the Deployment", got.Status.Objects)

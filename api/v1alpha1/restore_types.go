@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -143,12 +144,38 @@ type RestoreSpec struct {
 	// objects are restored and a selected pod is Ready (a database's recovery check, a cache
 	// warm-up, a probe of a drill), in order. The podSelector selects in the namespace the
 	// backup's namespace maps to. A hook with onError Fail (the default) that fails makes the
-	// Restore PartiallyFailed. For init containers, add them with spec.transforms.
+	// Restore PartiallyFailed. Work that must run before the application starts goes in
+	// spec.initHooks.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=name
 	Hooks []RestoreHook `json:"hooks,omitempty"`
+	// InitHooks add init containers to the restored pods and workloads they select, before
+	// these are created (after spec.transforms). Restores from Backups only.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	InitHooks []InitHook `json:"initHooks,omitempty"`
+}
+
+// InitHook adds init containers to restored pods, and to the pod templates of restored
+// workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), whose labels
+// podSelector selects, before they are created: work that must run before the application
+// starts, such as a database's recovery from its restored files. They run before the object's
+// own init containers.
+type InitHook struct {
+	// Name identifies the hook in Events.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// PodSelector selects pods and pod templates by their labels; empty selects all.
+	PodSelector metav1.LabelSelector `json:"podSelector"`
+	// InitContainers to add. A container whose name the pod already uses is not added twice.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	InitContainers []corev1.Container `json:"initContainers"`
 }
 
 // RestoreHook is a command run in restored pods.
