@@ -207,6 +207,9 @@ func TestEngineWritesObjectLockRetention(t *testing.T) {
 			if o.Err != nil {
 				t.Fatal(o.Err)
 			}
+			if o.IsDeleteMarker {
+				continue // a repository lock, removed after use: its version stays retained
+			}
 			n++
 			mode, until, err := m.Client.GetObjectRetention(ctx, bucket, o.Key, o.VersionID)
 			switch {
