@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +39,9 @@ func dashboardArgs(t *testing.T, env *harness.Env) ([]string, string) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	return []string{"--dashboard-bind-address=" + addr, "--dashboard-cert-dir=" + t.TempDir()}, addr
+	// In the harness's directory, which outlives the controller (a t.TempDir would be removed
+	// before the controller stops).
+	return []string{"--dashboard-bind-address=" + addr, "--dashboard-cert-dir=" + filepath.Join(env.Root, fmt.Sprintf("dashboard-certs-%d", port))}, addr
 }
 
 // checkDashboard opens the controller's dashboard in headless Chromium, as three users made

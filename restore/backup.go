@@ -543,9 +543,12 @@ func checkRecord(ctx context.Context, cat catalog.Catalog, b *storkv1.Backup, sr
 		return "RecordMismatch", fmt.Sprintf("Backup %s status.recordID %q is not a repository snapshot ID; nothing was restored", name, b.Status.RecordID), nil
 	}
 	rec, err := cat.ReadRecord(ctx, id)
+	var damaged *repo.DamagedError
 	switch {
 	case errors.Is(err, catalog.ErrBadSignature), errors.Is(err, catalog.ErrNotRecord):
 		return "UnverifiedRecord", fmt.Sprintf("the record of Backup %s: %v; nothing was restored", name, err), nil
+	case errors.As(err, &damaged):
+		return "RecordDamaged", fmt.Sprintf("reading the record of Backup %s: %v; nothing was restored", name, err), nil
 	case err != nil:
 		return "", "", fmt.Errorf("reading the record %s of Backup %s: %w", id, name, err)
 	}

@@ -2,6 +2,9 @@ package restore
 
 import (
 	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -9,6 +12,8 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/catalog"
+	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/backup/engine/repo/repotest"
 )
 
@@ -16,7 +21,7 @@ import (
 // with it; every field a changed object could use to point the restore elsewhere is named.
 func TestCheckRecord(t *testing.T) {
 	ctx := context.Background()
-	rp, _ := repotest.New(t, "a long passphrase")
+	rp, url := repotest.New(t, "a long passphrase")
 	cat := catalog.Of(rp)
 	rec := &catalog.Record{Name: "nightly", Namespace: "shop", UID: "src-uid", Cluster: "site-a", Phase: storkv1.BackupCompleted,
 		ResourcesSnapshotID: "res-1", Volumes: []storkv1.BackupVolume{{ClaimName: "data", RepositorySnapshotID: "snap-data"}}}
@@ -71,5 +76,37 @@ func TestCheckRecord(t *testing.T) {
 				t.Fatalf("checkRecord: %s: %s; want %s containing %q", reason, msg, tc.reason, tc.want)
 			}
 		})
+	}
+
+	// Every data pack damaged: the record cannot be read, and the restore fails naming the
+	// damaged object rather than waiting for the bucket to heal.
+	dir := strings.TrimPrefix(url, "file://")
+	err = filepath.WalkDir(filepath.Join(dir, "data"), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		b[len(b)/2] ^= 0xff
+		return os.WriteFile(p, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.Open(ctx, objstore.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	fresh, err := repo.Open(ctx, store, repo.UserKey{Passphrase: "a long passphrase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	reason, msg, err := checkRecord(ctx, catalog.Of(fresh), backup(nil), "shop")
+	if err != nil || reason != "RecordDamaged" || !strings.Contains(msg, "damaged object data/") {
+		t.Fatalf("checkRecord with damaged packs: %s: %s (%v); want RecordDamaged naming the object", reason, msg, err)
 	}
 }
