@@ -259,6 +259,9 @@ patches:
 			switch p.Labels["app.kubernetes.io/component"] {
 			case "controller":
 				// Both replicas report the election; one leads.
+				// Every replica serves the dashboard over TLS, with the certificate of the CA
+				// in Secret stork-dashboard-certs, for its Service's name.
+				checkDashboardTLS(ctx, t, c, p.Status.PodIP+":8443")
 				if strings.Contains(metrics, `leader_election_master_status{name="stork-controller.stork.dev"} 1`) {
 					leaders++
 				} else if !strings.Contains(metrics, `leader_election_master_status{name="stork-controller.stork.dev"} 0`) {
