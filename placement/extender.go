@@ -70,7 +70,9 @@ type scratch struct {
 	rowsFor []string
 	pass    []string
 	prios   extenderv1.HostPriorityList
-	out     []byte
+	// keys and sorted are the rank keys of Prioritize.
+	keys, sorted []int64
+	out          []byte
 }
 
 // maxPooled: scratch that grew past this (a request with whole Nodes) is not kept.
@@ -322,17 +324,23 @@ func (e *Extender) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs
 		copies[i] = e.View.usableCopies(t, v.driver, v.loc)
 	}
 	local := false
+	keys := slices.Grow(s.keys[:0], len(nodes))
 	for i, n := range nodes {
 		nt := t.topology(rows[i])
-		sum, all := 0, true
+		key, all := int64(0), true
 		for j, v := range located {
 			p, holds := points(rows[i], n, nt, copies[j])
-			sum += p
+			key += int64(p)
+			if holds {
+				key += heldWeight
+			}
 			all = all && (holds || len(v.loc.Replicas) == 0)
 		}
-		out[i].Score = scale(sum, len(located))
+		keys = append(keys, key)
 		local = local || all
 	}
+	s.keys = keys
+	s.sorted = rankScores(out, keys, s.sorted)
 	if !local && len(nodes) > 0 {
 		e.noDataLocal(pod, nodes, located)
 	}

@@ -112,18 +112,20 @@ func TestPrioritize(t *testing.T) {
 		want     map[string]int64
 		event    bool
 	}{
-		{name: "replica node, then rack, zone, region, elsewhere", replicas: map[string][]string{"v1": {"n1"}}, pod: podWith(nil, "c-v1"),
-			want: map[string]int64{"n1": 10, "n2": 5, "n3": 3, "n4": 1, "n5": 1, "n6": 1}},
-		{name: "degraded storage halves the points", health: map[string]storkv1.StorageHealth{"n1": storkv1.StorageDegraded},
-			replicas: map[string][]string{"v1": {"n1"}}, pod: podWith(nil, "c-v1"),
-			want: map[string]int64{"n1": 5, "n2": 3, "n3": 2, "n4": 1, "n5": 1, "n6": 1}},
+		{name: "replica node, then rack, zone, region, elsewhere: each level strictly above the next", replicas: map[string][]string{"v1": {"n1"}}, pod: podWith(nil, "c-v1"),
+			want: map[string]int64{"n1": 10, "n2": 3, "n3": 2, "n4": 1, "n5": 1, "n6": 0}},
+		{name: "a degraded copy on the node halves its points", health: map[string]storkv1.StorageHealth{"n1": storkv1.StorageDegraded},
+			replicas: map[string][]string{"v1": {"n1", "n3"}}, pod: podWith(nil, "c-v1"),
+			want: map[string]int64{"n3": 10, "n1": 3, "n2": 2, "n4": 1, "n5": 1, "n6": 0}},
 		{name: "the best replica counts", replicas: map[string][]string{"v1": {"n3", "n4"}}, pod: podWith(nil, "c-v1"),
-			want: map[string]int64{"n1": 3, "n2": 3, "n3": 10, "n4": 10, "n5": 3, "n6": 1}},
+			want: map[string]int64{"n1": 3, "n2": 3, "n3": 10, "n4": 10, "n5": 3, "n6": 2}},
 		{name: "a down replica counts for nothing", health: map[string]storkv1.StorageHealth{"n4": storkv1.StorageDown},
 			replicas: map[string][]string{"v1": {"n3", "n4"}}, pod: podWith(nil, "c-v1"),
-			want: map[string]int64{"n1": 3, "n2": 3, "n3": 10, "n4": 1, "n5": 1, "n6": 1}},
-		{name: "the mean over volumes", replicas: map[string][]string{"v1": {"n1"}, "v2": {"n4"}}, pod: podWith(nil, "c-v1", "c-v2"),
-			want: map[string]int64{"n1": 6, "n2": 3, "n3": 2, "n4": 6, "n5": 2, "n6": 1}, event: true},
+			want: map[string]int64{"n1": 3, "n2": 3, "n3": 10, "n4": 2, "n5": 2, "n6": 1}},
+		{name: "volumes held first, then the sum of points", replicas: map[string][]string{"v1": {"n1"}, "v2": {"n4"}}, pod: podWith(nil, "c-v1", "c-v2"),
+			want: map[string]int64{"n1": 10, "n2": 3, "n3": 2, "n4": 10, "n5": 2, "n6": 1}, event: true},
+		{name: "a node holding more of the volumes beats one holding fewer, however close", replicas: map[string][]string{"v1": {"n1"}, "v2": {"n1"}, "v3": {"n4"}},
+			pod: podWith(nil, "c-v1", "c-v2", "c-v3"), want: map[string]int64{"n1": 10, "n4": 3, "n2": 2, "n3": 1, "n5": 0, "n6": 0}, event: true},
 		{name: "opted out", replicas: map[string][]string{"v1": {"n1"}}, pod: podWith(map[string]string{AnnotationPlacement: PlacementSkip}, "c-v1"),
 			want: map[string]int64{"n1": 0, "n2": 0, "n3": 0, "n4": 0, "n5": 0, "n6": 0}},
 		{name: "unbound and missing claims say nothing", pod: podWith(nil, "unbound", "missing"),
@@ -167,8 +169,8 @@ func TestPrioritizeRackFromNodeLabels(t *testing.T) {
 	for _, h := range *got {
 		scores[h.Host] = h.Score
 	}
-	if scores["n2"] != 5 || scores["n3"] != 3 {
-		t.Errorf("scores %v: want n2 (same rack by its labels) 5 and n3 (same zone) 3", scores)
+	if scores["n2"] != 3 || scores["n3"] != 2 {
+		t.Errorf("scores %v: want n2 (same rack by its labels) 3 and n3 (same zone) 2", scores)
 	}
 }
 
@@ -329,5 +331,18 @@ func TestWire(t *testing.T) {
 	var backPrios extenderv1.HostPriorityList
 	if err := json.Unmarshal(appendPriorities(nil, &prios), &backPrios); err != nil || len(backPrios) != 2 || backPrios[1] != prios[1] || backPrios[0] != prios[0] {
 		t.Errorf("priorities round trip: %v %+v", err, backPrios)
+	}
+}
+
+// TestRankScores: distinct keys score 10, 3, 2, 1, then 0; equal keys score the same.
+func TestRankScores(t *testing.T) {
+	keys := []int64{7, 100, 3, 100, 50, 1, 0, 20, 2}
+	out := make(extenderv1.HostPriorityList, len(keys))
+	rankScores(out, keys, nil)
+	want := []int64{1, 10, 0, 10, 3, 0, 0, 2, 0}
+	for i := range keys {
+		if out[i].Score != want[i] {
+			t.Errorf("key %d scored %d, want %d", keys[i], out[i].Score, want[i])
+		}
 	}
 }

@@ -1,7 +1,7 @@
 package placement
 
 import (
-	"math"
+	"slices"
 
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 
@@ -9,27 +9,48 @@ import (
 	"stork.dev/stork/drivers"
 )
 
-// Points a node earns for one volume, by how close it is to the volume's nearest usable copy
-// (Stork's classic 100/50/25/10). A pod's score is the mean over its volumes, scaled into the
-// extender protocol's 0..10 with ceil(mean/10):
+// How nodes are scored (Prioritize). For each of the pod's volumes a node earns points by where
+// the volume's nearest usable copy is (Stork's classic 100/50/25/10):
 //
-//	copy on the node          100 → 10
-//	copy on a degraded node    50 →  5   (degraded storage halves the points)
-//	same rack                  50 →  5
-//	same zone                  25 →  3
-//	same region                10 →  1
-//	no data nearby              5 →  1   (low, never zero: the pod can still run there)
+//	copy on the node          100
+//	copy on a degraded node    50   (degraded storage halves the points)
+//	same rack                  50
+//	same zone                  25
+//	same region                10
+//	nothing nearby              5
+//
+// A node's rank key is, first, how many of the pod's volumes it holds a copy of (degraded or
+// not), then the sum of its points: a node holding more of the pod's volumes always beats one
+// holding fewer, and between two holding as many, the closer one wins. The extender protocol
+// has only the scores 0..10, and a mean of points scaled into them ties levels (region and
+// nothing nearby both became 1). So the candidates of one request are ranked by key and their
+// distinct keys score rankScore: 10, then 3, 2, 1, and 0 for every key further down (a score
+// says nothing of whether the pod can run there; filter does). Every locality level (node, rack,
+// zone, region, nothing) scores strictly above the next.
 //
 // kube-scheduler multiplies an extender's score by its weight and by 10 (MaxNodeScore /
-// MaxExtenderPriority); deploy/ uses weight 5, so a data-local node gets 500 points, more
-// than any single in-tree plugin (at most 100 × its weight of 1 to 2) can outweigh.
+// MaxExtenderPriority); deploy/ uses weight 5, so the best node gets 500 points and the next at
+// most 150: a lead of 350 that the default plugins' spreading and balancing cannot undo (e2e
+// TestPlacement saw leads of 100 and 250 undone).
 const (
 	pointsReplica = 100
 	pointsRack    = 50
 	pointsZone    = 25
 	pointsRegion  = 10
 	pointsNoData  = 5
+
+	// heldWeight makes the count of volumes held the first part of a rank key: no sum of
+	// points over a pod's volumes reaches it.
+	heldWeight = 1 << 32
 )
+
+// rankScore is the score of the rank-th best distinct key of a request (0: the best).
+func rankScore(rank int) int64 {
+	if rank == 0 {
+		return extenderv1.MaxExtenderPriority
+	}
+	return max(4-int64(rank), 0)
+}
 
 // replicaState reports whether a copy can serve I/O now (its own health and its node's storage
 // health for the driver) and whether that storage is degraded.
@@ -96,7 +117,8 @@ func points(row int32, name string, nt topoIDs, copies []usableCopy) (best int, 
 	for _, c := range copies {
 		on := c.on(row, name)
 		p := closeness(on, nt, c.topo)
-		if c.degraded {
+		if c.degraded && on {
+			// Local I/O on degraded storage is slower; to a remote node, every copy is remote.
 			p /= 2
 		}
 		best, holds = max(best, p), holds || on
@@ -123,13 +145,18 @@ func closeness(onNode bool, nt, ct topoIDs) int {
 	return 0
 }
 
-// scale turns the mean points over n volumes into the protocol's 0..10.
-func scale(sum, n int) int64 {
-	if n == 0 {
-		return 0
+// rankScores sets each node's score from its rank key (keys[i] for out[i]) by the rank of the key
+// among the distinct keys (rankScore). sorted is scratch space.
+func rankScores(out extenderv1.HostPriorityList, keys, sorted []int64) []int64 {
+	sorted = append(sorted[:0], keys...)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	top := len(sorted) - 1
+	for i, k := range keys {
+		rank, _ := slices.BinarySearch(sorted, k)
+		out[i].Score = rankScore(top - rank)
 	}
-	s := int64(math.Ceil(float64(sum) / float64(n) / 10))
-	return min(max(s, extenderv1.MinExtenderPriority), extenderv1.MaxExtenderPriority)
+	return sorted
 }
 
 // hasUsableCopy reports whether a volume with replicas has at least one that can serve I/O.
