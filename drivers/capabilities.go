@@ -148,6 +148,9 @@ type ImportRequest struct {
 	TargetClaim     string
 	// SizeBytes is the capacity of the new volume.
 	SizeBytes int64
+	// DataBytes is how much data the backup holds (its bytesTotal): a driver that places the
+	// volume on a node's storage picks one with room for it. 0 when unknown.
+	DataBytes int64
 	// StorageClassName for the new PersistentVolume.
 	StorageClassName string
 	// AccessModes of the claim the volume is for (ReadWriteOnce when empty).

@@ -379,7 +379,7 @@ func (r *Reconciler) importVolume(ctx context.Context, rs *storkv1.Restore, b *s
 		Owner:                owner(rs),
 		Location:             loc.Name,
 		AccessSecret:         accessName(rs),
-		RepositorySnapshotID: bv.RepositorySnapshotID,
+		RepositorySnapshotID: bv.RepositorySnapshotID, DataBytes: bv.Progress.BytesTotal,
 		Topology:             storkv1.Topology{Zone: v.Zone},
 		TargetNamespace:      v.TargetNamespace, TargetClaim: v.TargetClaim,
 		SizeBytes: claim.Spec.Resources.Requests.Storage().Value(), StorageClassName: *claim.Spec.StorageClassName, AccessModes: claim.Spec.AccessModes,

@@ -13,6 +13,7 @@ import (
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/names"
+	"stork.dev/stork/internal/units"
 )
 
 // Import implements drivers.Importer: a Download task on a storage node in req.Topology restores
@@ -36,8 +37,10 @@ func (d *Driver) Import(ctx context.Context, req drivers.ImportRequest) (drivers
 		if err != nil {
 			return drivers.VolumeStatus{}, fmt.Errorf("choosing a node for the import of backup %s: %w", req.RepositorySnapshotID, err)
 		}
-		node, why, wait := chooseNode(nodes, req.Topology)
+		node, why, wait, full := chooseNode(nodes, req.Topology, req.DataBytes)
 		switch {
+		case node == "" && full:
+			return drivers.VolumeStatus{VolumeName: pvName, Phase: storkv1.VolumeFailed, Reason: "InsufficientCapacity", Message: why}, nil
 		case node == "" && wait:
 			// The zone has storage, none of it healthy now: an agent may be back soon.
 			return drivers.VolumeStatus{VolumeName: pvName, Phase: storkv1.VolumePending, Reason: drivers.ReasonNoHealthyStorage, Message: why}, nil
@@ -90,11 +93,13 @@ func checkImport(req drivers.ImportRequest, pvName string) (drivers.VolumeStatus
 		Message: "the import request names no " + strings.Join(missing, ", no ")}, false
 }
 
-// chooseNode picks the node for a new volume in topo: a Healthy storage node in topo's zone and
-// region (those that are set) with the most free bytes, ties broken by name so that equal nodes
-// give the same answer every time. When none fits it returns "" and why, naming what was asked
-// for and what there is, and wait when topo has storage nodes, none of them healthy now.
-func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology) (node, why string, wait bool) {
+// chooseNode picks the node for a new volume of need bytes in topo: a Healthy storage node in
+// topo's zone and region (those that are set) with room for need (a node that reports no
+// capacity is taken at its word) and the most free bytes, ties broken by name so that equal
+// nodes give the same answer every time. When none fits it returns "" and why, naming what was
+// asked for and what there is; wait when topo has storage nodes, none of them healthy now; full
+// when healthy ones are there but none has room.
+func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology, need int64) (node, why string, wait, full bool) {
 	var there []drivers.StorageNode
 	for _, n := range nodes {
 		if (topo.Zone == "" || n.Topology.Zone == topo.Zone) && (topo.Region == "" || n.Topology.Region == topo.Region) {
@@ -102,9 +107,14 @@ func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology) (node, why s
 		}
 	}
 	var best *drivers.StorageNode
+	var tooSmall []string
 	for i := range there {
 		n := &there[i]
 		if n.Health != storkv1.StorageHealthy {
+			continue
+		}
+		if c := n.Capacity; (c.FreeBytes > 0 || c.TotalBytes > 0) && c.FreeBytes < need {
+			tooSmall = append(tooSmall, fmt.Sprintf("%s has %s free", n.Node, units.Bytes(c.FreeBytes)))
 			continue
 		}
 		if best == nil || n.Capacity.FreeBytes > best.Capacity.FreeBytes ||
@@ -112,10 +122,27 @@ func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology) (node, why s
 			best = n
 		}
 	}
-	if best != nil {
-		return best.Node, "", false
+	switch {
+	case best != nil:
+		return best.Node, "", false, false
+	case len(tooSmall) > 0:
+		slices.Sort(tooSmall)
+		return "", fmt.Sprintf("no healthy local storage node%s has room for the backup's %s: %s", where(topo), units.Bytes(need), strings.Join(tooSmall, ", ")), false, true
 	}
-	return "", noNodeMessage(nodes, there, topo), len(there) > 0
+	return "", noNodeMessage(nodes, there, topo), len(there) > 0, false
+}
+
+// where names topo's zone and region for messages: " in zone b of region r1", or "".
+func where(topo storkv1.Topology) string {
+	switch {
+	case topo.Zone != "" && topo.Region != "":
+		return " in zone " + topo.Zone + " of region " + topo.Region
+	case topo.Zone != "":
+		return " in zone " + topo.Zone
+	case topo.Region != "":
+		return " in region " + topo.Region
+	}
+	return ""
 }
 
 // noNodeMessage says why no node fits topo: no storage at all, none there (and where there is
@@ -130,10 +157,7 @@ func noNodeMessage(all, there []drivers.StorageNode, topo storkv1.Topology) stri
 	case topo.Region != "":
 		want, domain = "region "+topo.Region, "nodes in that region"
 	}
-	in := ""
-	if want != "" {
-		in = " in " + want
-	}
+	in := where(topo)
 	if len(all) == 0 {
 		return "no local storage node" + in + ": no stork-agent has reported a StorageNode of driver " + Name
 	}

@@ -42,9 +42,35 @@ func TestChooseNode(t *testing.T) {
 		{"none in the zone", []drivers.StorageNode{sn("a1", "a", 90, h)}, storkv1.Topology{Zone: "b"}, ""},
 		{"none at all", nil, storkv1.Topology{}, ""},
 	} {
-		got, why, _ := chooseNode(tc.nodes, tc.topo)
+		got, why, _, _ := chooseNode(tc.nodes, tc.topo, 0)
 		if got != tc.want || (got == "") != (why != "") {
 			t.Errorf("%s: chose %q (%s), want %q", tc.name, got, why, tc.want)
+		}
+	}
+}
+
+// TestChooseNodeByRoom: a restore goes to a node with room for the backup's data; when no
+// healthy node has room, it fails naming the size and what each node has free.
+func TestChooseNodeByRoom(t *testing.T) {
+	h := storkv1.StorageHealthy
+	unknown := sn("b9", "b", 0, h) // reports no capacity: taken at its word
+	for _, tc := range []struct {
+		name  string
+		nodes []drivers.StorageNode
+		need  int64
+		want  string
+		full  bool
+		why   string
+	}{
+		{"the roomiest is too small for nothing", []drivers.StorageNode{sn("b1", "b", 100, h), sn("b2", "b", 300, h)}, 200, "b2", false, ""},
+		{"only one has room", []drivers.StorageNode{sn("b1", "b", 1<<30, storkv1.StorageDown), sn("b2", "b", 300, h), sn("b3", "b", 100, h)}, 250, "b2", false, ""},
+		{"none has room", []drivers.StorageNode{sn("b1", "b", 100, h), sn("b2", "b", 200, h), sn("a1", "a", 1<<30, h)}, 1 << 20, "", true,
+			"no healthy local storage node in zone b has room for the backup's 1.0 MiB: b1 has 100 B free, b2 has 200 B free"},
+		{"a node reporting no capacity", []drivers.StorageNode{sn("b1", "b", 100, h), unknown}, 1 << 20, "b9", false, ""},
+	} {
+		got, why, _, full := chooseNode(tc.nodes, storkv1.Topology{Zone: "b"}, tc.need)
+		if got != tc.want || full != tc.full || why != tc.why {
+			t.Errorf("%s: chose %q, full %v, %q; want %q, %v, %q", tc.name, got, full, why, tc.want, tc.full, tc.why)
 		}
 	}
 }
@@ -65,7 +91,7 @@ func TestNoStorageNodeMessages(t *testing.T) {
 		{nodes[:2], storkv1.Topology{Region: "r1", Zone: "b"}, "no storage node has zone b of region r1; zones with local storage: a (region r1), c (region r1)"},
 		{nil, storkv1.Topology{Zone: "b"}, "no local storage node in zone b: no stork-agent has reported a StorageNode of driver local"},
 	} {
-		_, got, wait := chooseNode(tc.nodes, tc.topo)
+		_, got, wait, _ := chooseNode(tc.nodes, tc.topo, 0)
 		if got != tc.want || wait != strings.HasPrefix(tc.want, "no healthy") {
 			t.Errorf("%+v:\n got %s (wait %v)\nwant %s", tc.topo, got, wait, tc.want)
 		}
