@@ -10,7 +10,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_TIMEOUT ?= 30m
 GO_PACKAGES := ./...
 
-.PHONY: images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
+.PHONY: fuzz images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
 
 all: build
 
@@ -75,6 +75,10 @@ demo: images
 		STORK_HELM_TESTBIN="$$(hack/testbin.sh helm)" && STORK_NODE_TESTBIN="$$(hack/testbin.sh node)" && \
 		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN STORK_NODE_TESTBIN STORK_IMAGES=$(BIN)/images && \
 		$(GO) run ./e2e/demo $(DEMO_ARGS)
+
+## fuzz: every fuzz target (decoders of repository data, request parsers) for FUZZTIME each (default 30s)
+fuzz:
+	hack/fuzz.sh
 
 ## bench-primitives: the chunker and keyed-hash measurements behind the repository format
 bench-primitives:

@@ -37,10 +37,14 @@ func decodeArgs(r io.Reader, args *extenderv1.ExtenderArgs, s *scratch) error {
 	if it.WhatIsNext() != jsoniter.ObjectValue {
 		return errors.New("the body is not a JSON object")
 	}
-	for field := it.ReadObject(); field != ""; field = it.ReadObject() {
+	// ReadObjectCB rather than a ReadObject loop: ReadObject returns "" both at the end of the
+	// object and for a field named "", which would end the loop early (found by FuzzDecodeArgs).
+	var err error
+	fallback := false
+	it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
 		if it.WhatIsNext() == jsoniter.NilValue {
 			it.Skip()
-			continue
+			return true
 		}
 		switch {
 		case strings.EqualFold(field, "Pod"):
@@ -51,22 +55,24 @@ func decodeArgs(r io.Reader, args *extenderv1.ExtenderArgs, s *scratch) error {
 			it.ReadVal(args.Nodes)
 		case strings.EqualFold(field, "NodeNames"):
 			if it.WhatIsNext() != jsoniter.ArrayValue {
-				return fmt.Errorf("NodeNames is not an array")
+				err = fmt.Errorf("NodeNames is not an array")
+				return false
 			}
 			// Each name is looked up once in the node table: the answer gives both the row the
 			// extender works with and the table's own string, so known names cost no allocation.
 			names, rows := s.names[:0], s.rows[:0]
 			for it.ReadArray() {
 				if it.WhatIsNext() != jsoniter.StringValue {
-					return fmt.Errorf("NodeNames[%d] is not a string", len(names))
+					err = fmt.Errorf("NodeNames[%d] is not a string", len(names))
+					return false
 				}
 				b := it.ReadStringAsSlice()
 				if it.Error != nil || !plain(b) {
 					// ReadStringAsSlice stops at the first quote and unescapes nothing. Node
 					// names are DNS names and never take this path; anything else is decoded
 					// by the standard codec.
-					*args = extenderv1.ExtenderArgs{}
-					return json.Unmarshal(s.body.Bytes(), args)
+					fallback = true
+					return false
 				}
 				if row, ok := s.table.rows[string(b)]; ok { // no allocation: looked up by the bytes
 					names, rows = append(names, s.table.names[row]), append(rows, row)
@@ -79,9 +85,14 @@ func decodeArgs(r io.Reader, args *extenderv1.ExtenderArgs, s *scratch) error {
 		default:
 			it.Skip()
 		}
-		if it.Error != nil {
-			break
-		}
+		return it.Error == nil
+	})
+	switch {
+	case fallback:
+		*args = extenderv1.ExtenderArgs{}
+		return json.Unmarshal(s.body.Bytes(), args)
+	case err != nil:
+		return err
 	}
 	if it.Error != nil && !errors.Is(it.Error, io.EOF) {
 		return it.Error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
@@ -43,6 +44,8 @@ const (
 	keyAzureKey     = "accountKey"
 	keyPassphrase   = "passphrase"
 	keyRawKey       = "rawKey"
+	// keyLockRetention is the Object Lock retention of what the agent writes (a Go duration).
+	keyLockRetention = "s3ObjectLockRetention"
 )
 
 // SecretData is the content of the Secret an agent reads to reach a location for one task:
@@ -60,6 +63,9 @@ func SecretData(a Access) map[string][]byte {
 	if len(a.Key.Raw) > 0 {
 		d[keyRawKey] = a.Key.Raw
 	}
+	if r := a.Store.S3.ObjectLockRetention; r > 0 {
+		d[keyLockRetention] = []byte(r.String())
+	}
 	return d
 }
 
@@ -69,9 +75,16 @@ func ParseSecret(d map[string][]byte) (Access, error) {
 		return Access{}, fmt.Errorf("the access Secret has no %s", keyURL)
 	}
 	pathStyle, _ := strconv.ParseBool(string(d[keyPathStyle]))
+	var retain time.Duration
+	if v := d[keyLockRetention]; len(v) > 0 {
+		var err error
+		if retain, err = time.ParseDuration(string(v)); err != nil || retain < 0 {
+			return Access{}, fmt.Errorf("the access Secret's %s %q is not a duration", keyLockRetention, v)
+		}
+	}
 	a := Access{
 		Store: objstore.Config{URL: string(d[keyURL]),
-			S3: objstore.S3Options{Endpoint: string(d[keyEndpoint]), Region: string(d[keyRegion]), ForcePathStyle: pathStyle},
+			S3: objstore.S3Options{Endpoint: string(d[keyEndpoint]), Region: string(d[keyRegion]), ForcePathStyle: pathStyle, ObjectLockRetention: retain},
 			Credentials: objstore.Credentials{AccessKeyID: string(d[keyAccessKeyID]), SecretAccessKey: string(d[keySecretKey]),
 				SessionToken: string(d[keySessionToken]), GCSServiceAccountJSON: d[keyGCS],
 				AzureAccountName: string(d[keyAzureAccount]), AzureAccountKey: string(d[keyAzureKey])}},

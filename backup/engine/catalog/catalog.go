@@ -154,13 +154,18 @@ func ReadRecord(ctx context.Context, r *repo.Repository, id repo.ID) (*Record, e
 	if data == nil {
 		return nil, fmt.Errorf("snapshot %s has no %s: %w", id, recordFile, ErrNotRecord)
 	}
+	return decodeRecord(id, data, sig, func(data, sig []byte) (bool, error) { return r.VerifySignature(signaturePurpose, data, sig) })
+}
+
+// decodeRecord checks a record's signature (hex, when there is one) with verify and decodes it.
+func decodeRecord(id repo.ID, data, sig []byte, verify func(data, sig []byte) (bool, error)) (*Record, error) {
 	rec := &Record{}
 	if sig != nil {
 		raw, err := hex.DecodeString(string(sig))
 		if err != nil {
 			return nil, fmt.Errorf("record %s: %w", id, ErrBadSignature)
 		}
-		ok, err := r.VerifySignature(signaturePurpose, data, raw)
+		ok, err := verify(data, raw)
 		if err != nil {
 			return nil, err
 		}
