@@ -11,7 +11,12 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
@@ -230,4 +235,92 @@ func TestEngineWritesObjectLockRetention(t *testing.T) {
 			t.Fatalf("%s: only %d objects written", tc.prefix, n)
 		}
 	}
+}
+
+// TestBackupLocationObjectLockRetention: through the whole stack — a BackupLocation on a MinIO
+// bucket with Object Lock and no default retention, spec.s3.objectLockRetention 48h, a Backup
+// uploaded by the node agent — every object in the location carries a governance retention of
+// about 48 hours, the location's status and Available condition say so, and MinIO refuses to
+// remove a pack.
+func TestBackupLocationObjectLockRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := harness.New(t)
+	m, err := env.StartMinIO(ctx, "minio-lockloc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bucket, period = "immutable", 48 * time.Hour
+	if err := m.Client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "lockloc", Nodes: harness.Nodes("n", "region-1", []string{"zone-a"}, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartStork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const node = "n-zone-a-1"
+	if _, err := c.StartAgent(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 5, 2<<20)
+	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"},
+		StringData: map[string]string{"accessKeyID": m.AccessKey, "secretAccessKey": m.SecretKey}})
+	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "key"},
+		StringData: map[string]string{"passphrase": "passphrase of the object lock test"}})
+	mustCreate(t, c, &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "worm"},
+		Spec: storkv1.BackupLocationSpec{URL: "s3://" + bucket + "/stork",
+			S3: &storkv1.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true,
+				ObjectLockRetention: &metav1.Duration{Duration: period}},
+			CredentialsSecretRef:   &storkv1.SecretReference{Name: "creds"},
+			EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}}})
+	loc := &storkv1.BackupLocation{}
+	err = c.WaitFor(ctx, time.Minute, "location worm to be Available", func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "worm"}, loc)
+		return err == nil && loc.Status.Phase == storkv1.BackupLocationAvailable, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatalf("%v: %+v", err, loc.Status)
+	}
+	cond := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable)
+	if r := loc.Status.ObjectLockRetention; r == nil || r.Duration != period || !strings.Contains(cond.Message, "S3 Object Lock: new objects are retained 48h0m0s") {
+		t.Errorf("location status: objectLockRetention %v, Available %q", r, cond.Message)
+	}
+	start := time.Now()
+	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}, BackupLocation: "worm"}})
+	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"}}
+	waitBackup(t, c, b)
+
+	n, packs := 0, 0
+	for o := range m.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "stork/", Recursive: true, WithVersions: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		if o.IsDeleteMarker {
+			continue
+		}
+		n++
+		mode, until, err := m.Client.GetObjectRetention(ctx, bucket, o.Key, o.VersionID)
+		if err != nil || mode == nil || *mode != minio.Governance || until == nil ||
+			until.Before(start.Add(period-time.Minute)) || until.After(time.Now().Add(period+time.Minute)) {
+			t.Errorf("%s: retention %v until %v (%v), want GOVERNANCE until about now + %v", o.Key, mode, until, err, period)
+		}
+		if strings.HasPrefix(o.Key, "stork/data/") {
+			packs++
+			if err := m.Client.RemoveObject(ctx, bucket, o.Key, minio.RemoveObjectOptions{VersionID: o.VersionID}); err == nil || !strings.Contains(err.Error(), "WORM protected") {
+				t.Errorf("removing version %s of pack %s: %v, want it refused", o.VersionID, o.Key, err)
+			}
+		}
+	}
+	if packs == 0 || n < 6 {
+		t.Fatalf("%d objects, %d packs in the location", n, packs)
+	}
+	t.Logf("%d objects (%d packs) written by the controller and the agent, each retained in GOVERNANCE mode until about now + %v", n, packs, period)
 }

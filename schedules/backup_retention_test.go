@@ -119,12 +119,17 @@ func TestSnapshotAndBackupRetentionTogether(t *testing.T) {
 		h.createBackup(bk{name: newest.Name, phase: storkv1.BackupCompleted}, scheduledTime(&newest).Add(time.Second))
 		made = append(made, newest.Name)
 	}
-	h.at(t0.Add(4*time.Minute + time.Second))
+	final := h.at(t0.Add(4*time.Minute + time.Second))
 	if n := len(h.snapshots()); n != 1 {
 		t.Errorf("%d Snapshots kept, want 1", n)
 	}
 	if got, want := h.backupNames(), sorted(made[1:]); !slices.Equal(got, want) {
 		t.Errorf("Backups kept: %v, want the 3 newest %v", got, want)
+	}
+	// keepLast 3 at one run a minute: a Backup is kept about 3 minutes, which a location with
+	// Object Lock retains new objects for at least.
+	if span := final.Status.BackupRetentionSpan; span == nil || span.Duration != 3*time.Minute {
+		t.Errorf("status.backupRetentionSpan %v, want 3m", span)
 	}
 }
 
