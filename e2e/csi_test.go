@@ -106,6 +106,62 @@ func TestCSIDriver(t *testing.T) {
 	})
 
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+
+	t.Run("a mover writes the status of its own task only (admission policy stork-mover-tasks)", func(t *testing.T) {
+		task := func(name string) *storkv1.VolumeTask {
+			tk := &storkv1.VolumeTask{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: name},
+				Spec: storkv1.VolumeTaskSpec{Type: storkv1.TaskUpload, Driver: csi.Name, VolumeName: "pv-x", SnapshotID: "snap",
+					BackupLocation: "loc", AccessSecretName: "stork-access-x"}}
+			mustCreate(t, c, tk)
+			return tk
+		}
+		own, other := task("tenancy-own"), task("tenancy-other")
+		// A pod named as the driver names the mover of own's first attempt; its token, bound to
+		// it, is what the kubelet would give the mover.
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: harness.StorkNamespace, Name: csi.MoverPodPrefix + string(own.UID) + "-1"},
+			Spec: corev1.PodSpec{ServiceAccountName: "stork-mover", RestartPolicy: corev1.RestartPolicyNever,
+				NodeSelector: map[string]string{"stork.dev/no-such-node": "true"}, Containers: []corev1.Container{{Name: "mover", Image: "stork"}}}}
+		mustCreate(t, c, pod)
+		kc, err := c.PodTokenKubeconfig(ctx, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unbound, err := c.ServiceAccountKubeconfig(harness.StorkNamespace, "stork-mover")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name       string
+			kubeconfig string
+			task       *storkv1.VolumeTask
+			allowed    bool
+		}{
+			{"its own task", kc, own, true},
+			{"another task", kc, other, false},
+			{"a credential bound to no pod", unbound, own, false},
+		} {
+			cl, err := harness.ClientFromKubeconfig(tc.kubeconfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tk := &storkv1.VolumeTask{}
+			if err := cl.Get(ctx, client.ObjectKeyFromObject(tc.task), tk); err != nil {
+				t.Fatalf("%s: reading the task: %v", tc.name, err)
+			}
+			orig := tk.DeepCopy()
+			tk.Status.Message = "written by " + tc.name
+			err = cl.Status().Patch(ctx, tk, client.MergeFrom(orig))
+			if tc.allowed != (err == nil) || (err != nil && !strings.Contains(err.Error(), "a data mover writes the status of the VolumeTask its own pod")) {
+				t.Errorf("%s: patching the status of task %s: %v, want allowed %v", tc.name, tc.task.Name, err, tc.allowed)
+			}
+		}
+		for _, o := range []client.Object{pod, own, other} {
+			if err := c.Client.Delete(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	db := map[string]string{"app": "db"}
 	sources := map[string]string{} // claim → data directory
 	for i, name := range []string{"data-0", "data-1"} {

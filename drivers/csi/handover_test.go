@@ -24,7 +24,7 @@ func restoredEnvWith(t *testing.T, funcs *interceptor.Funcs) *env {
 	e := newEnv(t, nil, funcs, append(moverObjects(), readyNode("a", zoneA)...)...)
 	e.imp()
 	tmp := importTemp()
-	setStatus(e, &corev1.Pod{}, storkNS, tmp+"-1", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })
+	setStatus(e, &corev1.Pod{}, storkNS, moverPod(importTaskName(), 1), func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })
 	setStatus(e, &storkv1.VolumeTask{}, appNS, importTaskName(), func(tk *storkv1.VolumeTask) {
 		tk.Status.Phase, tk.Status.SizeBytes = storkv1.TaskSucceeded, 4096
 	})
@@ -57,7 +57,7 @@ func TestImportHandOver(t *testing.T) {
 	if e.exists(&corev1.PersistentVolumeClaim{}, storkNS, tmp) {
 		t.Error("the temporary claim was not deleted")
 	}
-	if e.exists(&corev1.Pod{}, storkNS, tmp+"-1") {
+	if e.exists(&corev1.Pod{}, storkNS, moverPod(importTaskName(), 1)) {
 		t.Error("the mover pod was not deleted")
 	}
 

@@ -70,7 +70,12 @@ func newEnv(t *testing.T, cfg map[string]string, funcs *interceptor.Funcs, objs 
 	var n atomic.Int64
 	inner := f.Create
 	f.Create = func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-		if obj.GetUID() == "" {
+		switch _, task := obj.(*storkv1.VolumeTask); {
+		case obj.GetUID() != "":
+		case task:
+			// Predictable, for the names of mover pods (taskUID of the task's name).
+			obj.SetUID(taskUID(obj.GetName()))
+		default:
 			obj.SetUID(types.UID(fmt.Sprintf("uid-%s-%d", obj.GetName(), n.Add(1))))
 		}
 		if ts := obj.GetCreationTimestamp(); ts.IsZero() {

@@ -438,10 +438,16 @@ func podFailure(pod *corev1.Pod) string {
 	return "the pod ended without a container status"
 }
 
-// podName names the mover pod of one attempt.
+// podName names the mover pod of one attempt: MoverPodPrefix, the task's UID, the attempt. The
+// admission policy stork-mover-tasks (deploy/base/manifests/25-rbac-mover.yaml) reads the task's
+// UID back from the name of the pod a mover's token is bound to: a mover writes the status of its
+// own task only.
 func podName(t *storkv1.VolumeTask, attempt int32) string {
-	return tempName(t) + "-" + strconv.Itoa(int(attempt))
+	return MoverPodPrefix + string(t.UID) + "-" + strconv.Itoa(int(attempt))
 }
+
+// MoverPodPrefix starts the name of every mover pod.
+const MoverPodPrefix = "stork-mover-"
 
 func (d *Driver) deletePod(ctx context.Context, pod *corev1.Pod) {
 	if err := d.c.Delete(ctx, pod, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {

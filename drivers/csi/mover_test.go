@@ -14,6 +14,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -68,7 +69,14 @@ func exportReq() drivers.ExportRequest {
 
 func exportTaskName() string       { return objectName("upload", exportID) }
 func exportTemp() string           { return objectName("stork-mover", appNS, exportTaskName()) }
-func exportPod(attempt int) string { return exportTemp() + "-" + strconv.Itoa(attempt) }
+func exportPod(attempt int) string { return moverPod(exportTaskName(), attempt) }
+
+// taskUID is the UID the test client gives a VolumeTask it creates; moverPod names the mover pod
+// of one attempt of that task.
+func taskUID(name string) types.UID { return types.UID("uid-" + name) }
+func moverPod(task string, attempt int) string {
+	return MoverPodPrefix + string(taskUID(task)) + "-" + strconv.Itoa(attempt)
+}
 
 // readyTempSnapshot is the export's temporary VolumeSnapshot, ready: with it in place the
 // first Export call goes on to the claim and the mover pod.
@@ -665,7 +673,7 @@ func TestImportStartsAMover(t *testing.T) {
 		t.Errorf("claim annotations %v", pvc.Annotations)
 	}
 	pod := &corev1.Pod{}
-	e.get(pod, storkNS, tmp+"-1")
+	e.get(pod, storkNS, moverPod(importTaskName(), 1))
 	checkMoverPod(t, pod, tk, moverPodWant{verb: "restore", readOnly: false, node: "a", zone: zoneA, claim: tmp, image: e.d.cfg.image, sa: "stork-mover",
 		requests: e.d.cfg.requests, limits: e.d.cfg.limits})
 	if n := count(e, &snapv1.VolumeSnapshotList{}, client.InNamespace(storkNS)); n != 0 {

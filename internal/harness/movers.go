@@ -225,7 +225,9 @@ func (m *MoverPods) start(ctx context.Context, p *corev1.Pod) (*Process, error) 
 	if err != nil {
 		return nil, fmt.Errorf("the pod's command %s is not one of Stork's: %w", cmd[0], err)
 	}
-	kc, err := c.ServiceAccountKubeconfig(p.Namespace, p.Spec.ServiceAccountName)
+	// A token bound to the pod, as the kubelet gives it: the mover's admission policy reads the
+	// pod's name from it.
+	kc, err := c.PodTokenKubeconfig(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -12,11 +12,15 @@ import (
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -93,6 +97,50 @@ func (c *Cluster) UserKubeconfig(name string, groups ...string) (string, error) 
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%x.kubeconfig", []byte(name)))
 	return path, os.WriteFile(path, data, 0o600)
+}
+
+// PodTokenKubeconfig writes a kubeconfig with a token of the pod's service account bound to the
+// pod (TokenRequest with the pod as bound object), as the kubelet mounts into a pod: the API
+// server then names the pod in the user's extra (authentication.kubernetes.io/pod-name, pod-uid),
+// which admission policies check.
+func (c *Cluster) PodTokenKubeconfig(ctx context.Context, pod *corev1.Pod) (string, error) {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return "", err
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("making a token of service account %s/%s bound to pod %s: %w", pod.Namespace, sa, pod.Name, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthorityData: c.Config.CAData}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(c.Dir, "users")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "pod-"+pod.Namespace+"-"+pod.Name+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+// ClientFromKubeconfig is a client (of Scheme's types) with the identity of a kubeconfig file.
+func ClientFromKubeconfig(path string) (client.Client, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("reading kubeconfig %s: %w", path, err)
+	}
+	return client.New(cfg, client.Options{Scheme: Scheme()})
 }
 
 // ServiceAccountKubeconfig is UserKubeconfig for a service account.
