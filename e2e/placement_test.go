@@ -3,10 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +34,7 @@ import (
 	"stork.dev/stork/deploy"
 	"stork.dev/stork/drivers/local"
 	"stork.dev/stork/drivers/longhorn"
+	"stork.dev/stork/internal/certs"
 	"stork.dev/stork/internal/harness"
 	"stork.dev/stork/placement"
 )
@@ -59,7 +64,7 @@ func TestPlacement(t *testing.T) {
 	}
 	extenderPort, webhookPort, metricsPort := ports[0], ports[1], ports[2]
 	storkArgs := []string{"--drivers=local,longhorn",
-		fmt.Sprintf("--extender-bind-address=127.0.0.1:%d", extenderPort),
+		fmt.Sprintf("--extender-bind-address=127.0.0.1:%d", extenderPort), "--extender-cert-dir=" + filepath.Join(c.Dir, "extender-certs"),
 		fmt.Sprintf("--webhook-port=%d", webhookPort), "--webhook-ips=127.0.0.1", "--webhook-cert-dir=" + filepath.Join(c.Dir, "webhook-certs"),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
 		"--monitor-probation=5s", "--monitor-interval=1s", "--monitor-batch-interval=1s", "--monitor-stale-after=90s"}
@@ -72,7 +77,11 @@ func TestPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schedCfg = strings.Replace(schedCfg, "http://stork-extender.stork-system.svc:8099", fmt.Sprintf("http://127.0.0.1:%d", extenderPort), 1)
+	ext := extenderClient(ctx, t, c, extenderPort)
+	// The stork scheduler reaches the extender at this test's Stork, with the client
+	// certificate from the Secret it would mount.
+	schedCfg = strings.Replace(schedCfg, "https://stork-extender.stork-system.svc:8099", ext.base, 1)
+	schedCfg = strings.ReplaceAll(schedCfg, "/etc/stork-extender/", ext.certDir+"/")
 	// The stork scheduler runs as its service account of 60-scheduler.yaml: that RBAC is tested too.
 	schedKC, err := c.ServiceAccountKubeconfig(harness.StorkNamespace, "stork-scheduler")
 	if err != nil {
@@ -120,7 +129,7 @@ func TestPlacement(t *testing.T) {
 
 	t.Run("the webhook sends pods with Stork volumes to the stork scheduler, which binds them to a replica node", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-1", "data-1", "p-zone-a-2", "p-zone-b-3")
-		waitLocated(ctx, t, c, extenderPort, "data-1", "p-zone-a-2")
+		waitLocated(ctx, t, c, ext, "data-1", "p-zone-a-2")
 		node, pod := schedule(ctx, t, c, podUsing("reader", nil, "data-1"))
 		if pod.Spec.SchedulerName != "stork" || pod.Annotations["stork.dev/scheduler-set"] == "" {
 			t.Errorf("the webhook did not send the pod to the stork scheduler: schedulerName %q, annotations %v", pod.Spec.SchedulerName, pod.Annotations)
@@ -139,7 +148,7 @@ func TestPlacement(t *testing.T) {
 
 	t.Run("when no replica node fits, the same rack, then zone, wins and an event says so", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-2", "data-2", "p-zone-a-1")
-		waitLocated(ctx, t, c, extenderPort, "data-2", "p-zone-a-1")
+		waitLocated(ctx, t, c, ext, "data-2", "p-zone-a-1")
 		cordon(ctx, t, c, "p-zone-a-1", true)
 		defer cordon(ctx, t, c, "p-zone-a-1", false)
 		node, pod := schedule(ctx, t, c, podUsing("rack", nil, "data-2"))
@@ -151,7 +160,7 @@ func TestPlacement(t *testing.T) {
 
 	t.Run("a Longhorn node fails: after probation the pod is evicted, once its PDB allows, to the healthy replica", func(t *testing.T) {
 		longhornVolume(ctx, t, c, "vol-3", "data-3", "p-zone-a-2", "p-zone-b-2")
-		waitLocated(ctx, t, c, extenderPort, "data-3", "p-zone-b-2")
+		waitLocated(ctx, t, c, ext, "data-3", "p-zone-b-2")
 		labels := map[string]string{"app": "web"}
 		mustCreate(t, c, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
 			Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(0)), Selector: &metav1.LabelSelector{MatchLabels: labels}}})
@@ -341,17 +350,77 @@ func TestPlacement(t *testing.T) {
 	})
 }
 
-// waitLocated waits until Stork's extender, asked over HTTP as kube-scheduler asks it, scores
-// node 10 for a pod using the claim: its informers have seen the volume's replicas.
-func waitLocated(ctx context.Context, t *testing.T, c *harness.Cluster, port int, claim, node string) {
+// extender is how the test reaches Stork's extender: as the stork scheduler does, over TLS with
+// the scheduler's client certificate, whose files (with the CA's certificate) are in certDir.
+type extender struct {
+	base    string
+	certDir string
+	client  *http.Client
+}
+
+// extenderClient waits for the Secret stork-extender-certs the controller makes, writes the
+// scheduler's files from it as its Deployment mounts them, and checks that the extender refuses
+// a client without that certificate.
+func extenderClient(ctx context.Context, t *testing.T, c *harness.Cluster, port int) extender {
 	t.Helper()
-	body, err := json.Marshal(&extenderv1.ExtenderArgs{Pod: podUsing("probe", nil, claim), NodeNames: &[]string{node}})
+	sec := &corev1.Secret{}
+	err := c.WaitFor(ctx, time.Minute, "Secret stork-extender-certs", func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: harness.StorkNamespace, Name: "stork-extender-certs"}, sec)
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(c.Dir, "stork-scheduler-extender")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{certs.KeyCACert, certs.KeyClientCert, certs.KeyClientKey} {
+		if err := os.WriteFile(filepath.Join(dir, k), sec.Data[k], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(sec.Data[certs.KeyCACert])
+	pair, err := tls.X509KeyPair(sec.Data[certs.KeyClientCert], sec.Data[certs.KeyClientKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsFor := func(certs []tls.Certificate) *http.Client {
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
+			ServerName: "stork-extender." + harness.StorkNamespace + ".svc", Certificates: certs}}}
+	}
+	e := extender{base: fmt.Sprintf("https://127.0.0.1:%d", port), certDir: dir, client: tlsFor([]tls.Certificate{pair})}
+	// Without the scheduler's certificate, nothing is answered.
+	err = c.WaitFor(ctx, time.Minute, "the extender to listen", func(ctx context.Context) (bool, error) {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := tlsFor(nil).Post(e.base+placement.FilterPath, "application/json", strings.NewReader(`{}`)); err == nil {
+		resp.Body.Close()
+		t.Errorf("the extender answered a request without a client certificate: %s", resp.Status)
+	}
+	return e
+}
+
+// waitLocated waits until Stork's extender, asked as kube-scheduler asks it, ranks node first for
+// a pod using the claim, above a node it knows nothing of: its informers have seen the volume's
+// replicas.
+func waitLocated(ctx context.Context, t *testing.T, c *harness.Cluster, ext extender, claim, node string) {
+	t.Helper()
+	body, err := json.Marshal(&extenderv1.ExtenderArgs{Pod: podUsing("probe", nil, claim), NodeNames: &[]string{node, "no-such-node"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var last string
 	if err := c.WaitFor(ctx, time.Minute, "the extender to locate "+claim+" on "+node, func(ctx context.Context) (bool, error) {
-		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d%s", port, placement.PrioritizePath), "application/json", bytes.NewReader(body))
+		resp, err := ext.client.Post(ext.base+placement.PrioritizePath, "application/json", bytes.NewReader(body))
 		if err != nil {
 			return false, nil
 		}
@@ -361,7 +430,7 @@ func waitLocated(ctx context.Context, t *testing.T, c *harness.Cluster, port int
 			return false, nil
 		}
 		last = fmt.Sprint(got)
-		return len(got) == 1 && got[0].Score == extenderv1.MaxExtenderPriority, nil
+		return len(got) == 2 && got[0].Score == extenderv1.MaxExtenderPriority && got[1].Score < got[0].Score, nil
 	}); err != nil {
 		t.Fatalf("%v (last answer %s)", err, last)
 	}

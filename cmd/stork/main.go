@@ -58,6 +58,8 @@ type options struct {
 
 	// placement
 	extenderAddr, schedulerName              string
+	extenderCertDir, extenderService         string
+	extenderInsecure                         bool
 	webhookPort                              int
 	webhookCertDir, webhookService           string
 	webhookIPs                               string
@@ -86,7 +88,10 @@ func main() {
 		o.driverConfig[k] = val
 		return nil
 	})
-	flag.StringVar(&o.extenderAddr, "extender-bind-address", ":8099", "address of the kube-scheduler extender (plain HTTP, for the stork scheduler next to it); 0 turns it off")
+	flag.StringVar(&o.extenderAddr, "extender-bind-address", ":8099", "address of the kube-scheduler extender (HTTPS, answering the stork scheduler's client certificate); 0 turns it off")
+	flag.StringVar(&o.extenderCertDir, "extender-cert-dir", filepath.Join(os.TempDir(), "stork-extender-certs"), "where the extender's rotating serving certificate and client CA are written")
+	flag.StringVar(&o.extenderService, "extender-service", "stork-extender", "Service of the extender in Stork's namespace, named in its certificate")
+	flag.BoolVar(&o.extenderInsecure, "extender-insecure-http", false, "serve the extender over plain HTTP, answering any client (not recommended: answers say where every namespace's data is)")
 	flag.StringVar(&o.schedulerName, "scheduler-name", "stork", "scheduler the webhook sends pods with Stork volumes to (the kube-scheduler configured with the extender)")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the pod admission webhook (HTTPS); 0 turns it off")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "stork-webhook-certs"), "where the webhook's rotating serving certificate is written")
@@ -264,7 +269,24 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 	vols := &placement.Volumes{Reader: mgr.GetClient(), Drivers: set}
 	if o.extenderAddr != "0" && o.extenderAddr != "" {
 		ext := &placement.Extender{View: view, Volumes: vols, Recorder: mgr.GetEventRecorder("stork-scheduler-extender"), Log: ctrl.Log.WithName("extender")}
-		if err := mgr.Add(&placement.Server{Addr: o.extenderAddr, Handler: ext.Handler(), Log: ctrl.Log.WithName("extender")}); err != nil {
+		srv := &placement.Server{Addr: o.extenderAddr, Handler: ext.Handler(), Log: ctrl.Log.WithName("extender")}
+		if !o.extenderInsecure {
+			// The stork scheduler's client certificate comes from the same Secret (mounted
+			// into its pods, 60-scheduler.yaml); the extender answers only certificates of
+			// this CA.
+			svc := o.extenderService + "." + o.namespace + ".svc"
+			rot := &certs.Rotator{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), SecretNamespace: o.namespace, SecretName: ExtenderSecret,
+				DNSNames: []string{svc, svc + ".cluster.local"}, CertDir: o.extenderCertDir, ClientCommonName: "stork-scheduler",
+				Log: ctrl.Log.WithName("extender-certs")}
+			if err := ensureCerts(rot, "the extender's certificates"); err != nil {
+				return err
+			}
+			if err := mgr.Add(rot); err != nil {
+				return err
+			}
+			srv.CertDir = o.extenderCertDir
+		}
+		if err := mgr.Add(srv); err != nil {
 			return err
 		}
 	}
@@ -295,12 +317,9 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 		}
 		rot.IPs = append(rot.IPs, parsed)
 	}
-	// The webhook server starts before any runnable and needs the certificate files: write
-	// them now (straight to the API server; the cache is not started yet).
-	ectx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := rot.Ensure(ectx); err != nil {
-		return fmt.Errorf("making the webhook's certificate: %w", err)
+	// The webhook server starts before any runnable and needs the certificate files.
+	if err := ensureCerts(rot, "the webhook's certificate"); err != nil {
+		return err
 	}
 	if err := mgr.Add(rot); err != nil {
 		return err
@@ -324,10 +343,8 @@ func setupDashboard(mgr ctrl.Manager, cs kubernetes.Interface, o options) error 
 		svc := o.dashboardService + "." + o.namespace + ".svc"
 		rot := &certs.Rotator{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), SecretNamespace: o.namespace, SecretName: "stork-dashboard-certs",
 			DNSNames: []string{svc, svc + ".cluster.local", "localhost"}, CertDir: o.dashboardCertDir, Log: ctrl.Log.WithName("dashboard-certs")}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := rot.Ensure(ctx); err != nil {
-			return fmt.Errorf("making the dashboard's certificate: %w", err)
+		if err := ensureCerts(rot, "the dashboard's certificate"); err != nil {
+			return err
 		}
 		if err := mgr.Add(rot); err != nil {
 			return err
@@ -335,6 +352,21 @@ func setupDashboard(mgr ctrl.Manager, cs kubernetes.Interface, o options) error 
 		srv.CertDir = o.dashboardCertDir
 	}
 	return mgr.Add(srv)
+}
+
+// ExtenderSecret holds the extender's CA, serving certificate and the stork scheduler's client
+// certificate.
+const ExtenderSecret = "stork-extender-certs"
+
+// ensureCerts writes a rotator's certificates once before the manager starts: servers read
+// the files when they start. Straight to the API server; the cache is not started yet.
+func ensureCerts(rot *certs.Rotator, what string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rot.Ensure(ctx); err != nil {
+		return fmt.Errorf("making %s: %w", what, err)
+	}
+	return nil
 }
 
 // moverImageFromPod sets csi.moverImage, when no --driver-config names it, to the image this

@@ -29,6 +29,11 @@ const (
 	KeyCAKey   = "ca.key"
 	KeyTLSCert = corev1.TLSCertKey
 	KeyTLSKey  = corev1.TLSPrivateKeyKey
+	// KeyClientCert and KeyClientKey hold a client certificate of the same CA, when the
+	// Rotator has a ClientCommonName: what the serving side's peer (kube-scheduler, for the
+	// extender) presents, and the serving side verifies against the CA bundle.
+	KeyClientCert = "client.crt"
+	KeyClientKey  = "client.key"
 )
 
 // Defaults of a Rotator's zero fields.
@@ -73,6 +78,10 @@ type Rotator struct {
 	// WebhookConfigs are the MutatingWebhookConfigurations whose webhooks' clientConfig.caBundle
 	// is kept current.
 	WebhookConfigs []string
+	// ClientCommonName, when set, also keeps a client certificate of that name (KeyClientCert,
+	// KeyClientKey) in the Secret, renewed as the serving one is; the CA bundle is then written
+	// to CertDir too (ca.crt), for the server to verify clients against.
+	ClientCommonName string
 	// CAValidity and CertValidity are how long a new CA and a new serving certificate are
 	// valid: DefaultCAValidity and DefaultCertValidity when zero.
 	CAValidity, CertValidity time.Duration
@@ -171,7 +180,7 @@ func (r *Rotator) ensure(ctx context.Context) (pending bool, err error) {
 		// replica without files cannot serve at all.
 		var cfgErr error
 		pending, cfgErr = r.syncConfigs(ctx, sec.Data[KeyCACert])
-		if err := r.writeFiles(sec.Data[KeyTLSCert], sec.Data[KeyTLSKey]); err != nil {
+		if err := r.writeFiles(sec.Data); err != nil {
 			return pending, errors.Join(cfgErr, err)
 		}
 		if cfgErr != nil {
@@ -333,11 +342,26 @@ func (r *Rotator) desired(data map[string][]byte, now time.Time) (*state, error)
 	}
 
 	serving := parsePair(data[KeyTLSCert], data[KeyTLSKey])
-	if why := r.renewServing(serving, bundle, now, fraction); why != "" {
+	if why := r.renewLeaf(serving, bundle, now, fraction, x509.ExtKeyUsageServerAuth); why != "" {
 		changes = append(changes, "new serving certificate: "+why)
 		var err error
 		if serving, err = newServing(ca, now, certValidity, r.DNSNames, r.IPs); err != nil {
 			return nil, err
+		}
+	}
+	var clientPair *keyPair
+	if r.ClientCommonName != "" {
+		clientPair = parsePair(data[KeyClientCert], data[KeyClientKey])
+		why := r.renewLeaf(clientPair, bundle, now, fraction, x509.ExtKeyUsageClientAuth)
+		if why == "" && clientPair.cert.Subject.CommonName != r.ClientCommonName {
+			why = "name changed"
+		}
+		if why != "" {
+			changes = append(changes, "new client certificate: "+why)
+			var err error
+			if clientPair, err = newClient(ca, now, certValidity, r.ClientCommonName); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -350,6 +374,9 @@ func (r *Rotator) desired(data map[string][]byte, now time.Time) (*state, error)
 		KeyCAKey:   ca.keyPEM,
 		KeyTLSCert: serving.certPEM,
 		KeyTLSKey:  serving.keyPEM,
+	}
+	if clientPair != nil {
+		want[KeyClientCert], want[KeyClientKey] = clientPair.certPEM, clientPair.keyPEM
 	}
 	for k, v := range want {
 		if !bytes.Equal(out[k], v) {
@@ -364,19 +391,20 @@ func (r *Rotator) desired(data map[string][]byte, now time.Time) (*state, error)
 	return &state{data: out, ca: ca.cert, serving: serving.cert, changes: changes}, nil
 }
 
-// renewServing says why the serving certificate must be renewed, or "" when it need not be.
-func (r *Rotator) renewServing(kp *keyPair, bundle []*x509.Certificate, now time.Time, fraction float64) string {
+// renewLeaf says why a serving (or client) certificate must be renewed, or "" when it need not
+// be.
+func (r *Rotator) renewLeaf(kp *keyPair, bundle []*x509.Certificate, now time.Time, fraction float64, usage x509.ExtKeyUsage) string {
 	if kp == nil {
 		return "none valid"
 	}
-	if !sameNames(kp.cert, r.DNSNames, r.IPs) {
+	if usage == x509.ExtKeyUsageServerAuth && !sameNames(kp.cert, r.DNSNames, r.IPs) {
 		return "names changed"
 	}
 	pool := x509.NewCertPool()
 	for _, c := range bundle {
 		pool.AddCert(c)
 	}
-	chains, err := kp.cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	chains, err := kp.cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}})
 	if err != nil {
 		return "does not verify against the CA bundle"
 	}
@@ -451,7 +479,7 @@ func (r *Rotator) syncConfig(ctx context.Context, name string, bundle []byte) (m
 
 // writeFiles writes the serving certificate and key into CertDir where they differ, each
 // atomically (temporary file, then rename), the key first.
-func (r *Rotator) writeFiles(certPEM, keyPEM []byte) error {
+func (r *Rotator) writeFiles(data map[string][]byte) error {
 	if err := os.MkdirAll(r.CertDir, 0o700); err != nil {
 		return fmt.Errorf("creating the webhook certificate directory %s: %w", r.CertDir, err)
 	}
@@ -460,9 +488,13 @@ func (r *Rotator) writeFiles(certPEM, keyPEM []byte) error {
 		data []byte
 		mode os.FileMode
 	}{
-		{KeyTLSKey, keyPEM, 0o600},
-		{KeyTLSCert, certPEM, 0o644},
+		{KeyTLSKey, data[KeyTLSKey], 0o600},
+		{KeyTLSCert, data[KeyTLSCert], 0o644},
+		{KeyCACert, data[KeyCACert], 0o644},
 	} {
+		if f.name == KeyCACert && r.ClientCommonName == "" {
+			continue // only a server that verifies clients needs the bundle
+		}
 		p := filepath.Join(r.CertDir, f.name)
 		if cur, err := os.ReadFile(p); err == nil && bytes.Equal(cur, f.data) {
 			continue

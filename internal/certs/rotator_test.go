@@ -548,3 +548,53 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCertificate: with a ClientCommonName, the Secret also holds a client certificate of
+// that name, for client authentication, verifying against the bundle that is written beside
+// the serving files; it is kept while valid and renewed with the CA.
+func TestClientCertificate(t *testing.T) {
+	c := fake.NewClientBuilder().WithScheme(testScheme()).WithObjects(webhookConfig()).Build()
+	clk := &clock{t: epoch}
+	r := newRotator(t, c, clk, logr.Discard())
+	r.ClientCommonName = "stork-scheduler"
+	ctx := context.Background()
+	if err := r.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clientOf := func() *x509.Certificate {
+		t.Helper()
+		o := observe(t, c, r)
+		pair, err := tls.X509KeyPair(o.secret.Data[KeyClientCert], o.secret.Data[KeyClientKey])
+		if err != nil {
+			t.Fatalf("client certificate and key: %v", err)
+		}
+		cert, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		caFile, err := os.ReadFile(filepath.Join(r.CertDir, KeyCACert))
+		if err != nil || !bytes.Equal(caFile, o.secret.Data[KeyCACert]) {
+			t.Fatalf("ca.crt in the certificate directory: %v (equal to the Secret's: %v)", err, bytes.Equal(caFile, o.secret.Data[KeyCACert]))
+		}
+		opts := verifyOpts(parseCerts(caFile), clk.t)
+		opts.DNSName, opts.KeyUsages = "", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		if _, err := cert.Verify(opts); err != nil || cert.Subject.CommonName != "stork-scheduler" {
+			t.Fatalf("client certificate %q does not verify for client auth: %v", cert.Subject.CommonName, err)
+		}
+		return cert
+	}
+	first := clientOf()
+	if err := r.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !clientOf().Equal(first) {
+		t.Error("a second Ensure replaced a valid client certificate")
+	}
+	clk.t = epoch.Add(DefaultCAValidity * 2 / 3)
+	if err := r.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if clientOf().Equal(first) {
+		t.Error("the client certificate was kept past its renewal time")
+	}
+}
