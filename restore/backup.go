@@ -23,6 +23,7 @@ import (
 	"stork.dev/stork/backup/engine/resources"
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/retry"
 )
 
 // A restore from a Backup goes in three stages, in the order the application needs them:
@@ -158,22 +159,21 @@ func (r *Reconciler) planFromBackup(ctx context.Context, rs *storkv1.Restore, b 
 		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
 	}
 	if reason, msg, err := checkRecord(ctx, cat, b, srcNS); err != nil {
-		st.Volumes = nil
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "ReadingRecord", err.Error())
-		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		st.Volumes = nil // planned again next time
+		return r.retryStep(rs, "ReadingRecord", err), nil
 	} else if msg != "" {
 		st.Volumes = nil
 		r.fail(rs, reason, msg)
 		r.event(rs, corev1.EventTypeWarning, reason, msg)
 		return ctrl.Result{}, nil
 	}
+	retry.Succeeded(&st.Retry, "ReadingRecord")
 	failed, err := r.restoreObjects(ctx, rs, cat, b, srcNS, true)
 	if err != nil {
-		// Planned again next time, with the error in status meanwhile.
-		st.Volumes = nil
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
-		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		st.Volumes = nil // planned again next time
+		return r.retryStep(rs, "RestoringObjects", err), nil
 	}
+	retry.Succeeded(&st.Retry, "RestoringObjects")
 	if len(failed) > 0 {
 		r.event(rs, corev1.EventTypeWarning, "ObjectsFailed", strings.Join(failed, "; "))
 	}
@@ -380,8 +380,8 @@ func (r *Reconciler) importVolume(ctx context.Context, rs *storkv1.Restore, b *s
 		Location:             loc.Name,
 		AccessSecret:         accessName(rs),
 		RepositorySnapshotID: bv.RepositorySnapshotID, DataBytes: bv.Progress.BytesTotal,
-		Topology:             storkv1.Topology{Zone: v.Zone},
-		TargetNamespace:      v.TargetNamespace, TargetClaim: v.TargetClaim,
+		Topology:        storkv1.Topology{Zone: v.Zone},
+		TargetNamespace: v.TargetNamespace, TargetClaim: v.TargetClaim,
 		SizeBytes: claim.Spec.Resources.Requests.Storage().Value(), StorageClassName: *claim.Spec.StorageClassName, AccessModes: claim.Spec.AccessModes,
 		Verify: rs.Spec.Verify,
 		Paths:  rs.Spec.Paths,
@@ -581,4 +581,17 @@ func checkRecord(ctx context.Context, cat catalog.Catalog, b *storkv1.Backup, sr
 	// An unsigned record (an older Stork's) is compared all the same; the condition Signed of
 	// an imported Backup says its origin is unproven.
 	return "", "", nil
+}
+
+// retryStep records a failed attempt of step in status (condition Progressing, status.retry) and
+// says when to try again; once the retry policy's limit has passed, it fails the Restore with
+// the step's name and how often it was tried.
+func (r *Reconciler) retryStep(rs *storkv1.Restore, step string, err error) ctrl.Result {
+	wait, giveUp, summary := r.Retry.Failed(&rs.Status.Retry, step, err.Error(), time.Now())
+	if giveUp {
+		r.fail(rs, step+"Failed", summary)
+		return ctrl.Result{}
+	}
+	r.setCondition(rs, storkv1.ConditionProgressing, true, step, err.Error())
+	return ctrl.Result{RequeueAfter: wait}
 }

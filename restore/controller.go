@@ -26,6 +26,7 @@ import (
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/retry"
 )
 
 var restoresFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,6 +56,9 @@ type Reconciler struct {
 	// (default 10 minutes): storage there that is down for a moment (an agent restarting)
 	// does not fail the restore, storage that stays down does.
 	StorageWait time.Duration
+	// Retry bounds the retries of a failing step (reading the Backup's record, restoring its
+	// objects): then the Restore fails.
+	Retry retry.Policy
 }
 
 // SetupWithManager registers the controller.

@@ -2,12 +2,15 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -15,6 +18,7 @@ import (
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/backup/engine/repo/repotest"
+	"stork.dev/stork/internal/retry"
 )
 
 // TestCheckRecord: a restore trusts the Backup object only as far as its signed record agrees
@@ -108,5 +112,24 @@ func TestCheckRecord(t *testing.T) {
 	reason, msg, err := checkRecord(ctx, catalog.Of(fresh), backup(nil), "shop")
 	if err != nil || reason != "RecordDamaged" || !strings.Contains(msg, "damaged object data/") {
 		t.Fatalf("checkRecord with damaged packs: %s: %s (%v); want RecordDamaged naming the object", reason, msg, err)
+	}
+}
+
+// TestRetryStepGivesUp: a failing step is retried with backoff, visibly, and fails the Restore
+// once the retry limit has passed.
+func TestRetryStepGivesUp(t *testing.T) {
+	r := &Reconciler{Retry: retry.Policy{Limit: time.Hour}}
+	rs := &storkv1.Restore{}
+	res := r.retryStep(rs, "ReadingRecord", errors.New("the bucket timed out"))
+	c := meta.FindStatusCondition(rs.Status.Conditions, storkv1.ConditionProgressing)
+	if res.RequeueAfter <= 0 || rs.Status.Retry == nil || rs.Status.Retry.Attempts != 1 || c == nil || c.Reason != "ReadingRecord" {
+		t.Fatalf("after one failure: result %+v, retry %+v, Progressing %+v", res, rs.Status.Retry, c)
+	}
+	rs.Status.Retry.GiveUpTime = metav1.NewTime(time.Now().Add(-time.Second))
+	r.retryStep(rs, "ReadingRecord", errors.New("the bucket timed out"))
+	c = meta.FindStatusCondition(rs.Status.Conditions, storkv1.ConditionValid)
+	if rs.Status.Phase != storkv1.RestoreFailed || c == nil || c.Reason != "ReadingRecordFailed" ||
+		!strings.Contains(c.Message, "ReadingRecord failed 2 times") || !strings.Contains(c.Message, "timed out") {
+		t.Fatalf("past the limit: phase %s, Valid %+v", rs.Status.Phase, c)
 	}
 }

@@ -145,6 +145,10 @@ type BackupStatus struct {
 	// Progress over all volumes.
 	// +optional
 	Progress Progress `json:"progress,omitempty"`
+	// Retry is the step being tried again after failing, when there is one: it fails the
+	// object at retry.giveUpTime.
+	// +optional
+	Retry *Retry `json:"retry,omitempty"`
 	// Imported is true for a Backup made by sync from its location's contents.
 	// +optional
 	Imported bool `json:"imported,omitempty"`

@@ -24,6 +24,22 @@ const (
 	ConditionRTOMet = "RTOMet"
 )
 
+// Retry is a step of the work that is failing and being tried again, with backoff, until
+// GiveUpTime: then the object fails with the step's reason and how often it was tried.
+type Retry struct {
+	// Reason names the step, e.g. SavingResources.
+	Reason string `json:"reason"`
+	// Message is the last attempt's error.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Since is when the step first failed.
+	Since metav1.Time `json:"since"`
+	// Attempts counts the failed attempts.
+	Attempts int32 `json:"attempts"`
+	// GiveUpTime is when the step stops being tried.
+	GiveUpTime metav1.Time `json:"giveUpTime"`
+}
+
 // Progress counts work done against work known. Totals may grow while work is
 // discovered, so done/total is a lower bound of the fraction left until Phase is final.
 type Progress struct {

@@ -320,6 +320,10 @@ type RestoreStatus struct {
 	// for their pods from then on.
 	// +optional
 	ObjectsRestoredTime *metav1.Time `json:"objectsRestoredTime,omitempty"`
+	// Retry is the step being tried again after failing, when there is one: it fails the
+	// object at retry.giveUpTime.
+	// +optional
+	Retry *Retry `json:"retry,omitempty"`
 	// Hooks that ran, one result per hook and pod, in order.
 	// +optional
 	// +kubebuilder:validation:MaxItems=256

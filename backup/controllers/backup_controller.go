@@ -24,6 +24,7 @@ import (
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/retry"
 )
 
 var (
@@ -79,6 +80,8 @@ type BackupReconciler struct {
 	// CancelGrace is how long a Backup deleted while copying waits, once its upload tasks are
 	// deleted, for the agents to stop them before it forgets what they wrote (default 15s).
 	CancelGrace time.Duration
+	// Retry bounds the retries of a failing step (saving the objects): then the Backup fails.
+	Retry retry.Policy
 }
 
 // SetupWithManager registers the controller.
@@ -160,10 +163,17 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 	st.Phase = storkv1.BackupInProgress
 	if snap.Spec.IncludeResources && st.ResourcesSnapshotID == "" {
 		if err := r.saveResources(ctx, b, snap, loc); err != nil {
-			r.condition(b, storkv1.ConditionProgressing, true, "SavingResources", err.Error())
+			wait, giveUp, summary := r.Retry.Failed(&st.Retry, "SavingResources", err.Error(), time.Now())
+			if giveUp {
+				r.fail(b, "ResourcesFailed", summary)
+				return ctrl.Result{}, nil
+			}
+			r.condition(b, storkv1.ConditionProgressing, true, "SavingResources", fmt.Sprintf("%v (attempt %d; retried until %s)",
+				err, st.Retry.Attempts, st.Retry.GiveUpTime.UTC().Format(time.RFC3339)))
 			r.event(b, corev1.EventTypeWarning, "ResourcesFailed", err.Error())
-			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+			return ctrl.Result{RequeueAfter: wait}, nil
 		}
+		retry.Succeeded(&st.Retry, "SavingResources")
 	}
 	if done, err := r.exportVolumes(ctx, b, snap, loc); err != nil || !done {
 		return ctrl.Result{RequeueAfter: r.Poll}, err
@@ -262,9 +272,16 @@ func (r *BackupReconciler) complete(ctx context.Context, b *storkv1.Backup, loc 
 			phase = storkv1.BackupPartiallyFailed
 		}
 		if err := r.saveRecord(ctx, b, loc, phase); err != nil {
+			wait, giveUp, summary := r.Retry.Failed(&b.Status.Retry, "SavingRecord", err.Error(), time.Now())
+			if giveUp {
+				// Without its record the backup is not complete anywhere: failed, saying why.
+				r.fail(b, "RecordFailed", summary)
+				return ctrl.Result{}, nil
+			}
 			r.condition(b, storkv1.ConditionProgressing, true, "SavingRecord", err.Error())
-			return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+			return ctrl.Result{RequeueAfter: wait}, nil
 		}
+		retry.Succeeded(&b.Status.Retry, "SavingRecord")
 	}
 	now := metav1.Now()
 	st.CompletionTime = &now

@@ -30,6 +30,7 @@ import (
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	fakedriver "stork.dev/stork/drivers/fake"
+	"stork.dev/stork/internal/retry"
 )
 
 func TestBackupReconciler(t *testing.T) {
@@ -206,6 +207,46 @@ func TestBackupRecordRefused(t *testing.T) {
 	}
 	if rec, err := cat.ReadRecord(ctx, recs[0].ID); err != nil || rec.UID != "backup-uid" || rec.Phase != storkv1.BackupCompleted {
 		t.Fatalf("record %+v, %v", rec, err)
+	}
+}
+
+// TestBackupGivesUp: a record the repository keeps refusing is retried with backoff, visibly
+// (status.retry), until the retry limit; then the Backup fails saying what failed and how often.
+func TestBackupGivesUp(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(storkv1.AddToScheme(s))
+	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
+		Spec:   storkv1.BackupLocationSpec{URL: "file:///never/opened", EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}},
+		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
+	c, b, drv := backupCase(t, s, "snap", loc)
+	cat := catalogtest.New()
+	cat.Fail("WriteRecord", errors.New("the bucket refuses writes"))
+	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1",
+		// Seconds, not less: status times are whole seconds.
+		Retry: retry.Policy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Limit: 2 * time.Second}}
+	sawRetry := false
+	for range 200 {
+		res, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+			t.Fatal(err)
+		}
+		if rt := b.Status.Retry; rt != nil && rt.Reason == "SavingRecord" && rt.Attempts > 0 && strings.Contains(rt.Message, "refuses writes") {
+			sawRetry = true
+		}
+		if b.Status.Phase == storkv1.BackupFailed {
+			break
+		}
+		time.Sleep(res.RequeueAfter)
+	}
+	cond := meta.FindStatusCondition(b.Status.Conditions, storkv1.ConditionReady)
+	if !sawRetry || b.Status.Phase != storkv1.BackupFailed || cond == nil || cond.Reason != "RecordFailed" ||
+		!strings.Contains(cond.Message, "SavingRecord failed") || !strings.Contains(cond.Message, "refuses writes") {
+		t.Fatalf("saw status.retry %v; phase %s, Ready %+v: want Failed RecordFailed saying how often it tried", sawRetry, b.Status.Phase, cond)
 	}
 }
 
