@@ -34,22 +34,7 @@ func TestCancelBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "cancel", Nodes: harness.Nodes("n", "region-1", []string{"zone-a"}, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.StartStork(ctx); err != nil {
-		t.Fatal(err)
-	}
-	const node = "n-zone-a-1"
-	agent, err := c.StartAgent(ctx, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+	c, node, agent := oneNodeCluster(ctx, t, env, "cancel")
 	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 11, 32<<20)
 	location(t, c, m, "app", "loc")
 	err = c.WaitFor(ctx, time.Minute, "location loc to be Available", func(ctx context.Context) (bool, error) {
@@ -159,4 +144,27 @@ func TestCancelBackup(t *testing.T) {
 			t.Errorf("the cancelled Backup's %s snapshot in the repository: %+v (%v), want none", kind, s, err)
 		}
 	}
+}
+
+// oneNodeCluster starts a cluster with one simulated node, Stork's RBAC, the controller, the
+// node's agent and namespace app; it returns the cluster, the node and its agent.
+func oneNodeCluster(ctx context.Context, t *testing.T, env *harness.Env, name string) (*harness.Cluster, string, *harness.Process) {
+	t.Helper()
+	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: name, Nodes: harness.Nodes("n", "region-1", []string{"zone-a"}, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartStork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const node = "n-zone-a-1"
+	agent, err := c.StartAgent(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+	return c, node, agent
 }

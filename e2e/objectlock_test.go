@@ -254,21 +254,7 @@ func TestBackupLocationObjectLockRetention(t *testing.T) {
 	if err := m.Client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "lockloc", Nodes: harness.Nodes("n", "region-1", []string{"zone-a"}, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.StartStork(ctx); err != nil {
-		t.Fatal(err)
-	}
-	const node = "n-zone-a-1"
-	if _, err := c.StartAgent(ctx, node); err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+	c, node, _ := oneNodeCluster(ctx, t, env, "lockloc")
 	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 5, 2<<20)
 	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "creds"},
 		StringData: map[string]string{"accessKeyID": m.AccessKey, "secretAccessKey": m.SecretKey}})

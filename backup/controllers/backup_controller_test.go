@@ -158,11 +158,9 @@ func backupCase(t *testing.T, s *runtime.Scheme, snapshot string, loc *storkv1.B
 	return c, b, drv
 }
 
-// TestBackupRecordRefused runs the Backup controller on an in-memory catalog (no bucket): while
-// the repository refuses the record, the Backup is not Completed and says why; once the record
-// is written, it is, and exactly one record exists.
-func TestBackupRecordRefused(t *testing.T) {
-	ctx := context.Background()
+// refusedRecordCase is backupCase on an in-memory catalog that refuses to write records.
+func refusedRecordCase(t *testing.T) (client.WithWatch, *storkv1.Backup, *fakedriver.Driver, *catalogtest.Memory) {
+	t.Helper()
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(storkv1.AddToScheme(s))
@@ -172,6 +170,15 @@ func TestBackupRecordRefused(t *testing.T) {
 	c, b, drv := backupCase(t, s, "snap", loc)
 	cat := catalogtest.New()
 	cat.Fail("WriteRecord", errors.New("the bucket refuses writes"))
+	return c, b, drv, cat
+}
+
+// TestBackupRecordRefused runs the Backup controller on an in-memory catalog (no bucket): while
+// the repository refuses the record, the Backup is not Completed and says why; once the record
+// is written, it is, and exactly one record exists.
+func TestBackupRecordRefused(t *testing.T) {
+	ctx := context.Background()
+	c, b, drv, cat := refusedRecordCase(t)
 	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
 	reconcile := func() error {
 		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)})
@@ -214,15 +221,7 @@ func TestBackupRecordRefused(t *testing.T) {
 // (status.retry), until the retry limit; then the Backup fails saying what failed and how often.
 func TestBackupGivesUp(t *testing.T) {
 	ctx := context.Background()
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(storkv1.AddToScheme(s))
-	loc := &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "loc", UID: "loc-uid"},
-		Spec:   storkv1.BackupLocationSpec{URL: "file:///never/opened", EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}},
-		Status: storkv1.BackupLocationStatus{Phase: storkv1.BackupLocationAvailable}}
-	c, b, drv := backupCase(t, s, "snap", loc)
-	cat := catalogtest.New()
-	cat.Fail("WriteRecord", errors.New("the bucket refuses writes"))
+	c, b, drv, cat := refusedRecordCase(t)
 	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1",
 		// Seconds, not less: status times are whole seconds.
 		Retry: retry.Policy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Limit: 2 * time.Second}}

@@ -56,58 +56,35 @@ func newCA(now time.Time, validity time.Duration) (*keyPair, error) {
 // newServing makes an ECDSA P-256 serving certificate for the names, signed by ca, valid for
 // validity from now but never past the CA.
 func newServing(ca *keyPair, now time.Time, validity time.Duration, dnsNames []string, ips []net.IP) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating the serving key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	notAfter := now.Add(validity)
-	if ca.cert.NotAfter.Before(notAfter) {
-		notAfter = ca.cert.NotAfter
-	}
 	cn := "stork-webhook"
 	if len(dnsNames) > 0 {
 		cn = dnsNames[0]
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     slices.Clone(dnsNames),
-		IPAddresses:  slices.Clone(ips),
-		NotBefore:    now.Add(-backdate),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	return sign(tmpl, ca.cert, key, ca.key)
+	return newLeaf(ca, now, validity, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: slices.Clone(dnsNames),
+		IPAddresses: slices.Clone(ips), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 }
 
 // newClient makes an ECDSA P-256 client certificate of common name cn, signed by ca, valid for
 // validity from now but never past the CA.
 func newClient(ca *keyPair, now time.Time, validity time.Duration, cn string) (*keyPair, error) {
+	return newLeaf(ca, now, validity, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+}
+
+// newLeaf completes tmpl (subject, names, usage) with a new key, serial and validity and signs
+// it with ca.
+func newLeaf(ca *keyPair, now time.Time, validity time.Duration, tmpl *x509.Certificate) (*keyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("generating the client key: %w", err)
+		return nil, fmt.Errorf("generating the key of %q: %w", tmpl.Subject.CommonName, err)
 	}
-	serial, err := newSerial()
-	if err != nil {
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
 		return nil, err
 	}
-	notAfter := now.Add(validity)
-	if ca.cert.NotAfter.Before(notAfter) {
-		notAfter = ca.cert.NotAfter
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-backdate), now.Add(validity)
+	if ca.cert.NotAfter.Before(tmpl.NotAfter) {
+		tmpl.NotAfter = ca.cert.NotAfter
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    now.Add(-backdate),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	return sign(tmpl, ca.cert, key, ca.key)
 }
 
