@@ -35,7 +35,7 @@ func TestCancelBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, node, agent := oneNodeCluster(ctx, t, env, "cancel")
-	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 11, 32<<20)
+	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 11, 64<<20)
 	location(t, c, m, "app", "loc")
 	err = c.WaitFor(ctx, time.Minute, "location loc to be Available", func(ctx context.Context) (bool, error) {
 		l := &storkv1.BackupLocation{}
@@ -167,4 +167,122 @@ func oneNodeCluster(ctx context.Context, t *testing.T, env *harness.Env, name st
 	}
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
 	return c, node, agent
+}
+
+// TestCancelRestore deletes a Restore while its download is under way (MinIO paused the moment
+// the Download task exists). The Restore records Cancelled and goes, its task goes and the agent
+// stops the download and removes its work files, its access Secret is deleted, and no volume or
+// claim is left for the unfinished download; the Backup stays whole and restorable.
+func TestCancelRestore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := harness.New(t)
+	m, err := env.StartMinIO(ctx, "minio-cancelrs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, node, agent := oneNodeCluster(ctx, t, env, "cancelrs")
+	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 13, 64<<20)
+	location(t, c, m, "app", "loc")
+	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}, BackupLocation: "loc"}})
+	b := &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"}}
+	waitBackup(t, c, b)
+
+	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "copy"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "s1"}, VolumesOnly: true,
+			ClaimNameMapping: map[string]string{"data": "data-copy"}}}
+	mustCreate(t, c, rs)
+	var task storkv1.VolumeTask
+	err = c.WaitFor(ctx, 2*time.Minute, "the download task", func(ctx context.Context) (bool, error) {
+		var list storkv1.VolumeTaskList
+		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
+			return false, err
+		}
+		for _, tk := range list.Items {
+			if tk.Spec.Type == storkv1.TaskDownload {
+				task = tk
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := m.Process.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer resume()
+
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(rs), rs); err != nil {
+		t.Fatal(err)
+	}
+	if rs.Status.Phase == storkv1.RestoreCompleted {
+		t.Fatal("the Restore completed before it could be cancelled: the test needs more data")
+	}
+	uid := rs.UID
+	deleted := time.Now()
+	if err := c.Client.Delete(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	err = c.WaitFor(ctx, 15*time.Second, "Restore copy and its download task to go", func(ctx context.Context) (bool, error) {
+		errR := c.Client.Get(ctx, client.ObjectKeyFromObject(rs), &storkv1.Restore{})
+		errT := c.Client.Get(ctx, client.ObjectKeyFromObject(&task), &storkv1.VolumeTask{})
+		return apierrors.IsNotFound(errR) && apierrors.IsNotFound(errT), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.WaitFor(ctx, 15*time.Second, "the agent to stop the download", func(context.Context) (bool, error) {
+		log, err := os.ReadFile(agent.LogPath)
+		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Restore gone, its task deleted and the agent's download stopped %s after the delete, with MinIO paused", time.Since(deleted).Round(100*time.Millisecond))
+	waitEvent(ctx, t, c, "app", "copy", "Cancelled")
+	if _, err := os.Stat(filepath.Join(c.NodeRoot(node), ".stork", "work", string(task.UID))); !os.IsNotExist(err) {
+		t.Errorf("the agent's work directory of the cancelled download: %v, want it removed", err)
+	}
+	var secrets corev1.SecretList
+	if err := c.Client.List(ctx, &secrets, client.InNamespace(harness.StorkNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if strings.Contains(s.Name, string(uid)) || strings.HasPrefix(s.Name, "stork-access-") {
+			t.Errorf("access Secret %s left after the cancelled Restore", s.Name)
+		}
+	}
+	var pvs corev1.PersistentVolumeList
+	if err := c.Client.List(ctx, &pvs); err != nil {
+		t.Fatal(err)
+	}
+	for _, pv := range pvs.Items {
+		if ref := pv.Spec.ClaimRef; ref != nil && ref.Name == "data-copy" {
+			t.Errorf("volume %s made for the cancelled Restore's claim", pv.Name)
+		}
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "data-copy"}, &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Errorf("claim data-copy of the cancelled Restore: %v, want none", err)
+	}
+
+	// The Backup is whole: a new Restore of it completes once MinIO runs again.
+	resume()
+	again := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "again"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "s1"}, VolumesOnly: true,
+			ClaimNameMapping: map[string]string{"data": "data-again"}}}
+	mustCreate(t, c, again)
+	waitRestore(t, c, again, storkv1.RestoreCompleted)
 }
