@@ -121,20 +121,24 @@ func (r *Reconciler) readableLocation(ctx context.Context, rs *storkv1.Restore, 
 	case err != nil:
 		return nil, nil, err
 	case loc.Status.Phase != storkv1.BackupLocationAvailable:
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", locator.Waiting(loc))
-		return nil, &ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		res := r.retryStep(rs, "WaitingForLocation", errors.New(locator.Waiting(loc)))
+		return nil, &res, nil
 	}
+	retry.Succeeded(&rs.Status.Retry, "WaitingForLocation")
 	return loc, nil, nil
 }
 
-// catalog returns the location's catalog, or records why it cannot be read. The repository is
-// read when objects are restored, not on every poll of the volumes.
-func (r *Reconciler) catalog(ctx context.Context, rs *storkv1.Restore, loc *storkv1.BackupLocation) (catalog.Catalog, bool) {
+// catalog returns the location's catalog, or records why it cannot be read (a bounded retry)
+// and when to try again. The repository is read when objects are restored, not on every poll of
+// the volumes.
+func (r *Reconciler) catalog(ctx context.Context, rs *storkv1.Restore, loc *storkv1.BackupLocation) (catalog.Catalog, *ctrl.Result) {
 	cat, err := r.Repos.Catalog(ctx, loc)
 	if err != nil {
-		r.setCondition(rs, storkv1.ConditionProgressing, true, "WaitingForLocation", err.Error())
+		res := r.retryStep(rs, "OpeningRepository", err)
+		return nil, &res
 	}
-	return cat, err == nil
+	retry.Succeeded(&rs.Status.Retry, "OpeningRepository")
+	return cat, nil
 }
 
 // planFromBackup plans the volumes and restores the objects that come before them (the
@@ -153,10 +157,10 @@ func (r *Reconciler) planFromBackup(ctx context.Context, rs *storkv1.Restore, b 
 		r.complete(rs)
 		return ctrl.Result{}, nil
 	}
-	cat, ok := r.catalog(ctx, rs, loc)
-	if !ok {
+	cat, stop := r.catalog(ctx, rs, loc)
+	if stop != nil {
 		st.Volumes = nil // planned again next time
-		return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		return *stop, nil
 	}
 	if reason, msg, err := checkRecord(ctx, cat, b, srcNS); err != nil {
 		st.Volumes = nil // planned again next time
@@ -211,14 +215,14 @@ func (r *Reconciler) finishFromBackup(ctx context.Context, rs *storkv1.Restore, 
 	vols := rs.Status.Volumes
 	if rs.Status.ObjectsRestoredTime == nil {
 		if len(vols) == 0 || !allFailed(vols) {
-			cat, ok := r.catalog(ctx, rs, loc)
-			if !ok {
-				return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+			cat, stop := r.catalog(ctx, rs, loc)
+			if stop != nil {
+				return *stop, nil
 			}
 			if _, err := r.restoreObjects(ctx, rs, cat, b, srcNS, false); err != nil {
-				r.setCondition(rs, storkv1.ConditionProgressing, true, "RestoringObjects", err.Error())
-				return ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+				return r.retryStep(rs, "RestoringObjects", err), nil
 			}
+			retry.Succeeded(&rs.Status.Retry, "RestoringObjects")
 		}
 		now := metav1.Now()
 		rs.Status.ObjectsRestoredTime = &now

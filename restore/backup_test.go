@@ -327,8 +327,8 @@ func TestRestoreFromBackupWaitsForTheRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	cond := meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionProgressing)
-	if len(got.Status.Volumes) != 0 || got.Status.Phase != storkv1.RestoreInProgress || cond == nil || cond.Reason != "WaitingForLocation" ||
-		meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionValid) != nil {
+	if len(got.Status.Volumes) != 0 || got.Status.Phase != storkv1.RestoreInProgress || cond == nil || cond.Reason != "OpeningRepository" ||
+		got.Status.Retry == nil || got.Status.Retry.Attempts != 3 || meta.FindStatusCondition(got.Status.Conditions, storkv1.ConditionValid) != nil {
 		t.Errorf("status while the repository cannot be opened: %+v", got.Status)
 	}
 }

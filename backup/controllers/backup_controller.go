@@ -163,15 +163,8 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 	st.Phase = storkv1.BackupInProgress
 	if snap.Spec.IncludeResources && st.ResourcesSnapshotID == "" {
 		if err := r.saveResources(ctx, b, snap, loc); err != nil {
-			wait, giveUp, summary := r.Retry.Failed(&st.Retry, "SavingResources", err.Error(), time.Now())
-			if giveUp {
-				r.fail(b, "ResourcesFailed", summary)
-				return ctrl.Result{}, nil
-			}
-			r.condition(b, storkv1.ConditionProgressing, true, "SavingResources", fmt.Sprintf("%v (attempt %d; retried until %s)",
-				err, st.Retry.Attempts, st.Retry.GiveUpTime.UTC().Format(time.RFC3339)))
 			r.event(b, corev1.EventTypeWarning, "ResourcesFailed", err.Error())
-			return ctrl.Result{RequeueAfter: wait}, nil
+			return r.retryStep(b, "SavingResources", err.Error(), "ResourcesFailed"), nil
 		}
 		retry.Succeeded(&st.Retry, "SavingResources")
 	}
@@ -179,6 +172,20 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 		return ctrl.Result{RequeueAfter: r.Poll}, err
 	}
 	return r.complete(ctx, b, loc)
+}
+
+// retryStep records a failed attempt of step in status (condition Progressing, status.retry) and
+// says when to try again; once the retry policy's limit has passed, it fails the Backup with
+// reason failReason, saying how often it was tried.
+func (r *BackupReconciler) retryStep(b *storkv1.Backup, step, msg, failReason string) ctrl.Result {
+	wait, giveUp, summary := r.Retry.Failed(&b.Status.Retry, step, msg, time.Now())
+	if giveUp {
+		r.fail(b, failReason, summary)
+		return ctrl.Result{}
+	}
+	r.condition(b, storkv1.ConditionProgressing, true, step, fmt.Sprintf("%s (attempt %d; tried until %s)",
+		msg, b.Status.Retry.Attempts, b.Status.Retry.GiveUpTime.UTC().Format(time.RFC3339)))
+	return ctrl.Result{RequeueAfter: wait}
 }
 
 // readySnapshot reads the Backup's Snapshot; it stops the step while the Snapshot is not Ready
@@ -226,9 +233,10 @@ func (r *BackupReconciler) writableLocation(ctx context.Context, b *storkv1.Back
 		r.fail(b, "LocationReadOnly", "spec.backupLocation: BackupLocation "+loc.Name+" is ReadOnly")
 		return nil, &ctrl.Result{}, nil
 	case loc.Status.Phase != storkv1.BackupLocationAvailable:
-		r.condition(b, storkv1.ConditionProgressing, true, "WaitingForLocation", locator.Waiting(loc))
-		return nil, &ctrl.Result{RequeueAfter: 5 * r.Poll}, nil
+		res := r.retryStep(b, "WaitingForLocation", locator.Waiting(loc), "LocationUnavailable")
+		return nil, &res, nil
 	}
+	retry.Succeeded(&b.Status.Retry, "WaitingForLocation")
 	return loc, nil, nil
 }
 
@@ -272,14 +280,8 @@ func (r *BackupReconciler) complete(ctx context.Context, b *storkv1.Backup, loc 
 			phase = storkv1.BackupPartiallyFailed
 		}
 		if err := r.saveRecord(ctx, b, loc, phase); err != nil {
-			wait, giveUp, summary := r.Retry.Failed(&b.Status.Retry, "SavingRecord", err.Error(), time.Now())
-			if giveUp {
-				// Without its record the backup is not complete anywhere: failed, saying why.
-				r.fail(b, "RecordFailed", summary)
-				return ctrl.Result{}, nil
-			}
-			r.condition(b, storkv1.ConditionProgressing, true, "SavingRecord", err.Error())
-			return ctrl.Result{RequeueAfter: wait}, nil
+			// Without its record the backup is not complete anywhere: in the end, failed.
+			return r.retryStep(b, "SavingRecord", err.Error(), "RecordFailed"), nil
 		}
 		retry.Succeeded(&b.Status.Retry, "SavingRecord")
 	}
