@@ -86,7 +86,7 @@ func objects() []client.Object {
 		sched("a", "db", "uid-db"), sched("b", "web", "uid-web"),
 		backup("db-1", storkv1.BackupCompleted, -3*time.Hour, 90*time.Second, 4<<20),
 		backup("db-2", storkv1.BackupCompleted, -2*time.Hour, 30*time.Second, 1<<20),
-		backup("db-3", storkv1.BackupInProgress, -time.Minute, 0, 8<<20),
+		retrying(backup("db-3", storkv1.BackupInProgress, -time.Minute, 0, 8<<20)),
 		&storkv1.RestoreDrill{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "nightly"}, Spec: storkv1.RestoreDrillSpec{ScheduleName: "db"},
 			Status: storkv1.RestoreDrillStatus{History: []storkv1.DrillRun{{BackupName: "db-2", StartTime: *at(-time.Hour), CompletionTime: at(-50 * time.Minute),
 				Result: storkv1.DrillFailed, Reason: "VerificationFailed", Message: "damaged object data/ab12"}}}},
@@ -94,6 +94,12 @@ func objects() []client.Object {
 			Phase: storkv1.BackupLocationUnavailable, Backups: 7,
 			Conditions: []metav1.Condition{{Type: storkv1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: "AccessDenied", Message: "bucket refused the credentials"}}}},
 	}
+}
+
+// retrying marks a Backup as retrying its record.
+func retrying(b *storkv1.Backup) *storkv1.Backup {
+	b.Status.Retry = &storkv1.Retry{Reason: "SavingRecord", Message: "the bucket refuses writes", Attempts: 3, Since: *at(-time.Minute), GiveUpTime: *at(14 * time.Minute)}
+	return b
 }
 
 func newServer(t *testing.T, rv *reviews) *httptest.Server {
@@ -145,7 +151,8 @@ func TestPagesShowOnlyWhatTheUserMayList(t *testing.T) {
 	}{
 		{name: "alice sees namespace a only", path: "/", token: "t-alice", status: http.StatusOK,
 			want: []string{`data-app="a/db"`, `NO (RPOMissed)`, `data-work="Backup/a/db-3"`, `<progress max="100" value="50">`, `4.0 MiB`,
-				`data-drill="a/nightly"`, `Failed (VerificationFailed)`, `title="damaged object data/ab12"`, `signed in as <b id="user">alice</b>`},
+				`data-drill="a/nightly"`, `Failed (VerificationFailed)`,
+				`SavingRecord failed 3 times (the bucket refuses writes); tried until 2026-12-06 12:14:00`, `title="damaged object data/ab12"`, `signed in as <b id="user">alice</b>`},
 			notWant: []string{`data-app="b/web"`, `data-location="b/s3"`}},
 		{name: "cluster-wide reader sees both", path: "/", token: "t-admin", status: http.StatusOK,
 			want: []string{`data-app="a/db"`, `data-app="b/web"`, `data-location="b/s3"`, `title="bucket refused the credentials"`, `<td class="backups">7</td>`}},

@@ -47,6 +47,8 @@ type WorkRow struct {
 	Percent                      int
 	Done, Total                  string
 	Started                      string
+	// Retrying says which step is failing and being tried again, when one is (status.retry).
+	Retrying string
 }
 
 // DrillRow is one finished (or running) drill run.
@@ -149,7 +151,7 @@ func (r *reader) overview(ctx context.Context) (*Overview, error) {
 	}
 	for _, b := range backups.Items {
 		if vis.has(b.Namespace) && !backupFinal(b.Status.Phase) {
-			o.Running = append(o.Running, r.work("Backup", b.ObjectMeta, string(b.Status.Phase), b.Status.Progress, b.Status.StartTime))
+			o.Running = append(o.Running, r.work("Backup", b.ObjectMeta, string(b.Status.Phase), b.Status.Progress, b.Status.StartTime, b.Status.Retry))
 		}
 	}
 	var restores storkv1.RestoreList
@@ -158,7 +160,7 @@ func (r *reader) overview(ctx context.Context) (*Overview, error) {
 	}
 	for _, rs := range restores.Items {
 		if vis.has(rs.Namespace) && !restoreFinal(rs.Status.Phase) {
-			o.Running = append(o.Running, r.work("Restore", rs.ObjectMeta, string(rs.Status.Phase), rs.Status.Progress, rs.Status.StartTime))
+			o.Running = append(o.Running, r.work("Restore", rs.ObjectMeta, string(rs.Status.Phase), rs.Status.Progress, rs.Status.StartTime, rs.Status.Retry))
 		}
 	}
 
@@ -276,8 +278,11 @@ func (r *reader) app(s *storkv1.SnapshotSchedule) AppRow {
 	return a
 }
 
-func (r *reader) work(kind string, om metav1.ObjectMeta, phase string, p storkv1.Progress, started *metav1.Time) WorkRow {
+func (r *reader) work(kind string, om metav1.ObjectMeta, phase string, p storkv1.Progress, started *metav1.Time, rt *storkv1.Retry) WorkRow {
 	w := WorkRow{Kind: kind, Namespace: om.Namespace, Name: om.Name, Phase: phase, Done: units.Bytes(p.BytesDone), Total: "?", Started: r.ago(started)}
+	if rt != nil {
+		w.Retrying = fmt.Sprintf("%s failed %d times (%s); tried until %s", rt.Reason, rt.Attempts, rt.Message, rt.GiveUpTime.UTC().Format(time.DateTime))
+	}
 	if phase == "" {
 		w.Phase = "Pending"
 	}
