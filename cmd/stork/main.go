@@ -206,7 +206,7 @@ func run(o options) error {
 		Namespace: o.namespace, Cluster: o.cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&locations.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(),
+	if err := (&locations.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Cluster: o.cluster,
 		Recorder: mgr.GetEventRecorder("stork-location")}).SetupWithManager(mgr); err != nil {
 		return err
 	}

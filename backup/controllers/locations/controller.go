@@ -42,6 +42,10 @@ type Reconciler struct {
 	Clock clock.PassiveClock
 	// PruneTimeout bounds one prune; DefaultPruneTimeout when zero.
 	PruneTimeout time.Duration
+	// Cluster is this cluster's name (the cluster tag of what its Backups write): before a
+	// prune, the snapshots of its Backups that no record names and whose Backup is gone are
+	// forgotten (forgetOrphans). Empty forgets nothing.
+	Cluster string
 }
 
 func (r *Reconciler) now() time.Time {

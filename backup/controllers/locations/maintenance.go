@@ -3,7 +3,7 @@ package locations
 import (
 	"context"
 	"fmt"
-	"stork.dev/stork/backup/locator"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +13,9 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/internal/conditions"
 	"stork.dev/stork/internal/units"
 )
@@ -34,6 +36,8 @@ const (
 const (
 	EventPruned      = "Pruned"
 	EventPruneFailed = "PruneFailed"
+	// EventOrphansForgotten: parts of backups that never completed were forgotten.
+	EventOrphansForgotten = "OrphansForgotten"
 )
 
 // notPrunedYet is status.lastPruneResult between a location's first Available check and its
@@ -133,7 +137,63 @@ func (r *Reconciler) prune(ctx context.Context, loc *storkv1.BackupLocation) (*r
 	}
 	defer store.Close()
 	defer rp.Close()
+	if err := r.forgetOrphans(ctx, rp, loc); err != nil {
+		return nil, err
+	}
 	return rp.Prune(ctx, archive.Referenced, pruneOptions(loc))
+}
+
+// orphanAge is the least age of a part forgetOrphans forgets.
+const orphanAge = 24 * time.Hour
+
+// forgetOrphans forgets the parts (volume and objects snapshots) that this cluster's Backups
+// wrote to the location when no record names their Backup, the Backup no longer exists, and they
+// are older than the prune grace and a day: an upload that wrote its snapshot just after its Backup was
+// cancelled and forgotten, or a Backup deleted by hand before it completed. The prune that
+// follows frees their data. Parts of running Backups (the Backup exists) and of other clusters
+// are never touched.
+func (r *Reconciler) forgetOrphans(ctx context.Context, rp *repo.Repository, loc *storkv1.BackupLocation) error {
+	if r.Cluster == "" {
+		return nil
+	}
+	snaps, err := rp.Snapshots(ctx)
+	if err != nil {
+		return fmt.Errorf("listing the repository's snapshots: %w", err)
+	}
+	recorded := map[string]bool{}
+	for _, s := range snaps {
+		if s.Tags[catalog.TagKind] == catalog.KindRecord {
+			recorded[s.Tags[catalog.TagBackupUID]] = true
+		}
+	}
+	var backups storkv1.BackupList
+	if err := r.Client.List(ctx, &backups, client.InNamespace(loc.Namespace)); err != nil {
+		return fmt.Errorf("listing the Backups of namespace %s: %w", loc.Namespace, err)
+	}
+	live := map[string]bool{}
+	for _, b := range backups.Items {
+		live[string(b.UID)] = true
+	}
+	// A day at least: a Backup's first volume may wait long for its last before the record, and
+	// a second cluster wrongly given this cluster's name must not lose a running upload.
+	cutoff := r.now().Add(-max(pruneOptions(loc).Grace, orphanAge))
+	var forgot []string
+	for _, s := range snaps {
+		uid, kind := s.Tags[catalog.TagBackupUID], s.Tags[catalog.TagKind]
+		if uid == "" || (kind != catalog.KindVolume && kind != catalog.KindResources) || s.Tags[catalog.TagCluster] != r.Cluster ||
+			recorded[uid] || live[uid] || s.Time.After(cutoff) {
+			continue
+		}
+		if err := rp.Forget(ctx, s.ID); err != nil {
+			return fmt.Errorf("forgetting snapshot %s of Backup %s/%s, which never completed: %w", s.ID, s.Tags[catalog.TagNamespace], s.Tags[catalog.TagBackup], err)
+		}
+		forgot = append(forgot, fmt.Sprintf("%s of Backup %s/%s", kind, s.Tags[catalog.TagNamespace], s.Tags[catalog.TagBackup]))
+	}
+	if len(forgot) > 0 {
+		conditions.Event(r.Recorder, loc, "Prune", corev1.EventTypeNormal, EventOrphansForgotten,
+			fmt.Sprintf("forgot %d parts of backups that never completed and are gone: %s", len(forgot), strings.Join(forgot, "; ")))
+	}
+	return nil
 }
 
 // recordPrune writes a prune's outcome into the status, the metrics and, when the prune failed
