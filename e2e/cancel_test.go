@@ -18,6 +18,7 @@ import (
 	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/drivers/local/agent"
 	"stork.dev/stork/internal/harness"
 )
 
@@ -34,7 +35,7 @@ func TestCancelBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, node, agent := oneNodeCluster(ctx, t, env, "cancel")
+	c, node, agentProc := oneNodeCluster(ctx, t, env, "cancel")
 	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 11, 64<<20)
 	location(t, c, m, "app", "loc")
 	err = c.WaitFor(ctx, time.Minute, "location loc to be Available", func(ctx context.Context) (bool, error) {
@@ -105,7 +106,7 @@ func TestCancelBackup(t *testing.T) {
 		t.Fatalf("%v: Backup status %+v", err, b.Status)
 	}
 	err = c.WaitFor(ctx, 15*time.Second, "the agent to stop the upload", func(context.Context) (bool, error) {
-		log, err := os.ReadFile(agent.LogPath)
+		log, err := os.ReadFile(agentProc.LogPath)
 		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
 	})
 	if err != nil {
@@ -148,7 +149,7 @@ func TestCancelBackup(t *testing.T) {
 
 // oneNodeCluster starts a cluster with one simulated node, Stork's RBAC, the controller, the
 // node's agent and namespace app; it returns the cluster, the node and its agent.
-func oneNodeCluster(ctx context.Context, t *testing.T, env *harness.Env, name string) (*harness.Cluster, string, *harness.Process) {
+func oneNodeCluster(ctx context.Context, t *testing.T, env *harness.Env, name string, agentArgs ...string) (*harness.Cluster, string, *harness.Process) {
 	t.Helper()
 	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: name, Nodes: harness.Nodes("n", "region-1", []string{"zone-a"}, 1)})
 	if err != nil {
@@ -161,7 +162,7 @@ func oneNodeCluster(ctx context.Context, t *testing.T, env *harness.Env, name st
 		t.Fatal(err)
 	}
 	const node = "n-zone-a-1"
-	agent, err := c.StartAgent(ctx, node)
+	agent, err := c.StartAgent(ctx, node, agentArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestCancelRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, node, agent := oneNodeCluster(ctx, t, env, "cancelrs")
+	c, node, agentProc := oneNodeCluster(ctx, t, env, "cancelrs")
 	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 13, 64<<20)
 	location(t, c, m, "app", "loc")
 	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"},
@@ -245,7 +246,7 @@ func TestCancelRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = c.WaitFor(ctx, 15*time.Second, "the agent to stop the download", func(context.Context) (bool, error) {
-		log, err := os.ReadFile(agent.LogPath)
+		log, err := os.ReadFile(agentProc.LogPath)
 		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
 	})
 	if err != nil {
@@ -285,4 +286,39 @@ func TestCancelRestore(t *testing.T) {
 			ClaimNameMapping: map[string]string{"data": "data-again"}}}
 	mustCreate(t, c, again)
 	waitRestore(t, c, again, storkv1.RestoreCompleted)
+}
+
+// TestAgentSweepsOrphanedSnapshots: a Snapshot whose finalizer is removed by hand before it is
+// deleted leaves its data on the node (nothing deletes it); once its capture task is gone too,
+// the node's agent finds the snapshot, removes it and says so in an Event on its StorageNode.
+func TestAgentSweepsOrphanedSnapshots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := harness.New(t)
+	c, node, _ := oneNodeCluster(ctx, t, env, "sweep", "--sweep-interval=1s", "--sweep-grace=2s")
+	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 17, 1<<20)
+	snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "forced"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}}}
+	mustCreate(t, c, snap)
+	waitSnapshot(t, c, snap, storkv1.SnapshotReady)
+	dir := filepath.Join(c.NodeRoot(node), ".stork", "snapshots", snap.Status.Volumes[0].SnapshotID)
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the snapshot's data: %v", err)
+	}
+	orig := snap.DeepCopy()
+	snap.Finalizers = nil
+	if err := c.Client.Patch(ctx, snap, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Delete(ctx, snap, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	err := c.WaitFor(ctx, 2*time.Minute, "the agent to remove the orphaned snapshot "+dir, func(context.Context) (bool, error) {
+		_, err := os.Stat(dir)
+		return os.IsNotExist(err), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(ctx, t, c, "default", agent.StorageNodeName(agent.DriverName, node), agent.EventOrphansRemoved)
 }

@@ -55,6 +55,7 @@ type runOptions struct {
 	bytesPerSecond         int64
 	nearlyFullPercent      float64
 	workers                int
+	sweepEvery, sweepGrace time.Duration
 }
 
 func runCommand() *cobra.Command {
@@ -77,6 +78,8 @@ func runCommand() *cobra.Command {
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", "0", "address of /healthz and /readyz; 0 turns them off")
 	f.DurationVar(&o.every, "report-interval", 10*time.Second, "how often the storage is probed and the Lease renewed")
 	f.DurationVar(&o.leaseDuration, "lease-duration", 40*time.Second, "how long the Lease is valid without renewal")
+	f.DurationVar(&o.sweepEvery, "sweep-interval", 10*time.Minute, "how often the node's storage is swept for leftovers of tasks that are gone")
+	f.DurationVar(&o.sweepGrace, "sweep-grace", time.Hour, "how old a leftover must be before a sweep removes it")
 	f.Int64Var(&o.bytesPerSecond, "bytes-per-second", 0, "bandwidth limit of each snapshot or restore copy (0: none)")
 	f.Float64Var(&o.nearlyFullPercent, "nearly-full-percent", 10, "free space (percent) at or below which the storage is NearlyFull")
 	f.IntVar(&o.workers, "workers", 2, "volume tasks done at once")
@@ -138,6 +141,10 @@ func run(o runOptions) error {
 		Namespace: o.namespace, AgentID: id, Version: version.Version, Every: o.every, LeaseDuration: o.leaseDuration,
 		NearlyFullPercent: o.nearlyFullPercent, IOErrors: ioErrors}
 	if err := mgr.Add(reporter); err != nil {
+		return err
+	}
+	if err := mgr.Add(&agent.Sweeper{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("stork-agent"), Log: log.WithName("sweep"),
+		Node: o.node, Root: agent.Root(root), Every: o.sweepEvery, Grace: o.sweepGrace}); err != nil {
 		return err
 	}
 	if o.probeAddr != "0" {
