@@ -10,14 +10,14 @@ import (
 	"html/template"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"stork.dev/stork/internal/certs"
 )
 
 //go:embed templates
@@ -71,17 +71,12 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("dashboard: listening on %s: %w", s.Addr, err)
 	}
 	if s.CertDir != "" {
-		w, err := certwatcher.New(filepath.Join(s.CertDir, "tls.crt"), filepath.Join(s.CertDir, "tls.key"))
+		cfg, err := certs.ServerTLS(ctx, s.CertDir, false, s.Log)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("dashboard: loading the serving certificate from %s: %w", s.CertDir, err)
+			return fmt.Errorf("dashboard: %w", err)
 		}
-		go func() {
-			if err := w.Start(ctx); err != nil {
-				s.Log.Error(err, "watching the dashboard's serving certificate")
-			}
-		}()
-		ln = tls.NewListener(ln, &tls.Config{GetCertificate: w.GetCertificate, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, cfg)
 	}
 	s.Log.Info("serving the dashboard", "address", ln.Addr().String(), "tls", s.CertDir != "")
 	go func() {

@@ -3,18 +3,15 @@ package placement
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+
+	"stork.dev/stork/internal/certs"
 )
 
 // Server serves the extender, as a manager.Runnable on every replica: over TLS, answering only
@@ -43,10 +40,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("listening for the scheduler extender on %s: %w", s.Addr, err)
 	}
 	if s.CertDir != "" {
-		cfg, err := s.tlsConfig(ctx)
+		cfg, err := certs.ServerTLS(ctx, s.CertDir, true, s.Log)
 		if err != nil {
 			ln.Close()
-			return err
+			return fmt.Errorf("the scheduler extender: %w", err)
 		}
 		ln = tls.NewListener(ln, cfg)
 	}
@@ -66,63 +63,4 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("serving the scheduler extender: %w", err)
 	}
 	return nil
-}
-
-// tlsConfig serves the certificate in CertDir and requires a client certificate that chains to
-// CertDir's ca.crt (read again when it changes, so that a rotated CA is trusted at once).
-func (s *Server) tlsConfig(ctx context.Context) (*tls.Config, error) {
-	w, err := certwatcher.New(filepath.Join(s.CertDir, "tls.crt"), filepath.Join(s.CertDir, "tls.key"))
-	if err != nil {
-		return nil, fmt.Errorf("loading the extender's serving certificate from %s: %w", s.CertDir, err)
-	}
-	go func() {
-		if err := w.Start(ctx); err != nil {
-			s.Log.Error(err, "watching the extender's serving certificate")
-		}
-	}()
-	cas := &caFile{path: filepath.Join(s.CertDir, "ca.crt")}
-	if _, err := cas.pool(); err != nil {
-		return nil, err
-	}
-	base := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate, ClientAuth: tls.RequireAndVerifyClientCert}
-	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		pool, err := cas.pool()
-		if err != nil {
-			return nil, err
-		}
-		cfg := base.Clone()
-		cfg.ClientCAs, cfg.GetConfigForClient = pool, nil
-		return cfg, nil
-	}
-	return base, nil
-}
-
-// caFile is a CA bundle file, parsed again when its modification time changes.
-type caFile struct {
-	path string
-	mu   sync.Mutex
-	mod  time.Time
-	p    *x509.CertPool
-}
-
-func (c *caFile) pool() (*x509.CertPool, error) {
-	fi, err := os.Stat(c.path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the extender's client CA bundle: %w", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.p != nil && fi.ModTime().Equal(c.mod) {
-		return c.p, nil
-	}
-	data, err := os.ReadFile(c.path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the extender's client CA bundle: %w", err)
-	}
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("the extender's client CA bundle %s holds no certificate", c.path)
-	}
-	c.p, c.mod = p, fi.ModTime()
-	return p, nil
 }
