@@ -51,36 +51,8 @@ func TestCancelBackup(t *testing.T) {
 	// its next request to the bucket hangs.
 	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "big"},
 		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}, BackupLocation: "loc"}})
-	var task storkv1.VolumeTask
-	err = c.WaitFor(ctx, 2*time.Minute, "the upload task", func(ctx context.Context) (bool, error) {
-		var list storkv1.VolumeTaskList
-		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
-			return false, err
-		}
-		for _, tk := range list.Items {
-			if tk.Spec.Type == storkv1.TaskUpload {
-				task = tk
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	minioPid := m.Process.Pid()
-	if err := syscall.Kill(minioPid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	paused := true
-	resume := func() {
-		if paused {
-			paused = false
-			if err := syscall.Kill(minioPid, syscall.SIGCONT); err != nil {
-				t.Error(err)
-			}
-		}
-	}
+	task := waitTask(ctx, t, c, storkv1.TaskUpload)
+	resume := pauseMinIO(t, m)
 	defer resume()
 
 	b := &storkv1.Backup{}
@@ -105,13 +77,7 @@ func TestCancelBackup(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v: Backup status %+v", err, b.Status)
 	}
-	err = c.WaitFor(ctx, 15*time.Second, "the agent to stop the upload", func(context.Context) (bool, error) {
-		log, err := os.ReadFile(agentProc.LogPath)
-		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitAgentCancelled(ctx, t, c, agentProc, "upload")
 	t.Logf("Backup Cancelled, its task deleted and the agent's upload stopped %s after the delete, with MinIO paused",
 		time.Since(deleted).Round(100*time.Millisecond))
 	if _, err := os.Stat(filepath.Join(c.NodeRoot(node), ".stork", "work", string(task.UID))); !os.IsNotExist(err) {
@@ -144,6 +110,60 @@ func TestCancelBackup(t *testing.T) {
 		if s, err := catalog.Find(ctx, rp, kind, string(uid)); err != nil || s != nil {
 			t.Errorf("the cancelled Backup's %s snapshot in the repository: %+v (%v), want none", kind, s, err)
 		}
+	}
+}
+
+// waitTask waits for a VolumeTask of type typ in namespace app and returns it.
+func waitTask(ctx context.Context, t *testing.T, c *harness.Cluster, typ storkv1.VolumeTaskType) storkv1.VolumeTask {
+	t.Helper()
+	var task storkv1.VolumeTask
+	err := c.WaitFor(ctx, 2*time.Minute, "a "+string(typ)+" task", func(ctx context.Context) (bool, error) {
+		var list storkv1.VolumeTaskList
+		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
+			return false, err
+		}
+		for _, tk := range list.Items {
+			if tk.Spec.Type == typ {
+				task = tk
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+// pauseMinIO stops the MinIO process (SIGSTOP): its clients' requests hang rather than fail. The
+// returned func lets it run again (SIGCONT); calling it more than once does nothing more.
+func pauseMinIO(t *testing.T, m *harness.MinIO) (resume func()) {
+	t.Helper()
+	pid := m.Process.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	return func() {
+		if paused {
+			paused = false
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// waitAgentCancelled waits for the agent's log to say it stopped a task that was deleted.
+func waitAgentCancelled(ctx context.Context, t *testing.T, c *harness.Cluster, agentProc *harness.Process, what string) {
+	t.Helper()
+	err := c.WaitFor(ctx, 15*time.Second, "the agent to stop the "+what, func(context.Context) (bool, error) {
+		log, err := os.ReadFile(agentProc.LogPath)
+		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -194,36 +214,8 @@ func TestCancelRestore(t *testing.T) {
 		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "s1"}, VolumesOnly: true,
 			ClaimNameMapping: map[string]string{"data": "data-copy"}}}
 	mustCreate(t, c, rs)
-	var task storkv1.VolumeTask
-	err = c.WaitFor(ctx, 2*time.Minute, "the download task", func(ctx context.Context) (bool, error) {
-		var list storkv1.VolumeTaskList
-		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
-			return false, err
-		}
-		for _, tk := range list.Items {
-			if tk.Spec.Type == storkv1.TaskDownload {
-				task = tk
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := m.Process.Pid()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	paused := true
-	resume := func() {
-		if paused {
-			paused = false
-			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-				t.Error(err)
-			}
-		}
-	}
+	task := waitTask(ctx, t, c, storkv1.TaskDownload)
+	resume := pauseMinIO(t, m)
 	defer resume()
 
 	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(rs), rs); err != nil {
@@ -245,13 +237,7 @@ func TestCancelRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.WaitFor(ctx, 15*time.Second, "the agent to stop the download", func(context.Context) (bool, error) {
-		log, err := os.ReadFile(agentProc.LogPath)
-		return strings.Contains(string(log), "task cancelled: it was deleted while running"), err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitAgentCancelled(ctx, t, c, agentProc, "download")
 	t.Logf("Restore gone, its task deleted and the agent's download stopped %s after the delete, with MinIO paused", time.Since(deleted).Round(100*time.Millisecond))
 	waitEvent(ctx, t, c, "app", "copy", "Cancelled")
 	if _, err := os.Stat(filepath.Join(c.NodeRoot(node), ".stork", "work", string(task.UID))); !os.IsNotExist(err) {

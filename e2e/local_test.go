@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -635,11 +634,7 @@ func TestLocalDriver(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := clientcmd.BuildConfigFromFlags("", kc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cl, err := client.New(cfg, client.Options{Scheme: harness.Scheme()})
+			cl, err := harness.ClientFromKubeconfig(kc)
 			if err != nil {
 				t.Fatal(err)
 			}
