@@ -132,15 +132,24 @@ func chooseNode(nodes []drivers.StorageNode, topo storkv1.Topology, need int64) 
 	return "", noNodeMessage(nodes, there, topo), len(there) > 0, false
 }
 
-// where names topo's zone and region for messages: " in zone b of region r1", or "".
-func where(topo storkv1.Topology) string {
+// place names topo's zone and region for messages: "zone b of region r1", "zone b", "region
+// r1", or "" when neither is set.
+func place(topo storkv1.Topology) string {
 	switch {
 	case topo.Zone != "" && topo.Region != "":
-		return " in zone " + topo.Zone + " of region " + topo.Region
+		return "zone " + topo.Zone + " of region " + topo.Region
 	case topo.Zone != "":
-		return " in zone " + topo.Zone
+		return "zone " + topo.Zone
 	case topo.Region != "":
-		return " in region " + topo.Region
+		return "region " + topo.Region
+	}
+	return ""
+}
+
+// where is place as " in …", or "".
+func where(topo storkv1.Topology) string {
+	if p := place(topo); p != "" {
+		return " in " + p
 	}
 	return ""
 }
@@ -148,16 +157,13 @@ func where(topo storkv1.Topology) string {
 // noNodeMessage says why no node fits topo: no storage at all, none there (and where there is
 // some), or none healthy there (and what is wrong with each).
 func noNodeMessage(all, there []drivers.StorageNode, topo storkv1.Topology) string {
-	want, domain := "", "nodes"
+	want, in, domain := place(topo), where(topo), "nodes"
 	switch {
-	case topo.Zone != "" && topo.Region != "":
-		want, domain = "zone "+topo.Zone+" of region "+topo.Region, "nodes in that zone"
 	case topo.Zone != "":
-		want, domain = "zone "+topo.Zone, "nodes in that zone"
+		domain = "nodes in that zone"
 	case topo.Region != "":
-		want, domain = "region "+topo.Region, "nodes in that region"
+		domain = "nodes in that region"
 	}
-	in := where(topo)
 	if len(all) == 0 {
 		return "no local storage node" + in + ": no stork-agent has reported a StorageNode of driver " + Name
 	}
