@@ -91,11 +91,16 @@ func (c *Cluster) UserKubeconfig(name string, groups ...string) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	return c.writeKubeconfig(fmt.Sprintf("%x", []byte(name)), data)
+}
+
+// writeKubeconfig writes a kubeconfig under the cluster's users directory and returns its path.
+func (c *Cluster) writeKubeconfig(name string, data []byte) (string, error) {
 	dir := filepath.Join(c.Dir, "users")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%x.kubeconfig", []byte(name)))
+	path := filepath.Join(dir, name+".kubeconfig")
 	return path, os.WriteFile(path, data, 0o600)
 }
 
@@ -126,12 +131,7 @@ func (c *Cluster) PodTokenKubeconfig(ctx context.Context, pod *corev1.Pod) (stri
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(c.Dir, "users")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "pod-"+pod.Namespace+"-"+pod.Name+".kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
+	return c.writeKubeconfig("pod-"+pod.Namespace+"-"+pod.Name, data)
 }
 
 // ClientFromKubeconfig is a client (of Scheme's types) with the identity of a kubeconfig file.
