@@ -10,7 +10,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_TIMEOUT ?= 30m
 GO_PACKAGES := ./...
 
-.PHONY: fuzz images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
+.PHONY: faults fuzz images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
 
 all: build
 
@@ -75,6 +75,13 @@ demo: images
 		STORK_HELM_TESTBIN="$$(hack/testbin.sh helm)" && STORK_NODE_TESTBIN="$$(hack/testbin.sh node)" && \
 		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN STORK_NODE_TESTBIN STORK_IMAGES=$(BIN)/images && \
 		$(GO) run ./e2e/demo $(DEMO_ARGS)
+
+## faults: the fault campaign (kill -9 at every crash point of a backup and a restore, MinIO and kube-apiserver restarts, a read-only bucket, a full disk); rewrites docs/reliability.md
+faults:
+	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
+		export STORK_TESTBIN STORK_CSI_TESTBIN && \
+		STORK_FAULTS=full STORK_FAULTS_REPORT=$(CURDIR)/docs/reliability.md \
+		$(GO) test -count=1 -timeout 90m -run '^TestFaults$$' -v ./e2e/
 
 ## fuzz: every fuzz target (decoders of repository data, request parsers) for FUZZTIME each (default 30s)
 fuzz:

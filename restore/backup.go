@@ -23,6 +23,7 @@ import (
 	"stork.dev/stork/backup/engine/resources"
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/crashpoint"
 	"stork.dev/stork/internal/retry"
 )
 
@@ -72,8 +73,24 @@ func (r *Reconciler) stepBackup(ctx context.Context, rs *storkv1.Restore) (ctrl.
 	} else if !done {
 		return ctrl.Result{RequeueAfter: r.Poll}, nil
 	}
+	crashpoint.Here(CrashVolumesImported)
 	return r.finishFromBackup(ctx, rs, b, loc, srcNS)
 }
+
+// Crash points of a restore from a Backup (see internal/crashpoint), each before the status
+// records the step.
+const (
+	// CrashFirstObjectsRestored: the objects that come before volumes (claims, config) are
+	// applied.
+	CrashFirstObjectsRestored = "restore/first-objects-restored"
+	// CrashImportRequested: a volume's driver was asked to import its copy (a download task
+	// made).
+	CrashImportRequested = "restore/import-requested"
+	// CrashVolumesImported: every volume is final, the remaining objects not applied.
+	CrashVolumesImported = "restore/volumes-imported"
+	// CrashObjectsRestored: every object is applied, the Restore not yet Completed.
+	CrashObjectsRestored = "restore/objects-restored"
+)
 
 // usableBackup reads the Restore's Backup and the namespace it was taken in; it stops the step
 // while the Backup is not complete yet, and fails the Restore when the Backup is missing,
@@ -120,7 +137,7 @@ func (r *Reconciler) readableLocation(ctx context.Context, rs *storkv1.Restore, 
 		return nil, &ctrl.Result{}, nil
 	case err != nil:
 		return nil, nil, err
-	case loc.Status.Phase != storkv1.BackupLocationAvailable:
+	case !locator.Readable(loc):
 		res := r.retryStep(rs, "WaitingForLocation", errors.New(locator.Waiting(loc)))
 		return nil, &res, nil
 	}
@@ -178,6 +195,7 @@ func (r *Reconciler) planFromBackup(ctx context.Context, rs *storkv1.Restore, b 
 		return r.retryStep(rs, "RestoringObjects", err), nil
 	}
 	retry.Succeeded(&st.Retry, "RestoringObjects")
+	crashpoint.Here(CrashFirstObjectsRestored)
 	if len(failed) > 0 {
 		r.event(rs, corev1.EventTypeWarning, "ObjectsFailed", strings.Join(failed, "; "))
 	}
@@ -201,6 +219,7 @@ func (r *Reconciler) importVolumes(ctx context.Context, rs *storkv1.Restore, b *
 		if err := r.importVolume(ctx, rs, b, loc, v); err != nil {
 			return false, err
 		}
+		crashpoint.Here(CrashImportRequested)
 	}
 	return r.volumesDone(rs), nil
 }
@@ -224,6 +243,7 @@ func (r *Reconciler) finishFromBackup(ctx context.Context, rs *storkv1.Restore, 
 			}
 			retry.Succeeded(&rs.Status.Retry, "RestoringObjects")
 		}
+		crashpoint.Here(CrashObjectsRestored)
 		now := metav1.Now()
 		rs.Status.ObjectsRestoredTime = &now
 	}

@@ -87,6 +87,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.setFinalizer(ctx, rs, true); err != nil {
 		return ctrl.Result{}, err
 	}
+	if wait := retry.Wait(rs.Status.Retry, time.Now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	orig := rs.DeepCopy()
 	result, err := r.step(ctx, rs)
 	if err != nil {

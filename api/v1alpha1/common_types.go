@@ -12,6 +12,10 @@ const (
 	// ConditionAvailable is True when a BackupLocation can be read and, unless it is
 	// read-only, written.
 	ConditionAvailable = "Available"
+	// ConditionReadable is True on a BackupLocation that is not Available because the store
+	// refuses its writes, but whose repository can still be read: restores from it run,
+	// backups to it wait (and in the end fail) until writes are allowed again.
+	ConditionReadable = "Readable"
 	// ConditionValid is False when the spec cannot be acted on (unknown PVC, PVC of
 	// another driver, unknown time zone, …); the message names the field.
 	ConditionValid = "Valid"
@@ -38,6 +42,10 @@ type Retry struct {
 	Attempts int32 `json:"attempts"`
 	// GiveUpTime is when the step stops being tried.
 	GiveUpTime metav1.Time `json:"giveUpTime"`
+	// NextAttemptTime is when the step is tried again: nothing is tried before, whatever
+	// wakes the controller up.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
 }
 
 // Progress counts work done against work known. Totals may grow while work is

@@ -24,6 +24,7 @@ import (
 	"stork.dev/stork/backup/locator"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/crashpoint"
 	"stork.dev/stork/internal/retry"
 )
 
@@ -45,6 +46,20 @@ var (
 	backupVolumeFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stork_backup_volume_failures_total", Help: "Volumes whose upload failed.",
 	})
+)
+
+// Crash points of a backup (see internal/crashpoint), each just before the status that would
+// record what was done is written.
+const (
+	// CrashExportRequested: a volume's driver was asked to copy its snapshot (an upload task
+	// made).
+	CrashExportRequested = "backup/export-requested"
+	// CrashResourcesSaved: the objects are in the repository.
+	CrashResourcesSaved = "backup/resources-saved"
+	// CrashVolumesExported: every volume is copied, the record not written.
+	CrashVolumesExported = "backup/volumes-exported"
+	// CrashRecordWritten: the record is in the repository, the Backup not yet Completed.
+	CrashRecordWritten = "backup/record-written"
 )
 
 // BackupFinalizer keeps a Backup whose deletion policy is Delete until its data is forgotten
@@ -109,6 +124,9 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		controllerutil.AddFinalizer(b, BackupFinalizer)
 		return ctrl.Result{}, r.Client.Update(ctx, b)
 	}
+	if wait := retry.Wait(b.Status.Retry, time.Now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	orig := b.DeepCopy()
 	res, err := r.step(ctx, b)
 	if err != nil {
@@ -171,6 +189,7 @@ func (r *BackupReconciler) step(ctx context.Context, b *storkv1.Backup) (ctrl.Re
 	if done, err := r.exportVolumes(ctx, b, snap, loc); err != nil || !done {
 		return ctrl.Result{RequeueAfter: r.Poll}, err
 	}
+	crashpoint.Here(CrashVolumesExported)
 	return r.complete(ctx, b, loc)
 }
 
@@ -344,6 +363,7 @@ func (r *BackupReconciler) exportVolumes(ctx context.Context, b *storkv1.Backup,
 		if err != nil {
 			return false, fmt.Errorf("driver %s: exporting claim %s: %w", v.Driver, v.ClaimName, err)
 		}
+		crashpoint.Here(CrashExportRequested)
 		v.Phase, v.Progress, v.RepositorySnapshotID = vs.Phase, vs.Progress, vs.RepositorySnapshotID
 		v.Message = vs.Message
 		if vs.Phase == storkv1.VolumeFailed {
@@ -409,6 +429,7 @@ func (r *BackupReconciler) saveResources(ctx context.Context, b *storkv1.Backup,
 	if err != nil {
 		return err
 	}
+	crashpoint.Here(CrashResourcesSaved)
 	b.Status.ResourcesSnapshotID, b.Status.ResourceCount = id.String(), int32(len(objs))
 	r.event(b, corev1.EventTypeNormal, "ResourcesSaved", fmt.Sprintf("%d objects of namespace %s saved", len(objs), b.Namespace))
 	return nil
@@ -432,6 +453,7 @@ func (r *BackupReconciler) saveRecord(ctx context.Context, b *storkv1.Backup, lo
 	if err != nil {
 		return err
 	}
+	crashpoint.Here(CrashRecordWritten)
 	b.Status.RecordID = id.String()
 	return nil
 }

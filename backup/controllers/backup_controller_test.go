@@ -179,9 +179,11 @@ func refusedRecordCase(t *testing.T) (client.WithWatch, *storkv1.Backup, *fakedr
 func TestBackupRecordRefused(t *testing.T) {
 	ctx := context.Background()
 	c, b, drv, cat := refusedRecordCase(t)
-	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1"}
+	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1",
+		Retry: retry.Policy{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond}}
 	reconcile := func() error {
-		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)})
+		res, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)})
+		time.Sleep(res.RequeueAfter) // the backoff: nothing is tried before it ends
 		if gerr := c.Get(ctx, client.ObjectKeyFromObject(b), b); gerr != nil {
 			t.Fatal(gerr)
 		}
@@ -246,6 +248,39 @@ func TestBackupGivesUp(t *testing.T) {
 	if !sawRetry || b.Status.Phase != storkv1.BackupFailed || cond == nil || cond.Reason != "RecordFailed" ||
 		!strings.Contains(cond.Message, "SavingRecord failed") || !strings.Contains(cond.Message, "refuses writes") {
 		t.Fatalf("saw status.retry %v; phase %s, Ready %+v: want Failed RecordFailed saying how often it tried", sawRetry, b.Status.Phase, cond)
+	}
+}
+
+// TestBackupRetryWaitsForItsBackoff: the status write of a failed attempt wakes the controller
+// up again at once; that wake-up, and any other before the backoff ends, tries nothing.
+func TestBackupRetryWaitsForItsBackoff(t *testing.T) {
+	ctx := context.Background()
+	c, b, drv, cat := refusedRecordCase(t)
+	r := &BackupReconciler{Client: c, Reader: c, Repos: cat, Drivers: drivers.NewSet(drv), Namespace: "stork-system", Cluster: "c1",
+		Retry: retry.Policy{Base: 10 * time.Second, Max: time.Minute, Limit: time.Hour}}
+	key := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(b)}
+	for b.Status.Retry == nil {
+		if _, err := r.Reconcile(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(ctx, key.NamespacedName, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		res, err := r.Reconcile(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RequeueAfter < 8*time.Second || res.RequeueAfter > 10*time.Second {
+			t.Errorf("a reconcile within the backoff asks to come back after %s, want the rest of the 10s", res.RequeueAfter)
+		}
+	}
+	if err := c.Get(ctx, key.NamespacedName, b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Status.Retry.Attempts != 1 {
+		t.Errorf("attempts %d after reconciles within the backoff, want 1", b.Status.Retry.Attempts)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"stork.dev/stork/backup/hooks"
 	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/conditions"
+	"stork.dev/stork/internal/crashpoint"
 )
 
 // SnapshotFinalizer keeps a Snapshot until the driver's snapshot data is deleted (or retained,
@@ -244,11 +245,20 @@ func (r *SnapshotReconciler) startBackup(ctx context.Context, snap *storkv1.Snap
 		if err != nil {
 			return fmt.Errorf("creating Backup %s/%s: %w", snap.Namespace, name, err)
 		}
+		crashpoint.Here(CrashBackupCreated)
 		snap.Status.BackupName = name
 		return nil
 	}
 	return fmt.Errorf("Backups %s and %s-%.8s exist and belong to other Snapshots", snap.Name, snap.Name, snap.UID)
 }
+
+// Crash points of a Snapshot (see internal/crashpoint), before its status records the step.
+const (
+	// CrashCaptureRequested: the drivers were asked to capture the volumes.
+	CrashCaptureRequested = "snapshot/capture-requested"
+	// CrashBackupCreated: the Snapshot's Backup exists, the Snapshot does not name it yet.
+	CrashBackupCreated = "snapshot/backup-created"
+)
 
 // SnapshotUIDAnnotation on a Backup names the Snapshot it was made for.
 const SnapshotUIDAnnotation = "stork.dev/snapshot-uid"
@@ -393,6 +403,7 @@ func (r *SnapshotReconciler) capture(ctx context.Context, snap *storkv1.Snapshot
 		if err != nil {
 			return fmt.Errorf("driver %s: snapshot of %s/%s: %w", name, snap.Namespace, snap.Name, err)
 		}
+		crashpoint.Here(CrashCaptureRequested)
 		for _, s := range statuses {
 			for i := range st.Volumes {
 				if v := &st.Volumes[i]; v.VolumeName == s.VolumeName {

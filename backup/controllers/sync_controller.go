@@ -31,7 +31,7 @@ const (
 	SourceUIDAnnotation = storkv1.AnnotationSourceUID
 )
 
-// SyncReconciler lists the backups in each Available location every sync period and makes a
+// SyncReconciler lists the backups in each readable location (Available, or refusing only writes) every sync period and makes a
 // Backup object, in the location's namespace, for each complete backup (one with a record) that
 // has none: how a cluster sees the backups another cluster writes, e.g. to restore them after a
 // disaster. Imported Backups whose record is gone (deleted by the cluster that made them) are
@@ -61,7 +61,7 @@ func (r *SyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if loc.Spec.SyncPeriod != nil {
 		period = loc.Spec.SyncPeriod.Duration
 	}
-	if loc.DeletionTimestamp != nil || loc.Status.Phase != storkv1.BackupLocationAvailable {
+	if loc.DeletionTimestamp != nil || !locator.Readable(loc) {
 		return ctrl.Result{RequeueAfter: period}, nil
 	}
 	if last := loc.Status.LastSyncTime; last != nil && time.Since(last.Time) < period {

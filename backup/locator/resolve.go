@@ -22,7 +22,11 @@ const ReasonSecretMissing = "SecretMissing"
 
 // Unavailable is why a location cannot be used: a reason for its Available condition and a
 // message a person can act on (it names the field and the Secret, never a secret value).
-type Unavailable struct{ Reason, Message string }
+type Unavailable struct {
+	Reason, Message string
+	// Readable: only writes are refused; the repository can be read.
+	Readable bool
+}
 
 func (u *Unavailable) Error() string { return u.Message }
 

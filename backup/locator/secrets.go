@@ -53,6 +53,11 @@ func DeleteAccessSecret(ctx context.Context, c client.Client, ns, name string) e
 }
 
 // Waiting says, for the status of work waiting on a location, that it waits and why.
+// Readable says whether restores may read loc: it is Available, or only its writes are refused.
+func Readable(loc *storkv1.BackupLocation) bool {
+	return loc.Status.Phase == storkv1.BackupLocationAvailable || meta.IsStatusConditionTrue(loc.Status.Conditions, storkv1.ConditionReadable)
+}
+
 func Waiting(loc *storkv1.BackupLocation) string {
 	msg := "waiting for BackupLocation " + loc.Name + " to be Available"
 	if c := meta.FindStatusCondition(loc.Status.Conditions, storkv1.ConditionAvailable); c != nil {

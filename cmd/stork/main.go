@@ -42,6 +42,7 @@ import (
 	"stork.dev/stork/drivers/local"      // registers the local driver
 	_ "stork.dev/stork/drivers/longhorn" // registers the longhorn driver
 	"stork.dev/stork/internal/certs"
+	"stork.dev/stork/internal/retry"
 	"stork.dev/stork/internal/version"
 	"stork.dev/stork/placement"
 	podWebhook "stork.dev/stork/placement/webhook"
@@ -66,6 +67,11 @@ type options struct {
 	monitor                                  bool
 	probation, checkEvery, batchEvery, stale time.Duration
 	batchSize                                int
+
+	// storageWait bounds a restored volume's wait for healthy storage in its zone.
+	storageWait time.Duration
+	// retry is how failing steps of Backups and Restores are tried again.
+	retry retry.Policy
 
 	// dashboard
 	dashboardAddr, dashboardCertDir, dashboardService string
@@ -103,6 +109,10 @@ func main() {
 	flag.IntVar(&o.batchSize, "monitor-batch-size", 5, "pods evicted per batch")
 	flag.DurationVar(&o.batchEvery, "monitor-batch-interval", 30*time.Second, "time between eviction batches")
 	flag.DurationVar(&o.stale, "monitor-stale-after", 3*time.Minute, "the monitor acts on nothing when no storage node reported for this long")
+	flag.DurationVar(&o.retry.Base, "retry-base", 5*time.Second, "wait after a step of a Backup or Restore first fails (saving objects, writing the record, waiting for its location); doubled after each further failure")
+	flag.DurationVar(&o.retry.Max, "retry-max", 2*time.Minute, "longest wait between two attempts of a failing step")
+	flag.DurationVar(&o.retry.Limit, "retry-limit", 15*time.Minute, "how long after its first failure a step is given up, and the Backup or Restore fails with the step's reason")
+	flag.DurationVar(&o.storageWait, "restore-storage-wait", 10*time.Minute, "how long a restored volume waits for a healthy storage node (or free space) in its target zone before it fails")
 	flag.StringVar(&o.dashboardAddr, "dashboard-bind-address", ":8443", "address of the read-only web dashboard (HTTPS); 0 turns it off")
 	flag.StringVar(&o.dashboardCertDir, "dashboard-cert-dir", filepath.Join(os.TempDir(), "stork-dashboard-certs"), "where the dashboard's rotating serving certificate is written")
 	flag.StringVar(&o.dashboardService, "dashboard-service", "stork-dashboard", "Service of the dashboard in Stork's namespace, named in its certificate")
@@ -203,7 +213,7 @@ func run(o options) error {
 	}
 	repos := &locator.Cache{Secrets: mgr.GetAPIReader()}
 	if err := (&backupcontrollers.BackupReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Repos: repos, Drivers: set,
-		Namespace: o.namespace, Cluster: o.cluster, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
+		Namespace: o.namespace, Cluster: o.cluster, Retry: o.retry, Recorder: mgr.GetEventRecorder("stork-backup")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&locations.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(), Cluster: o.cluster,
@@ -227,7 +237,7 @@ func run(o options) error {
 		return err
 	}
 	if err := (&restore.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, AdminNamespace: o.namespace, Repos: repos, Hooks: runner,
-		Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
+		Retry: o.retry, StorageWait: o.storageWait, Recorder: mgr.GetEventRecorder("stork-restore")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&drill.Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), AdminNamespace: o.namespace,

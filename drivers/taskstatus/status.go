@@ -15,6 +15,14 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/transfer"
+	"stork.dev/stork/internal/crashpoint"
+)
+
+// Crash points (see internal/crashpoint), followed by the task's type: a task marked Running
+// before any work, and a task whose work is done but whose result is not written yet.
+const (
+	CrashStarted   = "started/"
+	CrashFinishing = "finishing/"
 )
 
 // Start marks the task Running as attempt `attempt`, done by `who`, with msg in its Progressing
@@ -33,6 +41,7 @@ func Start(ctx context.Context, c client.Client, task *storkv1.VolumeTask, attem
 	if err := c.Status().Patch(ctx, task, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("marking task %s/%s running: %w", task.Namespace, task.Name, err)
 	}
+	crashpoint.Here(CrashStarted + string(task.Spec.Type))
 	return nil
 }
 
@@ -97,6 +106,7 @@ func Finish(ctx context.Context, c client.Client, task *storkv1.VolumeTask, res 
 		st.Progress.BytesDone, st.Progress.BytesTotal = res.Size, res.Size
 		st.Progress.ItemsDone = st.Progress.ItemsTotal
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Succeeded", "done by "+who
+		crashpoint.Here(CrashFinishing + string(task.Spec.Type))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: storkv1.ConditionProgressing, Status: metav1.ConditionFalse,

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	groupv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
@@ -391,4 +393,58 @@ func (c *Cluster) Stop() error {
 		}
 	})
 	return c.stopErr
+}
+
+// RestartAPIServer kills kube-apiserver (SIGKILL, as a crash would), waits down, and runs it
+// again with the same command line: the same port, certificates, service account keys and
+// etcd, so every client's credentials still work. It returns once the API answers again.
+func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) error {
+	certDir := filepath.Join(c.Dir, "apiserver")
+	var argv []string
+	pid := 0
+	for _, line := range ProcessesUnder(certDir) {
+		p, _, _ := strings.Cut(line, ": ")
+		raw, err := os.ReadFile("/proc/" + p + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if filepath.Base(args[0]) == "kube-apiserver" {
+			argv = args
+			if _, err := fmt.Sscan(p, &pid); err != nil {
+				return err
+			}
+		}
+	}
+	if pid == 0 {
+		return fmt.Errorf("cluster %s: no kube-apiserver process with --cert-dir=%s", c.Name, certDir)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing kube-apiserver (pid %d): %w", pid, err)
+	}
+	// Its port is free once it is gone (envtest reaps it).
+	err := c.WaitFor(ctx, 10*time.Second, "kube-apiserver to exit", func(context.Context) (bool, error) {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return os.IsNotExist(err), nil
+	})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down):
+	}
+	p, err := c.startComponent(c.Name+"-kube-apiserver-restarted", argv[0], argv[1:], nil)
+	if err != nil {
+		return err
+	}
+	return c.WaitFor(ctx, 2*time.Minute, "kube-apiserver to answer after its restart", func(ctx context.Context) (bool, error) {
+		select {
+		case <-p.Exited():
+			return false, fmt.Errorf("kube-apiserver exited after its restart: %v\n%s", p.ExitError(), p.LogTail(20))
+		default:
+		}
+		return c.Client.Get(ctx, client.ObjectKey{Name: "default"}, &corev1.Namespace{}) == nil, nil
+	})
 }

@@ -26,6 +26,27 @@ type MinIO struct {
 	// Client is a minio-go client with the root credentials.
 	Client  *minio.Client
 	Process *Process
+	// restart runs the server again on the same address, data and credentials.
+	restart func() (*Process, error)
+}
+
+// Restart kills the server (SIGKILL, as a crash would), waits down, and starts it again on the
+// same address with the same data; it returns once the server answers.
+func (m *MinIO) Restart(ctx context.Context, down time.Duration) error {
+	if err := m.Process.Kill(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down):
+	}
+	p, err := m.restart()
+	if err != nil {
+		return err
+	}
+	m.Process = p
+	return waitHTTP(ctx, p, m.Endpoint+"/minio/health/live", time.Minute)
 }
 
 // StartMinIO starts a MinIO server with its data under the root, random root credentials, and
@@ -56,20 +77,22 @@ func (e *Env) StartMinIOAt(ctx context.Context, name, ip string) (*MinIO, error)
 		Bucket:    "stork-backups",
 	}
 	m.Endpoint = "http://" + m.Host
-	m.Process, err = e.StartProcess(name, e.Bins.Path("minio"), []string{
+	args := []string{
 		"server", filepath.Join(dir, "data"),
 		"--address", m.Host,
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
 		"--quiet",
-	}, []string{
+	}
+	env := []string{
 		"MINIO_ROOT_USER=" + m.AccessKey,
 		"MINIO_ROOT_PASSWORD=" + m.SecretKey,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 		// Keep MinIO's own config and certs under the root, not in $HOME.
 		"HOME=" + dir,
-	})
-	if err != nil {
+	}
+	m.restart = func() (*Process, error) { return e.StartProcess(name, e.Bins.Path("minio"), args, env) }
+	if m.Process, err = m.restart(); err != nil {
 		return nil, err
 	}
 	if err := waitHTTP(ctx, m.Process, m.Endpoint+"/minio/health/live", time.Minute); err != nil {

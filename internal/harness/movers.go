@@ -32,6 +32,8 @@ type MoverPods struct {
 	// Fail, if set, is asked before a pod runs: a non-empty answer fails the pod with that
 	// message instead, as a crashing container would.
 	Fail func(pod *corev1.Pod) string
+	// Env, if set, adds variables to a pod's process (the fault campaign's STORK_CRASH_AT).
+	Env func(pod *corev1.Pod) []string
 
 	mu      sync.Mutex
 	running map[string]*Process // pod UID → process
@@ -239,6 +241,9 @@ func (m *MoverPods) start(ctx context.Context, p *corev1.Pod) (*Process, error) 
 		case e.ValueFrom == nil:
 			env = append(env, e.Name+"="+rewrite(e.Value))
 		}
+	}
+	if m.Env != nil {
+		env = append(env, m.Env(p)...)
 	}
 	return c.env.StartProcess(c.Name+"-"+p.Name, bin, cmd[1:], env)
 }

@@ -187,6 +187,11 @@ func (c *Cluster) NodesDir() string { return filepath.Join(c.Dir, "nodes") }
 // webhook and the dashboard are off (their fixed ports would clash between clusters); tests turn
 // them on with extraArgs, which come last and so win.
 func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process, error) {
+	return c.StartStorkEnv(ctx, nil, extraArgs...)
+}
+
+// StartStorkEnv is StartStork with env added to the process's environment.
+func (c *Cluster) StartStorkEnv(ctx context.Context, env []string, extraArgs ...string) (*Process, error) {
 	bins, err := Commands()
 	if err != nil {
 		return nil, err
@@ -203,7 +208,7 @@ func (c *Cluster) StartStork(ctx context.Context, extraArgs ...string) (*Process
 		"--drivers=local", "--driver-config=local.roots=" + c.NodesDir(), "--namespace=" + StorkNamespace, "--cluster=" + c.Name,
 		"--extender-bind-address=0", "--webhook-port=0", "--dashboard-bind-address=0",
 	}, extraArgs...)
-	return c.startComponent(c.Name+"-stork", filepath.Join(bins, "stork"), args, []string{"KUBECONFIG=" + kc})
+	return c.startComponent(c.Name+"-stork", filepath.Join(bins, "stork"), args, append([]string{"KUBECONFIG=" + kc}, env...))
 }
 
 func (c *Cluster) startComponent(name, bin string, args, env []string) (*Process, error) {
@@ -220,6 +225,11 @@ func (c *Cluster) startComponent(name, bin string, args, env []string) (*Process
 // storage root (made if missing), and waits for its StorageNode. Heartbeats are fast (1s
 // reports, 5s leases) so that tests see a dead agent quickly.
 func (c *Cluster) StartAgent(ctx context.Context, node string, extraArgs ...string) (*Process, error) {
+	return c.StartAgentEnv(ctx, node, nil, extraArgs...)
+}
+
+// StartAgentEnv is StartAgent with env added to the process's environment.
+func (c *Cluster) StartAgentEnv(ctx context.Context, node string, env []string, extraArgs ...string) (*Process, error) {
 	bins, err := Commands()
 	if err != nil {
 		return nil, err
@@ -234,7 +244,7 @@ func (c *Cluster) StartAgent(ctx context.Context, node string, extraArgs ...stri
 	}
 	args := append([]string{"run", "--node=" + node, "--root=" + root, "--namespace=" + StorkNamespace,
 		"--report-interval=1s", "--lease-duration=5s"}, extraArgs...)
-	p, err := c.startComponent(c.Name+"-agent-"+node, filepath.Join(bins, "stork-agent"), args, []string{"KUBECONFIG=" + kc})
+	p, err := c.startComponent(c.Name+"-agent-"+node, filepath.Join(bins, "stork-agent"), args, append([]string{"KUBECONFIG=" + kc}, env...))
 	if err != nil {
 		return nil, err
 	}

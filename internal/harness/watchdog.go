@@ -11,7 +11,7 @@ import (
 // watchdogScript kills every process whose command line mentions $STORK_HARNESS_ROOT once the
 // harness process ($1) is gone, then removes the root directory. It exists because envtest starts
 // etcd and kube-apiserver without a parent-death signal: when a test binary is killed (go test's
-// -timeout, kill -9, a crash) nothing else would stop them. The root comes in through the
+// -timeout, kill -9, a crash) nothing else would stop them; nor unmount what a test mounted. The root comes in through the
 // environment, not the command line, so the watchdog never matches itself.
 const watchdogScript = `
 trap '' INT TERM HUP
@@ -23,6 +23,8 @@ for d in /proc/[0-9]*; do
 	cmd=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
 	case "$cmd" in *"$STORK_HARNESS_ROOT"*) kill -9 "$pid" 2>/dev/null ;; esac
 done
+# File systems a test mounted under the root (the fault campaign's tmpfs), deepest first.
+awk -v root="$STORK_HARNESS_ROOT/" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
 case "$STORK_HARNESS_ROOT" in */stork-harness-*) rm -rf -- "$STORK_HARNESS_ROOT" ;; esac
 `
 

@@ -52,7 +52,20 @@ func (p Policy) Failed(r **storkv1.Retry, reason, msg string, now time.Time) (wa
 		wait *= 2
 	}
 	wait = min(wait, p.Max, cur.GiveUpTime.Sub(now))
+	next := metav1.NewTime(now.Add(wait))
+	cur.NextAttemptTime = &next
 	return wait, false, ""
+}
+
+// Wait is how long until the next attempt of r's step is due; 0 when it is (or nothing fails).
+// A controller checks it before trying anything: its own status write, which every failed
+// attempt makes, wakes it up again at once, and without this check each wake-up would be an
+// attempt, with no backoff at all.
+func Wait(r *storkv1.Retry, now time.Time) time.Duration {
+	if r == nil || r.NextAttemptTime == nil {
+		return 0
+	}
+	return max(0, r.NextAttemptTime.Sub(now))
 }
 
 // Succeeded closes the window of step reason, if that is the one open.

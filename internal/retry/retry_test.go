@@ -22,6 +22,9 @@ func TestBackoffAndGiveUp(t *testing.T) {
 			}
 			break
 		}
+		if next := r.NextAttemptTime; next == nil || !next.Time.Equal(now.Add(wait)) || Wait(r, now) != wait || Wait(r, now.Add(wait)) != 0 {
+			t.Fatalf("next attempt %v, Wait %s: want due %s after the failure at %s", next, Wait(r, now), wait, now)
+		}
 		waits = append(waits, wait)
 		now = now.Add(wait)
 	}

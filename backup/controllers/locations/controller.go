@@ -143,6 +143,13 @@ func (r *Reconciler) checkAndRecord(ctx context.Context, loc *storkv1.BackupLoca
 	default:
 		return err
 	}
+	if u != nil && u.Readable {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: storkv1.ConditionReadable, Status: metav1.ConditionTrue,
+			Reason: "WritesRefused", ObservedGeneration: loc.Generation,
+			Message: "the store refuses writes but the repository reads: restores run, backups wait until writes are allowed again"})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, storkv1.ConditionReadable)
+	}
 	was := meta.FindStatusCondition(orig.Status.Conditions, storkv1.ConditionAvailable)
 	if was == nil || was.Status != cond.Status || was.Reason != cond.Reason {
 		kind := corev1.EventTypeNormal
@@ -205,7 +212,13 @@ func (r *Reconciler) check(ctx context.Context, loc *storkv1.BackupLocation) (re
 	readOnly := loc.Spec.AccessMode == storkv1.AccessReadOnly
 	if err := store.Probe(ctx, readOnly); err != nil {
 		p := objstore.Problem(err)
-		return "", "", &locator.Unavailable{Reason: p, Message: fmt.Sprintf("%s: %v%s", loc.Spec.URL, err, hint(p, loc))}
+		u := &locator.Unavailable{Reason: p, Message: fmt.Sprintf("%s: %v%s", loc.Spec.URL, err, hint(p, loc))}
+		// A bucket made read-only (a policy, a quota, a lock) still serves restores.
+		if !readOnly && p == objstore.ProblemAccessDenied && store.Probe(ctx, true) == nil {
+			_, verr := repo.Verify(ctx, store, key)
+			u.Readable = verr == nil
+		}
+		return "", "", u
 	}
 	// Only the configuration and keys: a check every sync period must not read the index of
 	// a repository of any size.

@@ -31,6 +31,10 @@ type RestoreOptions struct {
 	Progress func(Progress)
 }
 
+// CrashRestoreMidway is the crash point (internal/crashpoint) of a restore half done: half the
+// bytes written, the rest not.
+const CrashRestoreMidway = "restore-midway"
+
 // Restore writes a snapshot's tree into target, which is created if missing. Every chunk is
 // verified against its ID; names that could escape target are refused, and no existing symlink
 // is followed. Files are restored sparse: all-zero chunks become holes.

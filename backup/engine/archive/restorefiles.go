@@ -13,6 +13,7 @@ import (
 
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/internal/crashpoint"
 )
 
 // Files are restored in batches, pack by pack rather than file by file: every chunk the
@@ -212,7 +213,7 @@ func (rs *restorer) writeChunk(targets []chunkTarget, plain []byte) error {
 				return fmt.Errorf("restoring %s: %w", t.job.path, err)
 			}
 		}
-		rs.bytesDone.Add(int64(len(plain)))
+		crashpoint.Midway(CrashRestoreMidway, rs.bytesDone.Add(int64(len(plain))), rs.bytesTotal.Load())
 		if t.job.left.Add(-1) == 0 {
 			if err := rs.finish(t.job); err != nil {
 				return err

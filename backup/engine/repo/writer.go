@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"stork.dev/stork/backup/engine/objstore"
+	"stork.dev/stork/internal/crashpoint"
 )
 
 // Writer adds blobs to a repository: it packs them, uploads full packs in the background, and
@@ -194,6 +195,10 @@ func (w *Writer) firstErr() error {
 	return w.ctx.Err()
 }
 
+// CrashPackStored is the crash point (internal/crashpoint) right after a pack is in the store:
+// an upload part done, with no index and no snapshot naming the pack yet.
+const CrashPackStored = "pack-stored"
+
 // upload seals the pack header, names the pack by its hash, writes it, and records it for
 // the next index file.
 func (w *Writer) upload(p *packBuilder) error {
@@ -221,6 +226,7 @@ func (w *Writer) upload(p *packBuilder) error {
 	if _, err := w.r.store.PutNewFile(w.ctx, packKey(id), p.f); err != nil {
 		return err
 	}
+	crashpoint.Here(CrashPackStored)
 	w.mu.Lock()
 	w.done = append(w.done, IndexedPack{ID: id, Entries: p.entries})
 	w.stats.PacksWritten++
