@@ -392,6 +392,9 @@ func (r *SnapshotReconciler) capture(ctx context.Context, snap *storkv1.Snapshot
 				}
 				vs := &st.Volumes[i]
 				vs.Phase, vs.Reason, vs.Message = storkv1.VolumeFailed, "VolumeGone", "PersistentVolume "+vs.VolumeName+" was deleted before it was captured"
+				if err := r.abandonCapture(ctx, snap, vs); err != nil {
+					return err
+				}
 				continue
 			}
 			req.Volumes = append(req.Volumes, v)
@@ -415,6 +418,9 @@ func (r *SnapshotReconciler) capture(ctx context.Context, snap *storkv1.Snapshot
 					if v.Phase == storkv1.VolumePending && st.StartTime != nil && time.Since(st.StartTime.Time) > r.PendingTimeout {
 						v.Phase, v.Reason = storkv1.VolumeFailed, "NotStarted"
 						v.Message = fmt.Sprintf("not started within %s: %s", r.PendingTimeout, s.Message)
+						if err := r.abandonCapture(ctx, snap, v); err != nil {
+							return err
+						}
 					}
 					if v.Phase == storkv1.VolumeFailed && before != storkv1.VolumeFailed {
 						r.event(snap, corev1.EventTypeWarning, "VolumeFailed", fmt.Sprintf("claim %s: %s", v.ClaimName, v.Message))
@@ -425,6 +431,33 @@ func (r *SnapshotReconciler) capture(ctx context.Context, snap *storkv1.Snapshot
 	}
 	return nil
 }
+
+// abandonCapture deletes the capture tasks of a volume the Snapshot gave up on (its volume
+// vanished, or the capture never started in time): a capture that ran, or would run later,
+// makes a node snapshot that nothing would ever use or delete. The agent stops a task deleted
+// while it runs, and its sweeper removes what a gone task made.
+func (r *SnapshotReconciler) abandonCapture(ctx context.Context, snap *storkv1.Snapshot, v *storkv1.SnapshotVolumeStatus) error {
+	var tasks storkv1.VolumeTaskList
+	if err := r.Client.List(ctx, &tasks, client.InNamespace(snap.Namespace)); err != nil {
+		return fmt.Errorf("listing the capture tasks of Snapshot %s/%s: %w", snap.Namespace, snap.Name, err)
+	}
+	for i := range tasks.Items {
+		t := &tasks.Items[i]
+		if t.Spec.Type != storkv1.TaskSnapshot || t.Spec.VolumeName != v.VolumeName || !metav1.IsControlledBy(t, snap) {
+			continue
+		}
+		if err := r.Client.Delete(ctx, t); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting capture task %s/%s of claim %s: %w", t.Namespace, t.Name, v.ClaimName, err)
+		}
+		r.event(snap, corev1.EventTypeWarning, EventCaptureAbandoned, fmt.Sprintf("claim %s (%s): capture task %s deleted; the node's agent removes anything it made",
+			v.ClaimName, v.Reason, t.Name))
+	}
+	return nil
+}
+
+// EventCaptureAbandoned is the reason of the Event saying a failed volume's capture task was
+// deleted.
+const EventCaptureAbandoned = "CaptureAbandoned"
 
 // runHooks runs hooks in order, records their results and returns why the Snapshot fails
 // because of them ("" if it does not).

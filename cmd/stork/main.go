@@ -68,6 +68,8 @@ type options struct {
 	probation, checkEvery, batchEvery, stale time.Duration
 	batchSize                                int
 
+	// pendingTimeout fails a volume whose capture has not started in time.
+	pendingTimeout time.Duration
 	// storageWait bounds a restored volume's wait for healthy storage in its zone.
 	storageWait time.Duration
 	// retry is how failing steps of Backups and Restores are tried again.
@@ -112,6 +114,7 @@ func main() {
 	flag.DurationVar(&o.retry.Base, "retry-base", 5*time.Second, "wait after a step of a Backup or Restore first fails (saving objects, writing the record, waiting for its location); doubled after each further failure")
 	flag.DurationVar(&o.retry.Max, "retry-max", 2*time.Minute, "longest wait between two attempts of a failing step")
 	flag.DurationVar(&o.retry.Limit, "retry-limit", 15*time.Minute, "how long after its first failure a step is given up, and the Backup or Restore fails with the step's reason")
+	flag.DurationVar(&o.pendingTimeout, "snapshot-pending-timeout", 10*time.Minute, "how long a volume's capture may wait to start (its node's agent down) before the volume fails NotStarted")
 	flag.DurationVar(&o.storageWait, "restore-storage-wait", 10*time.Minute, "how long a restored volume waits for a healthy storage node (or free space) in its target zone before it fails")
 	flag.StringVar(&o.dashboardAddr, "dashboard-bind-address", ":8443", "address of the read-only web dashboard (HTTPS); 0 turns it off")
 	flag.StringVar(&o.dashboardCertDir, "dashboard-cert-dir", filepath.Join(os.TempDir(), "stork-dashboard-certs"), "where the dashboard's rotating serving certificate is written")
@@ -208,7 +211,7 @@ func run(o options) error {
 	}
 	runner := &hooks.Runner{Client: mgr.GetClient(), Exec: &hooks.APIExecutor{Config: cfg, Client: clientset.CoreV1().RESTClient()}}
 	if err := (&backupcontrollers.SnapshotReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Drivers: set, Hooks: runner,
-		Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
+		PendingTimeout: o.pendingTimeout, Recorder: mgr.GetEventRecorder("stork-snapshot")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	repos := &locator.Cache{Secrets: mgr.GetAPIReader()}

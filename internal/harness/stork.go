@@ -301,3 +301,11 @@ func (c *Cluster) Volume(ctx context.Context, ns, claim, node, dir string, label
 		return err == nil && pvc.Status.Phase == corev1.ClaimBound, err
 	})
 }
+
+// Components lists the processes started for the cluster (Stork's controller and agents among
+// them), in start order.
+func (c *Cluster) Components() []*Process {
+	c.componentsMu.Lock()
+	defer c.componentsMu.Unlock()
+	return append([]*Process(nil), c.components...)
+}

@@ -91,7 +91,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	prefix := strings.Trim(u.Path, "/")
 	var b *blob.Bucket
-	store := &Store{desc: redact(cfg.URL), attempts: 5, baseDelay: 100 * time.Millisecond}
+	// 8 attempts from 100ms: about 13-19s of backoff, which outlasts a store's restart (the
+	// fault campaign kills MinIO mid-upload and starts it 3s later; with 5 attempts, about 2s,
+	// uploads failed), while a store that stays down fails a task within half a minute.
+	store := &Store{desc: redact(cfg.URL), attempts: 8, baseDelay: 100 * time.Millisecond}
 	switch u.Scheme {
 	case "s3":
 		b, store.lock, err = openS3(ctx, u.Host, prefix, cfg)
