@@ -76,11 +76,12 @@ demo: images
 		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN STORK_NODE_TESTBIN STORK_IMAGES=$(BIN)/images && \
 		$(GO) run ./e2e/demo $(DEMO_ARGS)
 
-## faults: the fault campaign (kill -9 at every crash point of a backup and a restore, MinIO and kube-apiserver restarts, a read-only bucket, a full disk); rewrites docs/reliability.md
+## faults: the fault campaign (kill -9 at every crash point of a backup and a restore, MinIO and kube-apiserver restarts, a read-only bucket, a full disk), FAULTS_ROUNDS times (default 2); rewrites docs/reliability.md
+FAULTS_ROUNDS ?= 2
 faults:
 	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
 		export STORK_TESTBIN STORK_CSI_TESTBIN && \
-		STORK_FAULTS=full STORK_FAULTS_REPORT=$(CURDIR)/docs/reliability.md \
+		STORK_FAULTS=full STORK_FAULTS_ROUNDS=$(FAULTS_ROUNDS) STORK_FAULTS_REPORT=$(CURDIR)/docs/reliability.md \
 		$(GO) test -count=1 -timeout 90m -run '^TestFaults$$' -v ./e2e/
 
 ## fuzz: every fuzz target (decoders of repository data, request parsers) for FUZZTIME each (default 30s)

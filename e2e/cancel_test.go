@@ -116,24 +116,7 @@ func TestCancelBackup(t *testing.T) {
 // waitTask waits for a VolumeTask of type typ in namespace app and returns it.
 func waitTask(ctx context.Context, t *testing.T, c *harness.Cluster, typ storkv1.VolumeTaskType) storkv1.VolumeTask {
 	t.Helper()
-	var task storkv1.VolumeTask
-	err := c.WaitFor(ctx, 2*time.Minute, "a "+string(typ)+" task", func(ctx context.Context) (bool, error) {
-		var list storkv1.VolumeTaskList
-		if err := c.Client.List(ctx, &list, client.InNamespace("app")); err != nil {
-			return false, err
-		}
-		for _, tk := range list.Items {
-			if tk.Spec.Type == typ {
-				task = tk
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return task
+	return waitTaskPhase(ctx, t, c, typ, "")
 }
 
 // pauseMinIO stops the MinIO process (SIGSTOP): its clients' requests hang rather than fail. The

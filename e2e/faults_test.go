@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -109,6 +111,8 @@ func campaignFaults() []fault {
 		{op: "backup", name: "MinIO killed mid-upload, restarted 3s later", inject: restartMinIO, short: true},
 		{op: "backup", name: "bucket made read-only mid-upload (writes denied); a restore while read-only", inject: readOnlyBucket, short: true},
 		{op: "backup", name: "kube-apiserver killed mid-upload, restarted 3s later", inject: restartAPIServer, short: true},
+		{op: "restore", name: "MinIO killed mid-download, restarted 3s later", inject: restartMinIO},
+		{op: "restore", name: "kube-apiserver killed mid-download, restarted 3s later", inject: restartAPIServer},
 		{op: "restore", name: "restore target's disk full mid-download", inject: fillDisk, short: true},
 	}
 }
@@ -142,10 +146,11 @@ type campaign struct {
 
 // result is one run of a fault.
 type result struct {
-	fault    fault
-	outcome  string
-	problems []string
-	took     time.Duration
+	fault fault
+	// outcome is the class of the end (how it ended, with the reason); detail its message.
+	outcome, detail string
+	problems        []string
+	took            time.Duration
 }
 
 const (
@@ -163,10 +168,19 @@ func TestFaults(t *testing.T) {
 	harness.RequireCSIBinaries(t)
 	ctx := context.Background()
 	cp := startCampaign(ctx, t)
-	for _, f := range campaignFaults() {
-		if !full && !f.short {
-			continue
+	rounds := 1
+	if n, err := strconv.Atoi(os.Getenv("STORK_FAULTS_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	var faults []fault
+	for range rounds {
+		for _, f := range campaignFaults() {
+			if full || f.short {
+				faults = append(faults, f)
+			}
 		}
+	}
+	for _, f := range faults {
 		cp.n++
 		start := time.Now()
 		var res result
@@ -183,13 +197,13 @@ func TestFaults(t *testing.T) {
 			for _, p := range res.problems {
 				t.Error(p)
 			}
-			t.Logf("outcome: %s", res.outcome)
+			t.Logf("outcome: %s %s", res.outcome, res.detail)
 		})
 		res.fault, res.took = f, time.Since(start)
 		cp.results = append(cp.results, res)
 	}
 	if path := os.Getenv("STORK_FAULTS_REPORT"); path != "" {
-		if err := os.WriteFile(path, []byte(cp.report(full)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(cp.report(full, rounds)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("wrote %s", path)
@@ -501,7 +515,7 @@ func (cp *campaign) runBackup(ctx context.Context, t *testing.T, name string, in
 		res.outcome = "did not finish within 5 minutes"
 		res.problems = append(res.problems, fmt.Sprintf("Backup %s did not finish: %s %s", name, reason, msg))
 	case storkv1.BackupCompleted:
-		res.outcome = "resumed: Completed, restored data identical"
+		res.outcome = "resumed: Completed, data identical"
 		// Nothing reported Completed while partial: the backup restores to what was captured.
 		rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "vf-" + name},
 			Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: name}, VolumesOnly: true,
@@ -514,7 +528,7 @@ func (cp *campaign) runBackup(ctx context.Context, t *testing.T, name string, in
 		}
 		cp.completed = append(cp.completed, string(b.UID))
 	default:
-		res.outcome = fmt.Sprintf("failed cleanly: %s %s (%s)", phase, reason, shorten(msg))
+		res.outcome, res.detail = fmt.Sprintf("failed cleanly: %s, reason %s", phase, reason), shorten(msg)
 		if reason == "" || msg == "" {
 			res.problems = append(res.problems, fmt.Sprintf("Backup %s is %s without a reason", name, phase))
 		}
@@ -550,7 +564,7 @@ func (cp *campaign) runRestore(ctx context.Context, t *testing.T, name string, i
 		res.outcome = "did not finish within 5 minutes"
 		res.problems = append(res.problems, fmt.Sprintf("Restore %s did not finish: %+v", name, rs.Status.Conditions))
 	case phase == storkv1.RestoreCompleted:
-		res.outcome = "resumed: Completed, restored data identical"
+		res.outcome = "resumed: Completed, data identical"
 		res.problems = append(res.problems, cp.compare(ctx, name, map[string]string{"data": "data", "cdata": "cdata"}, cp.baselineSums)...)
 		if err := cp.c.Client.Get(ctx, client.ObjectKey{Namespace: name, Name: "settings"}, &corev1.ConfigMap{}); err != nil {
 			res.problems = append(res.problems, fmt.Sprintf("ConfigMap settings of the Completed Restore %s: %v", name, err))
@@ -560,7 +574,7 @@ func (cp *campaign) runRestore(ctx context.Context, t *testing.T, name string, i
 		if ready != nil {
 			reason, msg = ready.Reason, ready.Message
 		}
-		res.outcome = fmt.Sprintf("failed cleanly: %s %s (%s)", phase, reason, shorten(msg))
+		res.outcome, res.detail = fmt.Sprintf("failed cleanly: %s, reason %s", phase, reason), shorten(msg)
 		if reason == "" || msg == "" {
 			res.problems = append(res.problems, fmt.Sprintf("Restore %s is %s without a reason", name, phase))
 		}
@@ -775,9 +789,11 @@ func (cp *campaign) leftovers(ctx context.Context) []string {
 	return left
 }
 
+// shorten keeps a message's start (what was being done) and end (the root cause: errors are
+// wrapped outside in).
 func shorten(s string) string {
-	if len(s) > 160 {
-		return s[:157] + "..."
+	if len(s) > 200 {
+		return s[:70] + " … " + s[len(s)-120:]
 	}
 	return s
 }
@@ -805,8 +821,8 @@ func (cp *campaign) waitLocalTask(ctx context.Context, t *testing.T, typ storkv1
 	t.Fatalf("no local %s task of %s within 2 minutes", typ, owner)
 }
 
-// restartMinIO kills MinIO while the upload runs (paused first, so that requests are in
-// flight) and starts it again 3s later on the same data.
+// restartMinIO kills MinIO while the upload or download runs (paused first, so that requests
+// are in flight) and starts it again 3s later on the same data.
 func restartMinIO(ctx context.Context, t *testing.T, cp *campaign) func() {
 	pauseMinIO(t, cp.m)
 	time.Sleep(500 * time.Millisecond)
@@ -836,7 +852,7 @@ func readOnlyBucket(ctx context.Context, t *testing.T, cp *campaign) func() {
 	}
 }
 
-// restartAPIServer kills kube-apiserver mid-upload and starts it again 3s later.
+// restartAPIServer kills kube-apiserver mid-upload or mid-download and starts it again 3s later.
 func restartAPIServer(ctx context.Context, t *testing.T, cp *campaign) func() {
 	if err := cp.c.RestartAPIServer(ctx, 3*time.Second); err != nil {
 		t.Fatal(err)
@@ -865,44 +881,92 @@ func fillDisk(ctx context.Context, t *testing.T, cp *campaign) func() {
 	}
 }
 
-// report is docs/reliability.md.
-func (cp *campaign) report(full bool) string {
+// report is docs/reliability.md: a row per fault, its runs counted by how they ended.
+func (cp *campaign) report(full bool, rounds int) string {
 	var b strings.Builder
-	form := "short form (`make test`)"
+	form := "the short form (`make test`)"
 	if full {
 		form = "every fault (`make faults`)"
 	}
 	fmt.Fprintf(&b, `# Reliability: the fault campaign
 
-Generated by `+"`make faults`"+` (e2e TestFaults with STORK_FAULTS=full) on %s: %s. Do not edit by
-hand; run the command again.
+Generated by `+"`make faults`"+` (e2e TestFaults, STORK_FAULTS=full, STORK_FAULTS_ROUNDS=%d) on %s:
+%s, %d round(s). Do not edit by hand; run the command again.
 
 Each fault is injected into a backup or a restore of namespace app, whose claims are a local volume
 (copied by the node's stork-agent) and a CSI volume (copied by mover pods), on a real control plane
-and a real MinIO. A kill is SIGKILL at a named point of the work (internal/crashpoint: the process
-kills itself there, so the instant is the same every run); the killed process is then started again,
-as its Deployment or DaemonSet would, and a killed mover pod is replaced by the driver's next attempt.
-After each fault the campaign checks that the work ended (Completed, or failed with a reason) within
-five minutes; that a Completed backup restores to exactly the captured data and a Completed restore
-holds exactly the backed-up data; that a failed backup left no record in the bucket; that the
-baseline backup and every backup completed before are still in the bucket; and that no orphan is
-left (VolumeTask, access Secret, mover pod, CSI temporary, agent work directory, node snapshot of no
-Snapshot, PersistentVolume without its claim).
+(etcd, kube-apiserver, kube-scheduler, kube-controller-manager) and a real MinIO. A kill is SIGKILL
+at a named point of the work (internal/crashpoint: the process kills itself there, so the instant
+is the same every run); the killed controller or agent is then started again, as its Deployment or
+DaemonSet would, and a killed mover pod is replaced by the driver's next attempt. After each fault
+the campaign checks that the work ended (Completed, or failed with a reason) within five minutes;
+that a Completed backup restores to exactly the captured data and a Completed restore holds exactly
+the backed-up data (tree checksums of content, modes, owners, times); that a failed backup left no
+record in the bucket; that the baseline backup and every backup completed before still have their
+records in the bucket; and that no orphan is left (a VolumeTask still running or of a gone owner,
+an access Secret, a mover pod, a CSI temporary claim, an agent work directory, a node snapshot of
+no Snapshot, a PersistentVolume without its claim).
 
-| Fault | Operation | Count | Outcome | Nothing lost, no orphans | Took |
+The points: snapshot/* and backup/* in the controller (backup/controllers), restore/* in the
+controller (restore), started/TYPE and finishing/TYPE when a task is marked Running and just before
+its result is written (drivers/taskstatus), pack-stored right after the first pack of an upload
+is in the bucket (backup/engine/repo), restore-midway once half the bytes of a download are
+written (backup/engine/archive).
+
+| Fault | Operation | Count | Outcome | Nothing lost, no orphans | Median time |
 |---|---|---|---|---|---|
-`, time.Now().UTC().Format("2006-01-02"), form)
+`, rounds, time.Now().UTC().Format("2006-01-02"), form, rounds)
+	type row struct {
+		fault    fault
+		runs     int
+		outcomes map[string]int
+		order    []string
+		problems []string
+		took     []time.Duration
+		detail   string
+	}
+	var rows []*row
+	byName := map[string]*row{}
 	survived := 0
 	for _, r := range cp.results {
-		check := "yes"
-		if len(r.problems) > 0 {
-			check = "**no**: " + strings.Join(r.problems, "; ")
-		} else {
+		key := r.fault.op + " " + r.fault.String()
+		w := byName[key]
+		if w == nil {
+			w = &row{fault: r.fault, outcomes: map[string]int{}}
+			byName[key] = w
+			rows = append(rows, w)
+		}
+		w.runs++
+		if w.outcomes[r.outcome] == 0 {
+			w.order = append(w.order, r.outcome)
+		}
+		w.outcomes[r.outcome]++
+		w.took = append(w.took, r.took)
+		w.problems = append(w.problems, r.problems...)
+		if r.detail != "" && w.detail == "" {
+			w.detail = r.detail
+		}
+		if len(r.problems) == 0 {
 			survived++
 		}
-		fmt.Fprintf(&b, "| %s | %s | 1 | %s | %s | %s |\n", strings.ReplaceAll(r.fault.String(), "|", "/"), r.fault.op,
-			strings.ReplaceAll(r.outcome, "|", "/"), strings.ReplaceAll(check, "|", "/"), r.took.Round(time.Second))
 	}
-	fmt.Fprintf(&b, "\n%d of %d faults survived with nothing lost and no orphans.\n", survived, len(cp.results))
+	cell := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", "/"), "\n", " ") }
+	for _, w := range rows {
+		var outs []string
+		for _, o := range w.order {
+			outs = append(outs, fmt.Sprintf("%s (%d)", o, w.outcomes[o]))
+		}
+		if w.detail != "" {
+			outs = append(outs, "e.g. _"+w.detail+"_")
+		}
+		check := fmt.Sprintf("yes (%d of %d)", w.runs, w.runs)
+		if len(w.problems) > 0 {
+			check = "**no**: " + strings.Join(w.problems, "; ")
+		}
+		slices.Sort(w.took)
+		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s |\n", cell(w.fault.String()), w.fault.op, w.runs,
+			cell(strings.Join(outs, "; ")), cell(check), w.took[len(w.took)/2].Round(time.Second))
+	}
+	fmt.Fprintf(&b, "\n%d of %d runs (%d faults) ended cleanly with nothing lost and no orphans.\n", survived, len(cp.results), len(rows))
 	return b.String()
 }

@@ -134,7 +134,8 @@ type BackupLocationStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Available.
+	// Conditions: Available; Readable (True while the store refuses writes but the repository
+	// reads: restores and sync go on, backups wait).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
