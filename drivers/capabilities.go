@@ -101,6 +101,33 @@ type RestoreRequest struct {
 	AccessModes []corev1.PersistentVolumeAccessMode
 }
 
+// Discarder removes a volume the driver made for a restore (Restorer or Importer) that was never
+// handed over: its Restore was deleted before the claim was bound to it, or the failover it was
+// made for was cancelled. The making is stopped, and the PersistentVolume, if made, is deleted
+// with the data. A volume whose claim is bound to it was handed over and is never discarded.
+type Discarder interface {
+	Driver
+	// Discard reports Succeeded once nothing of the volume is left (at once when nothing was
+	// made), Failed with the reason when it is not the driver's to remove.
+	Discard(ctx context.Context, req DiscardRequest) (VolumeStatus, error)
+}
+
+// Reasons of a Discard that succeeded: the volume was removed, or nothing had been made.
+const (
+	ReasonDiscarded   = "Discarded"
+	ReasonNothingMade = "NothingMade"
+)
+
+// DiscardRequest names a restored volume by the request that made it.
+type DiscardRequest struct {
+	// ID of the RestoreRequest or ImportRequest that made the volume.
+	ID string
+	// Namespace of the Restore, where the driver's work objects are.
+	Namespace string
+	// Owner, if set, owns the work objects the driver creates.
+	Owner *metav1.OwnerReference
+}
+
 // ExportRequest asks for a snapshot's data to be copied to a backup location.
 type ExportRequest struct {
 	// ID is stable for the request across retries.

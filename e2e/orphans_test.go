@@ -18,6 +18,7 @@ import (
 	"stork.dev/stork/drivers/local/agent"
 	"stork.dev/stork/internal/crashpoint"
 	"stork.dev/stork/internal/harness"
+	"stork.dev/stork/restore"
 )
 
 // TestAbandonedCapturesAreRemoved: a Snapshot that gives a volume up leaves nothing of it on the
@@ -169,4 +170,63 @@ func waitGoneAndSwept(ctx context.Context, t *testing.T, c *harness.Cluster, sna
 		t.Fatal(err)
 	}
 	waitEvent(ctx, t, c, "default", agent.StorageNodeName(agent.DriverName, task.Labels[storkv1.LabelTaskNode]), agent.EventOrphansRemoved)
+}
+
+// TestCancelledRestoreLeavesNoVolume: a Restore deleted after its volume was downloaded but
+// before the claim was bound to it (the controller killed right after asking for the download,
+// the Restore deleted while it is down) removes that volume: its finalizer holds it until the
+// node's agent has deleted the directory (a DeleteVolume task), with an Event VolumeDiscarded.
+func TestCancelledRestoreLeavesNoVolume(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := harness.New(t)
+	m, err := env.StartMinIO(ctx, "minio-discard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, node, _ := oneNodeCluster(ctx, t, env, "discard")
+	stork := restartStork(ctx, t, c, nil, nil)
+	writeTree(t, makeLocalVolume(t, c, "app", "data", node, nil), 23, 2<<20)
+	location(t, c, m, "app", "loc")
+	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}, BackupLocation: "loc"}})
+	waitBackup(t, c, &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s1"}})
+
+	stork = restartStork(ctx, t, c, stork, []string{crashpoint.EnvVar + "=" + restore.CrashImportRequested})
+	rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "copy"},
+		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "s1"}, VolumesOnly: true,
+			ClaimNameMapping: map[string]string{"data": "data-copy"}}}
+	mustCreate(t, c, rs)
+	select {
+	case <-stork.Exited():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the controller did not die at " + restore.CrashImportRequested)
+	}
+	// While it is down, the agent downloads and publishes the volume; then the Restore is deleted.
+	task := waitTaskPhase(ctx, t, c, storkv1.TaskDownload, storkv1.TaskSucceeded)
+	dir := filepath.Join(c.NodeRoot(node), "volumes", task.Spec.VolumeName)
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the downloaded volume: %v", err)
+	}
+	if err := c.Client.Delete(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	stork = restartStork(ctx, t, c, stork, nil)
+	err = c.WaitFor(ctx, 2*time.Minute, "Restore copy to be gone", func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(rs), &storkv1.Restore{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stork.LogTail(20))
+	}
+	waitEvent(ctx, t, c, "app", "copy", "VolumeDiscarded")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the volume downloaded for the cancelled Restore: %v, want it removed", err)
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: task.Spec.VolumeName}, &corev1.PersistentVolume{}); !apierrors.IsNotFound(err) {
+		t.Errorf("PersistentVolume %s of the cancelled Restore: %v, want none", task.Spec.VolumeName, err)
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "data-copy"}, &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Errorf("claim data-copy of the cancelled Restore: %v, want none", err)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
+	"stork.dev/stork/drivers"
 	"stork.dev/stork/internal/names"
 )
 
@@ -59,6 +60,8 @@ const (
 	annotationDriver   = "stork.dev/failover-driver"
 	annotationVolume   = "stork.dev/failover-volume" // the new volume, once known
 	annotationEvicted  = "stork.dev/failover-evicted"
+	// annotationCopyRemoved: the restored copy of a cancelled failover is gone.
+	annotationCopyRemoved = "stork.dev/failover-copy-removed"
 )
 
 // Failover phases, in AnnotationFailoverPhase.
@@ -77,7 +80,10 @@ type Failover struct {
 	// Reader lists pods from the API server (Stork caches no pods).
 	Reader client.Reader
 	// View tells whether the old node's storage came back (the failover is then cancelled).
-	View     *View
+	View *View
+	// Drivers remove the restored copy of a cancelled failover (drivers.Discarder); with none
+	// that can, the copy stays, released, for an administrator.
+	Drivers  *drivers.Set
 	Recorder events.EventRecorder
 	Log      logr.Logger
 }
@@ -356,8 +362,37 @@ func (f *Failover) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		return f.restored(ctx, fo)
 	case FailoverRepointing:
 		return f.repoint(ctx, fo)
+	case FailoverCancelled:
+		return f.removeCopy(ctx, fo)
 	}
 	return ctrl.Result{}, nil
+}
+
+// removeCopy has the driver remove the restored copy of a cancelled failover (the PersistentVolume
+// and its data): the claim kept its own volume, and nothing will ever use the copy.
+func (f *Failover) removeCopy(ctx context.Context, fo failover) (ctrl.Result, error) {
+	a := fo.old.Annotations
+	if a[annotationCopyRemoved] == "true" || f.Drivers == nil {
+		return ctrl.Result{}, nil
+	}
+	d, ok := f.Drivers.Get(a[annotationDriver])
+	dis, can := drivers.As[drivers.Discarder](d)
+	if !ok || !can {
+		return ctrl.Result{}, nil
+	}
+	st, err := dis.Discard(ctx, drivers.DiscardRequest{ID: string(fo.rs.UID) + "/" + fo.claim.Name, Namespace: fo.rs.Namespace,
+		Owner: &metav1.OwnerReference{APIVersion: storkv1.GroupVersion.String(), Kind: "Restore", Name: fo.rs.Name, UID: fo.rs.UID}})
+	switch {
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("removing the restored copy of the cancelled failover of claim %s/%s: %w", fo.claim.Namespace, fo.claim.Name, err)
+	case !st.Final():
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	case st.Phase == storkv1.VolumeFailed:
+		f.event(fo.rs, corev1.EventTypeWarning, "CopyNotRemoved", fmt.Sprintf("the restored copy %s of the cancelled failover stays: %s: %s", st.VolumeName, st.Reason, st.Message))
+	default:
+		f.event(fo.rs, corev1.EventTypeNormal, "CopyRemoved", fmt.Sprintf("the restored copy %s of the cancelled failover of claim %s was removed (%s)", st.VolumeName, fo.claim.Name, st.Message))
+	}
+	return ctrl.Result{}, f.patchState(ctx, fo.old, map[string]string{annotationCopyRemoved: "true"})
 }
 
 // restored checks the Restore and, once it completed, reserves the new volume.
@@ -515,7 +550,7 @@ func (f *Failover) cancel(ctx context.Context, fo failover, newPV *corev1.Persis
 		return fmt.Errorf("releasing PersistentVolume %s: %w", newPV.Name, err)
 	}
 	return f.setPhase(ctx, fo, FailoverCancelled, corev1.EventTypeNormal, "FailoverCancelled",
-		fmt.Sprintf("the storage of node %s came back before the pod moved: claim %s keeps its volume %s; the restored copy in PersistentVolume %s is unused (delete it)",
+		fmt.Sprintf("the storage of node %s came back before the pod moved: claim %s keeps its volume %s; the restored copy in PersistentVolume %s is unused, and removed",
 			fo.old.Annotations[annotationNode], fo.claim.Name, fo.old.Name, newPV.Name))
 }
 

@@ -79,7 +79,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if rs.DeletionTimestamp != nil {
-		return ctrl.Result{}, r.cancel(ctx, rs)
+		return r.cancel(ctx, rs)
 	}
 	if final(rs.Status.Phase) {
 		return ctrl.Result{}, errors.Join(r.dropAccess(ctx, rs), r.setFinalizer(ctx, rs, false))
@@ -140,12 +140,12 @@ func (r *Reconciler) setFinalizer(ctx context.Context, rs *storkv1.Restore, on b
 // Event, metric), revokes its access, and lets it go. Its Download tasks, owned by it, are then
 // deleted by the garbage collector, which makes the agents and movers stop them and remove
 // their temporaries; claims and volumes already restored stay.
-func (r *Reconciler) cancel(ctx context.Context, rs *storkv1.Restore) error {
+func (r *Reconciler) cancel(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
 	if err := r.dropAccess(ctx, rs); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	if !controllerutil.ContainsFinalizer(rs, finalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	if !final(rs.Status.Phase) {
 		orig := rs.DeepCopy()
@@ -159,11 +159,46 @@ func (r *Reconciler) cancel(ctx context.Context, rs *storkv1.Restore) error {
 		}
 		r.finish(rs, false, "Cancelled", fmt.Sprintf("the Restore was deleted before it finished: its work is stopped; %d of %d claims had been restored and stay", done, len(rs.Status.Volumes)))
 		if err := r.Client.Status().Patch(ctx, rs, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("recording the cancellation of Restore %s/%s: %w", rs.Namespace, rs.Name, err)
+			return ctrl.Result{}, fmt.Errorf("recording the cancellation of Restore %s/%s: %w", rs.Namespace, rs.Name, err)
 		}
 		restoresFinished.WithLabelValues(string(storkv1.RestoreCancelled)).Inc()
 	}
-	return r.setFinalizer(ctx, rs, false)
+	if done, err := r.discardUnfinished(ctx, rs); err != nil || !done {
+		return ctrl.Result{RequeueAfter: r.Poll}, err
+	}
+	return ctrl.Result{}, r.setFinalizer(ctx, rs, false)
+}
+
+// discardUnfinished has the drivers remove the volumes made for the claims of a cancelled
+// Restore that were not handed over (their volumes restored, or being restored, but no claim
+// bound yet): nothing the user never got is left. It reports whether every one is gone; the
+// finalizer stays until then, so the tasks and the Restore's ownership of them stay too.
+func (r *Reconciler) discardUnfinished(ctx context.Context, rs *storkv1.Restore) (bool, error) {
+	done := true
+	for _, v := range rs.Status.Volumes {
+		if v.Phase == storkv1.VolumeSucceeded {
+			continue // handed over: the claim is the user's
+		}
+		for _, d := range r.Drivers.All() {
+			dis, ok := drivers.As[drivers.Discarder](d)
+			if !ok {
+				continue
+			}
+			st, err := dis.Discard(ctx, drivers.DiscardRequest{ID: string(rs.UID) + "/" + v.SourceClaim, Namespace: rs.Namespace, Owner: owner(rs)})
+			if err != nil {
+				return false, fmt.Errorf("driver %s: discarding the volume restored for claim %s: %w", d.Name(), v.SourceClaim, err)
+			}
+			switch {
+			case !st.Final():
+				done = false
+			case st.Reason == drivers.ReasonDiscarded:
+				r.event(rs, corev1.EventTypeNormal, "VolumeDiscarded", fmt.Sprintf("claim %s: the volume %s restored for it was never handed over; removed", v.TargetClaim, st.VolumeName))
+			case st.Phase == storkv1.VolumeFailed:
+				r.event(rs, corev1.EventTypeWarning, "VolumeNotDiscarded", fmt.Sprintf("claim %s: %s: %s", v.TargetClaim, st.Reason, st.Message))
+			}
+		}
+	}
+	return done, nil
 }
 
 func final(p storkv1.RestorePhase) bool {

@@ -11,7 +11,7 @@ const (
 )
 
 // VolumeTaskType is the work a VolumeTask asks for.
-// +kubebuilder:validation:Enum=Snapshot;DeleteSnapshot;Restore;Upload;Download
+// +kubebuilder:validation:Enum=Snapshot;DeleteSnapshot;Restore;Upload;Download;DeleteVolume
 type VolumeTaskType string
 
 const (
@@ -25,6 +25,9 @@ const (
 	TaskUpload VolumeTaskType = "Upload"
 	// TaskDownload makes a new volume from a backup in a BackupLocation.
 	TaskDownload VolumeTaskType = "Download"
+	// TaskDeleteVolume removes a volume a Restore or Download task made that was never handed
+	// over (its Restore cancelled, its failover cancelled), once no task still makes it.
+	TaskDeleteVolume VolumeTaskType = "DeleteVolume"
 )
 
 // VolumeTaskSpec is one unit of work on one volume, for the agent on one node. Stork's

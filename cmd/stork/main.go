@@ -304,7 +304,7 @@ func setupPlacement(mgr ctrl.Manager, set *drivers.Set, o options) error {
 		}
 	}
 	if o.monitor {
-		fo := &placement.Failover{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), View: view, Recorder: mgr.GetEventRecorder("stork-failover"), Log: ctrl.Log.WithName("failover")}
+		fo := &placement.Failover{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), View: view, Drivers: set, Recorder: mgr.GetEventRecorder("stork-failover"), Log: ctrl.Log.WithName("failover")}
 		if err := fo.SetupWithManager(mgr); err != nil {
 			return err
 		}

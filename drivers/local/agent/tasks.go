@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -134,6 +136,70 @@ func (t *Tasks) Cancel(key types.NamespacedName) {
 type runningTask struct {
 	key    types.NamespacedName
 	cancel context.CancelCauseFunc
+	// volume is the task's spec.volumeName; makes says the task makes that volume.
+	volume string
+	makes  bool
+}
+
+// makesVolume says whether a task makes a new volume (volumes/<spec.volumeName>).
+func makesVolume(task *storkv1.VolumeTask) bool {
+	return task.Spec.Type == storkv1.TaskRestore || task.Spec.Type == storkv1.TaskDownload
+}
+
+// stillMade names, for a DeleteVolume task, a task of this node that still makes its volume:
+// one that exists (the controller deletes them first) or one still running here (deleted, and
+// stopping). "" for other tasks, and when none does.
+func (t *Tasks) stillMade(ctx context.Context, task *storkv1.VolumeTask) string {
+	if task.Spec.Type != storkv1.TaskDeleteVolume {
+		return ""
+	}
+	maker := ""
+	t.running.Range(func(_, v any) bool {
+		if r := v.(*runningTask); r.makes && r.volume == task.Spec.VolumeName {
+			maker = r.key.String()
+		}
+		return maker == ""
+	})
+	if maker != "" {
+		return maker
+	}
+	var tasks storkv1.VolumeTaskList
+	if err := t.Client.List(ctx, &tasks, client.MatchingLabels{storkv1.LabelTaskNode: t.Node, storkv1.LabelTaskDriver: DriverName}); err != nil {
+		return "(listing tasks: " + err.Error() + ")"
+	}
+	for i := range tasks.Items {
+		if o := &tasks.Items[i]; makesVolume(o) && o.Spec.VolumeName == task.Spec.VolumeName && o.DeletionTimestamp == nil {
+			return o.Namespace + "/" + o.Name
+		}
+	}
+	return ""
+}
+
+// restoredPrefix begins the names of the volumes Restore and Download tasks make (the local
+// driver's PersistentVolume names): the only volumes a DeleteVolume task removes.
+const restoredPrefix = "stork-restore-"
+
+// deleteVolume removes volumes/<spec.volumeName>, a restored volume that was never handed over,
+// with the restored marks naming it. Deleting a volume that is not there is done.
+func (t *Tasks) deleteVolume(task *storkv1.VolumeTask) (result, error) {
+	name := task.Spec.VolumeName
+	if err := validName("volume name", name); err != nil {
+		return result{}, fail("InvalidTask", "%w", err)
+	}
+	if !strings.HasPrefix(name, restoredPrefix) {
+		return result{}, fail("NotRestored", "volume %s was not made by a restore (%s…): only those are deleted", name, restoredPrefix)
+	}
+	dst := t.Root.volume(name)
+	if err := os.RemoveAll(dst); err != nil {
+		return result{}, fail("IOError", "removing volume %s: %w", dst, err)
+	}
+	marks, _ := os.ReadDir(t.Root.restoredMark(""))
+	for _, m := range marks {
+		if data, err := os.ReadFile(t.Root.restoredMark(m.Name())); err == nil && strings.TrimSpace(string(data)) == name {
+			_ = os.Remove(t.Root.restoredMark(m.Name()))
+		}
+	}
+	return result{path: dst}, nil
 }
 
 // fail is a task failure with a reason for status.
@@ -167,7 +233,12 @@ func (t *Tasks) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	uid := string(task.UID)
 	work, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if _, busy := t.running.LoadOrStore(uid, &runningTask{key: req.NamespacedName, cancel: cancel}); busy {
+	if maker := t.stillMade(ctx, task); maker != "" {
+		// Deleted by the controller to stop it, but not gone or not stopped yet.
+		t.Log.V(1).Info("waiting for the task that makes the volume to stop", "task", req.NamespacedName, "maker", maker)
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	if _, busy := t.running.LoadOrStore(uid, &runningTask{key: req.NamespacedName, cancel: cancel, volume: task.Spec.VolumeName, makes: makesVolume(task)}); busy {
 		return ctrl.Result{}, nil
 	}
 	defer t.running.Delete(uid)
@@ -241,6 +312,8 @@ func (t *Tasks) do(ctx context.Context, task *storkv1.VolumeTask, progress func(
 		return t.upload(ctx, task, progress)
 	case storkv1.TaskDownload:
 		return t.download(ctx, task, uid, progress)
+	case storkv1.TaskDeleteVolume:
+		return t.deleteVolume(task)
 	default:
 		return result{}, fail("Unsupported", "the local driver's agent does not do %s tasks", task.Spec.Type)
 	}
