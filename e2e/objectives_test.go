@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -210,13 +209,7 @@ func TestRecoveryObjectives(t *testing.T) {
 
 	// RBAC lets the controller delete namespaces; the admission policy shipped beside it narrows
 	// that to drill sandboxes.
-	asStork := rest.CopyConfig(c.Config)
-	asStork.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + harness.StorkNamespace + ":stork"}
-	storkClient, err := client.New(asStork, client.Options{Scheme: c.Client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = storkClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, client.DryRunAll)
+	err = asStork(t, c).Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, client.DryRunAll)
 	if err == nil || !strings.Contains(err.Error(), "only the sandbox namespaces of restore drills") {
 		t.Errorf("the controller's identity deleting namespace app (dry run): %v, want refused by the admission policy", err)
 	}

@@ -8,9 +8,14 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -18,6 +23,7 @@ import (
 	"stork.dev/stork/drivers/local/agent"
 	"stork.dev/stork/internal/crashpoint"
 	"stork.dev/stork/internal/harness"
+	"stork.dev/stork/placement"
 	"stork.dev/stork/restore"
 )
 
@@ -228,5 +234,148 @@ func TestCancelledRestoreLeavesNoVolume(t *testing.T) {
 	}
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "data-copy"}, &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
 		t.Errorf("claim data-copy of the cancelled Restore: %v, want none", err)
+	}
+
+	// RBAC lets the controller delete volumes; the admission policy shipped beside it narrows
+	// that to the ones it restored.
+	data := &corev1.PersistentVolumeClaim{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "data"}, data); err != nil {
+		t.Fatal(err)
+	}
+	err = asStork(t, c).Delete(ctx, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: data.Spec.VolumeName}}, client.DryRunAll)
+	if err == nil || !strings.Contains(err.Error(), "deletes only the PersistentVolumes it restored") {
+		t.Errorf("the controller's identity deleting the application's volume %s (dry run): %v, want refused by the admission policy", data.Spec.VolumeName, err)
+	}
+}
+
+// asStork is a client acting as the stork controller's service account.
+func asStork(t *testing.T, c *harness.Cluster) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(c.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + harness.StorkNamespace + ":stork"}
+	cl, err := client.New(cfg, client.Options{Scheme: c.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// TestCancelledFailoverRemovesTheCopy: a failover whose old node's storage comes back before
+// the pod moved is cancelled, and its restored copy (PersistentVolume and data on the other
+// node) is removed, with an Event CopyRemoved; the claim keeps its volume and the pod its node.
+// The controller is killed right after the copy is reserved for the claim (before the monitor
+// evicts), the old node's agent started again while it is down.
+func TestCancelledFailoverRemovesTheCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := harness.New(t)
+	c, err := env.StartCluster(ctx, harness.ClusterOptions{Name: "focancel", Nodes: harness.Nodes("f", "r1", []string{"zone-a"}, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyManifests(ctx, harness.RBACOnly); err != nil {
+		t.Fatal(err)
+	}
+	const oldNode, newNode = "f-zone-a-1", "f-zone-a-2"
+	storkArgs := []string{"--monitor-probation=3s", "--monitor-interval=1s", "--monitor-batch-interval=1s", "--monitor-stale-after=90s"}
+	stork, err := c.StartStorkEnv(ctx, []string{crashpoint.EnvVar + "=" + placement.CrashFailoverRestored}, storkArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RunPods()
+	agents := map[string]*harness.Process{}
+	for _, n := range []string{oldNode, newNode} {
+		if agents[n], err = c.StartAgent(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCreate(t, c, &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "local"}, Provisioner: "kubernetes.io/no-provisioner",
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingWaitForFirstConsumer)})
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}})
+	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "key"}, StringData: map[string]string{"passphrase": "failover cancel key"}})
+	mustCreate(t, c, &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "bucket"},
+		Spec: storkv1.BackupLocationSpec{URL: "file://" + filepath.Join(c.Dir, "bucket"), EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}}})
+	writeTree(t, makeLocalVolume(t, c, "shop", "data-db-0", oldNode, nil), 24, 1<<20)
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "data-db-0"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	orig := claim.DeepCopy()
+	claim.Annotations = map[string]string{placement.AnnotationFailover: "true"}
+	if err := c.Client.Patch(ctx, claim, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-nightly"},
+		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-db-0"}, BackupLocation: "bucket"}})
+	waitBackup(t, c, &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-nightly"}})
+	labels := map[string]string{"app": "db"}
+	mustCreate(t, c, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"}, Spec: appsv1.StatefulSetSpec{
+		Replicas: ptr.To(int32(1)), ServiceName: "db", Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podUsing("", nil, "data").Spec},
+		VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("local"),
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}},
+	}})
+	pod := waitPod(ctx, t, c, labels, "")
+	if pod.Spec.NodeName != oldNode {
+		t.Fatalf("db-0 on %s, want %s where its volume is", pod.Spec.NodeName, oldNode)
+	}
+
+	// The old node's storage fails; the failover restores the backup on the other node, reserves
+	// the copy, and the controller dies there.
+	if err := agents[oldNode].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stork.Exited():
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the controller did not die at %s:\n%s", placement.CrashFailoverRestored, stork.LogTail(30))
+	}
+	old := &corev1.PersistentVolume{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: orig.Spec.VolumeName}, old); err != nil {
+		t.Fatal(err)
+	}
+	copyPV, restoreName := old.Annotations["stork.dev/failover-volume"], old.Annotations["stork.dev/failover-restore"]
+	if old.Annotations[placement.AnnotationFailoverPhase] != placement.FailoverRepointing || copyPV == "" {
+		t.Fatalf("the old volume's failover state %v, want Repointing with the copy named", old.Annotations)
+	}
+	copyDir := filepath.Join(c.NodeRoot(newNode), "volumes", copyPV)
+	if _, err := os.Stat(copyDir); err != nil {
+		t.Fatalf("the restored copy: %v", err)
+	}
+
+	// The old node's storage is back before the pod moved: the failover is called off.
+	if agents[oldNode], err = c.StartAgent(ctx, oldNode); err != nil {
+		t.Fatal(err)
+	}
+	err = c.WaitFor(ctx, time.Minute, "the storage of "+oldNode+" to be Healthy", func(ctx context.Context) (bool, error) {
+		sn := &storkv1.StorageNode{}
+		err := c.Client.Get(ctx, client.ObjectKey{Name: agent.StorageNodeName(agent.DriverName, oldNode)}, sn)
+		return err == nil && sn.Status.Health == storkv1.StorageHealthy, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stork, err = c.StartStork(ctx, storkArgs...); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(ctx, t, c, "shop", restoreName, "CopyRemoved")
+	err = c.WaitFor(ctx, time.Minute, "the copy's volume and data to be gone", func(ctx context.Context) (bool, error) {
+		errPV := c.Client.Get(ctx, client.ObjectKey{Name: copyPV}, &corev1.PersistentVolume{})
+		_, errDir := os.Stat(copyDir)
+		return apierrors.IsNotFound(errPV) && os.IsNotExist(errDir), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: orig.Spec.VolumeName}, old); err != nil || old.Annotations[placement.AnnotationFailoverPhase] != placement.FailoverCancelled {
+		t.Errorf("the failover: %v, phase %q, want Cancelled", err, old.Annotations[placement.AnnotationFailoverPhase])
+	}
+	now := &corev1.PersistentVolumeClaim{}
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(orig), now); err != nil || now.UID != orig.UID || now.Spec.VolumeName != orig.Spec.VolumeName {
+		t.Errorf("claim data-db-0: %v, bound to %s; want the same claim on its own volume %s", err, now.Spec.VolumeName, orig.Spec.VolumeName)
+	}
+	if still := waitPod(ctx, t, c, labels, ""); still.UID != pod.UID {
+		t.Errorf("db-0 was moved (now %s on %s), want it left on %s", still.UID, still.Spec.NodeName, oldNode)
 	}
 }

@@ -119,7 +119,7 @@ func TestPlacement(t *testing.T) {
 			{"stork", "update", "longhorn.io", "replicas", "", "longhorn-system", "x", false},
 			{"stork", "patch", "", "persistentvolumes", "", "", "x", true},
 			{"stork", "update", "", "persistentvolumes", "", "", "x", false},
-			{"stork", "delete", "", "persistentvolumes", "", "", "x", false},
+			{"stork", "delete", "", "persistentvolumes", "", "", "x", true}, // restored ones only: admission policy stork-controller-volumes
 			{"stork-scheduler", "create", "", "pods", "binding", "shop", "x", true},
 			{"stork-scheduler", "list", "", "secrets", "", "shop", "", false},
 			{"stork-scheduler", "update", "coordination.k8s.io", "leases", "", harness.StorkNamespace, "stork-scheduler", true},

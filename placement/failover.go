@@ -21,6 +21,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/drivers"
+	"stork.dev/stork/internal/crashpoint"
 	"stork.dev/stork/internal/names"
 )
 
@@ -421,9 +422,17 @@ func (f *Failover) restored(ctx context.Context, fo failover) (ctrl.Result, erro
 	if len(rs.Status.Volumes) > 0 {
 		node = rs.Status.Volumes[0].Node
 	}
-	return ctrl.Result{RequeueAfter: 2 * time.Second}, f.setPhase(ctx, fo, FailoverRepointing, corev1.EventTypeNormal, "FailoverRestored",
+	err = f.setPhase(ctx, fo, FailoverRepointing, corev1.EventTypeNormal, "FailoverRestored",
 		fmt.Sprintf("claim %s restored onto PersistentVolume %s on node %s and reserved for it; the pod is evicted next", fo.claim.Name, newPV.Name, node))
+	if err == nil {
+		crashpoint.Here(CrashFailoverRestored)
+	}
+	return ctrl.Result{RequeueAfter: 2 * time.Second}, err
 }
+
+// CrashFailoverRestored is the crash point (internal/crashpoint) of a failover whose copy is
+// restored and reserved for the claim, before the pod is evicted.
+const CrashFailoverRestored = "failover/restored"
 
 // restoredVolume is the volume the Restore made, recorded on the old volume once found: the one
 // its temporary claim is bound to, checked against the binding and the Restore that made it.

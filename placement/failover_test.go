@@ -160,7 +160,19 @@ type foEnv struct {
 	f    *Failover
 	ev   *eventLog
 	d    *fake.Driver
+	dis  *discarder
 	view *View
+}
+
+// discarder is the fake driver with drivers.Discarder: it records what it was asked to remove.
+type discarder struct {
+	*fake.Driver
+	got []drivers.DiscardRequest
+}
+
+func (d *discarder) Discard(_ context.Context, req drivers.DiscardRequest) (drivers.VolumeStatus, error) {
+	d.got = append(d.got, req)
+	return drivers.VolumeStatus{VolumeName: "pv-new", Phase: storkv1.VolumeSucceeded, Reason: drivers.ReasonDiscarded, Message: "removed"}, nil
 }
 
 func newFoEnv(t *testing.T, objs ...client.Object) *foEnv {
@@ -197,8 +209,9 @@ func newFoEnv(t *testing.T, objs ...client.Object) *foEnv {
 	ctx := context.Background()
 	view.Refresh(ctx)
 	ev := &eventLog{}
-	return &foEnv{t: t, ctx: ctx, c: c, ev: ev, d: d, view: view,
-		f: &Failover{Client: c, Reader: c, View: view, Recorder: ev, Log: logr.Discard()}}
+	dis := &discarder{Driver: d}
+	return &foEnv{t: t, ctx: ctx, c: c, ev: ev, d: d, dis: dis, view: view,
+		f: &Failover{Client: c, Reader: c, View: view, Drivers: drivers.NewSet(dis), Recorder: ev, Log: logr.Discard()}}
 }
 
 // nodeBack has n1's storage come back.
@@ -1036,11 +1049,22 @@ func TestFailoverCancel(t *testing.T) {
 			if old := e.pvOld(); old.Spec.ClaimRef == nil || old.Spec.ClaimRef.UID != foUID {
 				t.Errorf("pv-old claimRef %+v, want still the claim", old.Spec.ClaimRef)
 			}
-			// The old Restore does nothing more; should the node go down again, a new attempt
-			// starts under new names.
+			// The driver removes the unused copy, once; the old Restore does nothing more.
 			e.reconcile(rs)
 			e.expectOldClaim("cancelled, again")
-			e.expectEvents("cancelled, again")
+			e.expectEvents("cancelled, again", "CopyRemoved "+rs.Name)
+			if got := e.dis.got; len(got) != 1 || got[0].ID != string(rs.UID)+"/data" || got[0].Namespace != foNS {
+				t.Errorf("the driver was asked to discard %+v, want once the volume of request %s/data", got, rs.UID)
+			}
+			if e.pvOld().Annotations[annotationCopyRemoved] != "true" {
+				t.Errorf("pv-old does not record that the copy was removed: %v", e.pvOld().Annotations)
+			}
+			e.reconcile(rs)
+			e.expectEvents("removed, again")
+			if len(e.dis.got) != 1 {
+				t.Errorf("the copy was discarded %d times, want once", len(e.dis.got))
+			}
+			// Should the node go down again, a new attempt starts under new names.
 			e.expectStep("down again", pod, failoverWaiting, true)
 			e.expectEvents("down again", "FailoverStarted data")
 			if old := e.pvOld(); old.Annotations[annotationRestore] == rs.Name || old.Annotations[annotationAttempt] != "2" {
