@@ -8,11 +8,9 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -51,11 +49,7 @@ func TestAbandonedCapturesAreRemoved(t *testing.T) {
 		snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "s-gone"},
 			Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "gone"}}}
 		mustCreate(t, c, snap)
-		select {
-		case <-stork.Exited():
-		case <-time.After(2 * time.Minute):
-			t.Fatal("the controller did not die at " + controllers.CrashCaptureRequested)
-		}
+		waitCrashed(t, stork, controllers.CrashCaptureRequested)
 		// While it is down, the agent captures, and the volume goes.
 		task := waitTaskPhase(ctx, t, c, storkv1.TaskSnapshot, storkv1.TaskSucceeded)
 		dir := filepath.Join(snapshots, task.Status.SnapshotID)
@@ -203,11 +197,7 @@ func TestCancelledRestoreLeavesNoVolume(t *testing.T) {
 		Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{BackupName: "s1"}, VolumesOnly: true,
 			ClaimNameMapping: map[string]string{"data": "data-copy"}}}
 	mustCreate(t, c, rs)
-	select {
-	case <-stork.Exited():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the controller did not die at " + restore.CrashImportRequested)
-	}
+	waitCrashed(t, stork, restore.CrashImportRequested)
 	// While it is down, the agent downloads and publishes the volume; then the Restore is deleted.
 	task := waitTaskPhase(ctx, t, c, storkv1.TaskDownload, storkv1.TaskSucceeded)
 	dir := filepath.Join(c.NodeRoot(node), "volumes", task.Spec.VolumeName)
@@ -226,8 +216,10 @@ func TestCancelledRestoreLeavesNoVolume(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stork.LogTail(20))
 	}
 	waitEvent(ctx, t, c, "app", "copy", "VolumeDiscarded")
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("the volume downloaded for the cancelled Restore: %v, want it removed", err)
+	for _, p := range []string{dir, filepath.Join(c.NodeRoot(node), ".stork", "restored", string(task.UID))} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s of the cancelled Restore: %v, want it removed", p, err)
+		}
 	}
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: task.Spec.VolumeName}, &corev1.PersistentVolume{}); !apierrors.IsNotFound(err) {
 		t.Errorf("PersistentVolume %s of the cancelled Restore: %v, want none", task.Spec.VolumeName, err)
@@ -296,26 +288,12 @@ func TestCancelledFailoverRemovesTheCopy(t *testing.T) {
 	mustCreate(t, c, &storkv1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "bucket"},
 		Spec: storkv1.BackupLocationSpec{URL: "file://" + filepath.Join(c.Dir, "bucket"), EncryptionKeySecretRef: storkv1.SecretKeyReference{Name: "key", Key: "passphrase"}}})
 	writeTree(t, makeLocalVolume(t, c, "shop", "data-db-0", oldNode, nil), 24, 1<<20)
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "data-db-0"}, claim); err != nil {
-		t.Fatal(err)
-	}
-	orig := claim.DeepCopy()
-	claim.Annotations = map[string]string{placement.AnnotationFailover: "true"}
-	if err := c.Client.Patch(ctx, claim, client.MergeFrom(orig)); err != nil {
-		t.Fatal(err)
-	}
+	orig := optIntoFailover(ctx, t, c)
 	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-nightly"},
 		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-db-0"}, BackupLocation: "bucket"}})
 	waitBackup(t, c, &storkv1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-nightly"}})
 	labels := map[string]string{"app": "db"}
-	mustCreate(t, c, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"}, Spec: appsv1.StatefulSetSpec{
-		Replicas: ptr.To(int32(1)), ServiceName: "db", Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podUsing("", nil, "data").Spec},
-		VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("local"),
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}},
-	}})
+	mustCreate(t, c, dbStatefulSet(labels))
 	pod := waitPod(ctx, t, c, labels, "")
 	if pod.Spec.NodeName != oldNode {
 		t.Fatalf("db-0 on %s, want %s where its volume is", pod.Spec.NodeName, oldNode)
@@ -326,11 +304,7 @@ func TestCancelledFailoverRemovesTheCopy(t *testing.T) {
 	if err := agents[oldNode].Kill(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-stork.Exited():
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the controller did not die at %s:\n%s", placement.CrashFailoverRestored, stork.LogTail(30))
-	}
+	waitCrashed(t, stork, placement.CrashFailoverRestored)
 	old := &corev1.PersistentVolume{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: orig.Spec.VolumeName}, old); err != nil {
 		t.Fatal(err)
@@ -377,5 +351,18 @@ func TestCancelledFailoverRemovesTheCopy(t *testing.T) {
 	}
 	if still := waitPod(ctx, t, c, labels, ""); still.UID != pod.UID {
 		t.Errorf("db-0 was moved (now %s on %s), want it left on %s", still.UID, still.Spec.NodeName, oldNode)
+	}
+}
+
+// waitCrashed waits for p to kill itself at crash point point.
+func waitCrashed(t *testing.T, p *harness.Process, point string) {
+	t.Helper()
+	select {
+	case <-p.Exited():
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("%s did not die at %s:\n%s", p.Name, point, p.LogTail(30))
+	}
+	if log, _ := os.ReadFile(p.LogPath); !strings.Contains(string(log), crashpoint.Message(point)) {
+		t.Fatalf("%s exited, but not at %s:\n%s", p.Name, point, p.LogTail(30))
 	}
 }

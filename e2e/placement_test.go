@@ -205,15 +205,7 @@ func TestPlacement(t *testing.T) {
 		writeTree(t, vol, 7, 1<<20)
 		want := t.TempDir() + "/want"
 		copyTree(t, vol, want)
-		claim := &corev1.PersistentVolumeClaim{}
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "data-db-0"}, claim); err != nil {
-			t.Fatal(err)
-		}
-		orig := claim.DeepCopy()
-		claim.Annotations = map[string]string{placement.AnnotationFailover: "true"}
-		if err := c.Client.Patch(ctx, claim, client.MergeFrom(orig)); err != nil {
-			t.Fatal(err)
-		}
+		orig := optIntoFailover(ctx, t, c)
 		snap := &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-nightly"},
 			Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data-db-0"}, BackupLocation: "bucket"}}
 		mustCreate(t, c, snap)
@@ -228,13 +220,7 @@ func TestPlacement(t *testing.T) {
 		writeTree(t, vol, 8, 1<<10)
 
 		labels := map[string]string{"app": "db-pod"}
-		mustCreate(t, c, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"}, Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To(int32(1)), ServiceName: "db", Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podUsing("", nil, "data").Spec},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{
-				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("local"),
-				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}},
-		}})
+		mustCreate(t, c, dbStatefulSet(labels))
 		first := waitPod(ctx, t, c, labels, "")
 		if first.Spec.NodeName != "p-zone-a-1" || first.Spec.SchedulerName != "stork" {
 			t.Fatalf("db-0 bound to %s by %s, want p-zone-a-1 by stork", first.Spec.NodeName, first.Spec.SchedulerName)
@@ -262,7 +248,7 @@ func TestPlacement(t *testing.T) {
 		var rs storkv1.Restore
 		if err := c.WaitFor(ctx, 3*time.Minute, "the failover of data-db-0 to finish", func(ctx context.Context) (bool, error) {
 			var list storkv1.RestoreList
-			if err := c.Client.List(ctx, &list, client.InNamespace("shop"), client.MatchingLabels{placement.LabelFailoverOf: string(claim.UID)}); err != nil || len(list.Items) == 0 {
+			if err := c.Client.List(ctx, &list, client.InNamespace("shop"), client.MatchingLabels{placement.LabelFailoverOf: string(orig.UID)}); err != nil || len(list.Items) == 0 {
 				return false, err
 			}
 			rs = list.Items[0]
@@ -566,6 +552,33 @@ func longhornVolume(ctx context.Context, t *testing.T, c *harness.Cluster, volum
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// optIntoFailover annotates claim shop/data-db-0 for failover and returns it as it was.
+func optIntoFailover(ctx context.Context, t *testing.T, c *harness.Cluster) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "data-db-0"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	orig := claim.DeepCopy()
+	claim.Annotations = map[string]string{placement.AnnotationFailover: "true"}
+	if err := c.Client.Patch(ctx, claim, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+	return orig
+}
+
+// dbStatefulSet is StatefulSet shop/db of one replica whose claim data-db-0 (template "data",
+// storage class local) the test made beforehand, bound to a local volume.
+func dbStatefulSet(labels map[string]string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"}, Spec: appsv1.StatefulSetSpec{
+		Replicas: ptr.To(int32(1)), ServiceName: "db", Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: podUsing("", nil, "data").Spec},
+		VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("local"),
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}},
+	}}
 }
 
 // podUsing is a pod in shop that mounts the claims (no scheduler name: the webhook decides).
