@@ -30,8 +30,8 @@ type keyPair struct {
 	keyPEM  []byte
 }
 
-// newCA makes a self-signed ECDSA P-256 CA valid for validity from now.
-func newCA(now time.Time, validity time.Duration) (*keyPair, error) {
+// newCA makes a self-signed ECDSA P-256 CA valid for validity from now, named name@<unix time>.
+func newCA(name string, now time.Time, validity time.Duration) (*keyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating the CA key: %w", err)
@@ -42,7 +42,7 @@ func newCA(now time.Time, validity time.Duration) (*keyPair, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("stork-webhook-ca@%d", now.Unix())},
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s@%d", name, now.Unix())},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,

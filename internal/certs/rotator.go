@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -127,7 +128,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			r.Log.Error(err, "keeping the webhook certificates current; trying again", "in", retry)
+			r.Log.Error(err, "keeping the certificates current; trying again", "secret", r.SecretName, "in", retry)
 		}
 		if err != nil || pending {
 			delay, retry = retry, min(2*retry, interval)
@@ -151,10 +152,10 @@ func (r *Rotator) Ready(_ *http.Request) error {
 		p := filepath.Join(r.CertDir, name)
 		fi, err := os.Stat(p)
 		if err != nil {
-			return fmt.Errorf("webhook serving certificate not written yet: %w", err)
+			return fmt.Errorf("serving certificate of Secret %s not written yet: %w", r.SecretName, err)
 		}
 		if fi.Size() == 0 {
-			return fmt.Errorf("webhook serving certificate not written yet: %s is empty", p)
+			return fmt.Errorf("serving certificate of Secret %s not written yet: %s is empty", r.SecretName, p)
 		}
 	}
 	return nil
@@ -330,7 +331,9 @@ func (r *Rotator) desired(data map[string][]byte, now time.Time) (*state, error)
 	}
 	if ca == nil {
 		var err error
-		if ca, err = newCA(now, caValidity); err != nil {
+		// Named after the Secret (stork-webhook-certs: stork-webhook-ca), so that the webhook's,
+		// the dashboard's and the extender's CAs are told apart.
+		if ca, err = newCA(strings.TrimSuffix(r.SecretName, "-certs")+"-ca", now, caValidity); err != nil {
 			return nil, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,6 +204,9 @@ func TestFirstEnsureCreatesEverything(t *testing.T) {
 	served, bundle := o.consistent(t, epoch)
 	if len(bundle) != 1 || !bundle[0].IsCA {
 		t.Fatalf("bundle has %d certificates, want one CA", len(bundle))
+	}
+	if cn, want := bundle[0].Subject.CommonName, fmt.Sprintf("stork-webhook-ca@%d", epoch.Unix()); cn != want {
+		t.Errorf("CA named %q, want %q (after Secret %s)", cn, want, testSecret)
 	}
 	if got, want := bundle[0].NotAfter, epoch.Add(DefaultCAValidity); !got.Equal(want) {
 		t.Errorf("CA valid until %v, want %v", got, want)
