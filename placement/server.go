@@ -51,7 +51,8 @@ func (s *Server) Start(ctx context.Context) error {
 		s.Ready <- ln.Addr()
 	}
 	// Bounded reads and writes: a slow or stalled client must not hold the controller's memory.
-	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: certs.ServerErrorLog(s.Log)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

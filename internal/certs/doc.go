@@ -1,7 +1,9 @@
-// Package certs keeps the serving certificate of Stork's admission webhook: a private CA and a
-// serving certificate it signs, stored in one Secret, written to the directory
-// controller-runtime's webhook server reads, and the CA published as the caBundle of Stork's
-// MutatingWebhookConfigurations.
+// Package certs keeps the serving certificates of Stork's own servers — the admission webhook,
+// the dashboard and the scheduler extender, one Rotator and one Secret each: a private CA and a
+// serving certificate it signs (and, for the extender, a client certificate for kube-scheduler),
+// written to the directory the server reads, and for the webhook the CA published as the
+// caBundle of Stork's MutatingWebhookConfigurations. ServerTLS and ServerErrorLog set up the
+// servers that use them.
 //
 // It is written by hand on the standard library (crypto/x509, crypto/ecdsa) rather than built on
 // open-policy-agent/cert-controller, the usual library for this, because that pins an older

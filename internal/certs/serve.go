@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	stdlog "log"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,4 +79,24 @@ func (c *caFile) pool() (*x509.CertPool, error) {
 	}
 	c.p, c.mod = p, fi.ModTime()
 	return p, nil
+}
+
+// ServerErrorLog is the ErrorLog of an http.Server using ServerTLS: what net/http reports goes to
+// the component's structured log rather than to stderr. TLS handshake errors (a client that
+// hangs up, a scanner, a client without the certificate ServerTLS asks for) are routine there and
+// logged at V(1); anything else (a handler's panic) at the default level.
+func ServerErrorLog(log logr.Logger) *stdlog.Logger {
+	return stdlog.New(serverLogWriter{log.WithName("http")}, "", 0)
+}
+
+type serverLogWriter struct{ log logr.Logger }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		w.log.V(1).Info(msg)
+	} else {
+		w.log.Info(msg)
+	}
+	return len(p), nil
 }
