@@ -82,6 +82,10 @@ type BackupVolume struct {
 	// Phase of this volume's upload.
 	// +optional
 	Phase VolumePhase `json:"phase,omitempty"`
+	// Reason is a CamelCase word for why the upload failed, when it did (UploadFailed,
+	// RepositoryUnavailable, MoverFailed, …).
+	// +optional
+	Reason string `json:"reason,omitempty"`
 	// Message says why the upload failed, when it did.
 	// +optional
 	Message string `json:"message,omitempty"`

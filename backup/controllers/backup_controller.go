@@ -316,12 +316,28 @@ func (r *BackupReconciler) complete(ctx context.Context, b *storkv1.Backup, loc 
 		r.finish(b, true, "Completed", what+" copied to "+loc.Spec.URL)
 	case len(failed) == len(st.Volumes):
 		st.Phase = storkv1.BackupFailed
-		r.finish(b, false, "Failed", strings.Join(failed, "; "))
+		r.finish(b, false, commonReason(st.Volumes, "Failed"), strings.Join(failed, "; "))
 	default:
 		st.Phase = storkv1.BackupPartiallyFailed
 		r.finish(b, false, "PartiallyFailed", fmt.Sprintf("%d of %d volumes failed: %s", len(failed), len(st.Volumes), strings.Join(failed, "; ")))
 	}
 	return ctrl.Result{}, nil
+}
+
+// commonReason is the reason all the volumes failed with, when it is one (UploadFailed for every
+// volume, say), else fallback.
+func commonReason(vols []storkv1.BackupVolume, fallback string) string {
+	reason := ""
+	for _, v := range vols {
+		if v.Reason == "" || (reason != "" && v.Reason != reason) {
+			return fallback
+		}
+		reason = v.Reason
+	}
+	if reason == "" {
+		return fallback
+	}
+	return reason
 }
 
 // exportVolumes has each volume's driver copy its snapshot, and reports whether every volume
@@ -346,7 +362,7 @@ func (r *BackupReconciler) exportVolumes(ctx context.Context, b *storkv1.Backup,
 		d, ok := r.Drivers.Get(v.Driver)
 		exp, canExport := drivers.As[drivers.Exporter](d)
 		if sv == nil || !ok || !canExport {
-			v.Phase, v.Message = storkv1.VolumeFailed, "driver "+v.Driver+" is not enabled here or cannot copy snapshots to a location"
+			v.Phase, v.Reason, v.Message = storkv1.VolumeFailed, "DriverUnavailable", "driver "+v.Driver+" is not enabled here or cannot copy snapshots to a location"
 			backupVolumeFailures.Inc()
 			continue
 		}
@@ -365,8 +381,9 @@ func (r *BackupReconciler) exportVolumes(ctx context.Context, b *storkv1.Backup,
 		}
 		crashpoint.Here(CrashExportRequested)
 		v.Phase, v.Progress, v.RepositorySnapshotID = vs.Phase, vs.Progress, vs.RepositorySnapshotID
-		v.Message = vs.Message
+		v.Reason, v.Message = "", vs.Message
 		if vs.Phase == storkv1.VolumeFailed {
+			v.Reason = vs.Reason
 			backupVolumeFailures.Inc()
 			r.event(b, corev1.EventTypeWarning, "VolumeFailed", fmt.Sprintf("claim %s: %s", v.ClaimName, vs.Message))
 		}

@@ -349,3 +349,25 @@ func TestBackupCancelled(t *testing.T) {
 		t.Errorf("cancelled Backup still there after the grace (%v): phase %s", err, b.Status.Phase)
 	}
 }
+
+// TestCommonReason: a Backup whose volumes all failed for one reason says that reason; mixed or
+// missing reasons say Failed.
+func TestCommonReason(t *testing.T) {
+	vol := func(reason string) storkv1.BackupVolume {
+		return storkv1.BackupVolume{Phase: storkv1.VolumeFailed, Reason: reason}
+	}
+	for _, tc := range []struct {
+		name string
+		vols []storkv1.BackupVolume
+		want string
+	}{
+		{"one reason", []storkv1.BackupVolume{vol("UploadFailed"), vol("UploadFailed")}, "UploadFailed"},
+		{"two reasons", []storkv1.BackupVolume{vol("UploadFailed"), vol("DriverUnavailable")}, "Failed"},
+		{"a reason missing", []storkv1.BackupVolume{vol("UploadFailed"), vol("")}, "Failed"},
+		{"no volumes", nil, "Failed"},
+	} {
+		if got := commonReason(tc.vols, "Failed"); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
