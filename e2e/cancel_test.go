@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,23 +95,32 @@ func TestCancelBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + m.Bucket + "/" + c.Name,
-		S3:          objstore.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
-		Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}})
+	rp, closeRepo, err := openRepository(ctx, m, c.Name, "passphrase of the csi test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	rp, err := repo.Open(ctx, store, repo.UserKey{Passphrase: "passphrase of the csi test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rp.Close()
+	defer closeRepo()
 	for _, kind := range []string{catalog.KindRecord, catalog.KindVolume} {
 		if s, err := catalog.Find(ctx, rp, kind, string(uid)); err != nil || s != nil {
 			t.Errorf("the cancelled Backup's %s snapshot in the repository: %+v (%v), want none", kind, s, err)
 		}
 	}
+}
+
+// openRepository opens, with MinIO's root credentials, the repository under prefix of MinIO's
+// bucket, as a user's storkctl would; closeRepo closes it and its store.
+func openRepository(ctx context.Context, m *harness.MinIO, prefix, passphrase string) (rp *repo.Repository, closeRepo func(), err error) {
+	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + m.Bucket + "/" + prefix,
+		S3:          objstore.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
+		Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening bucket %s: %w", m.Bucket, err)
+	}
+	if rp, err = repo.Open(ctx, store, repo.UserKey{Passphrase: passphrase}); err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("opening the repository in %s/%s: %w", m.Bucket, prefix, err)
+	}
+	return rp, func() { rp.Close(); store.Close() }, nil
 }
 
 // waitTask waits for a VolumeTask of type typ in namespace app and returns it.

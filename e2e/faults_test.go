@@ -27,7 +27,6 @@ import (
 	"stork.dev/stork/backup/controllers"
 	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/catalog"
-	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/drivers/csi"
 	"stork.dev/stork/drivers/local/agent"
@@ -664,18 +663,16 @@ func (cp *campaign) compare(ctx context.Context, ns string, claims map[string]st
 
 // find looks a snapshot of kind for a backup UID up in the bucket, as a user's storkctl would.
 func (cp *campaign) find(ctx context.Context, kind, uid string) (string, error) {
-	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + cp.m.Bucket + "/" + cp.c.Name,
-		S3:          objstore.S3Options{Endpoint: cp.m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
-		Credentials: objstore.Credentials{AccessKeyID: cp.m.AccessKey, SecretAccessKey: cp.m.SecretKey}})
+	rp, closeRepo, err := openRepository(ctx, cp.m, cp.c.Name, faultsPassphrase)
 	if err != nil {
-		return "", fmt.Errorf("opening the bucket: %w", err)
+		return "", err
 	}
-	defer store.Close()
-	rp, err := repo.Open(ctx, store, repo.UserKey{Passphrase: faultsPassphrase})
-	if err != nil {
-		return "", fmt.Errorf("opening the repository: %w", err)
-	}
-	defer rp.Close()
+	defer closeRepo()
+	return findID(ctx, rp, kind, uid)
+}
+
+// findID is the ID of the snapshot of kind for a backup UID, "" when there is none.
+func findID(ctx context.Context, rp *repo.Repository, kind, uid string) (string, error) {
 	s, err := catalog.Find(ctx, rp, kind, uid)
 	if err != nil || s == nil {
 		return "", err
@@ -691,8 +688,13 @@ func (cp *campaign) safe(ctx context.Context) []string {
 	if err := cp.c.Client.Get(ctx, client.ObjectKeyFromObject(cp.baseline), b); err != nil || b.Status.Phase != storkv1.BackupCompleted {
 		problems = append(problems, fmt.Sprintf("the baseline Backup: %v, phase %s", err, b.Status.Phase))
 	}
+	rp, closeRepo, err := openRepository(ctx, cp.m, cp.c.Name, faultsPassphrase)
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	defer closeRepo()
 	for _, uid := range cp.completed {
-		if id, err := cp.find(ctx, catalog.KindRecord, uid); err != nil || id == "" {
+		if id, err := findID(ctx, rp, catalog.KindRecord, uid); err != nil || id == "" {
 			problems = append(problems, fmt.Sprintf("the record of completed backup %s is not in the bucket (%v)", uid, err))
 		}
 	}
