@@ -137,9 +137,10 @@ func (r *Reconciler) setFinalizer(ctx context.Context, rs *storkv1.Restore, on b
 }
 
 // cancel ends a Restore deleted before it finished: it records Cancelled (phase, condition,
-// Event, metric), revokes its access, and lets it go. Its Download tasks, owned by it, are then
-// deleted by the garbage collector, which makes the agents and movers stop them and remove
-// their temporaries; claims and volumes already restored stay.
+// Event, metric), revokes its access, has the drivers remove the volumes not handed over yet
+// (discardUnfinished), and lets it go. Its remaining tasks, owned by it, are then deleted by the
+// garbage collector, which makes the agents and movers stop them and remove their temporaries;
+// claims already bound to restored volumes stay.
 func (r *Reconciler) cancel(ctx context.Context, rs *storkv1.Restore) (ctrl.Result, error) {
 	if err := r.dropAccess(ctx, rs); err != nil {
 		return ctrl.Result{}, err
