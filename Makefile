@@ -9,6 +9,8 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 # Test timeouts are generous: the machine has two cores and e2e tests start several clusters.
 TEST_TIMEOUT ?= 30m
 GO_PACKAGES := ./...
+# The tags of internal/version.BuildTags (why: see there).
+BUILD_TAGS := disable_grpc_modules
 
 .PHONY: faults fuzz images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
 
@@ -16,7 +18,7 @@ all: build
 
 ## build: compile the three commands into bin/
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -tags=$(BUILD_TAGS) -o $(BIN)/ ./cmd/...
 
 ## generate: deepcopy functions and CRD manifests from the kubebuilder markers in api/
 generate: $(CONTROLLER_GEN)

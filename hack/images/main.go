@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"stork.dev/stork/internal/images"
+	storkversion "stork.dev/stork/internal/version"
 )
 
 // caBundle is Debian's CA bundle; images get it when the build machine has it.
@@ -119,7 +120,7 @@ func ref(repo, version string) string {
 
 // buildBinaries compiles static, reproducible binaries into dir.
 func buildBinaries(ctx context.Context, dir, version string) error {
-	args := []string{"build", "-trimpath", "-buildvcs=false",
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-tags=" + storkversion.BuildTags,
 		"-ldflags", "-s -w -buildid= -X stork.dev/stork/internal/version.Version=" + version, "-o", dir + "/",
 		"./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl", "./hack/images/pause", "./hack/images/testapp"}
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()

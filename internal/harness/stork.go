@@ -27,6 +27,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/deploy"
+	"stork.dev/stork/internal/version"
 )
 
 // StorkNamespace is where Stork's controller and agents run, as in deploy/base/manifests.
@@ -62,7 +63,7 @@ func Commands() (string, error) {
 			return
 		}
 		defer os.RemoveAll(tmp)
-		cmd := exec.Command("go", "build", "-o", tmp+"/", "./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl")
+		cmd := exec.Command("go", "build", "-tags="+version.BuildTags, "-o", tmp+"/", "./cmd/stork", "./cmd/stork-agent", "./cmd/storkctl")
 		cmd.Dir = module
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building Stork's commands: %v\n%s", err, out)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"stork.dev/stork/internal/version"
 )
 
 // prepareTools builds storkctl, finds (or installs) restic and finds (or builds) kopia.
@@ -26,7 +28,7 @@ func (b *bench) prepareTools(ctx context.Context) error {
 	if need("ours") {
 		bin := filepath.Join(b.opt.work, "bin", "storkctl")
 		fmt.Println("building ./cmd/storkctl")
-		if _, err := output(ctx, b.root, "go", "build", "-o", bin, "./cmd/storkctl"); err != nil {
+		if _, err := output(ctx, b.root, "go", "build", "-tags="+version.BuildTags, "-o", bin, "./cmd/storkctl"); err != nil {
 			return err
 		}
 		b.bins["ours"], b.bins["ours-s2"] = bin, bin
