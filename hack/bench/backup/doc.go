@@ -15,8 +15,9 @@
 // change for every tool), (d) a backup of a `cp -a` copy of the dataset, put at the same path after
 // the change was undone (new inodes and ctimes, the same mtimes: what a scheduled backup of a
 // volume's snapshot copy sees; it differs from its parent, (c), in the changed files), and (e) a
-// restore of the latest snapshot into an empty
-// directory, which must match the source file for file (size and SHA-256). It reports wall time,
+// restore of the latest snapshot into an empty directory on a freshly made ext4 (as root; see
+// restorefs.go for why, -restore-into work-dir for the work directory), which must match the
+// source file for file (size and SHA-256). It reports wall time,
 // MiB/s, the child process's peak RSS and the repository size after (a), as tables and as JSON.
 //
 // Caches: restic's --cache-dir and kopia's --cache-directory point at a fresh directory per

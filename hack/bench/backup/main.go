@@ -61,6 +61,8 @@ type options struct {
 	targets []string
 	repeat  int
 	json    string
+	// restoreFS: where restores write (restorefs.go).
+	restoreFS string
 }
 
 // bench holds what one run shares: paths, binaries, the dataset, MinIO and the results.
@@ -85,6 +87,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&suites, "suites", suiteStandard, "what to run: standard (the dataset above, five steps), files (1,000,000 files of 1–16 KiB: backup, unchanged, restore, check, prune), empty (5,000,000 empty files), large (one 8 GiB file), reflink (one 2 GiB file in reflink snapshots on a loop-mounted XFS, root only: full backup, then the next snapshot with 1% changed), crash (the files tree, ours only: kill -9 mid-backup, resume, restore, check, a damaged pack); -scale applies to each")
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
+	flag.StringVar(&o.restoreFS, "restore-into", defaultRestoreFS(), "where restores write: fresh-ext4 (a new ext4 on a loop device for each restore, as a new volume; root only) or work-dir (WORK/restore)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -104,6 +107,12 @@ func run(ctx context.Context) error {
 		if t != "file" && t != "minio" {
 			return fmt.Errorf("-targets: unknown target %q", t)
 		}
+	}
+	if o.restoreFS != restoreFresh && o.restoreFS != restoreWork {
+		return fmt.Errorf("-restore-into: %q is neither %s nor %s", o.restoreFS, restoreFresh, restoreWork)
+	}
+	if o.restoreFS == restoreFresh && os.Getuid() != 0 {
+		return fmt.Errorf("-restore-into %s needs root (it loop-mounts a file system); use -restore-into %s", restoreFresh, restoreWork)
 	}
 	if o.scale <= 0 || o.repeat < 1 || len(o.tools) == 0 || len(o.targets) == 0 || len(o.suites) == 0 {
 		return errors.New("-scale must be > 0, -repeat ≥ 1, and -tools, -targets and -suites not empty")
@@ -128,6 +137,7 @@ func run(ctx context.Context) error {
 		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
 		"restic":    "repository version 2, compression auto",
+		"restore":   "into " + o.restoreFS + " (fresh-ext4: a new ext4, journal and inode tables written by mkfs, loop-mounted, made before each restore and not timed)",
 		"copy":      "reference, not a backup tool: files concatenated into 32 MiB objects with a manifest, 4 objects in flight (a directory: one syncfs at the end; MinIO: no body SHA-256); its restore writes the files back; it runs no unchanged or 1% step",
 	}
 

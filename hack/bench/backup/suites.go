@@ -100,10 +100,10 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 	if err != nil {
 		return err
 	}
-	restoreDir := filepath.Join(b.opt.work, "restore")
-	defer func() {
-		err = errors.Join(err, s.cleanup(context.WithoutCancel(ctx)), os.RemoveAll(restoreDir))
-	}()
+	defer func() { err = errors.Join(err, s.cleanup(context.WithoutCancel(ctx))) }()
+	var restoreDir string
+	release := func() error { return nil }
+	defer func() { err = errors.Join(err, release()) }()
 	label := fmt.Sprintf("%s %s %s", suite, tool, target)
 	if b.opt.repeat > 1 {
 		label += fmt.Sprintf(" #%d", rep)
@@ -144,7 +144,10 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 				args = append(args, "--parent", "latest")
 			}
 		case stRestore:
-			if err := os.RemoveAll(restoreDir); err != nil {
+			if err := release(); err != nil {
+				return err
+			}
+			if restoreDir, release, err = b.restoreTarget(ctx); err != nil {
 				return err
 			}
 			args = s.restore(restoreDir)

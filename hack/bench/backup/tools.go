@@ -255,10 +255,7 @@ func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err e
 	if err != nil {
 		return err
 	}
-	restoreDir := filepath.Join(b.opt.work, "restore")
-	defer func() {
-		err = errors.Join(err, s.cleanup(context.WithoutCancel(ctx)), os.RemoveAll(restoreDir))
-	}()
+	defer func() { err = errors.Join(err, s.cleanup(context.WithoutCancel(ctx))) }()
 	label := fmt.Sprintf("%s %s", tool, target)
 	if b.opt.repeat > 1 {
 		label += fmt.Sprintf(" #%d", rep)
@@ -330,9 +327,11 @@ func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err e
 		return err // the dataset, copied again (not measured) for the restore to verify
 	}
 
-	if err := os.RemoveAll(restoreDir); err != nil {
+	restoreDir, release, err := b.restoreTarget(ctx)
+	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, release()) }()
 	if err := step(scRestore, s.restore(restoreDir), b.ds.bytes); err != nil {
 		return err
 	}
