@@ -132,6 +132,8 @@ type restorer struct {
 	// batch is being filled by the tree walk; batches are written by startWriting's goroutine.
 	batch   fileBatch
 	batches chan fileBatch
+	// workers bounds the parts of packs being read and written at once, across batches.
+	workers chan struct{}
 	// writeErr is the first error writing a batch, which stops the walk.
 	writeErr atomic.Pointer[error]
 	// dirs are the directories restored, parents first, to apply their metadata at the end.
