@@ -828,7 +828,12 @@ const (
 func (r *Repository) ReadPackBlobs(ctx context.Context, pack ID, entries []PackEntry, fn func(e PackEntry, plain []byte) error) error {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Offset < entries[j].Offset })
 	key := packKey(pack)
-	var plain []byte
+	// One pooled buffer for the plaintexts: restores call this for every part of every pack,
+	// and a fresh one each time was collected (and cleared) by the GC again and again.
+	pp := r.bufs.get()
+	defer func() { r.bufs.put(pp) }()
+	plain := (*pp)[:0]
+	defer func() { *pp = plain[:0] }() // runs first: the pool gets the grown buffer
 	for i := 0; i < len(entries); {
 		start, end := int64(entries[i].Offset), int64(entries[i].Offset)+int64(entries[i].Length)
 		j := i + 1
