@@ -21,10 +21,10 @@ import (
 // Files are restored in batches, pack by pack rather than file by file: every chunk the
 // batch's files need is grouped by the pack that holds it, each pack is read with as few ranged
 // reads as possible (repo.ReadPackBlobs), and each chunk is written wherever it goes, in
-// parallel across packs. That turns one request per chunk into about one per pack, and a chunk
-// used several times is read once. A batch is written while the tree walk creates the files of
-// the next one. Batches bound memory and open files (at most three batches' worth) whatever the
-// volume.
+// parallel across parts of packs. That turns one request per chunk into a few per pack, and a
+// chunk used several times is read once. Two batches are written while the tree walk creates
+// the files of the next ones. Batches bound memory and open files (at most four batches' worth:
+// two being written, one queued, one being filled) whatever the volume.
 const (
 	batchFiles  = 256
 	batchChunks = 4096
