@@ -137,7 +137,7 @@ func run(ctx context.Context) error {
 		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
 		"restic":    "repository version 2, compression auto",
-		"restore":   "into " + o.restoreFS + " (fresh-ext4: a new ext4, journal and inode tables written by mkfs, loop-mounted, made before each restore and not timed)",
+		"restore":   "into " + o.restoreFS + " (fresh-ext4: a new ext4, journal and inode tables written by mkfs, on a loop device with direct I/O, made before each restore and not timed)",
 		"copy":      "reference, not a backup tool: files concatenated into 32 MiB objects with a manifest, 4 objects in flight (a directory: one syncfs at the end; MinIO: no body SHA-256); its restore writes the files back; it runs no unchanged or 1% step",
 	}
 
