@@ -204,32 +204,30 @@ func targetChecks(sc string, cells map[[3]string]cell, target string) string {
 		return ""
 	}
 	verdict := func(ok bool) string { return map[bool]string{true: "PASS", false: "MISS"}[ok] }
+	var peers []cell // restic's and kopia's rows, in that order, where they ran
+	for _, p := range []string{"restic", "kopia"} {
+		if c, ok := cells[[3]string{p, target, sc}]; ok {
+			peers = append(peers, c)
+		}
+	}
 	var checks []string
-	var peers []cell
-	// faster checks the speed against restic and kopia, each with its factor.
-	faster := func(resticFactor, kopiaFactor float64) {
-		for i, p := range []string{"restic", "kopia"} {
-			factor := []float64{resticFactor, kopiaFactor}[i]
-			if c, ok := cells[[3]string{p, target, sc}]; ok {
-				checks = append(checks, fmt.Sprintf("≥%g× %s %s", factor, p, verdict(c.Seconds/ours.Seconds >= factor)))
-			}
+	// faster checks the speed against each peer, with the peer's factor.
+	faster := func(factor map[string]float64) {
+		for _, c := range peers {
+			f := factor[c.Tool]
+			checks = append(checks, fmt.Sprintf("≥%g× %s %s", f, c.Tool, verdict(c.Seconds/ours.Seconds >= f)))
 		}
 	}
 	switch sc {
 	case scInitial:
-		faster(2.5, 1.5)
+		faster(map[string]float64{"restic": 2.5, "kopia": 1.5})
 	case scRestore:
-		faster(2, 2)
+		faster(map[string]float64{"restic": 2, "kopia": 2})
 	case scUnchanged:
 		checks = append(checks, "<0.5 s "+verdict(ours.Seconds < 0.5))
 	case scCopy:
 		if unchanged, ok := cells[[3]string{"ours", target, scUnchanged}]; ok {
 			checks = append(checks, "≤2× unchanged "+verdict(ours.Seconds <= 2*unchanged.Seconds))
-		}
-	}
-	for _, p := range []string{"restic", "kopia"} {
-		if c, ok := cells[[3]string{p, target, sc}]; ok {
-			peers = append(peers, c)
 		}
 	}
 	if len(peers) > 0 {
