@@ -9,8 +9,11 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 # Test timeouts are generous: the machine has two cores and e2e tests start several clusters.
 TEST_TIMEOUT ?= 30m
 GO_PACKAGES := ./...
-# The tags of internal/version.BuildTags (why: see there).
-BUILD_TAGS := disable_grpc_modules
+# Build tags: read from internal/version.BuildTags, the one place that lists them (and says why).
+BUILD_TAGS := $(shell sed -n 's/^const BuildTags = "\(.*\)"$$/\1/p' internal/version/tags.go)
+ifeq ($(BUILD_TAGS),)
+$(error cannot read BuildTags from internal/version/tags.go)
+endif
 
 .PHONY: faults fuzz images bench-primitives bench-backup bench-extender all build generate verify-generated fmt-check vet lint testbin test test-unit test-integration demo clean
 
