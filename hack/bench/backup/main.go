@@ -61,8 +61,10 @@ type options struct {
 	targets []string
 	repeat  int
 	json    string
-	// restoreFS: where restores write (restorefs.go).
-	restoreFS string
+	// restoreFS: where restores write; restoreFill: how full the dataset makes a fresh-ext4
+	// target, in percent (restorefs.go).
+	restoreFS   string
+	restoreFill int
 }
 
 // bench holds what one run shares: paths, binaries, the dataset, MinIO and the results.
@@ -88,6 +90,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
 	flag.StringVar(&o.restoreFS, "restore-into", defaultRestoreFS(), "where restores write: fresh-ext4 (a new ext4 on a loop device for each restore, as a new volume; root only) or work-dir (WORK/restore)")
+	flag.IntVar(&o.restoreFill, "restore-fs-fill", 25, "with fresh-ext4: percent of the file system's data blocks that the restored dataset fills (80: the size used before 2026-12-07)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -110,6 +113,9 @@ func run(ctx context.Context) error {
 	}
 	if o.restoreFS != restoreFresh && o.restoreFS != restoreWork {
 		return fmt.Errorf("-restore-into: %q is neither %s nor %s", o.restoreFS, restoreFresh, restoreWork)
+	}
+	if o.restoreFill < 1 || o.restoreFill > 90 {
+		return fmt.Errorf("-restore-fs-fill: %d is not a percentage between 1 and 90", o.restoreFill)
 	}
 	if o.restoreFS == restoreFresh && os.Getuid() != 0 {
 		return fmt.Errorf("-restore-into %s needs root (it loop-mounts a file system); use -restore-into %s", restoreFresh, restoreWork)
@@ -137,7 +143,7 @@ func run(ctx context.Context) error {
 		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
 		"restic":    "repository version 2, compression auto",
-		"restore":   "into " + o.restoreFS + " (fresh-ext4: a new ext4, journal and inode tables written by mkfs, on a loop device with direct I/O, made before each restore and not timed)",
+		"restore":   "into " + o.restoreFS + fmt.Sprintf(" (fresh-ext4: a new ext4 that the dataset fills to %d%%, journal and inode tables written by mkfs, on a loop device with direct I/O, made before each restore and not timed)", o.restoreFill),
 		"copy":      "reference, not a backup tool: files concatenated into 32 MiB objects with a manifest, 4 objects in flight (a directory: one syncfs at the end; MinIO: no body SHA-256); its restore writes the files back; it runs no unchanged or 1% step",
 	}
 
