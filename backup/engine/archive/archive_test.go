@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -437,34 +439,51 @@ func TestAllZero(t *testing.T) {
 }
 
 func TestWriteSparse(t *testing.T) {
-	data := make([]byte, 64<<10)
-	copy(data[100:], "head")        // first page has data
-	copy(data[40<<10:], "middle")   // a page in the middle has data
-	copy(data[len(data)-3:], "end") // the last page has data
-	for _, off := range []int64{0, 4096, 1234} {
-		f, err := os.Create(filepath.Join(t.TempDir(), "f"))
-		if err != nil {
-			t.Fatal(err)
+	withEnd := make([]byte, 64<<10)
+	copy(withEnd[100:], "head")           // first page has data
+	copy(withEnd[40<<10:], "middle")      // a page in the middle has data
+	copy(withEnd[len(withEnd)-3:], "end") // the last page has data
+	zeroTail := slices.Clone(withEnd)
+	clear(zeroTail[len(zeroTail)-8192:]) // the last two pages are zero
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		wroteEnd [3]bool // at offsets 0, 4096, 1234
+	}{
+		{"data at the end", withEnd, [3]bool{true, true, true}},
+		// At 1234 the last file page is partly in data: written, zeros and all.
+		{"zero pages at the end", zeroTail, [3]bool{false, false, true}},
+	} {
+		for i, off := range []int64{0, 4096, 1234} {
+			f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wroteEnd, err := writeSparse(f, tc.data, off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The restore skips its truncate when wroteEnd says the file has its size.
+			var st unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			if hasSize := st.Size == off+int64(len(tc.data)); wroteEnd != tc.wroteEnd[i] || hasSize != wroteEnd {
+				t.Errorf("%s, offset %d: wroteEnd %v (want %v), file size %d", tc.name, off, wroteEnd, tc.wroteEnd[i], st.Size)
+			}
+			got := make([]byte, len(tc.data))
+			if _, err := f.ReadAt(got, off); err != nil && !(errors.Is(err, io.EOF) && !wroteEnd) {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.data) {
+				t.Fatalf("%s, offset %d: content differs", tc.name, off)
+			}
+			// At most the pages with data (4, one of which may straddle), not all 16+.
+			if st.Blocks*512 > 5*4096 {
+				t.Errorf("%s, offset %d: %d bytes allocated for 3 pages of data", tc.name, off, st.Blocks*512)
+			}
+			f.Close()
 		}
-		if err := writeSparse(f, data, off); err != nil {
-			t.Fatal(err)
-		}
-		got := make([]byte, len(data))
-		if _, err := f.ReadAt(got, off); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, data) {
-			t.Fatalf("offset %d: content differs", off)
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-			t.Fatal(err)
-		}
-		// At most the pages with data (4, one of which may straddle), not all 16+.
-		if st.Blocks*512 > 5*4096 {
-			t.Errorf("offset %d: %d bytes allocated for 3 pages of data", off, st.Blocks*512)
-		}
-		f.Close()
 	}
 }
 
