@@ -3,7 +3,6 @@ package dashboard
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -65,30 +64,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute,
-		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: certs.ServerErrorLog(s.Log)}
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("dashboard: listening on %s: %w", s.Addr, err)
-	}
-	if s.CertDir != "" {
-		cfg, err := certs.ServerTLS(ctx, s.CertDir, false, s.Log)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("dashboard: %w", err)
-		}
-		ln = tls.NewListener(ln, cfg)
-	}
-	s.Log.Info("serving the dashboard", "address", ln.Addr().String(), "tls", s.CertDir != "")
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("dashboard: %w", err)
-	}
-	return nil
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	return certs.Serve(ctx, srv, certs.Endpoint{Name: "the dashboard", Addr: s.Addr, CertDir: s.CertDir, Log: s.Log})
 }
 
 // Handler is the dashboard's HTTP handler.

@@ -2,9 +2,6 @@ package placement
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -35,33 +32,7 @@ func (s *Server) NeedLeaderElection() bool { return false }
 
 // Start listens on Addr until ctx ends.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("listening for the scheduler extender on %s: %w", s.Addr, err)
-	}
-	if s.CertDir != "" {
-		cfg, err := certs.ServerTLS(ctx, s.CertDir, true, s.Log)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("the scheduler extender: %w", err)
-		}
-		ln = tls.NewListener(ln, cfg)
-	}
-	if s.Ready != nil {
-		s.Ready <- ln.Addr()
-	}
 	// Bounded reads and writes: a slow or stalled client must not hold the controller's memory.
-	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
-		ErrorLog: certs.ServerErrorLog(s.Log)}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	s.Log.Info("serving the scheduler extender", "address", ln.Addr().String(), "tls", s.CertDir != "")
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving the scheduler extender: %w", err)
-	}
-	return nil
+	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	return certs.Serve(ctx, srv, certs.Endpoint{Name: "the scheduler extender", Addr: s.Addr, CertDir: s.CertDir, VerifyClients: true, Log: s.Log, Ready: s.Ready})
 }

@@ -2,8 +2,8 @@
 // the dashboard and the scheduler extender, one Rotator and one Secret each: a private CA and a
 // serving certificate it signs (and, for the extender, a client certificate for kube-scheduler),
 // written to the directory the server reads, and for the webhook the CA published as the
-// caBundle of Stork's MutatingWebhookConfigurations. ServerTLS and ServerErrorLog set up the
-// servers that use them.
+// caBundle of Stork's MutatingWebhookConfigurations. Serve (with ServerTLS and ServerErrorLog)
+// runs the dashboard's and the extender's HTTP servers on them.
 //
 // It is written by hand on the standard library (crypto/x509, crypto/ecdsa) rather than built on
 // open-policy-agent/cert-controller, the usual library for this, because that pins an older

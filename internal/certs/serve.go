@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	stdlog "log"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,4 +102,51 @@ func (w serverLogWriter) Write(p []byte) (int, error) {
 		w.log.Info(msg)
 	}
 	return len(p), nil
+}
+
+// Endpoint says where and how Serve serves.
+type Endpoint struct {
+	// Name is what is served, in the log and in errors ("the dashboard").
+	Name string
+	Addr string
+	// CertDir is ServerTLS's dir; empty serves plain HTTP (an explicit opt-in).
+	CertDir       string
+	VerifyClients bool
+	Log           logr.Logger
+	// Ready, if not nil, is sent the listener's address once it is open (tests wait on it).
+	Ready chan<- net.Addr
+}
+
+// Serve listens on e.Addr and serves srv there, over TLS from e.CertDir, until ctx ends, then
+// shuts srv down, giving requests in flight 5 seconds. srv.ErrorLog defaults to ServerErrorLog.
+func Serve(ctx context.Context, srv *http.Server, e Endpoint) error {
+	ln, err := net.Listen("tcp", e.Addr)
+	if err != nil {
+		return fmt.Errorf("%s: listening on %s: %w", e.Name, e.Addr, err)
+	}
+	if e.CertDir != "" {
+		cfg, err := ServerTLS(ctx, e.CertDir, e.VerifyClients, e.Log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+		ln = tls.NewListener(ln, cfg)
+	}
+	if srv.ErrorLog == nil {
+		srv.ErrorLog = ServerErrorLog(e.Log)
+	}
+	if e.Ready != nil {
+		e.Ready <- ln.Addr()
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	e.Log.Info("serving "+e.Name, "address", ln.Addr().String(), "tls", e.CertDir != "")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving %s: %w", e.Name, err)
+	}
+	return nil
 }
