@@ -3,9 +3,14 @@ package objstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -151,5 +156,59 @@ func TestStaleStagingFilesRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a fresh staging file was removed: %v", err)
+	}
+}
+
+// TestS3WritesWithoutBodyHashes: over plain HTTP (an in-cluster MinIO) an upload is signed as
+// UNSIGNED-PAYLOAD and carries no checksum header, for an object small enough for one PUT and
+// one uploaded in parts alike. The server records what each write sent.
+func TestS3WritesWithoutBodyHashes(t *testing.T) {
+	var mu sync.Mutex
+	var writes []http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		q := r.URL.Query()
+		switch {
+		case r.Method == http.MethodGet && q.Has("object-lock"):
+			w.WriteHeader(http.StatusNotFound) // no Object Lock on this bucket
+		case r.Method == http.MethodPost && q.Has("uploads"):
+			fmt.Fprint(w, `<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>`)
+		case r.Method == http.MethodPost && q.Has("uploadId"):
+			fmt.Fprint(w, `<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"e"</ETag></CompleteMultipartUploadResult>`)
+		case r.Method == http.MethodPut:
+			mu.Lock()
+			writes = append(writes, r.Header.Clone())
+			mu.Unlock()
+			w.Header().Set("ETag", `"e"`)
+		default:
+			w.WriteHeader(http.StatusNotImplemented)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	s, err := Open(ctx, Config{URL: "s3://b/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
+		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// One PUT; then an object over the transfer manager's multipart threshold, sent in parts.
+	for _, size := range []int{1 << 10, 20 << 20} {
+		if _, err := s.PutNew(ctx, fmt.Sprintf("obj-%d", size), make([]byte, size)); err != nil {
+			t.Fatalf("writing %d bytes: %v", size, err)
+		}
+	}
+	if len(writes) < 3 {
+		t.Fatalf("%d PUT requests, want one for the small object and several parts for the big one", len(writes))
+	}
+	for i, h := range writes {
+		if got := h.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
+			t.Errorf("write %d: X-Amz-Content-Sha256 %q, want UNSIGNED-PAYLOAD", i, got)
+		}
+		for name := range h {
+			if strings.HasPrefix(strings.ToLower(name), "x-amz-checksum-") || strings.EqualFold(name, "X-Amz-Sdk-Checksum-Algorithm") {
+				t.Errorf("write %d: checksum header %s sent", i, name)
+			}
+		}
 	}
 }
