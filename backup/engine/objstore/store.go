@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/gcsblob"
@@ -92,13 +94,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	prefix := strings.Trim(u.Path, "/")
 	var b *blob.Bucket
+	var direct *s3Put
 	// 8 attempts from 100ms: about 13-19s of backoff, which outlasts a store's restart (the
 	// fault campaign kills MinIO mid-upload and starts it 3s later; with 5 attempts, about 2s,
 	// uploads failed), while a store that stays down fails a task within half a minute.
 	store := &Store{desc: redact(cfg.URL), attempts: 8, baseDelay: 100 * time.Millisecond}
 	switch u.Scheme {
 	case "s3":
-		b, store.lock, err = openS3(ctx, u.Host, prefix, cfg)
+		b, store.lock, direct, err = openS3(ctx, u.Host, prefix, cfg)
 	case "gs":
 		b, err = openGCS(ctx, u.Host, cfg.Credentials)
 	case "azblob":
@@ -123,17 +126,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if prefix != "" {
 		b = blob.PrefixedBucket(b, prefix+"/")
 	}
-	store.b = &bucketBackend{bucket: b, lock: store.lock}
+	store.b = &bucketBackend{bucket: b, lock: store.lock, s3: direct}
 	removeStale(os.TempDir(), bucketTempPrefix)
 	return store, nil
 }
 
 // openS3 opens an S3 bucket and says whether it has Object Lock enabled (asked once: a bucket
 // cannot turn it off; a store that does not implement the call has none).
-func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucket, *objectLock, error) {
+func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucket, *objectLock, *s3Put, error) {
 	c := cfg.Credentials
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
-		return nil, nil, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
+		return nil, nil, nil, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
 	}
 	region := cfg.S3.Region
 	if region == "" {
@@ -178,8 +181,49 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 	// setting: without its own, every upload was hashed with SHA-256 as a checksum header (7.5%
 	// of a backup's CPU to MinIO, perf) that some S3-compatible stores refuse.
 	b, err := s3blob.OpenBucket(ctx, client, bucket, &s3blob.Options{RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired})
-	return b, lock, err
+	return b, lock, &s3Put{client: client, bucket: bucket, prefix: prefix}, err
 }
+
+// s3Put writes a staging file (a pack) with one PutObject that streams the file: S3 takes up to
+// 5 GiB in one PUT, and what is sent needs no buffer. gocloud's writer goes through the SDK's
+// transfer manager, which reads every upload into memory first (its first 16 MiB with
+// io.ReadAll, then 5 MiB part buffers): 116 MiB more at the peak of a backup to MinIO than of
+// the same backup to a directory (docs/performance.md).
+type s3Put struct {
+	client         *s3.Client
+	bucket, prefix string
+}
+
+func (p *s3Put) putFile(ctx context.Context, key string, f *os.File, lock *objectLock) (bool, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if p.prefix != "" {
+		key = p.prefix + "/" + key
+	}
+	in := &s3.PutObjectInput{Bucket: aws.String(p.bucket), Key: aws.String(key), Body: io.NewSectionReader(f, 0, fi.Size()),
+		ContentLength: aws.Int64(fi.Size()), ContentType: aws.String("application/octet-stream"), IfNoneMatch: aws.String("*")}
+	if lock != nil && lock.explicit {
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = s3types.ObjectLockMode(lock.mode), aws.Time(time.Now().Add(lock.period))
+		in.ChecksumAlgorithm = s3types.ChecksumAlgorithmCrc32 // S3 refuses a retention without one
+	}
+	_, err = p.client.PutObject(ctx, in)
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
+		return false, nil // the key exists
+	}
+	if err != nil {
+		return false, s3Error{err}
+	}
+	return true, nil
+}
+
+// s3Error marks an error of a direct S3 call (s3Put) for transient.
+type s3Error struct{ err error }
+
+func (e s3Error) Error() string { return e.err.Error() }
+func (e s3Error) Unwrap() error { return e.err }
 
 // objectLock is what a store knows of its bucket's Object Lock: the client to read and extend
 // retentions with, and the retention objects get: the bucket's default (mode and period; zero
@@ -353,6 +397,17 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 // transient says whether an error of a cloud store may go away when the operation is tried
 // again; errors of a local directory do not.
 func transient(err error) bool {
+	var se s3Error
+	if errors.As(err, &se) {
+		// A response that says try again (5xx, throttled, a conflicting conditional write), or
+		// none at all (the store restarting).
+		var re *smithyhttp.ResponseError
+		if errors.As(se.err, &re) {
+			s := re.HTTPStatusCode()
+			return s >= 500 || s == http.StatusTooManyRequests || s == http.StatusRequestTimeout || s == http.StatusConflict
+		}
+		return !errors.Is(se.err, context.Canceled) && !errors.Is(se.err, context.DeadlineExceeded)
+	}
 	var be bucketError
 	if !errors.As(err, &be) {
 		return false
@@ -476,6 +531,8 @@ type bucketBackend struct {
 	bucket *blob.Bucket
 	// lock, when its retention is explicit, is set on every object written.
 	lock *objectLock
+	// s3 writes staging files when the bucket is S3's.
+	s3 *s3Put
 }
 
 // bucketError marks errors of gocloud buckets, which transient classifies.
@@ -506,6 +563,9 @@ func (b *bucketBackend) tempFile() (*os.File, error) {
 }
 
 func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) (bool, error) {
+	if b.s3 != nil {
+		return b.s3.putFile(ctx, key, f, b.lock)
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return false, err
 	}

@@ -159,10 +159,11 @@ func TestStaleStagingFilesRemoved(t *testing.T) {
 	}
 }
 
-// TestS3WritesWithoutBodyHashes: over plain HTTP (an in-cluster MinIO) an upload is signed as
-// UNSIGNED-PAYLOAD and carries no checksum header, for an object small enough for one PUT and
-// one uploaded in parts alike. The server records what each write sent.
-func TestS3WritesWithoutBodyHashes(t *testing.T) {
+// TestS3Writes: over plain HTTP (an in-cluster MinIO) every upload is signed as UNSIGNED-PAYLOAD
+// and carries no checksum header, for an object small enough for one PUT, one uploaded in parts,
+// and a staging file (one PUT of the whole file, whatever its size); a staging file whose key
+// exists (412) is reported as not written, without an error. The server records each write.
+func TestS3Writes(t *testing.T) {
 	var mu sync.Mutex
 	var writes []http.Header
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -175,6 +176,8 @@ func TestS3WritesWithoutBodyHashes(t *testing.T) {
 			fmt.Fprint(w, `<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>`)
 		case r.Method == http.MethodPost && q.Has("uploadId"):
 			fmt.Fprint(w, `<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"e"</ETag></CompleteMultipartUploadResult>`)
+		case r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/exists"):
+			w.WriteHeader(http.StatusPreconditionFailed)
 		case r.Method == http.MethodPut:
 			mu.Lock()
 			writes = append(writes, r.Header.Clone())
@@ -200,6 +203,26 @@ func TestS3WritesWithoutBodyHashes(t *testing.T) {
 	}
 	if len(writes) < 3 {
 		t.Fatalf("%d PUT requests, want one for the small object and several parts for the big one", len(writes))
+	}
+	n := len(writes)
+	f, err := s.TempFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Discard(f)
+	if _, err := f.Write(make([]byte, 40<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.PutNewFile(ctx, "pack", f); !ok || err != nil {
+		t.Fatalf("writing a staging file: ok %v, %v", ok, err)
+	}
+	if got := len(writes) - n; got != 1 {
+		t.Errorf("a 40 MiB staging file took %d PUT requests, want 1", got)
+	} else if l := writes[n].Get("Content-Length"); l != fmt.Sprint(40<<20) {
+		t.Errorf("the staging file's PUT has Content-Length %q", l)
+	}
+	if ok, err := s.PutNewFile(ctx, "exists", f); ok || err != nil {
+		t.Errorf("writing over an existing key: ok %v, %v; want false, nil", ok, err)
 	}
 	for i, h := range writes {
 		if got := h.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
