@@ -94,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	prefix := strings.Trim(u.Path, "/")
 	var b *blob.Bucket
-	var direct *s3Put
+	var direct *s3Bucket
 	// 8 attempts from 100ms: about 13-19s of backoff, which outlasts a store's restart (the
 	// fault campaign kills MinIO mid-upload and starts it 3s later; with 5 attempts, about 2s,
 	// uploads failed), while a store that stays down fails a task within half a minute.
@@ -133,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // openS3 opens an S3 bucket and says whether it has Object Lock enabled (asked once: a bucket
 // cannot turn it off; a store that does not implement the call has none).
-func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucket, *objectLock, *s3Put, error) {
+func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucket, *objectLock, *s3Bucket, error) {
 	c := cfg.Credentials
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
 		return nil, nil, nil, errors.New("s3 credentials are incomplete: need accessKeyID and secretAccessKey")
@@ -161,10 +161,11 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 		// again to verify it (an in-cluster MinIO without TLS; docs/performance.md).
 		o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 	})
+	direct := &s3Bucket{client: client, bucket: bucket, prefix: prefix}
 	var lock *objectLock
 	if out, err := client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(bucket)}); err == nil &&
 		out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == s3types.ObjectLockEnabledEnabled {
-		lock = &objectLock{client: client, bucket: bucket, prefix: prefix}
+		lock = &objectLock{s3Bucket: direct}
 		if rule := out.ObjectLockConfiguration.Rule; rule != nil && rule.DefaultRetention != nil {
 			d := rule.DefaultRetention
 			lock.mode = s3types.ObjectLockRetentionMode(d.Mode)
@@ -181,28 +182,35 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 	// setting: without its own, every upload was hashed with SHA-256 as a checksum header (7.5%
 	// of a backup's CPU to MinIO, perf) that some S3-compatible stores refuse.
 	b, err := s3blob.OpenBucket(ctx, client, bucket, &s3blob.Options{RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired})
-	return b, lock, &s3Put{client: client, bucket: bucket, prefix: prefix}, err
+	return b, lock, direct, err
 }
 
-// s3Put writes a staging file (a pack) with one PutObject that streams the file: S3 takes up to
-// 5 GiB in one PUT, and what is sent needs no buffer. gocloud's writer goes through the SDK's
-// transfer manager, which reads every upload into memory first (its first 16 MiB with
-// io.ReadAll, then 5 MiB part buffers): 116 MiB more at the peak of a backup to MinIO than of
-// the same backup to a directory (docs/performance.md).
-type s3Put struct {
+// s3Bucket is the S3 client and bucket behind a gocloud bucket, for what gocloud does not offer
+// or does at a cost: Object Lock retentions, and putFile.
+type s3Bucket struct {
 	client         *s3.Client
 	bucket, prefix string
 }
 
-func (p *s3Put) putFile(ctx context.Context, key string, f *os.File, lock *objectLock) (bool, error) {
+// key is the object key of a store key.
+func (p *s3Bucket) key(key string) string {
+	if p.prefix != "" {
+		return p.prefix + "/" + key
+	}
+	return key
+}
+
+// putFile writes a staging file (a pack) with one PutObject that streams the file: S3 takes up
+// to 5 GiB in one PUT, and what is sent needs no buffer. gocloud's writer goes through the SDK's
+// transfer manager, which reads every upload into memory first (its first 16 MiB with
+// io.ReadAll, then 5 MiB part buffers): 116 MiB more at the peak of a backup to MinIO than of
+// the same backup to a directory (docs/performance.md).
+func (p *s3Bucket) putFile(ctx context.Context, key string, f *os.File, lock *objectLock) (bool, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return false, err
 	}
-	if p.prefix != "" {
-		key = p.prefix + "/" + key
-	}
-	in := &s3.PutObjectInput{Bucket: aws.String(p.bucket), Key: aws.String(key), Body: io.NewSectionReader(f, 0, fi.Size()),
+	in := &s3.PutObjectInput{Bucket: aws.String(p.bucket), Key: aws.String(p.key(key)), Body: io.NewSectionReader(f, 0, fi.Size()),
 		ContentLength: aws.Int64(fi.Size()), ContentType: aws.String("application/octet-stream"), IfNoneMatch: aws.String("*")}
 	if lock != nil && lock.explicit {
 		in.ObjectLockMode, in.ObjectLockRetainUntilDate = s3types.ObjectLockMode(lock.mode), aws.Time(time.Now().Add(lock.period))
@@ -219,7 +227,7 @@ func (p *s3Put) putFile(ctx context.Context, key string, f *os.File, lock *objec
 	return true, nil
 }
 
-// s3Error marks an error of a direct S3 call (s3Put) for transient.
+// s3Error marks an error of a direct S3 call (putFile) for transient.
 type s3Error struct{ err error }
 
 func (e s3Error) Error() string { return e.err.Error() }
@@ -230,11 +238,10 @@ func (e s3Error) Unwrap() error { return e.err }
 // when it has none), or S3Options.ObjectLockRetention when that is longer (explicit: then every
 // write sets it).
 type objectLock struct {
-	client         *s3.Client
-	bucket, prefix string
-	mode           s3types.ObjectLockRetentionMode
-	period         time.Duration
-	explicit       bool
+	*s3Bucket
+	mode     s3types.ObjectLockRetentionMode
+	period   time.Duration
+	explicit bool
 }
 
 // ObjectLock reports whether the store is a bucket with Object Lock, whose objects' retention
@@ -257,12 +264,8 @@ func (s *Store) ExtendRetention(ctx context.Context, key string, until time.Time
 	if s.lock == nil || s.lock.mode == "" {
 		return nil
 	}
-	full := key
-	if s.lock.prefix != "" {
-		full = s.lock.prefix + "/" + key
-	}
 	return s.retry(ctx, "extending the retention of "+key, func() error {
-		_, err := s.lock.client.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{Bucket: aws.String(s.lock.bucket), Key: aws.String(full),
+		_, err := s.lock.client.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{Bucket: aws.String(s.lock.bucket), Key: aws.String(s.lock.key(key)),
 			Retention: &s3types.ObjectLockRetention{Mode: s.lock.mode, RetainUntilDate: aws.Time(until)}})
 		return wrapBucket(err)
 	})
@@ -532,7 +535,7 @@ type bucketBackend struct {
 	// lock, when its retention is explicit, is set on every object written.
 	lock *objectLock
 	// s3 writes staging files when the bucket is S3's.
-	s3 *s3Put
+	s3 *s3Bucket
 }
 
 // bucketError marks errors of gocloud buckets, which transient classifies.
