@@ -19,8 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
-	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -178,15 +176,13 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 			}
 		}
 	}
-	// Uploads go through gocloud's transfer manager, which does not take the client's checksum
-	// setting: without its own, every upload was hashed with SHA-256 as a checksum header (7.5%
-	// of a backup's CPU to MinIO, perf) that some S3-compatible stores refuse.
-	b, err := s3blob.OpenBucket(ctx, client, bucket, &s3blob.Options{RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired})
+	// gocloud's bucket reads, lists and deletes; every write goes through direct.put.
+	b, err := s3blob.OpenBucket(ctx, client, bucket, nil)
 	return b, lock, direct, err
 }
 
 // s3Bucket is the S3 client and bucket behind a gocloud bucket, for what gocloud does not offer
-// or does at a cost: Object Lock retentions, and putFile.
+// or does at a cost: Object Lock retentions, and writes (put).
 type s3Bucket struct {
 	client         *s3.Client
 	bucket, prefix string
@@ -200,23 +196,20 @@ func (p *s3Bucket) key(key string) string {
 	return key
 }
 
-// putFile writes a staging file (a pack) with one PutObject that streams the file: S3 takes up
-// to 5 GiB in one PUT, and what is sent needs no buffer. gocloud's writer goes through the SDK's
-// transfer manager, which reads every upload into memory first (its first 16 MiB with
-// io.ReadAll, then 5 MiB part buffers): 116 MiB more at the peak of a backup to MinIO than of
-// the same backup to a directory (docs/performance.md).
-func (p *s3Bucket) putFile(ctx context.Context, key string, f *os.File, lock *objectLock) (bool, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return false, err
-	}
-	in := &s3.PutObjectInput{Bucket: aws.String(p.bucket), Key: aws.String(p.key(key)), Body: io.NewSectionReader(f, 0, fi.Size()),
-		ContentLength: aws.Int64(fi.Size()), ContentType: aws.String("application/octet-stream"), IfNoneMatch: aws.String("*")}
+// put writes an object with one PutObject that streams body: S3 takes up to 5 GiB in one PUT,
+// and what is sent needs no buffer. gocloud's writer goes through the SDK's transfer manager,
+// which reads every upload into memory first (its first 16 MiB with io.ReadAll, then 5 MiB part
+// buffers): with packs sent that way, a backup to MinIO peaked 116 MiB above the same backup to
+// a directory (docs/performance.md). body is seekable so that the SDK can send it again on a
+// retry.
+func (p *s3Bucket) put(ctx context.Context, key string, body io.ReadSeeker, size int64, lock *objectLock) (bool, error) {
+	in := &s3.PutObjectInput{Bucket: aws.String(p.bucket), Key: aws.String(p.key(key)), Body: body,
+		ContentLength: aws.Int64(size), ContentType: aws.String("application/octet-stream"), IfNoneMatch: aws.String("*")}
 	if lock != nil && lock.explicit {
 		in.ObjectLockMode, in.ObjectLockRetainUntilDate = s3types.ObjectLockMode(lock.mode), aws.Time(time.Now().Add(lock.period))
 		in.ChecksumAlgorithm = s3types.ChecksumAlgorithmCrc32 // S3 refuses a retention without one
 	}
-	_, err = p.client.PutObject(ctx, in)
+	_, err := p.client.PutObject(ctx, in)
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
 		return false, nil // the key exists
@@ -227,7 +220,7 @@ func (p *s3Bucket) putFile(ctx context.Context, key string, f *os.File, lock *ob
 	return true, nil
 }
 
-// s3Error marks an error of a direct S3 call (putFile) for transient.
+// s3Error marks an error of a direct S3 call (put) for transient.
 type s3Error struct{ err error }
 
 func (e s3Error) Error() string { return e.err.Error() }
@@ -555,6 +548,9 @@ func wrapBucket(err error) error {
 }
 
 func (b *bucketBackend) putNew(ctx context.Context, key string, data []byte) (bool, error) {
+	if b.s3 != nil {
+		return b.s3.put(ctx, key, bytes.NewReader(data), int64(len(data)), b.lock)
+	}
 	return b.write(ctx, key, bytes.NewReader(data))
 }
 
@@ -566,34 +562,23 @@ func (b *bucketBackend) tempFile() (*os.File, error) {
 }
 
 func (b *bucketBackend) putNewFile(ctx context.Context, key string, f *os.File) (bool, error) {
-	if b.s3 != nil {
-		return b.s3.putFile(ctx, key, f, b.lock)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		return false, err
 	}
-	return b.write(ctx, key, f)
+	body := io.NewSectionReader(f, 0, fi.Size())
+	if b.s3 != nil {
+		return b.s3.put(ctx, key, body, fi.Size(), b.lock)
+	}
+	return b.write(ctx, key, body)
 }
 
-// write stores what r holds under key unless the key exists. NewWriter rather than WriteAll,
-// which hashes the data with MD5 once more; one 5 MiB part (S3's minimum) in flight bounds the
-// memory of an upload, parallelism comes from several objects uploading at once.
+// write stores what r holds under key unless the key exists (GCS and Azure; S3 writes go
+// through s3Bucket.put). NewWriter rather than WriteAll, which hashes the data with MD5 once
+// more; one 5 MiB part in flight bounds the memory of an upload, parallelism comes from several
+// objects uploading at once.
 func (b *bucketBackend) write(ctx context.Context, key string, r io.Reader) (bool, error) {
-	opts := &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream", BufferSize: 5 << 20, MaxConcurrency: 1}
-	if l := b.lock; l != nil && l.explicit {
-		until := time.Now().Add(l.period)
-		opts.BeforeWrite = func(as func(any) bool) error {
-			var in *transfermanager.UploadObjectInput
-			if !as(&in) {
-				return errors.New("setting the Object Lock retention of a write: the S3 driver offers no UploadObjectInput")
-			}
-			in.ObjectLockMode, in.ObjectLockRetainUntilDate = tmtypes.ObjectLockMode(l.mode), &until
-			// S3 refuses a write with a retention but without a checksum of its body.
-			in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32
-			return nil
-		}
-	}
-	w, err := b.bucket.NewWriter(ctx, key, opts)
+	w, err := b.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream", BufferSize: 5 << 20, MaxConcurrency: 1})
 	if err != nil {
 		return false, wrapBucket(err)
 	}

@@ -172,10 +172,6 @@ func TestS3Writes(t *testing.T) {
 		switch {
 		case r.Method == http.MethodGet && q.Has("object-lock"):
 			w.WriteHeader(http.StatusNotFound) // no Object Lock on this bucket
-		case r.Method == http.MethodPost && q.Has("uploads"):
-			fmt.Fprint(w, `<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>`)
-		case r.Method == http.MethodPost && q.Has("uploadId"):
-			fmt.Fprint(w, `<CompleteMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><ETag>"e"</ETag></CompleteMultipartUploadResult>`)
 		case r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/exists"):
 			w.WriteHeader(http.StatusPreconditionFailed)
 		case r.Method == http.MethodPut:
@@ -195,16 +191,6 @@ func TestS3Writes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	// One PUT; then an object over the transfer manager's multipart threshold, sent in parts.
-	for _, size := range []int{1 << 10, 20 << 20} {
-		if _, err := s.PutNew(ctx, fmt.Sprintf("obj-%d", size), make([]byte, size)); err != nil {
-			t.Fatalf("writing %d bytes: %v", size, err)
-		}
-	}
-	if len(writes) < 3 {
-		t.Fatalf("%d PUT requests, want one for the small object and several parts for the big one", len(writes))
-	}
-	n := len(writes)
 	f, err := s.TempFile()
 	if err != nil {
 		t.Fatal(err)
@@ -213,16 +199,30 @@ func TestS3Writes(t *testing.T) {
 	if _, err := f.Write(make([]byte, 40<<20)); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.PutNewFile(ctx, "pack", f); !ok || err != nil {
-		t.Fatalf("writing a staging file: ok %v, %v", ok, err)
+	// Each write is one PUT with its length, small or over the transfer manager's multipart
+	// threshold (16 MiB), from memory or from a staging file.
+	writesOf := []struct {
+		what string
+		size int
+		put  func(key string) (bool, error)
+	}{
+		{"1 KiB from memory", 1 << 10, func(key string) (bool, error) { return s.PutNew(ctx, key, make([]byte, 1<<10)) }},
+		{"20 MiB from memory", 20 << 20, func(key string) (bool, error) { return s.PutNew(ctx, key, make([]byte, 20<<20)) }},
+		{"a 40 MiB staging file", 40 << 20, func(key string) (bool, error) { return s.PutNewFile(ctx, key, f) }},
 	}
-	if got := len(writes) - n; got != 1 {
-		t.Errorf("a 40 MiB staging file took %d PUT requests, want 1", got)
-	} else if l := writes[n].Get("Content-Length"); l != fmt.Sprint(40<<20) {
-		t.Errorf("the staging file's PUT has Content-Length %q", l)
-	}
-	if ok, err := s.PutNewFile(ctx, "exists", f); ok || err != nil {
-		t.Errorf("writing over an existing key: ok %v, %v; want false, nil", ok, err)
+	for _, w := range writesOf {
+		n := len(writes)
+		if ok, err := w.put("obj"); !ok || err != nil {
+			t.Fatalf("writing %s: ok %v, %v", w.what, ok, err)
+		}
+		if got := len(writes) - n; got != 1 {
+			t.Errorf("writing %s took %d PUT requests, want 1", w.what, got)
+		} else if l := writes[n].Get("Content-Length"); l != fmt.Sprint(w.size) {
+			t.Errorf("the PUT of %s has Content-Length %q", w.what, l)
+		}
+		if ok, err := w.put("exists"); ok || err != nil {
+			t.Errorf("writing %s over an existing key: ok %v, %v; want false, nil", w.what, ok, err)
+		}
 	}
 	for i, h := range writes {
 		if got := h.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
