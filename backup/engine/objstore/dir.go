@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"os"
@@ -105,6 +106,12 @@ func (d *dirBackend) putNewFile(_ context.Context, key string, f *os.File) (bool
 	if err := f.Sync(); err != nil {
 		return false, err
 	}
+	// The file is on disk: drop its pages from the page cache. A backup writes its packs
+	// once and reads them back rarely, so caching them only pushes out what the machine's
+	// applications had cached, and growing the page cache by a backup's size cost more CPU
+	// than writing it (docs/performance.md: 1.6 GB of packs, 2.5-3.5 s of system CPU against
+	// 0.55 s when each pack's pages are released after its fsync and reused for the next).
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	dir := filepath.Dir(p)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, err

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -73,6 +76,53 @@ func TestWriteOnceAndList(t *testing.T) {
 				t.Fatalf("deleting a missing object: %v", err)
 			}
 		})
+	}
+}
+
+// An object stored in a directory is on disk and out of the page cache (mincore counts its
+// resident pages): a backup must not fill the cache with packs it will not read.
+func TestDirPutLeavesNoCachedPages(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("the temporary directory is on tmpfs, whose pages are the file")
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, Config{URL: "file://" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if ok, err := s.PutNew(ctx, "data/ab/pack", data); !ok || err != nil {
+		t.Fatalf("put: %v %v", ok, err)
+	}
+	f, err := os.Open(filepath.Join(dir, "data", "ab", "pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, len(data), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, len(data)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	resident := 0
+	for _, v := range vec {
+		resident += int(v & 1)
+	}
+	if resident > len(vec)/10 {
+		t.Errorf("%d of the object's %d pages are still in the page cache", resident, len(vec))
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 func output(ctx context.Context, dir string, name string, args ...string) (string, error) {
@@ -63,6 +65,24 @@ func dirBytes(root string) (int64, error) {
 		return err
 	})
 	return n, err
+}
+
+// dropCached drops the page-cache pages of every file under root (clean ones: the caller syncs
+// first). A restore then reads its repository as one does days after the backup, and no tool
+// gains from what its own backups left cached: before 2026-12-07 every restore read a warm
+// repository, and ours stopped leaving its packs cached (objstore, dir.go).
+func dropCached(root string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	})
 }
 
 func freePort() (int, error) {

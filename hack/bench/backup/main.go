@@ -65,6 +65,9 @@ type options struct {
 	// target, in percent (restorefs.go).
 	restoreFS   string
 	restoreFill int
+	// warmRestore: restore from a repository still in the page cache (the pages its backups
+	// left); by default they are dropped first (helpers.go, dropCached).
+	warmRestore bool
 }
 
 // bench holds what one run shares: paths, binaries, the dataset, MinIO and the results.
@@ -90,6 +93,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.repeat, "repeat", 1, "runs per cell; tables show the median")
 	flag.StringVar(&o.json, "json", "", "JSON report (default WORK/bench-backup.json)")
 	flag.StringVar(&o.restoreFS, "restore-into", defaultRestoreFS(), "where restores write: fresh-ext4 (a new ext4 on a loop device for each restore, as a new volume; root only) or work-dir (WORK/restore)")
+	flag.BoolVar(&o.warmRestore, "warm-restore", false, "restore from a repository still in the page cache, as right after its backup (default: its pages are dropped before each restore, as for a restore days later)")
 	flag.IntVar(&o.restoreFill, "restore-fs-fill", 25, "with fresh-ext4: percent of the file system's data blocks that the restored dataset fills (80: the size used before 2026-12-07)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -137,10 +141,14 @@ func run(ctx context.Context) error {
 	}
 	b := &bench{opt: o, bins: map[string]string{}}
 	b.report.Started = time.Now().UTC()
+	repoCache := "; the repository's files dropped from the page cache before each restore"
+	if o.warmRestore {
+		repoCache = "; restores read the repository as its backups left it in the page cache (-warm-restore)"
+	}
 	b.report.Settings = map[string]any{
 		"scale": o.scale, "seed": o.seed, "suites": o.suites, "repeat": o.repeat, "tools": o.tools, "targets": o.targets,
 		"mib_per_s": "dataset bytes / wall seconds for every backup (also unchanged and 1% changed); restore: bytes restored",
-		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm; sync before each step",
+		"caches":    "restic --cache-dir and kopia --cache-directory fresh per repository, kept across its steps; page cache warm for backups; sync before each step" + repoCache,
 		"kopia":     "default policy (no compression), automatic maintenance off (as in Velero); kopia-zstd: global policy --compression zstd-fastest",
 		"restic":    "repository version 2, compression auto",
 		"restore":   "into " + o.restoreFS + fmt.Sprintf(" (fresh-ext4: a new ext4 that the dataset fills to %d%%, journal and inode tables written by mkfs, on a loop device with direct I/O, made before each restore and not timed)", o.restoreFill),

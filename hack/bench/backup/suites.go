@@ -150,6 +150,9 @@ func (b *bench) runSuite(ctx context.Context, suite, tool, target string, rep in
 			if restoreDir, release, err = b.restoreTarget(ctx); err != nil {
 				return err
 			}
+			if err := b.coldRepository(s); err != nil {
+				return err
+			}
 			args = s.restore(restoreDir)
 		case stCheck:
 			args = s.check

@@ -135,6 +135,7 @@ type session struct {
 	prune          []string                // deletes the data no snapshot needs any more
 	size           func(ctx context.Context) (int64, error)
 	cleanup        func(ctx context.Context) error
+	stored         string // the directory that holds the repository's bytes (MinIO's, for minio)
 }
 
 func (b *bench) newSession(tool, target string, rep int) (*session, error) {
@@ -153,11 +154,13 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 	}
 	s := &session{tool: tool, target: target, bin: b.bins[tool], restored: func(dir string) string { return dir }}
 	if target == "file" {
+		s.stored = repoDir
 		s.size = func(context.Context) (int64, error) { return dirBytes(repoDir) }
 		s.cleanup = func(context.Context) error {
 			return errors.Join(os.RemoveAll(repoDir), os.RemoveAll(cacheDir))
 		}
 	} else {
+		s.stored = filepath.Join(b.minio.dir, "data", bucket, prefix)
 		s.size = func(ctx context.Context) (int64, error) { return b.minio.prefixBytes(ctx, prefix+"/") }
 		s.cleanup = func(ctx context.Context) error {
 			return errors.Join(b.minio.removePrefix(ctx, prefix+"/"), os.RemoveAll(cacheDir))
@@ -332,10 +335,26 @@ func (b *bench) runOne(ctx context.Context, tool, target string, rep int) (err e
 		return err
 	}
 	defer func() { err = errors.Join(err, release()) }()
+	if err := b.coldRepository(s); err != nil {
+		return err
+	}
 	if err := step(scRestore, s.restore(restoreDir), b.ds.bytes); err != nil {
 		return err
 	}
 	return b.verifyRestore(s, restoreDir, fmt.Sprintf("%-22s", label+":"))
+}
+
+// coldRepository drops the session's repository from the page cache before a restore, unless
+// -warm-restore.
+func (b *bench) coldRepository(s *session) error {
+	if b.opt.warmRestore {
+		return nil
+	}
+	syscall.Sync()
+	if err := dropCached(s.stored); err != nil {
+		return fmt.Errorf("dropping the repository from the page cache: %w", err)
+	}
+	return nil
 }
 
 // result is one measured step.
