@@ -24,10 +24,12 @@ import (
 )
 
 // TestCancelBackup deletes a Backup while its upload is under way, with MinIO paused (SIGSTOP)
-// so that the upload hangs mid-flight rather than racing the delete. Within seconds the Backup
-// records Cancelled, its upload task is gone and the agent has stopped the upload and removed
-// its work files; once MinIO runs again, the Backup goes and the bucket holds no record of it:
-// nothing half-written is ever visible as a backup.
+// once the upload holds its repository lock, so that the upload hangs mid-flight rather than
+// racing the delete. Within seconds the Backup records Cancelled, its upload task is gone and
+// the agent has stopped the upload and removed its work files, although the lock it holds cannot
+// be deleted from the paused store (releasing it is bounded: it goes stale by itself); once
+// MinIO runs again, the Backup goes and the bucket holds no record of it: nothing half-written
+// is ever visible as a backup.
 func TestCancelBackup(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -48,11 +50,13 @@ func TestCancelBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Pause MinIO the moment the upload task exists: whatever the agent has done by then,
-	// its next request to the bucket hangs.
+	// Pause MinIO the moment the upload has taken its lock: its next request to the bucket
+	// hangs, and so would deleting the lock when the upload is stopped (which once held the
+	// cancelled task up until MinIO ran again).
 	mustCreate(t, c, &storkv1.Snapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "big"},
 		Spec: storkv1.SnapshotSpec{Source: storkv1.SnapshotSource{ClaimName: "data"}, BackupLocation: "loc"}})
 	task := waitTask(ctx, t, c, storkv1.TaskUpload)
+	waitLockTaken(ctx, t, m, c.Name)
 	resume := pauseMinIO(t, m)
 	defer resume()
 
@@ -103,6 +107,30 @@ func TestCancelBackup(t *testing.T) {
 	for _, kind := range []string{catalog.KindRecord, catalog.KindVolume} {
 		if s, err := catalog.Find(ctx, rp, kind, string(uid)); err != nil || s != nil {
 			t.Errorf("the cancelled Backup's %s snapshot in the repository: %+v (%v), want none", kind, s, err)
+		}
+	}
+}
+
+// waitLockTaken waits until the repository under prefix of MinIO's bucket has a lock object.
+func waitLockTaken(ctx context.Context, t *testing.T, m *harness.MinIO, prefix string) {
+	t.Helper()
+	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + m.Bucket + "/" + prefix,
+		S3:          objstore.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
+		Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		locks := 0
+		if err := store.List(ctx, "locks/", func(objstore.Object) error { locks++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if locks > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lock in %s/%s after 30s", m.Bucket, prefix)
 		}
 	}
 }

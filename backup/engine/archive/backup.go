@@ -72,7 +72,7 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	if err != nil {
 		return repo.ID{}, nil, err
 	}
-	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
+	defer func() { _ = lock.Release(ctx) }()
 	parentSnap, parentTree, err := loadParent(ctx, r, opts.Parent)
 	if err != nil {
 		return repo.ID{}, nil, err

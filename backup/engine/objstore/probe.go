@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"gocloud.dev/gcerrors"
 )
@@ -33,7 +34,10 @@ func (s *Store) Probe(ctx context.Context, readOnly bool) error {
 	deleted := false
 	defer func() {
 		if !deleted {
-			_ = s.Delete(context.WithoutCancel(ctx), key) // not left behind when a later step fails
+			// Not left behind when a later step fails; bounded, as the store may not answer.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.Delete(ctx, key)
 		}
 	}()
 	got, err := s.Get(ctx, key)

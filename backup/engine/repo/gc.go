@@ -210,7 +210,7 @@ func (r *Repository) Prune(ctx context.Context, referenced ReferencedFunc, opts 
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
+	defer func() { _ = lock.Release(ctx) }()
 	rep := &PruneReport{}
 	if err := r.mark(ctx, referenced, opts, rep); err != nil {
 		return rep, fmt.Errorf("marking unused data: %w", err)

@@ -57,10 +57,13 @@ func (l lockRecord) String() string {
 
 // Lock is a held repository lock; it refreshes itself until Unlock.
 type Lock struct {
-	r    *Repository
-	rec  lockRecord
-	stop chan struct{}
-	wg   sync.WaitGroup
+	r   *Repository
+	rec lockRecord
+	// stopped ends at Unlock, and with it a refresh under way (which could otherwise hold
+	// Unlock up for as long as lockRefresh on a store that does not answer).
+	stopped context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu            sync.Mutex
 	key           string
@@ -74,8 +77,8 @@ type Lock struct {
 func (r *Repository) Lock(ctx context.Context, kind LockKind) (*Lock, error) {
 	host, _ := os.Hostname()
 	now := time.Now().UTC()
-	l := &Lock{r: r, stop: make(chan struct{}),
-		rec: lockRecord{Kind: kind, Session: randomHex(8), Start: now, Refreshed: now, Host: host, PID: os.Getpid()}}
+	l := &Lock{r: r, rec: lockRecord{Kind: kind, Session: randomHex(8), Start: now, Refreshed: now, Host: host, PID: os.Getpid()}}
+	l.stopped, l.stop = context.WithCancel(context.Background())
 	if err := l.write(ctx); err != nil {
 		return nil, fmt.Errorf("taking %s lock: %w", kind, err)
 	}
@@ -128,12 +131,12 @@ func (l *Lock) refreshLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-l.stop:
+		case <-l.stopped.Done():
 			return
 		case <-t.C:
 			// A failed refresh is retried at the next tick; Valid reports when that went on
 			// for too long.
-			ctx, cancel := context.WithTimeout(context.Background(), lockRefresh)
+			ctx, cancel := context.WithTimeout(l.stopped, lockRefresh)
 			l.rec.Refreshed = time.Now().UTC()
 			_ = l.write(ctx)
 			cancel()
@@ -154,11 +157,7 @@ func (l *Lock) Valid() error {
 
 // Unlock stops refreshing and deletes the lock.
 func (l *Lock) Unlock(ctx context.Context) error {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
+	l.stop()
 	l.wg.Wait()
 	l.mu.Lock()
 	key := l.key
@@ -167,6 +166,20 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		return nil
 	}
 	return l.r.store.Delete(ctx, key)
+}
+
+// releaseTimeout bounds Release. Deleting the lock is best effort once the holder's work has
+// ended: a lock no longer refreshed goes stale by itself (lockStale), while a store that does
+// not answer (paused, unreachable) would otherwise hold a cancelled backup up for good (the
+// e2e test of a cancelled upload, with MinIO stopped, waited for it).
+const releaseTimeout = 5 * time.Second
+
+// Release is Unlock for a defer: it runs after ctx may have been cancelled, and waits at most
+// releaseTimeout.
+func (l *Lock) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	return l.Unlock(ctx)
 }
 
 // liveLocks returns the locks refreshed recently enough for their holders to be alive.
