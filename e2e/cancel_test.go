@@ -111,12 +111,21 @@ func TestCancelBackup(t *testing.T) {
 	}
 }
 
-// waitLockTaken waits until the repository under prefix of MinIO's bucket has a lock object.
-func waitLockTaken(ctx context.Context, t *testing.T, m *harness.MinIO, prefix string) {
-	t.Helper()
+// minioStore opens prefix of MinIO's bucket with its root credentials.
+func minioStore(ctx context.Context, m *harness.MinIO, prefix string) (*objstore.Store, error) {
 	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + m.Bucket + "/" + prefix,
 		S3:          objstore.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
 		Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}})
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", m.Bucket, err)
+	}
+	return store, nil
+}
+
+// waitLockTaken waits until the repository under prefix of MinIO's bucket has a lock object.
+func waitLockTaken(ctx context.Context, t *testing.T, m *harness.MinIO, prefix string) {
+	t.Helper()
+	store, err := minioStore(ctx, m, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +147,9 @@ func waitLockTaken(ctx context.Context, t *testing.T, m *harness.MinIO, prefix s
 // openRepository opens, with MinIO's root credentials, the repository under prefix of MinIO's
 // bucket, as a user's storkctl would; closeRepo closes it and its store.
 func openRepository(ctx context.Context, m *harness.MinIO, prefix, passphrase string) (rp *repo.Repository, closeRepo func(), err error) {
-	store, err := objstore.Open(ctx, objstore.Config{URL: "s3://" + m.Bucket + "/" + prefix,
-		S3:          objstore.S3Options{Endpoint: m.Endpoint, Region: "us-east-1", ForcePathStyle: true},
-		Credentials: objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}})
+	store, err := minioStore(ctx, m, prefix)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening bucket %s: %w", m.Bucket, err)
+		return nil, nil, err
 	}
 	if rp, err = repo.Open(ctx, store, repo.UserKey{Passphrase: passphrase}); err != nil {
 		store.Close()
