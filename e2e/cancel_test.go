@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
@@ -130,17 +131,14 @@ func waitLockTaken(ctx context.Context, t *testing.T, m *harness.MinIO, prefix s
 		t.Fatal(err)
 	}
 	defer store.Close()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	// Every 10 ms, not WaitFor's 200: the upload goes on meanwhile.
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		locks := 0
-		if err := store.List(ctx, "locks/", func(objstore.Object) error { locks++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if locks > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no lock in %s/%s after 30s", m.Bucket, prefix)
-		}
+		err := store.List(ctx, "locks/", func(objstore.Object) error { locks++; return nil })
+		return locks > 0, err
+	})
+	if err != nil {
+		t.Fatalf("waiting for a lock in %s/%s: %v", m.Bucket, prefix, err)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"gocloud.dev/gcerrors"
 )
@@ -34,8 +33,7 @@ func (s *Store) Probe(ctx context.Context, readOnly bool) error {
 	deleted := false
 	defer func() {
 		if !deleted {
-			// Not left behind when a later step fails; bounded, as the store may not answer.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			ctx, cancel := CleanupContext(ctx) // not left behind when a later step fails
 			defer cancel()
 			_ = s.Delete(ctx, key)
 		}

@@ -390,6 +390,18 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 	return fmt.Errorf("%s in %s: %w", what, s.desc, err)
 }
 
+// cleanupTimeout bounds CleanupContext.
+const cleanupTimeout = 5 * time.Second
+
+// CleanupContext is for best-effort cleanup after the work it follows (deleting a probe
+// object, releasing a lock), which may run after ctx has been cancelled: it outlives ctx's
+// cancellation by at most cleanupTimeout, so that a store that does not answer (paused,
+// unreachable) cannot hold the caller up for good. The e2e test of a cancelled upload with
+// MinIO stopped waited for such a delete until MinIO ran again.
+func CleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
 // transient says whether an error of a cloud store may go away when the operation is tried
 // again; errors of a local directory do not.
 func transient(err error) bool {
@@ -527,7 +539,7 @@ type bucketBackend struct {
 	bucket *blob.Bucket
 	// lock, when its retention is explicit, is set on every object written.
 	lock *objectLock
-	// s3 writes staging files when the bucket is S3's.
+	// s3 writes every object when the bucket is S3's.
 	s3 *s3Bucket
 }
 

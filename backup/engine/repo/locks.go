@@ -168,16 +168,11 @@ func (l *Lock) Unlock(ctx context.Context) error {
 	return l.r.store.Delete(ctx, key)
 }
 
-// releaseTimeout bounds Release. Deleting the lock is best effort once the holder's work has
-// ended: a lock no longer refreshed goes stale by itself (lockStale), while a store that does
-// not answer (paused, unreachable) would otherwise hold a cancelled backup up for good (the
-// e2e test of a cancelled upload, with MinIO stopped, waited for it).
-const releaseTimeout = 5 * time.Second
-
-// Release is Unlock for a defer: it runs after ctx may have been cancelled, and waits at most
-// releaseTimeout.
+// Release is Unlock for a defer, which runs after ctx may have been cancelled, under
+// objstore.CleanupContext: deleting the lock is best effort once the holder's work has ended,
+// as a lock no longer refreshed goes stale by itself (lockStale).
 func (l *Lock) Release(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	ctx, cancel := objstore.CleanupContext(ctx)
 	defer cancel()
 	return l.Unlock(ctx)
 }

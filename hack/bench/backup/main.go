@@ -259,7 +259,7 @@ func (b *bench) runSuites(ctx context.Context, suite string) error {
 		return nil
 	}
 	b.printSuiteTable(suite)
-	if o.keepDatasets || suite == suiteReflink { // reflink's lives in its own image, unmounted above
+	if o.keepDatasets || suite == suiteReflink { // reflink's lives in its own XFS image
 		return nil
 	}
 	// Left behind, they filled the disk until the local driver's e2e nodes were NearlyFull.
