@@ -54,19 +54,21 @@ lint: fmt-check vet
 images:
 	$(GO) run ./hack/images -out $(BIN)/images $(IMAGES_ARGS)
 
-## testbin: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl and minio, and the CSI sidecars (cached)
+## testbin: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl and minio, the CSI sidecars, helm, the node binaries and versitygw (cached)
 testbin:
 	@hack/testbin.sh
 	@hack/testbin.sh csi
 	@hack/testbin.sh helm
 	@hack/testbin.sh node
+	@hack/testbin.sh s3
 
 ## test: everything — generated files, formatting, vet, unit, integration and e2e tests
 test: verify-generated lint images
 	hack/node-deps.sh
 	STORK_TESTBIN="$$(hack/testbin.sh)" && STORK_CSI_TESTBIN="$$(hack/testbin.sh csi)" && \
 		STORK_HELM_TESTBIN="$$(hack/testbin.sh helm)" && STORK_NODE_TESTBIN="$$(hack/testbin.sh node)" && \
-		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN STORK_NODE_TESTBIN STORK_IMAGES=$(BIN)/images && \
+		STORK_S3_TESTBIN="$$(hack/testbin.sh s3)" && \
+		export STORK_TESTBIN STORK_CSI_TESTBIN STORK_HELM_TESTBIN STORK_NODE_TESTBIN STORK_S3_TESTBIN STORK_IMAGES=$(BIN)/images && \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
 
 ## test-unit: only the tests that need no control plane

@@ -7,6 +7,8 @@
 #   hack/testbin.sh helm  helm (hack/tools/helm), for the chart's tests
 #   hack/testbin.sh node  kubelet, kube-proxy, kube-scheduler (hack/tools/node) and coredns
 #                         (hack/tools/dns), static, for real nodes
+#   hack/testbin.sh s3    versitygw (VERSITYGW_VERSION below), a second S3 server, stricter than
+#                         MinIO, for the object-store tests
 #   hack/testbin.sh csi   csi-provisioner, csi-snapshotter, snapshot-controller (hack/tools/csi)
 #                         and, in crds/, the VolumeSnapshot and VolumeGroupSnapshot CRDs of the
 #                         same external-snapshotter release
@@ -26,6 +28,7 @@ KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.0
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CSI_BUILD_REVISION=1
+VERSITYGW_VERSION=v1.8.0
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${STORK_TESTBIN_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/stork/testbin}
@@ -147,6 +150,13 @@ build_node() {
 	"$out/coredns" -version >&2
 }
 
+build_s3() {
+	local out=$1
+	log "building versitygw $VERSITYGW_VERSION"
+	GOBIN="$out" GOFLAGS=-trimpath go install -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+	"$out/versitygw" --version >&2
+}
+
 case "${1:-}" in
 "")
 	key=$(cat "$here/tools/kube/go.mod" "$here/tools/kube/go.sum" "$here/tools/etcd/go.mod" \
@@ -158,6 +168,9 @@ csi)
 	key=$(cat "$csi_tools/go.mod" "$csi_tools/go.sum" <(echo "$CSI_BUILD_REVISION") | sha256sum | cut -c1-12)
 	cached "$cache_root/csi-snapshotter-$SNAPSHOTTER_VERSION-provisioner-$PROVISIONER_VERSION-$key" build_csi
 	;;
+s3)
+	cached "$cache_root/versitygw-$VERSITYGW_VERSION" build_s3
+	;;
 helm)
 	key=$(cat "$helm_tools/go.mod" "$helm_tools/go.sum" <(echo "$HELM_BUILD_REVISION") | sha256sum | cut -c1-12)
 	cached "$cache_root/helm-$HELM_VERSION-$key" build_helm
@@ -168,7 +181,7 @@ node)
 	cached "$cache_root/node-$KUBE_VERSION-$key" build_node
 	;;
 *)
-	echo "usage: $0 [csi|helm|node]" >&2
+	echo "usage: $0 [csi|helm|node|s3]" >&2
 	exit 2
 	;;
 esac

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -45,7 +47,17 @@ type S3Options struct {
 	// longer), in the bucket's default mode (GOVERNANCE when it has none). Zero leaves new
 	// objects to the bucket's default retention. Ignored on buckets without Object Lock.
 	ObjectLockRetention time.Duration
+	// ResponseTimeout is how long a request waits for the store to start answering once the
+	// request is sent, body and all; 0 means DefaultS3ResponseTimeout. A request that runs
+	// out of it fails and is retried like any other transient error.
+	ResponseTimeout time.Duration
 }
+
+// DefaultS3ResponseTimeout bounds the wait for an S3 answer. The SDK's own client has no such
+// bound: a store that accepts connections and never answers (hung, or paused) held a backup or
+// a restore for good. Stores answer in well under a second, so this only has to outlast a
+// large write being made durable.
+const DefaultS3ResponseTimeout = 2 * time.Minute
 
 // Credentials are passed in explicitly, from a Secret or the command line: the store never
 // falls back to ambient credentials (environment, instance metadata), so a backup always goes
@@ -84,6 +96,10 @@ type Store struct {
 	baseDelay time.Duration
 }
 
+// bucketName is what S3 and GCS accept as a bucket's name, and Azure (without the dots) as a
+// container's; the BackupLocation CRD holds its URL to the same rule.
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
 // Open opens the store named by cfg.URL.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	u, err := url.Parse(cfg.URL)
@@ -97,6 +113,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// fault campaign kills MinIO mid-upload and starts it 3s later; with 5 attempts, about 2s,
 	// uploads failed), while a store that stays down fails a task within half a minute.
 	store := &Store{desc: redact(cfg.URL), attempts: 8, baseDelay: 100 * time.Millisecond}
+	switch u.Scheme {
+	case "s3", "gs", "azblob":
+		// Checked here because the stores' own answer can be a bare "400 Bad Request" (a HEAD
+		// has no body to say more), which names neither the bucket nor the rule.
+		if !bucketName.MatchString(u.Host) {
+			return nil, fmt.Errorf("store URL %q: bucket %q is not a valid name: use 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit", redact(cfg.URL), u.Host)
+		}
+	}
 	switch u.Scheme {
 	case "s3":
 		b, store.lock, direct, err = openS3(ctx, u.Host, prefix, cfg)
@@ -144,7 +168,14 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 		Region:      region,
 		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken),
 	}
+	responseTimeout := cfg.S3.ResponseTimeout
+	if responseTimeout <= 0 {
+		responseTimeout = DefaultS3ResponseTimeout
+	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.ResponseHeaderTimeout = responseTimeout
+		})
 		if cfg.S3.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.S3.Endpoint)
 		}

@@ -26,6 +26,11 @@ func TestOpenErrors(t *testing.T) {
 		{"s3://bucket", "s3 credentials are incomplete"},
 		{"gs://bucket", "gs credentials are missing"},
 		{"azblob://container", "azblob credentials are incomplete"},
+		{"s3://bk/prefix", `bucket "bk" is not a valid name: use 3 to 63 lowercase letters`},
+		{"s3://Backups", `bucket "Backups" is not a valid name`},
+		{"gs://my_bucket", `bucket "my_bucket" is not a valid name`},
+		{"azblob://-container", `bucket "-container" is not a valid name`},
+		{"s3://a.b-c", "s3 credentials are incomplete"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.url, func(t *testing.T) {
@@ -235,7 +240,7 @@ func TestS3Writes(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	s, err := Open(ctx, Config{URL: "s3://b/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
+	s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
 		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
 	if err != nil {
 		t.Fatal(err)
@@ -283,5 +288,42 @@ func TestS3Writes(t *testing.T) {
 				t.Errorf("write %d: checksum header %s sent", i, name)
 			}
 		}
+	}
+}
+
+// TestS3ResponseTimeout: a store that takes a request and never answers fails the call once
+// S3Options.ResponseTimeout has passed, rather than holding it for as long as its context
+// lives (the SDK's client sets no such bound).
+func TestS3ResponseTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("object-lock") {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		select { // hung: reads the request, never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // fails, not hangs, without the bound
+	defer cancel()
+	s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true, ResponseTimeout: 100 * time.Millisecond},
+		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.attempts = 1
+	start := time.Now()
+	_, err = s.Get(ctx, "config")
+	if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Fatalf("reading from a store that never answers: %v; want a response timeout", err)
+	}
+	// The SDK retries a timed-out request itself (3 attempts, with backoff under a second each).
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the read failed after %v", d)
 	}
 }

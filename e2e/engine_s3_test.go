@@ -20,30 +20,78 @@ import (
 	"stork.dev/stork/internal/harness"
 )
 
-// TestEngineWithMinIO backs up and restores through a real MinIO over the S3 API, then damages
-// one pack in the bucket and checks that the restore names it.
-func TestEngineWithMinIO(t *testing.T) {
+// s3Server is what the engine tests need of a real S3 server: where it is, root credentials,
+// an empty bucket, and a client of its own to damage objects with.
+type s3Server struct {
+	endpoint, accessKey, secretKey, bucket string
+	client                                 *minio.Client
+}
+
+// TestEngineOverS3 backs up, restores, prunes and checks through real S3 servers: MinIO, and
+// versitygw, which holds requests to AWS's rules where MinIO is lenient. Then it damages one pack
+// in the bucket and checks that check and restore name it.
+func TestEngineOverS3(t *testing.T) {
 	t.Parallel()
-	env := harness.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	m, err := env.StartMinIO(ctx, "minio-engine")
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name  string
+		start func(ctx context.Context, t *testing.T, env *harness.Env) (s3Server, error)
+	}{
+		{"minio", func(ctx context.Context, _ *testing.T, env *harness.Env) (s3Server, error) {
+			m, err := env.StartMinIO(ctx, "minio-engine")
+			if err != nil {
+				return s3Server{}, err
+			}
+			return s3Server{m.Endpoint, m.AccessKey, m.SecretKey, m.Bucket, m.Client}, nil
+		}},
+		{"versitygw", func(ctx context.Context, t *testing.T, env *harness.Env) (s3Server, error) {
+			g, err := env.StartVersityGW(ctx, t, "versitygw-engine")
+			if err != nil {
+				return s3Server{}, err
+			}
+			return s3Server{g.Endpoint, g.AccessKey, g.SecretKey, g.Bucket, g.Client}, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := harness.New(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			srv, err := tc.start(ctx, t, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			testEngineOverS3(ctx, t, srv)
+		})
 	}
+}
+
+func testEngineOverS3(ctx context.Context, t *testing.T, m s3Server) {
 	cfg := objstore.Config{
-		URL: "s3://" + m.Bucket + "/engine-test",
-		S3:  objstore.S3Options{Endpoint: m.Endpoint, ForcePathStyle: true},
+		URL: "s3://" + m.bucket + "/engine-test",
+		S3:  objstore.S3Options{Endpoint: m.endpoint, ForcePathStyle: true},
 	}
 	if _, err := objstore.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "credentials are incomplete") {
 		t.Fatalf("opening s3 without credentials: %v", err)
 	}
-	cfg.Credentials = objstore.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey}
+	cfg.Credentials = objstore.Credentials{AccessKeyID: m.accessKey, SecretAccessKey: m.secretKey}
 	store, err := objstore.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
+
+	// Writes are conditional (If-None-Match: *): a second write of a key changes nothing and
+	// says so, which is what makes two inits of one repository, or two lock holders, safe.
+	for i, data := range []string{"first", "second"} {
+		ok, err := store.PutNew(ctx, "conditional", []byte(data))
+		if err != nil || ok != (i == 0) {
+			t.Fatalf("write %d of one key: ok=%v, %v; want ok=%v", i+1, ok, err, i == 0)
+		}
+	}
+	if got, err := store.Get(ctx, "conditional"); err != nil || string(got) != "first" {
+		t.Fatalf("after a second conditional write: %q, %v; want the first write's data", got, err)
+	}
+
 	key := repo.UserKey{Passphrase: "minio engine test"}
 	r, err := repo.Init(ctx, store, key, repo.InitOptions{PackSize: 1 << 20})
 	if err != nil {
@@ -114,7 +162,7 @@ func TestEngineWithMinIO(t *testing.T) {
 
 	// Flip one byte in the middle of the largest pack, as bit rot or tampering would.
 	var victim minio.ObjectInfo
-	for o := range m.Client.ListObjects(ctx, m.Bucket, minio.ListObjectsOptions{Prefix: "engine-test/data/", Recursive: true}) {
+	for o := range m.client.ListObjects(ctx, m.bucket, minio.ListObjectsOptions{Prefix: "engine-test/data/", Recursive: true}) {
 		if o.Err != nil {
 			t.Fatal(o.Err)
 		}
@@ -122,7 +170,7 @@ func TestEngineWithMinIO(t *testing.T) {
 			victim = o
 		}
 	}
-	obj, err := m.Client.GetObject(ctx, m.Bucket, victim.Key, minio.GetObjectOptions{})
+	obj, err := m.client.GetObject(ctx, m.bucket, victim.Key, minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +179,7 @@ func TestEngineWithMinIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	data[len(data)/2] ^= 0x40
-	if _, err := m.Client.PutObject(ctx, m.Bucket, victim.Key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+	if _, err := m.client.PutObject(ctx, m.bucket, victim.Key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := archive.Check(ctx, r2, repo.CheckOptions{ReadData: true})
