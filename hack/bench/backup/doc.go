@@ -18,7 +18,9 @@
 // restore of the latest snapshot into an empty directory on a freshly made ext4 (as root; see
 // restorefs.go for why, -restore-into work-dir for the work directory), which must match the
 // source file for file (size and SHA-256). It reports wall time,
-// MiB/s, the child process's peak RSS and the repository size after (a), as tables and as JSON.
+// MiB/s, the child process's peak RSS and the repository size after (a), as tables and as JSON,
+// and the machine's speed before every round and after the last (calibrate.go: a fixed zstd and
+// BLAKE3 probe; this VM's speed moves by a third within minutes).
 //
 // Caches: restic's --cache-dir and kopia's --cache-directory point at a fresh directory per
 // repository, kept across that repository's four steps (as a node agent would keep them) and

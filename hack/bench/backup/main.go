@@ -81,6 +81,7 @@ type bench struct {
 	minio   *minioServer
 	report  report
 	srcSums map[string]fileSum // the current dataset's sums, taken as it is read before the first run
+	cal     *calibrator
 }
 
 func run(ctx context.Context) error {
@@ -168,6 +169,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 	b.report.Machine = machineInfo(ctx)
+	if b.cal, err = newCalibrator(); err != nil {
+		return err
+	}
 	if slices.Contains(o.targets, "minio") {
 		if b.minio, err = startMinIO(ctx, b.root, o.work); err != nil {
 			return err
@@ -229,6 +233,7 @@ func (b *bench) runSuites(ctx context.Context, suite string) error {
 	fmt.Printf("\nsuite %s, dataset %s: %d files, %s; tools %s; targets %s; %d run(s) each\n\n", suite,
 		b.ds.dir, len(b.ds.files), humanBytes(b.ds.bytes), strings.Join(o.tools, ","), strings.Join(o.targets, ","), o.repeat)
 	for rep := 1; rep <= o.repeat; rep++ {
+		b.calibrate(suite, fmt.Sprintf("before run %d", rep))
 		// Each run starts with another tool, so that what one leaves behind (dirty pages,
 		// deleted inodes) does not always fall on the same one.
 		order := append(slices.Clone(o.tools[(rep-1)%len(o.tools):]), o.tools[:(rep-1)%len(o.tools)]...)
@@ -254,11 +259,14 @@ func (b *bench) runSuites(ctx context.Context, suite string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.calibrate(suite, "after the last run")
 	if suite == suiteStandard {
 		b.printTables()
+		fmt.Println(b.report.calibrationLine(suite))
 		return nil
 	}
 	b.printSuiteTable(suite)
+	fmt.Println(b.report.calibrationLine(suite))
 	if o.keepDatasets || suite == suiteReflink { // reflink's lives in its own XFS image
 		return nil
 	}

@@ -26,6 +26,8 @@ type report struct {
 	RepoSizes []repoSize             `json:"repository_sizes"`
 	Medians   []cell                 `json:"medians"`
 	Failures  []string               `json:"failures,omitempty"`
+	// Calibrations are the machine's speed before each round and after the last (calibrate.go).
+	Calibrations []calibration `json:"calibrations,omitempty"`
 }
 
 type datasetInfo struct {

@@ -37,3 +37,20 @@ func TestTargetChecks(t *testing.T) {
 		})
 	}
 }
+
+func TestCalibrationLine(t *testing.T) {
+	r := report{Calibrations: []calibration{
+		{Suite: "standard", When: "before run 1", MiBs: 480},
+		{Suite: "files", When: "before run 1", MiBs: 100},
+		{Suite: "standard", When: "after the last run", MiBs: 320},
+	}}
+	for _, tc := range []struct{ suite, want string }{
+		{"standard", "machine speed through the runs (MiB/s; before run 1, after the last run): 480 / 320; the slowest 33% below the fastest"},
+		{"files", "machine speed through the runs (MiB/s; before run 1): 100; the slowest 0% below the fastest"},
+		{"empty", ""},
+	} {
+		if got := r.calibrationLine(tc.suite); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.suite, got, tc.want)
+		}
+	}
+}
