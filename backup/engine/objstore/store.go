@@ -96,9 +96,17 @@ type Store struct {
 	baseDelay time.Duration
 }
 
-// bucketName is what S3 and GCS accept as a bucket's name, and Azure (without the dots) as a
-// container's; the BackupLocation CRD holds its URL to the same rule.
-var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+// bucketNames are the names each store accepts for a bucket (an Azure container): S3's rule
+// for buckets made since 2018 (the BackupLocation CRD holds s3:// URLs to the same), GCS's,
+// which allows underscores and longer dotted names, and Azure's, which allows no dots.
+var bucketNames = map[string]struct {
+	re   *regexp.Regexp
+	rule string
+}{
+	"s3":     {regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`), "3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"},
+	"gs":     {regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$`), "3 to 222 lowercase letters, digits, dots, hyphens and underscores, starting and ending with a letter or digit"},
+	"azblob": {regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`), "3 to 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"},
+}
 
 // Open opens the store named by cfg.URL.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
@@ -113,13 +121,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// fault campaign kills MinIO mid-upload and starts it 3s later; with 5 attempts, about 2s,
 	// uploads failed), while a store that stays down fails a task within half a minute.
 	store := &Store{desc: redact(cfg.URL), attempts: 8, baseDelay: 100 * time.Millisecond}
-	switch u.Scheme {
-	case "s3", "gs", "azblob":
-		// Checked here because the stores' own answer can be a bare "400 Bad Request" (a HEAD
-		// has no body to say more), which names neither the bucket nor the rule.
-		if !bucketName.MatchString(u.Host) {
-			return nil, fmt.Errorf("store URL %q: bucket %q is not a valid name: use 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit", redact(cfg.URL), u.Host)
-		}
+	// Checked here because the stores' own answer can be a bare "400 Bad Request" (a HEAD has
+	// no body to say more), which names neither the bucket nor the rule.
+	if n, ok := bucketNames[u.Scheme]; ok && !n.re.MatchString(u.Host) {
+		return nil, fmt.Errorf("store URL %q: bucket %q is not a valid name: use %s", redact(cfg.URL), u.Host, n.rule)
 	}
 	switch u.Scheme {
 	case "s3":

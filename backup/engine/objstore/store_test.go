@@ -28,8 +28,10 @@ func TestOpenErrors(t *testing.T) {
 		{"azblob://container", "azblob credentials are incomplete"},
 		{"s3://bk/prefix", `bucket "bk" is not a valid name: use 3 to 63 lowercase letters`},
 		{"s3://Backups", `bucket "Backups" is not a valid name`},
-		{"gs://my_bucket", `bucket "my_bucket" is not a valid name`},
+		{"gs://My-bucket", `bucket "My-bucket" is not a valid name: use 3 to 222 lowercase letters, digits, dots, hyphens and underscores`},
+		{"gs://my_bucket", "gs credentials are missing"},
 		{"azblob://-container", `bucket "-container" is not a valid name`},
+		{"azblob://a.container", `bucket "a.container" is not a valid name: use 3 to 63 lowercase letters, digits and hyphens`},
 		{"s3://a.b-c", "s3 credentials are incomplete"},
 	}
 	for _, tc := range cases {
