@@ -57,7 +57,7 @@ type BackupLocationSpec struct {
 	// gs://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX] or file:///ABSOLUTE/DIR.
 	// It cannot change: backups already made there would be lost from view.
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(s3|gs|azblob)://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$') || self.matches('^file:///.+')",message="url must be s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX] or file:///ABSOLUTE/DIR"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$') || self.matches('^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$') || self.matches('^azblob://[a-z0-9][a-z0-9-]{1,61}[a-z0-9](/.*)?$') || self.matches('^file:///.+')",message="url must be s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX] or file:///ABSOLUTE/DIR, with the bucket's name as its store accepts it (objstore.Open names the rule)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="url is immutable: create a new BackupLocation for another bucket"
 	URL string `json:"url"`
 

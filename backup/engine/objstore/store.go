@@ -97,8 +97,8 @@ type Store struct {
 }
 
 // bucketNames are the names each store accepts for a bucket (an Azure container): S3's rule
-// for buckets made since 2018 (the BackupLocation CRD holds s3:// URLs to the same), GCS's,
-// which allows underscores and longer dotted names, and Azure's, which allows no dots.
+// for buckets made since 2018, GCS's, which allows underscores and longer dotted names, and
+// Azure's, which allows no dots. The BackupLocation CRD's URL rule is the same, store by store.
 var bucketNames = map[string]struct {
 	re   *regexp.Regexp
 	rule string
