@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/retention"
 )
@@ -418,5 +420,57 @@ func TestSealSkipsIncompressible(t *testing.T) {
 				t.Errorf("%s, %s: round trip: %v", compression, tc.name, err)
 			}
 		}
+	}
+}
+
+// TestPackNamedByContentUnderConcurrentAdds: blobs added from many goroutines finish their
+// writes to the staged pack out of order; each pack is still named by the BLAKE3 of its bytes as
+// stored, which check --read-data and prune verify. (A pack hashed as blobs arrive, rather than
+// read back, fails here unless it hashes in offset order.)
+func TestPackNamedByContentUnderConcurrentAdds(t *testing.T) {
+	ctx := context.Background()
+	s := memStore(t)
+	r, err := Init(ctx, s, pass, InitOptions{PackSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w := r.NewWriter(ctx, 3)
+	var g errgroup.Group
+	for i := range 16 {
+		g.Go(func() error {
+			for j := range 20 {
+				// Sizes from 1 byte to 64 KiB, so that later blobs often finish first.
+				if _, err := w.Add(DataBlob, randomBytes(1+(i*7919+j*104729)%(64<<10))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.Flush()
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs := 0
+	err = s.List(ctx, "data/", func(o objstore.Object) error {
+		data, err := s.Get(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		if want := contentID(data).String(); !strings.HasSuffix(o.Key, want) {
+			t.Errorf("pack %s holds bytes whose hash is %s", o.Key, want)
+		}
+		packs++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if packs < 10 || int64(packs) != st.PacksWritten {
+		t.Fatalf("%d packs listed, %d written: want the same, and ten or more", packs, st.PacksWritten)
 	}
 }

@@ -222,7 +222,10 @@ func (w *Writer) upload(p *packBuilder) error {
 		_ = unix.SyncFileRange(int(p.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	// Hashed here, read back from the page cache, rather than while blobs are added: that
-	// would serialise the adders. In 1 MiB reads, not io.Copy's 32 KiB.
+	// would serialise the adders. Hashing each blob in offset order as its write finished was
+	// tried (2026-12-07): blobs waiting behind a slower one held their buffers, peak RSS went
+	// from 160 to 280–340 MiB and the backup from 5.3 to 5.9 s. In 1 MiB reads, not io.Copy's
+	// 32 KiB.
 	h := blake3.New()
 	buf := w.r.bufs.get()
 	_, err = io.CopyBuffer(h, io.NewSectionReader(p.f, 0, int64(p.size+len(header))), (*buf)[:cap(*buf)])
