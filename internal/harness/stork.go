@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -28,6 +27,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/deploy"
+	"stork.dev/stork/drivers/local/agent"
 	"stork.dev/stork/internal/version"
 )
 
@@ -266,20 +266,20 @@ func (c *Cluster) StartAgentEnv(ctx context.Context, node string, env []string, 
 }
 
 // minFreePercent is the least free space a node's storage root may start with. stork-agent
-// reports its node NearlyFull at 10% free or less (its default), and a test waiting for healthy
-// storage then times out with no word of why (restores stay Pending, NoHealthyStorageNode): a
-// CI run failed nine tests that way on a disk filled by benchmark data. 2 points of margin for
-// what the tests write.
-const minFreePercent = 12
+// reports its node NearlyFull at agent.DefaultNearlyFullPercent free or less, and a test waiting
+// for healthy storage then times out with no word of why (restores stay Pending,
+// NoHealthyStorageNode): a CI run failed nine tests that way on a disk filled by benchmark data.
+// 2 points of margin for what the tests write.
+const minFreePercent = agent.DefaultNearlyFullPercent + 2
 
 // roomFor fails, saying what to do, when root's file system has too little free space for a
 // healthy node.
 func roomFor(root string) error {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(root, &fs); err != nil {
+	_, _, pct, err := agent.FreeSpace(root)
+	if err != nil {
 		return fmt.Errorf("checking the free space of %s: %w", root, err)
 	}
-	return enoughFree(root, 100*float64(fs.Bavail)/float64(max(fs.Blocks, 1)))
+	return enoughFree(root, pct)
 }
 
 func enoughFree(root string, pct float64) error {

@@ -70,7 +70,7 @@ type Reporter struct {
 	// LeaseDuration is how long the Lease is valid without renewal (default 40s): after
 	// that the controller reports the agent dead.
 	LeaseDuration time.Duration
-	// NearlyFullPercent of free space or less sets NearlyFull (default 10).
+	// NearlyFullPercent of free space or less sets NearlyFull (default DefaultNearlyFullPercent).
 	NearlyFullPercent float64
 	// ReportEvery bounds how long an unchanged status goes without being written (default 1m).
 	ReportEvery time.Duration
@@ -87,7 +87,7 @@ func (r *Reporter) defaults() {
 		r.LeaseDuration = 40 * time.Second
 	}
 	if r.NearlyFullPercent == 0 {
-		r.NearlyFullPercent = 10
+		r.NearlyFullPercent = DefaultNearlyFullPercent
 	}
 	if r.ReportEvery == 0 {
 		r.ReportEvery = time.Minute
@@ -179,15 +179,12 @@ func (r *Reporter) observe(ctx context.Context) (storkv1.StorageNodeStatus, erro
 		set(storkv1.StorageConditionIOErrors, false, "NoIOErrors", fmt.Sprintf("no I/O error in the last %s", r.IOErrorWindow))
 	}
 
-	var fs syscall.Statfs_t
 	nearlyFull := false
-	if err := syscall.Statfs(string(r.Root), &fs); err != nil {
+	if total, free, pct, err := FreeSpace(string(r.Root)); err != nil {
 		writable = false
 		set(storkv1.StorageConditionNearlyFull, false, "StatfsFailed", err.Error())
 	} else {
-		total, free := int64(fs.Blocks)*fs.Bsize, int64(fs.Bavail)*fs.Bsize
 		st.Capacity = storkv1.StorageCapacity{TotalBytes: total, FreeBytes: free}
-		pct := 100 * float64(free) / float64(max(total, 1))
 		nearlyFull = pct <= r.NearlyFullPercent
 		reason := "EnoughSpace"
 		if nearlyFull {
@@ -300,4 +297,18 @@ func (r *Reporter) renewLease(ctx context.Context) error {
 	lease.Spec.RenewTime = &now
 	lease.Spec.LeaseDurationSeconds = ptr.To(int32(r.LeaseDuration.Seconds()))
 	return r.Client.Patch(ctx, lease, client.MergeFrom(orig))
+}
+
+// DefaultNearlyFullPercent is Reporter.NearlyFullPercent when it is not set.
+const DefaultNearlyFullPercent = 10
+
+// FreeSpace returns the size of root's file system, its space free to unprivileged writers, and
+// that as a percentage of the size: what the NearlyFull condition is judged on.
+func FreeSpace(root string) (total, free int64, pct float64, err error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(root, &fs); err != nil {
+		return 0, 0, 0, err
+	}
+	total, free = int64(fs.Blocks)*fs.Bsize, int64(fs.Bavail)*fs.Bsize
+	return total, free, 100 * float64(free) / float64(max(total, 1)), nil
 }
