@@ -262,12 +262,12 @@ func (b *bench) runSuites(ctx context.Context, suite string) error {
 	b.calibrate(suite, "after the last run")
 	if suite == suiteStandard {
 		b.printTables()
-		fmt.Println(b.report.calibrationLine(suite))
-		return nil
+	} else {
+		b.printSuiteTable(suite)
 	}
-	b.printSuiteTable(suite)
 	fmt.Println(b.report.calibrationLine(suite))
-	if o.keepDatasets || suite == suiteReflink { // reflink's lives in its own XFS image
+	// The standard dataset is always kept; reflink's lives in its own XFS image.
+	if suite == suiteStandard || suite == suiteReflink || o.keepDatasets {
 		return nil
 	}
 	// Left behind, they filled the disk until the local driver's e2e nodes were NearlyFull.
