@@ -185,6 +185,12 @@ func openS3(ctx context.Context, bucket, prefix string, cfg Config) (*blob.Bucke
 			o.BaseEndpoint = aws.String(cfg.S3.Endpoint)
 		}
 		o.UsePathStyle = cfg.S3.ForcePathStyle
+		// One layer of retries, Store.retry's: with the SDK's standard retryer (3 attempts)
+		// inside it, every failed call was sent up to 3 × 8 times, and a store that accepted
+		// requests and never answered held a call for 3 × 8 response timeouts (48 minutes)
+		// before it failed. Store.retry covers what the SDK's retryer did for us (5xx,
+		// throttling, no response) with its own backoff.
+		o.Retryer = aws.NopRetryer{}
 		// Checksums only when the operation requires them: S3-compatible stores differ in
 		// which of the newer default checksum headers they accept.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
@@ -397,9 +403,10 @@ type backend interface {
 	close() error
 }
 
-// retry runs op until it succeeds, fails permanently, or runs out of attempts. The SDKs retry
-// single requests too; this covers what they give up on, such as a connection reset in the
-// middle of a body, with exponential backoff and jitter.
+// retry runs op until it succeeds, fails permanently, or runs out of attempts, with exponential
+// backoff and jitter. For S3 it is the only retry layer (openS3); the GCS and Azure SDKs
+// retry single requests too, and this covers what they give up on, such as a connection reset
+// in the middle of a body.
 func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 	var err error
 	for attempt := 0; attempt < s.attempts; attempt++ {
