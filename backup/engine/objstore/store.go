@@ -450,6 +450,13 @@ func CleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 func transient(err error) bool {
 	var se s3Error
 	if errors.As(err, &se) {
+		// A rejection the SDK marks retryable: a signature refused while the answer's Date
+		// shows the node's clock off (RequestTimeTooSkewed); the SDK has learnt the offset, and
+		// the next attempt is signed with it.
+		var r interface{ RetryableError() bool }
+		if errors.As(se.err, &r) && r.RetryableError() {
+			return true
+		}
 		// A response that says try again (5xx, throttled, a conflicting conditional write), or
 		// none at all (the store restarting).
 		var re *smithyhttp.ResponseError

@@ -359,3 +359,53 @@ func TestS3RetriesInOneLayer(t *testing.T) {
 		t.Errorf("the store got %d requests for 3 attempts", n)
 	}
 }
+
+// TestS3ClockSkewCorrected: a node whose clock is off by more than S3 allows (15 minutes) gets
+// RequestTimeTooSkewed once; the SDK learns the offset from the answer's Date header, and the
+// retry, signed with the corrected time, succeeds. With the SDK's retryer gone, that retry is
+// Store.retry's, for reads (through gocloud) and writes (our own PUT) alike.
+func TestS3ClockSkewCorrected(t *testing.T) {
+	for _, op := range []string{"read", "write"} {
+		t.Run(op, func(t *testing.T) {
+			serverNow := func() time.Time { return time.Now().Add(time.Hour) }
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Has("object-lock") {
+					w.Header()["Date"] = nil // nothing to learn the offset from before op
+					w.WriteHeader(http.StatusNotFound)
+					return
+				}
+				w.Header().Set("Date", serverNow().UTC().Format(http.TimeFormat))
+				requests.Add(1)
+				signed, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+				if err != nil || serverNow().Sub(signed).Abs() > 15*time.Minute {
+					w.WriteHeader(http.StatusForbidden)
+					fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code>`+
+						`<Message>The difference between the request time and the server's time is too large.</Message></Error>`)
+					return
+				}
+				fmt.Fprint(w, "data")
+			}))
+			defer srv.Close()
+			ctx := context.Background()
+			s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
+				Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			s.baseDelay = time.Millisecond
+			if op == "read" {
+				data, err := s.Get(ctx, "config")
+				if err != nil || string(data) != "data" {
+					t.Fatalf("reading with the node's clock an hour behind the store's: %q, %v", data, err)
+				}
+			} else if _, err := s.PutNew(ctx, "config", []byte("x")); err != nil {
+				t.Fatalf("writing with the node's clock an hour behind the store's: %v", err)
+			}
+			if n := requests.Load(); n != 2 {
+				t.Errorf("%d requests; want 2 (one skewed, one corrected)", n)
+			}
+		})
+	}
+}
