@@ -18,6 +18,7 @@ import (
 	azblobsdk "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -450,31 +451,40 @@ func CleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 func transient(err error) bool {
 	var se s3Error
 	if errors.As(err, &se) {
-		// A rejection the SDK marks retryable: a signature refused while the answer's Date
-		// shows the node's clock off (RequestTimeTooSkewed); the SDK has learnt the offset, and
-		// the next attempt is signed with it.
-		var r interface{ RetryableError() bool }
-		if errors.As(se.err, &r) && r.RetryableError() {
-			return true
-		}
-		// A response that says try again (5xx, throttled, a conflicting conditional write), or
-		// none at all (the store restarting).
-		var re *smithyhttp.ResponseError
-		if errors.As(se.err, &re) {
-			s := re.HTTPStatusCode()
-			return s >= 500 || s == http.StatusTooManyRequests || s == http.StatusRequestTimeout || s == http.StatusConflict
-		}
-		return !errors.Is(se.err, context.Canceled) && !errors.Is(se.err, context.DeadlineExceeded)
+		return s3Transient(se.err)
 	}
 	var be bucketError
 	if !errors.As(err, &be) {
 		return false
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(be.err, &re) { // an S3 answer read through gocloud: the rules of our own S3 calls
+		return s3Transient(be.err)
 	}
 	switch gcerrors.Code(be.err) {
 	case gcerrors.Unknown, gcerrors.Internal, gcerrors.ResourceExhausted, gcerrors.DeadlineExceeded:
 		return true
 	}
 	return false
+}
+
+// s3Transient says whether an error of the S3 SDK is worth another attempt.
+func s3Transient(err error) bool {
+	// What the SDK's standard retryer would retry (openS3 turned it off): 5xx, throttling and
+	// timeout codes (SlowDown, a 400 RequestTimeout), connection errors, a signature refused
+	// while the answer's Date shows the node's clock off (the SDK has learnt the offset: the
+	// next attempt is signed with it).
+	if retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary {
+		return true
+	}
+	// And a response that says try again (429, 408, a conflicting conditional write), or none
+	// at all (the store restarting).
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		s := re.HTTPStatusCode()
+		return s >= 500 || s == http.StatusTooManyRequests || s == http.StatusRequestTimeout || s == http.StatusConflict
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // callbackError carries an error of a List callback through retry, untouched and not retried.

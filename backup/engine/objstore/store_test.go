@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,31 +333,53 @@ func TestS3ResponseTimeout(t *testing.T) {
 
 // TestS3RetriesInOneLayer: a call to a store that keeps failing is sent once per attempt of
 // Store.retry, not also retried inside each attempt by the SDK (which made 3 × 8 requests, and
-// 3 × 8 response timeouts for a store that never answers).
+// 3 × 8 response timeouts for a store that never answers); what the SDK's retryer retried is
+// still retried, and what it did not is not.
 func TestS3RetriesInOneLayer(t *testing.T) {
-	var gets atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Has("object-lock") {
-			w.WriteHeader(http.StatusNotFound)
-			return
+	for _, c := range []struct {
+		status int
+		code   string
+		want   int32 // requests for 3 attempts
+	}{
+		{http.StatusServiceUnavailable, "SlowDown", 3},
+		{http.StatusBadRequest, "RequestTimeout", 3}, // S3: the body came too slowly
+		{http.StatusForbidden, "AccessDenied", 1},
+		{http.StatusBadRequest, "InvalidArgument", 1},
+	} {
+		for _, op := range []string{"read", "write"} {
+			t.Run(fmt.Sprintf("%s %d %s", op, c.status, c.code), func(t *testing.T) {
+				var requests atomic.Int32
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Query().Has("object-lock") {
+						w.WriteHeader(http.StatusNotFound)
+						return
+					}
+					requests.Add(1)
+					w.WriteHeader(c.status)
+					fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>no</Message></Error>`, c.code)
+				}))
+				defer srv.Close()
+				ctx := context.Background()
+				s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
+					Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				s.attempts, s.baseDelay = 3, time.Millisecond
+				if op == "read" {
+					_, err = s.Get(ctx, "config")
+				} else {
+					_, err = s.PutNew(ctx, "config", []byte("x"))
+				}
+				if err == nil || !strings.Contains(err.Error(), strconv.Itoa(c.status)) {
+					t.Fatalf("%s from a store that answers %d %s: %v; want the %d", op, c.status, c.code, err, c.status)
+				}
+				if n := requests.Load(); n != c.want {
+					t.Errorf("the store got %d requests; want %d", n, c.want)
+				}
+			})
 		}
-		gets.Add(1)
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	defer srv.Close()
-	ctx := context.Background()
-	s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
-		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.attempts, s.baseDelay = 3, time.Millisecond
-	if _, err := s.Get(ctx, "config"); err == nil || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("reading from a store that answers 503: %v; want the 503", err)
-	}
-	if n := gets.Load(); n != 3 {
-		t.Errorf("the store got %d requests for 3 attempts", n)
 	}
 }
 
