@@ -225,12 +225,9 @@ func TestStaleStagingFilesRemoved(t *testing.T) {
 func TestS3Writes(t *testing.T) {
 	var mu sync.Mutex
 	var writes []http.Header
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := fakeS3(t, S3Options{}, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		q := r.URL.Query()
 		switch {
-		case r.Method == http.MethodGet && q.Has("object-lock"):
-			w.WriteHeader(http.StatusNotFound) // no Object Lock on this bucket
 		case r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/exists"):
 			w.WriteHeader(http.StatusPreconditionFailed)
 		case r.Method == http.MethodPut:
@@ -241,15 +238,8 @@ func TestS3Writes(t *testing.T) {
 		default:
 			w.WriteHeader(http.StatusNotImplemented)
 		}
-	}))
-	defer srv.Close()
+	})
 	ctx := context.Background()
-	s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
-		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	f, err := s.TempFile()
 	if err != nil {
 		t.Fatal(err)
@@ -300,29 +290,20 @@ func TestS3Writes(t *testing.T) {
 // lives (the SDK's client sets no such bound).
 func TestS3ResponseTimeout(t *testing.T) {
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Has("object-lock") {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
+	s := fakeS3(t, S3Options{ResponseTimeout: 100 * time.Millisecond}, func(w http.ResponseWriter, r *http.Request) {
 		select { // hung: reads the request, never answers
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}))
-	defer srv.Close()
+	})
+	// Before the server closes (a cleanup), which waits for its handlers.
 	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // fails, not hangs, without the bound
+	// Fails, not hangs, without the bound.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true, ResponseTimeout: 100 * time.Millisecond},
-		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	s.attempts = 1
 	start := time.Now()
-	_, err = s.Get(ctx, "config")
+	_, err := s.Get(ctx, "config")
 	if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
 		t.Fatalf("reading from a store that never answers: %v; want a response timeout", err)
 	}
@@ -349,24 +330,14 @@ func TestS3RetriesInOneLayer(t *testing.T) {
 		for _, op := range []string{"read", "write"} {
 			t.Run(fmt.Sprintf("%s %d %s", op, c.status, c.code), func(t *testing.T) {
 				var requests atomic.Int32
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					if r.URL.Query().Has("object-lock") {
-						w.WriteHeader(http.StatusNotFound)
-						return
-					}
+				s := fakeS3(t, S3Options{}, func(w http.ResponseWriter, r *http.Request) {
 					requests.Add(1)
 					w.WriteHeader(c.status)
 					fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>no</Message></Error>`, c.code)
-				}))
-				defer srv.Close()
-				ctx := context.Background()
-				s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
-					Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer s.Close()
+				})
 				s.attempts, s.baseDelay = 3, time.Millisecond
+				ctx := context.Background()
+				var err error
 				if op == "read" {
 					_, err = s.Get(ctx, "config")
 				} else {
@@ -392,12 +363,7 @@ func TestS3ClockSkewCorrected(t *testing.T) {
 		t.Run(op, func(t *testing.T) {
 			serverNow := func() time.Time { return time.Now().Add(time.Hour) }
 			var requests atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Query().Has("object-lock") {
-					w.Header()["Date"] = nil // nothing to learn the offset from before op
-					w.WriteHeader(http.StatusNotFound)
-					return
-				}
+			s := fakeS3(t, S3Options{}, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Date", serverNow().UTC().Format(http.TimeFormat))
 				requests.Add(1)
 				signed, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
@@ -408,16 +374,9 @@ func TestS3ClockSkewCorrected(t *testing.T) {
 					return
 				}
 				fmt.Fprint(w, "data")
-			}))
-			defer srv.Close()
-			ctx := context.Background()
-			s, err := Open(ctx, Config{URL: "s3://bkt/p", S3: S3Options{Endpoint: srv.URL, ForcePathStyle: true},
-				Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			})
 			s.baseDelay = time.Millisecond
+			ctx := context.Background()
 			if op == "read" {
 				data, err := s.Get(ctx, "config")
 				if err != nil || string(data) != "data" {
@@ -431,4 +390,28 @@ func TestS3ClockSkewCorrected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeS3 serves handler as an S3 endpoint and opens a Store on it (bucket bkt, prefix p) with
+// opts. The bucket has no Object Lock: that question is answered here, without a Date header,
+// so that the SDK learns no clock offset from it.
+func fakeS3(t *testing.T, opts S3Options, handler http.HandlerFunc) *Store {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Query().Has("object-lock") {
+			w.Header()["Date"] = nil
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		handler(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	opts.Endpoint, opts.ForcePathStyle = srv.URL, true
+	s, err := Open(context.Background(), Config{URL: "s3://bkt/p", S3: opts,
+		Credentials: Credentials{AccessKeyID: "id", SecretAccessKey: "secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
