@@ -34,7 +34,7 @@ var benchChunkers = []string{"fastcdc-v1.0.0", "jc-v1.0.0", "jc-v1.1.0", "ultrac
 
 // cdcSplit cuts data with the keyed chunker alg at 256 KiB / 1 MiB / 4 MiB and calls fn with each
 // chunk.
-func cdcSplit(b *testing.B, alg string, data, key []byte, fn func([]byte)) {
+func cdcSplit(b testing.TB, alg string, data, key []byte, fn func([]byte)) {
 	c, err := chunkers.NewChunker(alg, bytes.NewReader(data),
 		&chunkers.ChunkerOpts{MinSize: 256 << 10, NormalSize: 1 << 20, MaxSize: 4 << 20, Key: key})
 	if err != nil {
@@ -150,8 +150,9 @@ func BenchmarkChunkerDedup(b *testing.B) {
 	}{{"small", small}, {"inserts", inserts}, {"deletes", deletes}}
 
 	key := bytes.Repeat([]byte{7}, 32)
-	split := map[string]func(data []byte, fn func([]byte)){
-		"restic-rabin-1MiB": func(data []byte, fn func([]byte)) {
+	// Each takes the benchmark it runs in: Fatal must come from that benchmark's goroutine.
+	split := map[string]func(b *testing.B, data []byte, fn func([]byte)){
+		"restic-rabin-1MiB": func(_ *testing.B, data []byte, fn func([]byte)) {
 			c := resticchunker.New(bytes.NewReader(data), resticchunker.Pol(0x3DA3358B4DC173))
 			buf := make([]byte, resticchunker.MaxSize)
 			for {
@@ -164,18 +165,18 @@ func BenchmarkChunkerDedup(b *testing.B) {
 		},
 	}
 	for _, alg := range benchChunkers {
-		split[alg+"-keyed-1MiB"] = func(data []byte, fn func([]byte)) { cdcSplit(b, alg, data, key, fn) }
+		split[alg+"-keyed-1MiB"] = func(b *testing.B, data []byte, fn func([]byte)) { cdcSplit(b, alg, data, key, fn) }
 	}
 	for name, fn := range split {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				seen := map[[32]byte]bool{}
 				chunks := 0
-				fn(orig, func(c []byte) { seen[sha256.Sum256(c)] = true; chunks++ })
+				fn(b, orig, func(c []byte) { seen[sha256.Sum256(c)] = true; chunks++ })
 				b.ReportMetric(float64(len(orig)>>10)/float64(chunks), "KiB/chunk")
 				for _, e := range edits {
 					var reused, total int
-					fn(e.data, func(c []byte) {
+					fn(b, e.data, func(c []byte) {
 						total += len(c)
 						if seen[sha256.Sum256(c)] {
 							reused += len(c)
