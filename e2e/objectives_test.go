@@ -129,9 +129,12 @@ func TestRecoveryObjectives(t *testing.T) {
 	waitEvent(ctx, t, c, "app", "db", "WithinRPO")
 
 	// Drills run against a fixed set of backups: suspended, once every run has finished, the
-	// newest Completed backup no longer changes.
+	// newest Completed backup no longer changes. A run that fired just before the suspension
+	// may not have made its Snapshot yet (a CI run drilled a backup made 5 s after the one
+	// this picked), so the answer must also hold for longer than the schedule's period.
 	suspend(s, true)
-	var newest string
+	var newest, seen string
+	var seenSince time.Time
 	err = c.WaitFor(ctx, 2*time.Minute, "the schedule's backups to finish", func(ctx context.Context) (bool, error) {
 		var snaps storkv1.SnapshotList
 		if err := c.Client.List(ctx, &snaps, client.InNamespace("app")); err != nil {
@@ -160,7 +163,11 @@ func TestRecoveryObjectives(t *testing.T) {
 				return false, nil
 			}
 		}
-		return newest != "", nil
+		if newest != seen {
+			seen, seenSince = newest, time.Now()
+			return false, nil
+		}
+		return newest != "" && time.Since(seenSince) > 7*time.Second, nil // the period is 5 s
 	})
 	if err != nil {
 		t.Fatal(err)
