@@ -107,6 +107,15 @@ func makeTree(t *testing.T, root string) {
 		if err := os.Lchown(filepath.Join(root, "rel-link"), 4321, 8765); err != nil {
 			t.Fatal(err)
 		}
+		// Restored owner then mode: chown clears setuid and setgid.
+		p := filepath.Join(root, "setuid")
+		write(t, p, []byte("#!/bin/sh\n"), 0o750)
+		if err := os.Lchown(p, 1234, 5678); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o6750); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Where supported; two attribute names that are not UTF-8 (Latin-1 é and è).
 	_ = unix.Lsetxattr(filepath.Join(root, "text.txt"), "user.stork", []byte("kept"), 0)

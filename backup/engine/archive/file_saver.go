@@ -11,6 +11,7 @@ import (
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"stork.dev/stork/backup/engine/repo"
 )
@@ -108,7 +109,7 @@ func (a *archiver) hardlinkOf(n Node, rel string) (string, bool) {
 // listed. prev is the file's changed entry in the parent snapshot, if there is one: where the
 // file still shares blocks with the parent's source (see extents.go), only the rest is read.
 func (a *archiver) saveFile(ctx context.Context, p, rel string, node, prev *Node) ([]repo.ID, int64, error) {
-	f, err := os.Open(p)
+	f, err := openFile(p, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading %s: %w", p, err)
 	}

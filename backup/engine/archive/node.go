@@ -117,3 +117,22 @@ func splitNul(b []byte) []string {
 	}
 	return out
 }
+
+// openFile is os.OpenFile for the files a backup reads and a restore writes, without the
+// runtime's poller. os.OpenFile offers every file to epoll (which refuses regular files) and
+// switches O_NONBLOCK on and off around the attempt: four fcntl and a failing epoll_ctl a
+// file, 1.7% of an initial backup's CPU on 20,000 small files (perf, 2026-12-07), more where
+// syscalls are dear (virtual machines). A descriptor handed to os.NewFile skips all that; reads
+// and writes of regular files block their thread either way.
+func openFile(p string, flag int, perm uint32) (*os.File, error) {
+	for {
+		fd, err := unix.Open(p, flag|unix.O_CLOEXEC, perm)
+		if err == unix.EINTR {
+			continue // the runtime's preemption signals interrupt opens on slow file systems
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		return os.NewFile(uintptr(fd), p), nil
+	}
+}

@@ -61,7 +61,7 @@ func (rs *restorer) queueFile(n *Node, p string) error {
 	// O_NOFOLLOW and O_EXCL: never write through a symlink, never into a file that exists.
 	// The file stays open until its last chunk is written (opening is not cheap), so a batch
 	// holds up to batchFiles descriptors.
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	f, err := openFile(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("restoring %s: %w", p, err)
 	}
@@ -305,7 +305,7 @@ func (j *fileJob) close() error {
 }
 
 // finish truncates a written file to its size, so that trailing zero chunks become a hole of
-// the right length, closes it and applies its metadata. A file whose last byte was written
+// the right length, applies its metadata and closes it. A file whose last byte was written
 // has its size already: truncating it anyway was 3% of a restore's CPU (ext4 updates the
 // inode all the same).
 func (rs *restorer) finish(j *fileJob) error {
@@ -316,14 +316,22 @@ func (rs *restorer) finish(j *fileJob) error {
 	if j.node.Size > 0 && !j.sized.Load() {
 		err = f.Truncate(j.node.Size)
 	}
+	var metaErr error
+	if err == nil {
+		// After the last write, which sets mtime; through the open descriptor.
+		metaErr = applyMeta(j.path, int(f.Fd()), j.node, false)
+	}
 	if cerr := j.close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("restoring %s: %w", j.path, err)
 	}
+	if metaErr != nil {
+		return metaErr
+	}
 	rs.files.Add(1)
-	return applyMeta(j.path, j.node, false)
+	return nil
 }
 
 // writeSparse writes b at off except the whole, page-aligned zero pages in it: a chunk that

@@ -231,7 +231,7 @@ func (v *verifier) entry(rel string, n *Node) bool {
 // file reads a regular file back and compares it, chunk by chunk, with the backup's chunk IDs.
 func (v *verifier) file(ctx context.Context, rel string, n *Node) error {
 	p := filepath.Join(v.root, filepath.FromSlash(rel))
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := openFile(p, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		v.problem("%s: %v", rel, err)
 		return nil
