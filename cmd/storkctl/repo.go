@@ -190,48 +190,53 @@ func repoCommand() *cobra.Command {
 		Use:   "backup DIR",
 		Short: "Back up a directory; files unchanged since the last backup of the same directory are not read again",
 		Args:  cobra.ExactArgs(1),
-		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
-			t, err := parseMap("tag", "KEY=VALUE", tags)
-			if err != nil {
-				return err
-			}
-			opts := archive.BackupOptions{Tags: t, StrictChangeDetection: strict}
-			abs, err := filepath.Abs(args[0])
-			if err != nil {
-				return err
-			}
-			var parent *repo.SnapshotInfo
-			switch {
-			case parentRef != "" && noParent:
-				return errors.New("--parent and --no-parent contradict each other: give one")
-			case parentRef != "":
-				s, err := r.FindSnapshot(ctx, parentRef)
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Listed while the repository opens: its key derivation keeps a core busy meanwhile.
+			pre := archive.StartPrescan(cmd.Context(), args[0])
+			defer pre.Stop()
+			return withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
+				t, err := parseMap("tag", "KEY=VALUE", tags)
 				if err != nil {
-					return fmt.Errorf("--parent: %w", err)
-				}
-				parent = &s
-			case !noParent:
-				if parent, err = latestOf(ctx, r, abs); err != nil {
 					return err
 				}
-			}
-			if parent != nil {
-				opts.Parent = &parent.ID
-				fmt.Fprintf(cmd.ErrOrStderr(), "parent snapshot %s (%s)\n", parent.ID.String()[:12], parent.Time.Format(time.RFC3339))
-			}
-			bar := newBar(cmd.ErrOrStderr(), "backing up")
-			opts.Progress = bar.progress()
-			id, snap, err := archive.Backup(ctx, r, abs, opts)
-			bar.finish()
-			if err != nil {
-				return err
-			}
-			s := snap.Summary
-			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files, %s (%d unchanged, %s not read, %s read), %s new, %s stored, in %.1fs\n",
-				id.String()[:12], s.Files, units.Bytes(s.Bytes), s.FilesReused, units.Bytes(s.BytesReused), units.Bytes(s.Bytes-s.BytesReused),
-				units.Bytes(s.BytesAdded), units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
-			return nil
-		}),
+				opts := archive.BackupOptions{Tags: t, StrictChangeDetection: strict, Prescan: pre}
+				abs, err := filepath.Abs(args[0])
+				if err != nil {
+					return err
+				}
+				var parent *repo.SnapshotInfo
+				switch {
+				case parentRef != "" && noParent:
+					return errors.New("--parent and --no-parent contradict each other: give one")
+				case parentRef != "":
+					s, err := r.FindSnapshot(ctx, parentRef)
+					if err != nil {
+						return fmt.Errorf("--parent: %w", err)
+					}
+					parent = &s
+				case !noParent:
+					if parent, err = latestOf(ctx, r, abs); err != nil {
+						return err
+					}
+				}
+				if parent != nil {
+					opts.Parent = &parent.ID
+					fmt.Fprintf(cmd.ErrOrStderr(), "parent snapshot %s (%s)\n", parent.ID.String()[:12], parent.Time.Format(time.RFC3339))
+				}
+				bar := newBar(cmd.ErrOrStderr(), "backing up")
+				opts.Progress = bar.progress()
+				id, snap, err := archive.Backup(ctx, r, abs, opts)
+				bar.finish()
+				if err != nil {
+					return err
+				}
+				s := snap.Summary
+				fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s saved: %d files, %s (%d unchanged, %s not read, %s read), %s new, %s stored, in %.1fs\n",
+					id.String()[:12], s.Files, units.Bytes(s.Bytes), s.FilesReused, units.Bytes(s.BytesReused), units.Bytes(s.Bytes-s.BytesReused),
+					units.Bytes(s.BytesAdded), units.Bytes(s.BytesStored), float64(s.DurationMS)/1000)
+				return nil
+			})(cmd, args)
+		},
 	}
 	backup.Flags().StringArrayVar(&tags, "tag", nil, "KEY=VALUE to record with the snapshot (repeatable)")
 	backup.Flags().BoolVar(&noParent, "no-parent", false, "back up with no parent: read every file, and record none")

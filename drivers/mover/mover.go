@@ -14,6 +14,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/transfer"
 	"stork.dev/stork/drivers/taskstatus"
 )
@@ -92,6 +93,12 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 	if fi, err := os.Stat(o.VolumeDir); err != nil || !fi.IsDir() {
 		return taskstatus.Result{}, transfer.Fail("VolumeNotMounted", "the volume is not mounted at %s: %v", o.VolumeDir, err)
 	}
+	var pre *archive.Prescan
+	if o.Verb == Backup {
+		// Listed while the repository opens (its key derivation takes a core for a while).
+		pre = archive.StartPrescan(ctx, o.VolumeDir)
+		defer pre.Stop()
+	}
 	r, err := transfer.Open(ctx, access)
 	if err != nil {
 		return taskstatus.Result{}, err
@@ -99,7 +106,7 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 	defer r.Close()
 	if o.Verb == Backup {
 		id, size, err := transfer.Upload(ctx, r, o.VolumeDir, transfer.UploadOptions{Tags: task.Spec.Tags,
-			Exclude: func(rel string) bool { return rel == lostAndFound }, StrictChangeDetection: task.Spec.StrictChangeDetection, Progress: progress})
+			Exclude: func(rel string) bool { return rel == lostAndFound }, StrictChangeDetection: task.Spec.StrictChangeDetection, Progress: progress, Prescan: pre})
 		return taskstatus.Result{SnapshotID: task.Spec.SnapshotID, RepositorySnapshotID: id, Size: size}, err
 	}
 	// A fresh volume, but perhaps with what an earlier attempt wrote: the restore starts from

@@ -40,6 +40,9 @@ type BackupOptions struct {
 	// Exclude, if set, leaves out the entries (and all below them) whose slash-separated path
 	// relative to the tree's root it returns true for, such as a file system's lost+found.
 	Exclude func(rel string) bool
+	// Prescan, if set, is a prescan of the tree started while the repository was being
+	// opened (StartPrescan): the backup stops it and takes the listings it made.
+	Prescan *Prescan
 }
 
 // Backup stores the tree under dir in the repository and returns the new snapshot's ID. The
@@ -109,6 +112,10 @@ func Backup(ctx context.Context, r *repo.Repository, dir string, opts BackupOpti
 	var prevRoot *Node
 	if parentTree != nil {
 		prevRoot = parentTree.Root
+	}
+	opts.Prescan.Stop()
+	if opts.Prescan != nil && opts.Prescan.root != abs {
+		a.opts.Prescan = nil // of another tree
 	}
 	rootMeta, err := nodeFromPath(abs, ".", prevRoot)
 	if err != nil {

@@ -27,7 +27,12 @@ func nodeAt(dirfd int, at, p, name string, prev *Node) (Node, error) {
 	if err := unix.Fstatat(dirfd, at, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return Node{}, fmt.Errorf("reading metadata of %s: %w", p, err)
 	}
-	n := statNode(&st)
+	return nodeFromStat(&st, p, name, prev)
+}
+
+// nodeFromStat is nodeAt for an entry already lstat'ed.
+func nodeFromStat(st *unix.Stat_t, p, name string, prev *Node) (Node, error) {
+	n := statNode(st)
 	n.Name = name
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:

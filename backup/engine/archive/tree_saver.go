@@ -2,11 +2,8 @@ package archive
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path"
 	"path/filepath"
-	"sort"
 
 	"golang.org/x/sync/errgroup"
 
@@ -54,26 +51,25 @@ func (a *archiver) saveDir(ctx context.Context, abs, rel string, parent *Tree, p
 	return a.saveTree(tree)
 }
 
-// listDir reads a directory's entries, sorted by name, leaving out the excluded ones. parent is
-// the directory's tree in the parent snapshot, if any.
+// listDir reads a directory's entries, sorted by name, leaving out the excluded ones: from the
+// prescan if it has the directory, else from the file system. parent is the directory's tree
+// in the parent snapshot, if any.
 func (a *archiver) listDir(abs, rel string, self *Node, parent *Tree) (*Tree, error) {
-	d, err := os.Open(abs)
-	if err != nil {
-		return nil, fmt.Errorf("reading directory %s: %w", abs, err)
-	}
-	defer d.Close()
-	entries, err := d.ReadDir(-1)
-	if err != nil {
-		return nil, fmt.Errorf("reading directory %s: %w", abs, err)
-	}
-	dirfd := int(d.Fd())
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
-	for _, e := range entries {
-		if a.opts.Exclude != nil && a.opts.Exclude(path.Join(rel, e.Name())) {
-			continue
+	excluded := func(name string) bool { return a.opts.Exclude != nil && a.opts.Exclude(path.Join(rel, name)) }
+	entries, prescanned := a.opts.Prescan.take(abs)
+	if !prescanned {
+		var err error
+		if entries, err = statDir(abs, excluded); err != nil {
+			return nil, err
 		}
-		node, err := nodeAt(dirfd, e.Name(), filepath.Join(abs, e.Name()), e.Name(), parent.find(e.Name()))
+	}
+	tree := &Tree{Nodes: make([]Node, 0, len(entries)), Root: self}
+	for i := range entries {
+		e := &entries[i]
+		if prescanned && excluded(e.name) {
+			continue // the prescan does not know what is excluded
+		}
+		node, err := nodeFromStat(&e.st, filepath.Join(abs, e.name), e.name, parent.find(e.name))
 		if err != nil {
 			return nil, err
 		}

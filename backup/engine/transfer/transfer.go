@@ -81,6 +81,9 @@ type UploadOptions struct {
 	StrictChangeDetection bool
 	// Progress is called about every 200ms and at the end.
 	Progress func(storkv1.Progress)
+	// Prescan, if set, is src listed while the repository was being opened
+	// (archive.StartPrescan, started before Open).
+	Prescan *archive.Prescan
 }
 
 // Upload backs the tree at src up and returns the backup's ID and size. The newest earlier
@@ -90,7 +93,7 @@ type UploadOptions struct {
 // writes its snapshot manifest last), so an interrupted upload is started again from the
 // beginning and reuses the packs the first attempt wrote.
 func Upload(ctx context.Context, r *Repo, src string, o UploadOptions) (string, int64, error) {
-	opts := archive.BackupOptions{Tags: o.Tags, Exclude: o.Exclude, StrictChangeDetection: o.StrictChangeDetection}
+	opts := archive.BackupOptions{Tags: o.Tags, Exclude: o.Exclude, StrictChangeDetection: o.StrictChangeDetection, Prescan: o.Prescan}
 	if o.Progress != nil {
 		opts.Progress = func(p archive.Progress) { o.Progress(FilesProgress(p)) }
 	}

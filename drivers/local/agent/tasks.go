@@ -24,6 +24,7 @@ import (
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/access"
+	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/backup/engine/transfer"
 	"stork.dev/stork/drivers/local/fscopy"
@@ -514,13 +515,16 @@ func (t *Tasks) upload(ctx context.Context, task *storkv1.VolumeTask, progress f
 	if _, err := os.Stat(src); err != nil {
 		return result{}, fail("SnapshotNotFound", "snapshot %s is not on node %s: %w", id, t.Node, err)
 	}
+	// Listed while the repository opens (its key derivation takes a core for a while).
+	pre := archive.StartPrescan(ctx, src)
+	defer pre.Stop()
 	r, err := t.openRepository(ctx, task)
 	if err != nil {
 		return result{}, err
 	}
 	defer r.Close()
 	snapID, size, err := transfer.Upload(ctx, r, src, transfer.UploadOptions{Tags: task.Spec.Tags,
-		StrictChangeDetection: task.Spec.StrictChangeDetection, Progress: progress})
+		StrictChangeDetection: task.Spec.StrictChangeDetection, Progress: progress, Prescan: pre})
 	if err != nil {
 		return result{}, err
 	}
