@@ -369,9 +369,9 @@ func allZero(b []byte) bool {
 
 // applyMeta restores ownership, mode, extended attributes and times, without following links:
 // through the descriptor fd if it is not -1 (a regular file still open), else by path. By
-// descriptor the kernel walks no path (by path the four calls were 4.5% of a restore of 20,000
-// small files, go tool trace, 2026-12-07; the descriptor cut the restore's system CPU by 5%),
-// and no directory renamed meanwhile can redirect them.
+// descriptor the kernel walks no path (by path the four calls took 0.27 s of the 3.1 s a
+// restore of 20,000 small files spent in syscalls, go tool trace, 2026-12-07; the descriptor
+// cut its system CPU by 5%), and no directory renamed meanwhile can redirect them.
 func applyMeta(p string, fd int, n *Node, symlink bool) error {
 	var err error
 	if fd != -1 {
