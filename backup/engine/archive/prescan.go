@@ -24,6 +24,7 @@ import (
 // a backup of a live tree sees each file at some moment during the backup either way.
 type Prescan struct {
 	root   string
+	list   func(dir string) ([]dirEntry, error) // statDir, but for tests
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -44,13 +45,13 @@ type dirEntry struct {
 // StartPrescan starts listing the tree at dir in the background. Give it to Backup through
 // BackupOptions.Prescan, and Stop it when done (Backup stops it too).
 func StartPrescan(ctx context.Context, dir string) *Prescan {
-	return startPrescan(ctx, dir, prescanMax)
+	return startPrescan(ctx, dir, prescanMax, func(dir string) ([]dirEntry, error) { return statDir(dir, nil) })
 }
 
-// startPrescan is StartPrescan holding at most budget entries.
-func startPrescan(ctx context.Context, dir string, budget int) *Prescan {
+// startPrescan is StartPrescan holding at most budget entries, listing directories with list.
+func startPrescan(ctx context.Context, dir string, budget int, list func(string) ([]dirEntry, error)) *Prescan {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Prescan{cancel: cancel, done: make(chan struct{}), dirs: map[string][]dirEntry{}}
+	p := &Prescan{list: list, cancel: cancel, done: make(chan struct{}), dirs: map[string][]dirEntry{}}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		cancel()
@@ -65,13 +66,18 @@ func startPrescan(ctx context.Context, dir string, budget int) *Prescan {
 	return p
 }
 
-// walk lists dir and, depth first, the directories below it, while budget lasts.
+// walk lists dir and, depth first, the directories below it, while budget lasts; it returns
+// false when the prescan is over (stopped, or out of budget). A directory it cannot list is
+// left to the backup, which reports why (or excludes it, as a mover does lost+found).
 func (p *Prescan) walk(ctx context.Context, dir string, budget *int) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	entries, err := statDir(dir, nil)
-	if err != nil || len(entries) > *budget {
+	entries, err := p.list(dir)
+	if err != nil {
+		return true
+	}
+	if len(entries) > *budget {
 		return false
 	}
 	*budget -= len(entries)

@@ -21,13 +21,17 @@ func TestPrescan(t *testing.T) {
 		budget  int
 		root    func(src string) string // the tree the prescan lists
 		exclude string
-		fresh   []string // files the backup must have listed itself
+		// unreadable is a directory the prescan cannot list (as lost+found is to a mover that
+		// is not root): it skips it and lists the rest.
+		unreadable string
+		fresh      []string // files the backup must have listed itself
 	}{
 		{name: "whole tree", budget: prescanMax, fresh: nil},
 		{name: "budget ends before b", budget: 5, fresh: []string{"b/1", "b/2"}},
 		{name: "budget ends before the root", budget: 2, fresh: files},
 		{name: "another tree", budget: prescanMax, root: func(src string) string { return filepath.Join(src, "a") }, fresh: files},
 		{name: "excluded entries stay out", budget: prescanMax, exclude: "b"},
+		{name: "a directory it cannot read", budget: prescanMax, unreadable: "a", fresh: []string{"a/1", "a/2"}},
 	}
 	old := time.Date(2021, 3, 4, 5, 6, 7, 8, time.UTC)
 	for _, c := range cases {
@@ -46,7 +50,13 @@ func TestPrescan(t *testing.T) {
 			if c.root != nil {
 				root = c.root(src)
 			}
-			pre := startPrescan(ctx, root, c.budget)
+			list := func(dir string) ([]dirEntry, error) {
+				if c.unreadable != "" && dir == filepath.Join(src, c.unreadable) {
+					return nil, os.ErrPermission
+				}
+				return statDir(dir, nil)
+			}
+			pre := startPrescan(ctx, root, c.budget, list)
 			<-pre.done // the whole walk, where a backup would stop it when it starts
 			pre.Stop()
 			touched := old.Add(time.Hour)
