@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -826,7 +826,10 @@ const (
 // ReadPackBlobs reads the given blobs of one pack with as few ranged reads as it can, verifies
 // each, and calls fn with its plaintext (valid only during the call), in offset order.
 func (r *Repository) ReadPackBlobs(ctx context.Context, pack ID, entries []PackEntry, fn func(e PackEntry, plain []byte) error) error {
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Offset < entries[j].Offset })
+	byOffset := func(a, b PackEntry) int { return cmp.Compare(a.Offset, b.Offset) }
+	if !slices.IsSortedFunc(entries, byOffset) { // restores hand runs sorted already
+		slices.SortFunc(entries, byOffset)
+	}
 	key := packKey(pack)
 	// One pooled buffer for the plaintexts: restores call this for every part of every pack,
 	// and a fresh one each time was collected (and cleared) by the GC again and again.
