@@ -104,6 +104,8 @@ type Repository struct {
 	// loadedFiles and loadedMarks are the index files and deletion marks read, for
 	// RefreshIndex.
 	loadedFiles, loadedMarks map[string]bool
+	// prefetched holds the index files fetched while OpenWith derived the key.
+	prefetched *prefetch
 
 	bufs bufPool
 	// rangeBufs recycles the buffers of ReadPackBlobs.
@@ -238,15 +240,26 @@ type OpenOptions struct {
 
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, store *objstore.Store, key UserKey, opts OpenOptions) (*Repository, error) {
+	// Fetched while the key is derived (prefetch.go).
+	index := startPrefetch(ctx, store, "index/", indexPrefetchMax)
+	defer index.stop()
+	manifests := startPrefetch(ctx, store, "snapshots/", manifestsPrefetchMax)
+	defer manifests.stop()
 	r, err := open(ctx, store, key)
 	if err != nil {
 		return nil, err
 	}
 	r.indexMemory = opts.IndexMemory
-	if err := r.LoadIndex(ctx); err != nil {
+	index.wait()
+	r.prefetched = index
+	err = r.LoadIndex(ctx)
+	r.prefetched = nil
+	if err != nil {
 		r.Close()
 		return nil, err
 	}
+	manifests.stop() // what has not arrived yet is read when needed
+	r.adoptSnapshots(manifests)
 	return r, nil
 }
 
@@ -457,9 +470,12 @@ func (r *Repository) indexFiles(ctx context.Context, want func(key string) bool,
 		return fn(key, packs, err)
 	}
 	return forEach(ctx, keys, func(ctx context.Context, key string) error {
-		sealed, err := r.store.Get(ctx, key)
-		if err != nil {
-			return call(key, nil, err)
+		sealed, ok := r.prefetched.take(key)
+		if !ok {
+			var err error
+			if sealed, err = r.store.Get(ctx, key); err != nil {
+				return call(key, nil, err)
+			}
 		}
 		if id := contentID(sealed); !strings.HasSuffix(key, id.String()) {
 			return call(key, nil, &DamagedError{Object: key, Detail: "its content hashes to " + id.String()})
@@ -802,6 +818,11 @@ func (r *Repository) getJSON(ctx context.Context, key string, id ID, v any) erro
 	if err != nil {
 		return err
 	}
+	return r.decodeJSON(key, id, sealed, v)
+}
+
+// decodeJSON checks the object key against its name id, opens it and decodes it into v.
+func (r *Repository) decodeJSON(key string, id ID, sealed []byte, v any) error {
 	if contentID(sealed) != id {
 		return &DamagedError{Object: key, Detail: "content does not match its name"}
 	}

@@ -125,6 +125,27 @@ func (r *Repository) Snapshots(ctx context.Context) ([]SnapshotInfo, error) {
 	return out, nil
 }
 
+// adoptSnapshots puts the prefetched manifests that check out into the cache Snapshots keeps;
+// one that does not is left for Snapshots to read, and report.
+func (r *Repository) adoptSnapshots(p *prefetch) {
+	r.snapMu.Lock()
+	defer r.snapMu.Unlock()
+	for key, sealed := range p.files {
+		id, err := ParseID(strings.TrimPrefix(key, "snapshots/"))
+		if err != nil {
+			continue
+		}
+		s := &Snapshot{}
+		if err := r.decodeJSON(key, id, sealed, s); err != nil {
+			continue
+		}
+		if r.snaps == nil {
+			r.snaps = map[ID]*Snapshot{}
+		}
+		r.snaps[id] = s
+	}
+}
+
 // Latest returns the newest snapshot that match accepts, or nil when there is none.
 func (r *Repository) Latest(ctx context.Context, match func(SnapshotInfo) bool) (*SnapshotInfo, error) {
 	snaps, err := r.Snapshots(ctx)
