@@ -70,6 +70,8 @@ type options struct {
 	warmRestore bool
 	// keepDatasets keeps the suites' datasets (up to 8 GiB each) for the next run.
 	keepDatasets bool
+	// s3Latency is added to every request the tools send to MinIO (minio.go, delayProxy).
+	s3Latency time.Duration
 }
 
 // bench holds what one run shares: paths, binaries, the dataset, MinIO and the results.
@@ -98,6 +100,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.restoreFS, "restore-into", defaultRestoreFS(), "where restores write: fresh-ext4 (a new ext4 on a loop device for each restore, as a new volume; root only) or work-dir (WORK/restore)")
 	flag.BoolVar(&o.warmRestore, "warm-restore", false, "restore from a repository still in the page cache, as right after its backup (default: its pages are dropped before each restore, as for a restore days later)")
 	flag.BoolVar(&o.keepDatasets, "keep-datasets", false, "keep the suites' datasets (files, empty, large: up to 8 GiB each) for the next run instead of deleting them when the suite ends; the standard dataset (2 GiB) is always kept")
+	flag.DurationVar(&o.s3Latency, "s3-latency", 0, "added to every request the tools send to MinIO, as a cloud store's round trip would be (e.g. 20ms); the bench's own requests go straight")
 	flag.IntVar(&o.restoreFill, "restore-fs-fill", 25, "with fresh-ext4: percent of the file system's data blocks that the restored dataset fills (80: the size used before 2026-12-07)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -173,7 +176,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	if slices.Contains(o.targets, "minio") {
-		if b.minio, err = startMinIO(ctx, b.root, o.work); err != nil {
+		if b.minio, err = startMinIO(ctx, b.root, o.work, o.s3Latency); err != nil {
 			return err
 		}
 		defer b.minio.stop()

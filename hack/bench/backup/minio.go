@@ -5,7 +5,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +21,17 @@ import (
 
 type minioServer struct {
 	endpoint string // http://127.0.0.1:PORT
-	dir      string
-	cmd      *exec.Cmd
-	client   *minio.Client
+	// toolEndpoint is where the tools send their requests: endpoint, or a delayProxy's.
+	toolEndpoint string
+	dir          string
+	cmd          *exec.Cmd
+	client       *minio.Client
+	proxy        *http.Server
 }
 
-// startMinIO starts the test MinIO (hack/testbin.sh) on a loopback port, with an empty bucket.
-func startMinIO(ctx context.Context, root, work string) (*minioServer, error) {
+// startMinIO starts the test MinIO (hack/testbin.sh) on a loopback port, with an empty bucket;
+// with latency, the tools reach it through a delayProxy.
+func startMinIO(ctx context.Context, root, work string, latency time.Duration) (*minioServer, error) {
 	bins, err := output(ctx, root, filepath.Join(root, "hack", "testbin.sh"))
 	if err != nil {
 		return nil, err
@@ -60,7 +67,7 @@ func startMinIO(ctx context.Context, root, work string) (*minioServer, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	m := &minioServer{endpoint: "http://" + host, dir: dir, cmd: cmd}
+	m := &minioServer{endpoint: "http://" + host, toolEndpoint: "http://" + host, dir: dir, cmd: cmd}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -93,11 +100,47 @@ func startMinIO(ctx context.Context, root, work string) (*minioServer, error) {
 		m.stop()
 		return nil, fmt.Errorf("making bucket %s: %w", bucket, err)
 	}
+	if latency > 0 {
+		if err := m.startDelayProxy(latency); err != nil {
+			m.stop()
+			return nil, err
+		}
+		fmt.Printf("tools reach MinIO through %s, %v added to every request\n", m.toolEndpoint, latency)
+	}
 	fmt.Printf("MinIO at %s, data in %s\n", m.endpoint, dir)
 	return m, nil
 }
 
+// startDelayProxy puts a reverse proxy in front of MinIO that holds every request for latency
+// before passing it on: a cloud store's round trip, which a MinIO on the same machine lacks.
+// Bodies stream through unchanged, and so does the Host header the tools signed.
+func (m *minioServer) startDelayProxy(latency time.Duration) error {
+	target, err := url.Parse(m.endpoint)
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	m.proxy = &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(latency)
+		rp.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", m.proxy.Addr)
+	if err != nil {
+		return err
+	}
+	go func() { _ = m.proxy.Serve(ln) }()
+	m.toolEndpoint = "http://" + m.proxy.Addr
+	return nil
+}
+
 func (m *minioServer) stop() {
+	if m.proxy != nil {
+		_ = m.proxy.Close()
+	}
 	_ = m.cmd.Process.Kill()
 	time.Sleep(100 * time.Millisecond)
 	_ = os.RemoveAll(m.dir)

@@ -172,7 +172,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		dest := repoDir
 		if target == "minio" {
 			dest = "s3://" + bucket + "/" + prefix
-			s.env = []string{"COPY_S3_HOST=" + strings.TrimPrefix(b.minio.endpoint, "http://"),
+			s.env = []string{"COPY_S3_HOST=" + strings.TrimPrefix(b.minio.toolEndpoint, "http://"),
 				"COPY_S3_ACCESS_KEY=" + minioUser, "COPY_S3_SECRET_KEY=" + minioSecret}
 		}
 		s.backup = []string{"copy-tool", "backup", src, dest}
@@ -190,7 +190,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 					return nil, err
 				}
 			}
-			base = []string{"repo", "--location", "s3://" + bucket + "/" + prefix, "--s3-endpoint", b.minio.endpoint,
+			base = []string{"repo", "--location", "s3://" + bucket + "/" + prefix, "--s3-endpoint", b.minio.toolEndpoint,
 				"--s3-path-style", "--s3-region", "us-east-1", "--credentials-dir", creds}
 		}
 		s.init = [][]string{cat(base, "init")}
@@ -207,7 +207,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		s.env = []string{"RESTIC_PASSWORD=" + passphrase}
 		loc := repoDir
 		if target == "minio" {
-			loc = "s3:" + b.minio.endpoint + "/" + bucket + "/" + prefix
+			loc = "s3:" + b.minio.toolEndpoint + "/" + bucket + "/" + prefix
 			s.env = append(s.env, "AWS_ACCESS_KEY_ID="+minioUser, "AWS_SECRET_ACCESS_KEY="+minioSecret)
 		}
 		base := []string{"-r", loc, "--cache-dir", cacheDir}
@@ -224,7 +224,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		create := []string{"repository", "create", "filesystem", "--path", repoDir}
 		if target == "minio" {
 			create = []string{"repository", "create", "s3", "--bucket", bucket, "--prefix", prefix + "/",
-				"--endpoint", strings.TrimPrefix(b.minio.endpoint, "http://"), "--disable-tls",
+				"--endpoint", strings.TrimPrefix(b.minio.toolEndpoint, "http://"), "--disable-tls",
 				"--access-key", minioUser, "--secret-access-key", minioSecret}
 		}
 		create = append(create, "--cache-directory", filepath.Join(cacheDir, "cache"), "--no-check-for-updates")
