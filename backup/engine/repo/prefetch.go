@@ -80,7 +80,7 @@ func (p *prefetch) stop() {
 	}
 }
 
-// take returns, and forgets, the index file key if it was fetched.
+// take returns, and forgets, the object key if it was fetched.
 func (p *prefetch) take(key string) ([]byte, bool) {
 	if p == nil {
 		return nil, false
