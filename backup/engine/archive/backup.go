@@ -214,7 +214,7 @@ func loadParent(ctx context.Context, r *repo.Repository, parent *repo.ID) (*repo
 	if parent == nil {
 		return nil, nil, nil
 	}
-	ps, err := r.LoadSnapshot(ctx, *parent)
+	ps, err := r.CachedSnapshot(ctx, *parent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading parent snapshot: %w", err)
 	}

@@ -54,7 +54,7 @@ const maxProblems = 20
 // Files are read with the page cache dropped first where the kernel allows it, so what is
 // compared is what the disk holds, not what the restore left in memory.
 func Verify(ctx context.Context, r *repo.Repository, snap repo.ID, target string, opts VerifyOptions) (*VerifyReport, error) {
-	s, err := r.LoadSnapshot(ctx, snap)
+	s, err := r.CachedSnapshot(ctx, snap)
 	if err != nil {
 		return nil, err
 	}

@@ -281,6 +281,31 @@ func TestSnapshots(t *testing.T) {
 	if again, _ := r.Snapshots(ctx); len(again[0].Paths) != 1 {
 		t.Fatal("a caller's change to a listed snapshot reached the next listing")
 	}
+
+	// CachedSnapshot answers from the listing's manifests without the store; LoadSnapshot
+	// always asks the store. Removing the object behind the cache tells them apart.
+	if err := r.store.Delete(ctx, "snapshots/"+id3.String()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.CachedSnapshot(ctx, id3)
+	if err != nil || got.Paths[0] != "/c" {
+		t.Fatalf("cached snapshot %s: %+v, %v; want the listed manifest", id3, got, err)
+	}
+	got.Tags = map[string]string{"changed": "by the caller"}
+	if again, _ := r.CachedSnapshot(ctx, id3); again.Tags != nil {
+		t.Error("a caller's change to a cached snapshot reached the cache")
+	}
+	if _, err := r.LoadSnapshot(ctx, id3); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("LoadSnapshot of a deleted manifest: %v; want ErrNotFound from the store", err)
+	}
+	// A manifest not listed yet is read from the store.
+	id4, err := r.SaveSnapshot(ctx, &Snapshot{Paths: []string{"/d"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.CachedSnapshot(ctx, id4); err != nil || got.Paths[0] != "/d" {
+		t.Fatalf("uncached snapshot %s: %+v, %v", id4, got, err)
+	}
 }
 
 func TestDecodeEntriesRejectsGarbage(t *testing.T) {

@@ -47,13 +47,29 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) 
 	return r.putJSON(ctx, "snapshots/", s)
 }
 
-// LoadSnapshot reads a snapshot manifest.
+// LoadSnapshot reads a snapshot manifest from the store, always: check and the probes for a
+// snapshot's existence need the store's answer. Others use CachedSnapshot.
 func (r *Repository) LoadSnapshot(ctx context.Context, id ID) (*Snapshot, error) {
 	s := &Snapshot{}
 	if err := r.getJSON(ctx, "snapshots/"+id.String(), id, s); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// CachedSnapshot returns a snapshot manifest (a copy the caller may change), from the ones
+// already read (Snapshots, the prefetch at open) when it is there: a backup finds its parent
+// and a restore of "latest" its snapshot by listing them, and read the manifest a second time
+// before. Manifests never change once written, so a cached one is never stale.
+func (r *Repository) CachedSnapshot(ctx context.Context, id ID) (*Snapshot, error) {
+	r.snapMu.Lock()
+	s, ok := r.snaps[id]
+	r.snapMu.Unlock()
+	if ok {
+		c := *s
+		return &c, nil
+	}
+	return r.LoadSnapshot(ctx, id)
 }
 
 // SnapshotInfo is a snapshot with its ID.
