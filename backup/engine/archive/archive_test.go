@@ -221,6 +221,13 @@ func TestRoundTripEveryKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	diff(t, describe(t, src), describe(t, dst))
+	// A fetch budget smaller than any part still restores (a part takes at most the budget),
+	// one part at a time.
+	tight := filepath.Join(t.TempDir(), "tight")
+	if err := Restore(ctx, r, id, tight, RestoreOptions{Workers: 1, FetchBudget: 1}); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, describe(t, src), describe(t, tight))
 
 	// Holes come back as holes.
 	var st unix.Stat_t

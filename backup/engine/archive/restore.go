@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"stork.dev/stork/backup/engine/repo"
@@ -26,8 +27,12 @@ type RestoreOptions struct {
 	// Include restores only these slash-separated paths (relative to the snapshot's root) and
 	// what is below them; empty restores everything.
 	Include []string
-	// Workers bounds the packs read at once; default GOMAXPROCS, at least 4.
+	// Workers bounds the parts of packs opened and written at once; default GOMAXPROCS, at
+	// least 4.
 	Workers int
+	// FetchBudget bounds the bytes of packs fetched and not yet written; default 32 MiB.
+	// Fetches do not take a worker: a distant store's round trips overlap the writing.
+	FetchBudget int64
 	// Progress, if set, is called about every 200ms and at the end.
 	Progress func(Progress)
 }
@@ -40,13 +45,16 @@ const CrashRestoreMidway = "restore-midway"
 // verified against its ID; names that could escape target are refused, and no existing symlink
 // is followed. Files are restored sparse: all-zero chunks become holes.
 func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target string, opts RestoreOptions) error {
-	s, err := r.LoadSnapshot(ctx, snap)
+	s, err := r.CachedSnapshot(ctx, snap)
 	if err != nil {
 		return err
 	}
 	if opts.Workers < 1 {
 		// Reads of packs wait on the store as much as on the CPU.
 		opts.Workers = max(4, runtime.GOMAXPROCS(0))
+	}
+	if opts.FetchBudget < 1 {
+		opts.FetchBudget = 32 << 20
 	}
 	abs, err := filepath.Abs(target)
 	if err != nil {
@@ -135,6 +143,8 @@ type restorer struct {
 	batches chan fileBatch
 	// workers bounds the parts of packs being read and written at once, across batches.
 	workers chan struct{}
+	// fetchBudget holds opts.FetchBudget bytes: parts fetched and not yet written.
+	fetchBudget *semaphore.Weighted
 	// writeErr is the first error writing a batch, which stops the walk.
 	writeErr atomic.Pointer[error]
 	// dirs are the directories restored, parents first, to apply their metadata at the end.
@@ -435,7 +445,7 @@ func List(ctx context.Context, r *repo.Repository, tree repo.ID, fn func(string,
 // read into memory, such as a backup's record and Kubernetes objects; volumes are restored to
 // disk with Restore.
 func ReadFiles(ctx context.Context, r *repo.Repository, snap repo.ID, maxBytes int64, fn func(path string, data []byte) error) error {
-	s, err := r.LoadSnapshot(ctx, snap)
+	s, err := r.CachedSnapshot(ctx, snap)
 	if err != nil {
 		return fmt.Errorf("reading snapshot %s: %w", snap, err)
 	}

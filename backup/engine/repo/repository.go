@@ -2,7 +2,6 @@ package repo
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -108,8 +107,8 @@ type Repository struct {
 	prefetched *prefetch
 
 	bufs bufPool
-	// rangeBufs recycles the buffers of ReadPackBlobs.
-	rangeBufs sync.Pool
+	// rangeBufs recycles the buffers of pack reads, by size class (see rangeClass).
+	rangeBufs [rangeClasses]sync.Pool
 	trees     treeCache
 	// snaps holds the snapshot manifests read by the last Snapshots call.
 	snapMu sync.Mutex
@@ -833,66 +832,6 @@ func (r *Repository) decodeJSON(key string, id ID, sealed []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(plain))
 	if err := dec.Decode(v); err != nil {
 		return &DamagedError{Object: key, Detail: "decoding: " + err.Error()}
-	}
-	return nil
-}
-
-// Reads of several blobs of one pack are merged into one ranged read when the gap between them
-// is under readGap, up to readMax per read: fewer requests to the store, bounded memory.
-const (
-	readGap = 1 << 20
-	readMax = 8 << 20
-)
-
-// ReadPackBlobs reads the given blobs of one pack with as few ranged reads as it can, verifies
-// each, and calls fn with its plaintext (valid only during the call), in offset order.
-func (r *Repository) ReadPackBlobs(ctx context.Context, pack ID, entries []PackEntry, fn func(e PackEntry, plain []byte) error) error {
-	byOffset := func(a, b PackEntry) int { return cmp.Compare(a.Offset, b.Offset) }
-	if !slices.IsSortedFunc(entries, byOffset) { // restores hand runs sorted already
-		slices.SortFunc(entries, byOffset)
-	}
-	key := packKey(pack)
-	// One pooled buffer for the plaintexts: restores call this for every part of every pack,
-	// and a fresh one each time was collected (and cleared) by the GC again and again.
-	pp := r.bufs.get()
-	defer func() { r.bufs.put(pp) }()
-	plain := (*pp)[:0]
-	defer func() { *pp = plain[:0] }() // runs first: the pool gets the grown buffer
-	for i := 0; i < len(entries); {
-		start, end := int64(entries[i].Offset), int64(entries[i].Offset)+int64(entries[i].Length)
-		j := i + 1
-		for ; j < len(entries); j++ {
-			e := entries[j]
-			eEnd := int64(e.Offset) + int64(e.Length)
-			if int64(e.Offset)-end > readGap || eEnd-start > readMax {
-				break
-			}
-			end = max(end, eEnd)
-		}
-		rb, _ := r.rangeBufs.Get().(*[]byte)
-		if rb == nil || int64(cap(*rb)) < end-start {
-			b := make([]byte, max(end-start, readMax))
-			rb = &b
-		}
-		data := (*rb)[:end-start]
-		if err := r.store.GetRangeInto(ctx, key, start, data); err != nil {
-			r.rangeBufs.Put(rb)
-			return err
-		}
-		for _, e := range entries[i:j] {
-			off := int64(e.Offset) - start
-			var err error
-			if plain, err = r.OpenBlob(key, e, data[off:off+int64(e.Length)], plain[:0]); err != nil {
-				r.rangeBufs.Put(rb)
-				return err
-			}
-			if err := fn(e, plain); err != nil {
-				r.rangeBufs.Put(rb)
-				return err
-			}
-		}
-		r.rangeBufs.Put(rb)
-		i = j
 	}
 	return nil
 }
