@@ -16,7 +16,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"stork.dev/stork/backup/engine/repo"
@@ -27,12 +26,8 @@ type RestoreOptions struct {
 	// Include restores only these slash-separated paths (relative to the snapshot's root) and
 	// what is below them; empty restores everything.
 	Include []string
-	// Workers bounds the parts of packs opened and written at once; default GOMAXPROCS, at
-	// least 4.
+	// Workers bounds the packs read at once; default GOMAXPROCS, at least 4.
 	Workers int
-	// FetchBudget bounds the bytes of packs fetched and not yet written; default 32 MiB.
-	// Fetches do not take a worker: a distant store's round trips overlap the writing.
-	FetchBudget int64
 	// Progress, if set, is called about every 200ms and at the end.
 	Progress func(Progress)
 }
@@ -52,9 +47,6 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	if opts.Workers < 1 {
 		// Reads of packs wait on the store as much as on the CPU.
 		opts.Workers = max(4, runtime.GOMAXPROCS(0))
-	}
-	if opts.FetchBudget < 1 {
-		opts.FetchBudget = 32 << 20
 	}
 	abs, err := filepath.Abs(target)
 	if err != nil {
@@ -143,8 +135,6 @@ type restorer struct {
 	batches chan fileBatch
 	// workers bounds the parts of packs being read and written at once, across batches.
 	workers chan struct{}
-	// fetchBudget holds opts.FetchBudget bytes: parts fetched and not yet written.
-	fetchBudget *semaphore.Weighted
 	// writeErr is the first error writing a batch, which stops the walk.
 	writeErr atomic.Pointer[error]
 	// dirs are the directories restored, parents first, to apply their metadata at the end.

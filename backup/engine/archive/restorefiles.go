@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"stork.dev/stork/backup/engine/objstore"
@@ -113,7 +112,6 @@ func (rs *restorer) queueFile(n *Node, p string) error {
 func (rs *restorer) startWriting(ctx context.Context) (wait func() error) {
 	rs.batches = make(chan fileBatch, 1)
 	rs.workers = make(chan struct{}, rs.opts.Workers)
-	rs.fetchBudget = semaphore.NewWeighted(rs.opts.FetchBudget)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -184,7 +182,37 @@ func (rs *restorer) write(ctx context.Context, b fileBatch) error {
 	part := min(max(sealed/int64(2*rs.opts.Workers), partMin), partMax)
 	for pack, all := range byPack {
 		for _, entries := range splitByOffset(all, part) {
-			g.Go(func() error { return rs.writePart(gctx, b, pack, entries) })
+			g.Go(func() error {
+				select {
+				case rs.workers <- struct{}{}:
+					defer func() { <-rs.workers }()
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				done := map[repo.ID]bool{}
+				err := rs.r.ReadPackBlobs(gctx, pack, entries, func(e repo.PackEntry, plain []byte) error {
+					done[e.ID] = true
+					return rs.writeChunk(b.blobs[e.ID], plain)
+				})
+				if !errors.Is(err, objstore.ErrNotFound) {
+					return err
+				}
+				// The pack is gone: a prune moved its blobs since the index was read.
+				// LoadBlob finds them again.
+				for _, e := range entries {
+					if done[e.ID] {
+						continue
+					}
+					plain, err := rs.r.LoadBlob(gctx, e.ID)
+					if err != nil {
+						return err
+					}
+					if err := rs.writeChunk(b.blobs[e.ID], plain); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}
 	}
 	err := g.Wait()
@@ -192,48 +220,6 @@ func (rs *restorer) write(ctx context.Context, b fileBatch) error {
 		b.close()
 	}
 	return err
-}
-
-// writePart fetches one part of a pack and writes its chunks. The fetch waits only for the
-// byte budget, not for a worker: with a distant store (20 ms a request) a worker that fetched
-// and then wrote left the cores idle while every worker waited on the network, and more
-// workers cost 8 MiB of buffers each (docs/performance.md, 2026-12-08).
-func (rs *restorer) writePart(ctx context.Context, b fileBatch, pack repo.ID, entries []repo.PackEntry) error {
-	pr := rs.r.PlanPackRead(pack, entries)
-	w := min(pr.Size(), rs.opts.FetchBudget)
-	if err := rs.fetchBudget.Acquire(ctx, w); err != nil {
-		return err
-	}
-	defer rs.fetchBudget.Release(w)
-	fetchErr := pr.Fetch(ctx)
-	if fetchErr != nil && !errors.Is(fetchErr, objstore.ErrNotFound) {
-		return fetchErr
-	}
-	select {
-	case rs.workers <- struct{}{}:
-		defer func() { <-rs.workers }()
-	case <-ctx.Done():
-		pr.Release()
-		return ctx.Err()
-	}
-	if fetchErr == nil {
-		defer pr.Release()
-		return pr.Open(func(e repo.PackEntry, plain []byte) error {
-			return rs.writeChunk(b.blobs[e.ID], plain)
-		})
-	}
-	// The pack is gone: a prune moved its blobs since the index was read. LoadBlob finds
-	// them again.
-	for _, e := range entries {
-		plain, err := rs.r.LoadBlob(ctx, e.ID)
-		if err != nil {
-			return err
-		}
-		if err := rs.writeChunk(b.blobs[e.ID], plain); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // partMin: each request costs an object store more than its bytes (MinIO reads the object's

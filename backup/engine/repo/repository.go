@@ -107,8 +107,8 @@ type Repository struct {
 	prefetched *prefetch
 
 	bufs bufPool
-	// rangeBufs recycles the buffers of pack reads, by size class (see rangeClass).
-	rangeBufs [rangeClasses]sync.Pool
+	// rangeBufs recycles the buffers of pack reads.
+	rangeBufs rangePool
 	trees     treeCache
 	// snaps holds the snapshot manifests read by the last Snapshots call.
 	snapMu sync.Mutex
@@ -346,6 +346,7 @@ func (r *Repository) Store() *objstore.Store { return r.store }
 func (r *Repository) Close() {
 	r.zenc.Close()
 	r.zdec.Close()
+	r.rangeBufs.drop()
 	r.mu.Lock()
 	r.index.close()
 	r.mu.Unlock()
