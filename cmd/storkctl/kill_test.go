@@ -20,7 +20,16 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// The repo commands keep manifests in the user's cache directory: the tests' go to a
+	// temporary one (inherited by the storkctl processes they start).
+	cache, err := os.MkdirTemp("", "storkctl-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CACHE_HOME", cache)
+	code := m.Run()
+	os.RemoveAll(cache)
+	os.Exit(code)
 }
 
 // TestKilledBackup kills (SIGKILL) `storkctl repo backup` once it has indexed some packs, then

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +38,8 @@ type repoFlags struct {
 	passphraseFile string
 	rawKeyFile     string
 	indexMemory    string
+	cacheDir       string
+	noCache        bool
 }
 
 func (f *repoFlags) register(cmd *cobra.Command) {
@@ -48,6 +52,8 @@ func (f *repoFlags) register(cmd *cobra.Command) {
 		"accessKeyID, secretAccessKey[, sessionToken] (s3); serviceAccount.json (gs); accountName, accountKey (azblob)")
 	p.StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the repository passphrase (or set STORK_PASSPHRASE)")
 	p.StringVar(&f.rawKeyFile, "raw-key-file", "", "file holding a raw 32-byte repository key, instead of a passphrase")
+	p.StringVar(&f.cacheDir, "cache-dir", "", "local directory for what the repository never changes (snapshot manifests, sealed), one subdirectory per repository location (default $XDG_CACHE_HOME/stork/repos or ~/.cache/stork/repos)")
+	p.BoolVar(&f.noCache, "no-cache", false, "keep nothing on local disk between runs: every snapshot manifest is read from the store")
 	p.StringVar(&f.indexMemory, "index-memory", "", "memory the blob index may take before it spills to a file on disk (about 100 bytes a blob), e.g. 64Mi or 1Gi (default 256Mi, or a quarter of the container's memory limit if less)")
 }
 
@@ -106,6 +112,24 @@ func (f *repoFlags) userKey() (repo.UserKey, error) {
 	return repo.UserKey{}, errors.New("no repository key: give --passphrase-file, --raw-key-file or STORK_PASSPHRASE (there is no default key)")
 }
 
+// repoCacheDir is the repository's directory in the local cache, named by a hash of where the
+// repository is (so two repositories never share one), or "" for none.
+func (f *repoFlags) repoCacheDir(cfg objstore.Config) string {
+	if f.noCache {
+		return ""
+	}
+	root := f.cacheDir
+	if root == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "" // no home: no cache, as with --no-cache
+		}
+		root = filepath.Join(base, "stork", "repos")
+	}
+	sum := sha256.Sum256([]byte(cfg.URL + "\n" + cfg.S3.Endpoint))
+	return filepath.Join(root, hex.EncodeToString(sum[:12]))
+}
+
 // open opens the store and the repository, or with init makes the repository.
 func (f *repoFlags) open(ctx context.Context, init *repo.InitOptions) (*objstore.Store, *repo.Repository, error) {
 	cfg, err := f.storeConfig()
@@ -132,7 +156,7 @@ func (f *repoFlags) open(ctx context.Context, init *repo.InitOptions) (*objstore
 	if init != nil {
 		r, err = repo.Init(ctx, s, key, *init)
 	} else {
-		r, err = repo.OpenWith(ctx, s, key, repo.OpenOptions{IndexMemory: indexMemory})
+		r, err = repo.OpenWith(ctx, s, key, repo.OpenOptions{IndexMemory: indexMemory, CacheDir: f.repoCacheDir(cfg)})
 	}
 	if err != nil {
 		s.Close()

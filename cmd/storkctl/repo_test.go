@@ -97,6 +97,24 @@ func TestRepoCommands(t *testing.T) {
 	if out := run("ls"); strings.Count(out, src) != 3 || !strings.Contains(out, "pvc=data") {
 		t.Fatalf("ls said %q", out)
 	}
+	// The four manifests are kept in the user's cache (TestMain points XDG_CACHE_HOME at a
+	// temporary directory), under --cache-dir if given, and nowhere with --no-cache.
+	cached := func(root string) int {
+		m, _ := filepath.Glob(filepath.Join(root, "*", "snapshots", "*"))
+		return len(m)
+	}
+	if n := cached(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "stork", "repos")); n != 4 {
+		t.Errorf("%d manifests in the default cache, want 4", n)
+	}
+	run("ls", "--cache-dir", filepath.Join(dir, "cache"))
+	if n := cached(filepath.Join(dir, "cache")); n != 4 {
+		t.Errorf("%d manifests under --cache-dir, want 4", n)
+	}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "xdg"))
+	run("ls", "--no-cache")
+	if n := cached(filepath.Join(dir, "xdg", "stork", "repos")); n != 0 {
+		t.Errorf("%d manifests cached with --no-cache, want 0", n)
+	}
 	if out := run("ls", "latest"); !strings.Contains(out, "db/table") {
 		t.Fatalf("ls latest said %q", out)
 	}

@@ -302,7 +302,7 @@ func (r *Repository) mark(ctx context.Context, referenced ReferencedFunc, opts P
 		rep.BytesMarked += st.stored[p].Size
 	}
 	rep.PacksMarked = len(doom)
-	_, err = r.putJSON(ctx, "gc/", gcMark{Time: time.Now().UTC(), Packs: doom})
+	_, _, err = r.putJSON(ctx, "gc/", gcMark{Time: time.Now().UTC(), Packs: doom})
 	return err
 }
 

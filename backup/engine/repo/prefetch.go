@@ -38,8 +38,9 @@ type prefetch struct {
 	files map[string][]byte
 }
 
-// startPrefetch starts fetching the objects under prefix, up to max bytes in all.
-func startPrefetch(ctx context.Context, store *objstore.Store, prefix string, max int64) *prefetch {
+// startPrefetch starts fetching the objects under prefix, up to max bytes in all, but for
+// those skip accepts (held already: nil skips none).
+func startPrefetch(ctx context.Context, store *objstore.Store, prefix string, max int64, skip func(key string) bool) *prefetch {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetch{cancel: cancel, done: make(chan struct{}), files: map[string][]byte{}}
 	go func() {
@@ -48,6 +49,9 @@ func startPrefetch(ctx context.Context, store *objstore.Store, prefix string, ma
 		var size int64
 		// Errors are left to the readers, which read what is missing here as they always did.
 		_ = store.List(ctx, prefix, func(o objstore.Object) error {
+			if skip != nil && skip(o.Key) {
+				return nil
+			}
 			if size += o.Size; size <= max {
 				keys = append(keys, o.Key)
 			}

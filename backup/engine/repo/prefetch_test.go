@@ -34,7 +34,7 @@ func TestIndexPrefetch(t *testing.T) {
 		t.Fatalf("index files %v, %v: want 3", keys, err)
 	}
 
-	pre := startPrefetch(ctx, s, "index/", indexPrefetchMax)
+	pre := startPrefetch(ctx, s, "index/", indexPrefetchMax, nil)
 	pre.wait()
 	if len(pre.files) != 3 {
 		t.Fatalf("prefetched %d index files, want 3", len(pre.files))
@@ -86,7 +86,7 @@ func TestSnapshotPrefetch(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	pre := startPrefetch(ctx, s, "snapshots/", manifestsPrefetchMax)
+	pre := startPrefetch(ctx, s, "snapshots/", manifestsPrefetchMax, nil)
 	pre.wait()
 	if len(pre.files) != 3 {
 		t.Fatalf("prefetched %d manifests, want 3", len(pre.files))

@@ -361,7 +361,7 @@ func TestRefreshIndex(t *testing.T) {
 	// A deletion mark (as prune writes) makes the refresh reload: a's pack is marked, so a
 	// writer must not deduplicate against it any more.
 	pack, _, _ := r1.Lookup(a)
-	if _, err := r2.putJSON(ctx, "gc/", gcMark{Time: time.Now(), Packs: []ID{pack}}); err != nil {
+	if _, _, err := r2.putJSON(ctx, "gc/", gcMark{Time: time.Now(), Packs: []ID{pack}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r1.RefreshIndex(ctx); err != nil {

@@ -110,6 +110,8 @@ type Repository struct {
 	// rangeBufs recycles the buffers of pack reads.
 	rangeBufs rangePool
 	trees     treeCache
+	// cache keeps sealed snapshot manifests on local disk, if OpenOptions.CacheDir is set.
+	cache diskCache
 	// snaps holds the snapshot manifests read by the last Snapshots call.
 	snapMu sync.Mutex
 	snaps  map[ID]*Snapshot
@@ -235,20 +237,24 @@ type OpenOptions struct {
 	// file in the store's staging directory (default: DefaultIndexMemory, or a quarter of the
 	// container's memory limit if less).
 	IndexMemory int64
+	// CacheDir, if set, is a local directory of this repository's own where sealed snapshot
+	// manifests are kept between runs (diskcache.go).
+	CacheDir string
 }
 
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, store *objstore.Store, key UserKey, opts OpenOptions) (*Repository, error) {
 	// Fetched while the key is derived (prefetch.go).
-	index := startPrefetch(ctx, store, "index/", indexPrefetchMax)
+	index := startPrefetch(ctx, store, "index/", indexPrefetchMax, nil)
 	defer index.stop()
-	manifests := startPrefetch(ctx, store, "snapshots/", manifestsPrefetchMax)
+	cache := diskCache{opts.CacheDir}
+	manifests := startPrefetch(ctx, store, "snapshots/", manifestsPrefetchMax, cache.has)
 	defer manifests.stop()
 	r, err := open(ctx, store, key)
 	if err != nil {
 		return nil, err
 	}
-	r.indexMemory = opts.IndexMemory
+	r.indexMemory, r.cache = opts.IndexMemory, cache
 	index.wait()
 	r.prefetched = index
 	err = r.LoadIndex(ctx)
@@ -800,16 +806,16 @@ func (b *bufPool) put(buf *[]byte) {
 }
 
 // putJSON seals v as JSON under prefix/ID, where ID is the BLAKE3-256 of the sealed bytes,
-// written once.
-func (r *Repository) putJSON(ctx context.Context, prefix string, v any) (ID, error) {
+// written once. It returns the sealed bytes too.
+func (r *Repository) putJSON(ctx context.Context, prefix string, v any) (ID, []byte, error) {
 	plain, err := json.Marshal(v)
 	if err != nil {
-		return ID{}, err
+		return ID{}, nil, err
 	}
 	sealed := r.c.seal(nil, plain)
 	id := contentID(sealed)
 	_, err = r.store.PutNew(ctx, prefix+id.String(), sealed)
-	return id, err
+	return id, sealed, err
 }
 
 // getJSON reads a sealed JSON object and decodes it into v, verifying its name.

@@ -44,7 +44,11 @@ type SnapshotSummary struct {
 
 // SaveSnapshot writes a snapshot manifest and returns its ID.
 func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) {
-	return r.putJSON(ctx, "snapshots/", s)
+	id, sealed, err := r.putJSON(ctx, "snapshots/", s)
+	if err == nil {
+		r.cache.put("snapshots/"+id.String(), sealed) // the next backup's parent
+	}
+	return id, err
 }
 
 // LoadSnapshot reads a snapshot manifest from the store, always: check and the probes for a
@@ -69,7 +73,28 @@ func (r *Repository) CachedSnapshot(ctx context.Context, id ID) (*Snapshot, erro
 		c := *s
 		return &c, nil
 	}
-	return r.LoadSnapshot(ctx, id)
+	return r.readSnapshot(ctx, id)
+}
+
+// readSnapshot reads a manifest from the disk cache, or from the store into the cache.
+func (r *Repository) readSnapshot(ctx context.Context, id ID) (*Snapshot, error) {
+	key := "snapshots/" + id.String()
+	if sealed, ok := r.cache.get(key); ok {
+		s := &Snapshot{}
+		if r.decodeJSON(key, id, sealed, s) == nil {
+			return s, nil
+		}
+	}
+	sealed, err := r.store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{}
+	if err := r.decodeJSON(key, id, sealed, s); err != nil {
+		return nil, err
+	}
+	r.cache.put(key, sealed)
+	return s, nil
 }
 
 // SnapshotInfo is a snapshot with its ID.
@@ -109,7 +134,7 @@ func (r *Repository) Snapshots(ctx context.Context) ([]SnapshotInfo, error) {
 	}
 	err = forEach(ctx, missing, func(ctx context.Context, key string) error {
 		id, _ := ParseID(key)
-		s, err := r.LoadSnapshot(ctx, id)
+		s, err := r.readSnapshot(ctx, id)
 		if errors.Is(err, objstore.ErrNotFound) {
 			return nil
 		}
@@ -127,6 +152,10 @@ func (r *Repository) Snapshots(ctx context.Context) ([]SnapshotInfo, error) {
 	r.snapMu.Lock()
 	r.snaps = listed // what is no longer listed was forgotten
 	r.snapMu.Unlock()
+	r.cache.prune("snapshots", func(name string) bool {
+		id, err := ParseID(name)
+		return err == nil && listed[id] != nil
+	})
 	out := make([]SnapshotInfo, 0, len(listed))
 	for id, s := range listed {
 		c := *s // a copy of the manifest, so that callers may set its fields
@@ -155,6 +184,7 @@ func (r *Repository) adoptSnapshots(p *prefetch) {
 		if err := r.decodeJSON(key, id, sealed, s); err != nil {
 			continue
 		}
+		r.cache.put(key, sealed)
 		if r.snaps == nil {
 			r.snaps = map[ID]*Snapshot{}
 		}
