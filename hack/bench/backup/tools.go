@@ -179,7 +179,8 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 		s.restore = func(dir string) []string { return []string{"copy-tool", "restore", dest, dir} }
 	case "ours", "ours-s2":
 		s.env = []string{"STORK_PASSPHRASE=" + passphrase}
-		base := []string{"repo", "--location", "file://" + repoDir}
+		// Its cache of manifests goes where restic's and kopia's caches go, removed with them.
+		base := []string{"repo", "--location", "file://" + repoDir, "--cache-dir", cacheDir}
 		if target == "minio" {
 			creds := filepath.Join(work, "s3-credentials")
 			if err := os.MkdirAll(creds, 0o700); err != nil {
@@ -191,7 +192,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 				}
 			}
 			base = []string{"repo", "--location", "s3://" + bucket + "/" + prefix, "--s3-endpoint", b.minio.toolEndpoint,
-				"--s3-path-style", "--s3-region", "us-east-1", "--credentials-dir", creds}
+				"--s3-path-style", "--s3-region", "us-east-1", "--credentials-dir", creds, "--cache-dir", cacheDir}
 		}
 		s.init = [][]string{cat(base, "init")}
 		if tool == "ours-s2" {
