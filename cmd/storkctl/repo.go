@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -126,8 +124,7 @@ func (f *repoFlags) repoCacheDir(cfg objstore.Config) string {
 		}
 		root = filepath.Join(base, "stork", "repos")
 	}
-	sum := sha256.Sum256([]byte(cfg.URL + "\n" + cfg.S3.Endpoint))
-	return filepath.Join(root, hex.EncodeToString(sum[:12]))
+	return filepath.Join(root, cfg.CacheName())
 }
 
 // open opens the store and the repository, or with init makes the repository.

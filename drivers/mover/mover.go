@@ -99,7 +99,7 @@ func do(ctx context.Context, o Options, task *storkv1.VolumeTask, progress func(
 		pre = archive.StartPrescan(ctx, o.VolumeDir)
 		defer pre.Stop()
 	}
-	r, err := transfer.Open(ctx, access)
+	r, err := transfer.Open(ctx, access, "") // a fresh pod each time: nothing to keep
 	if err != nil {
 		return taskstatus.Result{}, err
 	}

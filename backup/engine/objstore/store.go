@@ -3,6 +3,8 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +84,13 @@ type Config struct {
 	URL         string
 	S3          S3Options
 	Credentials Credentials
+}
+
+// CacheName names the store in a local cache directory: a hash of its URL and S3 endpoint (the
+// same bucket name on two endpoints is two stores), never its credentials.
+func (c Config) CacheName() string {
+	sum := sha256.Sum256([]byte(c.URL + "\n" + c.S3.Endpoint))
+	return hex.EncodeToString(sum[:12])
 }
 
 // Store is an object store with the few operations a backup repository needs, each retried

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -52,13 +53,20 @@ func (r *Repo) Close() {
 }
 
 // Open opens the repository an access Secret describes. Failures carry the reason for status:
-// what is wrong with the store (objstore.Problem), or RepositoryUnavailable.
-func Open(ctx context.Context, access access.Access) (*Repo, error) {
+// what is wrong with the store (objstore.Problem), or RepositoryUnavailable. With cacheRoot
+// set, the repository's snapshot manifests are kept under it between tasks (one directory per
+// store: repo.OpenOptions.CacheDir), so that a scheduled backup does not read every manifest
+// again to find its parent.
+func Open(ctx context.Context, access access.Access, cacheRoot string) (*Repo, error) {
 	store, err := objstore.Open(ctx, access.Store)
 	if err != nil {
 		return nil, Fail(objstore.Problem(err), "opening %s: %w", access.Store.URL, err)
 	}
-	r, err := repo.Open(ctx, store, access.Key)
+	var opts repo.OpenOptions
+	if cacheRoot != "" {
+		opts.CacheDir = filepath.Join(cacheRoot, access.Store.CacheName())
+	}
+	r, err := repo.OpenWith(ctx, store, access.Key, opts)
 	if err != nil {
 		_ = store.Close()
 		return nil, Fail("RepositoryUnavailable", "opening the repository in %s: %w", access.Store.URL, err)

@@ -12,6 +12,8 @@
 //	<root>/.stork/restored/<uid>     marks a restore's or download's volume directory as that task's own
 //	<root>/.stork/probe-<node>       the health probe's scratch file (one per node: a root
 //	                                 may be seen by several nodes' agents)
+//	<root>/.stork/cache/repos/<hash>  sealed snapshot manifests of each store the uploads and
+//	                                 downloads use, kept between tasks (repo.OpenOptions.CacheDir)
 //
 // Every result becomes visible by a rename after its data was synced, so an agent killed at any
 // moment leaves either nothing or a complete snapshot or volume; a task it was running is

@@ -20,6 +20,9 @@ func (r Root) restoredMark(uid string) string {
 }
 func (r Root) volume(name string) string { return filepath.Join(string(r), "volumes", name) }
 
+// repoCache holds the repositories' snapshot manifests between tasks (transfer.Open).
+func (r Root) repoCache() string { return filepath.Join(string(r), ".stork", "cache", "repos") }
+
 // probe is per node: a root may be one directory seen by several nodes' agents (a shared
 // disk, or the test tier's nodes on one machine), and each agent's probe must be its own.
 func (r Root) probe(node string) string { return filepath.Join(string(r), ".stork", "probe-"+node) }

@@ -607,5 +607,5 @@ func (t *Tasks) openRepository(ctx context.Context, task *storkv1.VolumeTask) (*
 	if err != nil {
 		return nil, fail("InvalidTask", "access Secret %s/%s: %w", t.Namespace, name, err)
 	}
-	return transfer.Open(ctx, access)
+	return transfer.Open(ctx, access, t.Root.repoCache())
 }

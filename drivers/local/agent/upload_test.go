@@ -69,4 +69,8 @@ func TestUploadReadsOnlyChangedExtents(t *testing.T) {
 	if read := p.BytesDone - p.BytesSkipped; p.BytesDone != size || read > 8<<20 {
 		t.Errorf("second backup: progress %+v: read %d bytes of %d", p, read, size)
 	}
+	// Both manifests are kept on the node for the next task, which finds its parent there.
+	if m, _ := filepath.Glob(filepath.Join(root.repoCache(), "*", "snapshots", "*")); len(m) != 2 {
+		t.Errorf("%d manifests in the agent's cache %s, want 2", len(m), root.repoCache())
+	}
 }
