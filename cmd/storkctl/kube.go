@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storkv1 "stork.dev/stork/api/v1alpha1"
-	"stork.dev/stork/backup/engine/archive"
+	"stork.dev/stork/internal/cli"
 	"stork.dev/stork/internal/units"
 )
 
@@ -62,22 +61,6 @@ func (f *kubeFlags) client() (client.Client, string, error) {
 	utilruntime.Must(storkv1.AddToScheme(scheme))
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	return c, ns, err
-}
-
-// parseMap reads repeated --flag A=B values; form says how they look (FROM=TO, KEY=VALUE).
-func parseMap(flag, form string, pairs []string) (map[string]string, error) {
-	if len(pairs) == 0 {
-		return nil, nil
-	}
-	m := map[string]string{}
-	for _, p := range pairs {
-		k, v, ok := strings.Cut(p, "=")
-		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("--%s %q: want %s", flag, p, form)
-		}
-		m[k] = v
-	}
-	return m, nil
 }
 
 func snapshotCommand() *cobra.Command {
@@ -245,13 +228,13 @@ func restoreCommand() *cobra.Command {
 			}
 			rs := &storkv1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: args[0]},
 				Spec: storkv1.RestoreSpec{Source: storkv1.RestoreSource{SnapshotName: snapshot, Namespace: sourceNS}, ExistingObjectPolicy: storkv1.ExistingObjectPolicy(existing)}}
-			if rs.Spec.NamespaceMapping, err = parseMap("namespace-mapping", "FROM=TO", nsMap); err != nil {
+			if rs.Spec.NamespaceMapping, err = cli.ParseMap("namespace-mapping", "FROM=TO", nsMap); err != nil {
 				return err
 			}
-			if rs.Spec.ClaimNameMapping, err = parseMap("claim-mapping", "FROM=TO", claimMap); err != nil {
+			if rs.Spec.ClaimNameMapping, err = cli.ParseMap("claim-mapping", "FROM=TO", claimMap); err != nil {
 				return err
 			}
-			if rs.Spec.StorageClassMapping, err = parseMap("storage-class-mapping", "FROM=TO", scMap); err != nil {
+			if rs.Spec.StorageClassMapping, err = cli.ParseMap("storage-class-mapping", "FROM=TO", scMap); err != nil {
 				return err
 			}
 			if err := c.Create(cmd.Context(), rs); err != nil {
@@ -354,17 +337,17 @@ func restoreCommand() *cobra.Command {
 func waitFor(cmd *cobra.Command, timeout time.Duration, what string, poll func(context.Context) (string, storkv1.Progress, bool, error)) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	bar := newBar(cmd.ErrOrStderr(), what)
-	defer bar.finish()
+	bar := cli.NewBar(cmd.ErrOrStderr(), what)
+	defer bar.Finish()
 	last := ""
 	for {
 		state, p, done, err := poll(ctx)
 		if err != nil {
 			return err
 		}
-		bar.update(archive.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal})
+		bar.Update(p.BytesDone, p.BytesTotal)
 		line := fmt.Sprintf("%s: %s, %s of %s", what, state, units.Bytes(p.BytesDone), units.Bytes(p.BytesTotal))
-		if bar.pb == nil && line != last {
+		if !bar.Active() && line != last {
 			fmt.Fprintln(cmd.ErrOrStderr(), line)
 			last = line
 		}

@@ -2,26 +2,15 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
+	"stork.dev/stork/backup/engine/repocli"
+	"stork.dev/stork/internal/cli"
 	"stork.dev/stork/internal/version"
 )
 
-func main() {
-	if os.Getenv("GOGC") == "" {
-		// Backups and restores reuse their big buffers, so what the garbage collector frees is
-		// small: a low target keeps the peak RSS near the live memory (168 → 120 MiB on the
-		// benchmark's backup) for no measurable CPU (docs/performance.md).
-		debug.SetGCPercent(25)
-	}
-	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "storkctl:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main(newRoot()) }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -35,6 +24,6 @@ func newRoot() *cobra.Command {
 		Short: "Print storkctl's version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
 	})
-	root.AddCommand(repoCommand(), snapshotCommand(), restoreCommand(), backupCommand(), statusCommand())
+	root.AddCommand(repocli.Command(), snapshotCommand(), restoreCommand(), backupCommand(), statusCommand())
 	return root
 }

@@ -47,6 +47,18 @@ func TestModule(t *testing.T) {
 	if slices.Contains(byPath["placement"].Deps, Module+"/restore") {
 		t.Error("placement depends on restore")
 	}
+	// stork-repo is the repository command line without Kubernetes clients (its smaller binary
+	// is the point of it).
+	if len(byPath["cmd/stork-repo"].Deps) == 0 {
+		t.Error("go list did not list cmd/stork-repo or its dependencies")
+	}
+	for _, d := range byPath["cmd/stork-repo"].Deps {
+		for _, lib := range controllerLibraries {
+			if strings.HasPrefix(d, lib) {
+				t.Errorf("cmd/stork-repo depends on %s", d)
+			}
+		}
+	}
 }
 
 // TestUpwardImportsCaught adds upward imports to the real module (through a go list overlay,

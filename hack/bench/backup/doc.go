@@ -1,6 +1,6 @@
-// Command backup (`make bench-backup`) compares Stork's backup engine (storkctl repo) with restic
-// and kopia on the same generated dataset, against a local directory repository and a local MinIO
-// bucket. It is a benchmark run by hand, not a test.
+// Command backup (`make bench-backup`) compares Stork's backup engine (stork-repo: the commands
+// of `storkctl repo`) with restic and kopia on the same generated dataset, against a local
+// directory repository and a local MinIO bucket. It is a benchmark run by hand, not a test.
 //
 // The dataset is made deterministically from -seed and kept in the work directory for reuse: one
 // incompressible 1 GiB file, 512 MiB of log-like text (Zipf-distributed words) in 8 files, and

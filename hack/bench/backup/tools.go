@@ -18,7 +18,7 @@ import (
 	"stork.dev/stork/internal/version"
 )
 
-// prepareTools builds storkctl, finds (or installs) restic and finds (or builds) kopia.
+// prepareTools builds stork-repo, finds (or installs) restic and finds (or builds) kopia.
 func (b *bench) prepareTools(ctx context.Context) error {
 	b.report.Tools = map[string]string{}
 	need := func(t string) bool {
@@ -26,9 +26,11 @@ func (b *bench) prepareTools(ctx context.Context) error {
 			(t == "ours" && slices.Contains(b.opt.tools, "ours-s2"))
 	}
 	if need("ours") {
-		bin := filepath.Join(b.opt.work, "bin", "storkctl")
-		fmt.Println("building ./cmd/storkctl")
-		if _, err := output(ctx, b.root, "go", "build", "-tags="+version.BuildTags, "-o", bin, "./cmd/storkctl"); err != nil {
+		// stork-repo: the repository commands of `storkctl repo` without the Kubernetes
+		// clients, as a user without a cluster (or a rescue host) runs them.
+		bin := filepath.Join(b.opt.work, "bin", "stork-repo")
+		fmt.Println("building ./cmd/stork-repo")
+		if _, err := output(ctx, b.root, "go", "build", "-tags="+version.BuildTags, "-o", bin, "./cmd/stork-repo"); err != nil {
 			return err
 		}
 		b.bins["ours"], b.bins["ours-s2"] = bin, bin
@@ -36,8 +38,8 @@ func (b *bench) prepareTools(ctx context.Context) error {
 		if err != nil {
 			rev = "unknown"
 		}
-		b.report.Tools["ours"] = "storkctl " + rev
-		b.report.Tools["ours-s2"] = "storkctl " + rev + ", repo init --compression s2"
+		b.report.Tools["ours"] = "stork-repo " + rev
+		b.report.Tools["ours-s2"] = "stork-repo " + rev + ", init --compression s2"
 	}
 	if need("copy") {
 		self, err := os.Executable()
@@ -180,7 +182,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 	case "ours", "ours-s2":
 		s.env = []string{"STORK_PASSPHRASE=" + passphrase}
 		// Its cache of manifests goes where restic's and kopia's caches go, removed with them.
-		base := []string{"repo", "--location", "file://" + repoDir, "--cache-dir", cacheDir}
+		base := []string{"--location", "file://" + repoDir, "--cache-dir", cacheDir}
 		if target == "minio" {
 			creds := filepath.Join(work, "s3-credentials")
 			if err := os.MkdirAll(creds, 0o700); err != nil {
@@ -191,7 +193,7 @@ func (b *bench) newSession(tool, target string, rep int) (*session, error) {
 					return nil, err
 				}
 			}
-			base = []string{"repo", "--location", "s3://" + bucket + "/" + prefix, "--s3-endpoint", b.minio.toolEndpoint,
+			base = []string{"--location", "s3://" + bucket + "/" + prefix, "--s3-endpoint", b.minio.toolEndpoint,
 				"--s3-path-style", "--s3-region", "us-east-1", "--credentials-dir", creds, "--cache-dir", cacheDir}
 		}
 		s.init = [][]string{cat(base, "init")}

@@ -1,10 +1,9 @@
-package main
+package repocli
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,16 +11,15 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/internal/cli"
 	"stork.dev/stork/internal/units"
 )
 
@@ -162,13 +160,16 @@ func (f *repoFlags) open(ctx context.Context, init *repo.InitOptions) (*objstore
 	return s, r, nil
 }
 
-func repoCommand() *cobra.Command {
+// Command is the repository command line: init, backup, restore, ls, check, forget, prune and
+// backups on a repository named by --location. storkctl mounts it as "repo"; stork-repo is it.
+func Command() *cobra.Command {
 	f := &repoFlags{}
 	cmd := &cobra.Command{
 		Use:   "repo",
 		Short: "Work on a backup repository directly, with no cluster (break-glass backups and restores)",
 	}
 	f.register(cmd)
+	root := cmd
 	withRepo := func(run func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
 			s, r, err := f.open(cmd.Context(), nil)
@@ -176,7 +177,7 @@ func repoCommand() *cobra.Command {
 				return err
 			}
 			for _, err := range r.IndexDamage() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %v (run storkctl repo check)\n", err)
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %v (run %s check)\n", err, root.CommandPath())
 			}
 			defer s.Close()
 			defer r.Close()
@@ -216,7 +217,7 @@ func repoCommand() *cobra.Command {
 			pre := archive.StartPrescan(cmd.Context(), args[0])
 			defer pre.Stop()
 			return withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
-				t, err := parseMap("tag", "KEY=VALUE", tags)
+				t, err := cli.ParseMap("tag", "KEY=VALUE", tags)
 				if err != nil {
 					return err
 				}
@@ -244,10 +245,10 @@ func repoCommand() *cobra.Command {
 					opts.Parent = &parent.ID
 					fmt.Fprintf(cmd.ErrOrStderr(), "parent snapshot %s (%s)\n", parent.ID.String()[:12], parent.Time.Format(time.RFC3339))
 				}
-				bar := newBar(cmd.ErrOrStderr(), "backing up")
-				opts.Progress = bar.progress()
+				bar := cli.NewBar(cmd.ErrOrStderr(), "backing up")
+				opts.Progress = progressOf(bar)
 				id, snap, err := archive.Backup(ctx, r, abs, opts)
-				bar.finish()
+				bar.Finish()
 				if err != nil {
 					return err
 				}
@@ -282,10 +283,10 @@ func repoCommand() *cobra.Command {
 			if verify && len(includes) > 0 {
 				return fmt.Errorf("--verify compares the whole snapshot with TARGET: restore without --path, or verify without it")
 			}
-			bar := newBar(cmd.ErrOrStderr(), "restoring")
+			bar := cli.NewBar(cmd.ErrOrStderr(), "restoring")
 			start := time.Now()
-			err = archive.Restore(ctx, r, snap.ID, args[1], archive.RestoreOptions{Include: includes, Progress: bar.progress()})
-			bar.finish()
+			err = archive.Restore(ctx, r, snap.ID, args[1], archive.RestoreOptions{Include: includes, Progress: progressOf(bar)})
+			bar.Finish()
 			if err != nil {
 				return err
 			}
@@ -293,10 +294,10 @@ func repoCommand() *cobra.Command {
 			if !verify {
 				return nil
 			}
-			bar = newBar(cmd.ErrOrStderr(), "verifying")
+			bar = cli.NewBar(cmd.ErrOrStderr(), "verifying")
 			start = time.Now()
-			rep, err := archive.Verify(ctx, r, snap.ID, args[1], archive.VerifyOptions{Progress: bar.progress()})
-			bar.finish()
+			rep, err := archive.Verify(ctx, r, snap.ID, args[1], archive.VerifyOptions{Progress: progressOf(bar)})
+			bar.Finish()
 			if err != nil {
 				return err
 			}
@@ -325,7 +326,7 @@ func repoCommand() *cobra.Command {
 		Short: "List snapshots (those with the --tag values, e.g. --tag namespace=app --tag pvc=data), or the files of one",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error {
-			filter, err := parseMap("tag", "KEY=VALUE", lsTags)
+			filter, err := cli.ParseMap("tag", "KEY=VALUE", lsTags)
 			if err != nil {
 				return err
 			}
@@ -408,7 +409,7 @@ func backupsCommand(withRepo repoRunner) *cobra.Command {
 // findSnapshot resolves a snapshot reference among the snapshots with the given tags: the
 // break-glass way to name "the newest backup of claim data in namespace app".
 func findSnapshot(ctx context.Context, r *repo.Repository, ref string, tags []string) (repo.SnapshotInfo, error) {
-	filter, err := parseMap("tag", "KEY=VALUE", tags)
+	filter, err := cli.ParseMap("tag", "KEY=VALUE", tags)
 	if err != nil || len(filter) == 0 {
 		if err != nil {
 			return repo.SnapshotInfo{}, err
@@ -446,42 +447,11 @@ func latestOf(ctx context.Context, r *repo.Repository, abs string) (*repo.Snapsh
 	return r.Latest(ctx, func(s repo.SnapshotInfo) bool { return len(s.Paths) == 1 && s.Paths[0] == abs })
 }
 
-// bar is a byte progress bar on a terminal, and nothing elsewhere (logs stay clean).
-type bar struct {
-	pb *progressbar.ProgressBar
-}
-
-func newBar(w io.Writer, what string) *bar {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return &bar{}
-	}
-	return &bar{pb: progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
-		progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish())}
-}
-
-// progress returns the bar's update function, or nil when there is no bar: then no totals need
-// counting.
-func (b *bar) progress() func(archive.Progress) {
-	if b.pb == nil {
+// progressOf returns the bar's update function, or nil when the bar is not drawn: then no
+// totals need counting.
+func progressOf(b *cli.Bar) func(archive.Progress) {
+	if !b.Active() {
 		return nil
 	}
-	return b.update
-}
-
-func (b *bar) update(p archive.Progress) {
-	if b.pb == nil {
-		return
-	}
-	if b.pb.GetMax64() != p.BytesTotal {
-		b.pb.ChangeMax64(p.BytesTotal)
-	}
-	_ = b.pb.Set64(p.BytesDone)
-}
-
-func (b *bar) finish() {
-	if b.pb != nil {
-		_ = b.pb.Finish()
-	}
+	return func(p archive.Progress) { b.Update(p.BytesDone, p.BytesTotal) }
 }

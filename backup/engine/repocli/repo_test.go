@@ -1,4 +1,4 @@
-package main
+package repocli
 
 import (
 	"bytes"
@@ -10,15 +10,32 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	storkv1 "stork.dev/stork/api/v1alpha1"
 	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
 )
 
+// TestMain points XDG_CACHE_HOME at a temporary directory: the commands keep manifests in the
+// user's cache directory.
+func TestMain(m *testing.M) {
+	cache, err := os.MkdirTemp("", "repocli-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CACHE_HOME", cache)
+	code := m.Run()
+	os.RemoveAll(cache)
+	os.Exit(code)
+}
+
+// storkctl runs the commands as `storkctl repo` does.
 func storkctl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := newRoot()
+	root := &cobra.Command{Use: "storkctl", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(Command())
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)

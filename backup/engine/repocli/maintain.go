@@ -1,4 +1,4 @@
-package main
+package repocli
 
 import (
 	"context"
@@ -13,12 +13,13 @@ import (
 	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/repo"
 	"stork.dev/stork/backup/engine/retention"
+	"stork.dev/stork/internal/cli"
 	"stork.dev/stork/internal/units"
 )
 
 type repoRunner func(run func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error
 
-// errCheckFailed makes storkctl exit non-zero after printing the problems a check found.
+// errCheckFailed makes the command exit non-zero after printing the problems a check found.
 var errCheckFailed = errors.New("the repository has problems (listed above)")
 
 func checkCommand(withRepo repoRunner) *cobra.Command {
@@ -28,12 +29,12 @@ func checkCommand(withRepo repoRunner) *cobra.Command {
 		Short: "Verify the repository's structure; --read-data also reads and verifies every blob",
 		Args:  cobra.NoArgs,
 		RunE: withRepo(func(ctx context.Context, cmd *cobra.Command, r *repo.Repository, _ []string) error {
-			b := newBar(cmd.ErrOrStderr(), "reading packs")
+			b := cli.NewBar(cmd.ErrOrStderr(), "reading packs")
 			start := time.Now()
 			rep, err := archive.Check(ctx, r, repo.CheckOptions{ReadData: readData, Progress: func(p repo.CheckProgress) {
-				b.update(archive.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal})
+				b.Update(p.BytesDone, p.BytesTotal)
 			}})
-			b.finish()
+			b.Finish()
 			if err != nil {
 				return err
 			}
