@@ -19,7 +19,7 @@ endif
 
 all: build
 
-## build: compile the three commands into bin/
+## build: compile the commands (stork, stork-agent, storkctl, stork-repo) into bin/
 build:
 	$(GO) build -tags=$(BUILD_TAGS) -o $(BIN)/ ./cmd/...
 
