@@ -26,7 +26,8 @@ type RestoreOptions struct {
 	// Include restores only these slash-separated paths (relative to the snapshot's root) and
 	// what is below them; empty restores everything.
 	Include []string
-	// Workers bounds the packs read at once; default GOMAXPROCS, at least 4.
+	// Workers bounds the packs read at once; default GOMAXPROCS, at least 4, and twice that
+	// from a cloud store.
 	Workers int
 	// Progress, if set, is called about every 200ms and at the end.
 	Progress func(Progress)
@@ -44,9 +45,15 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 	if err != nil {
 		return err
 	}
+	local := r.Store().Local()
 	if opts.Workers < 1 {
-		// Reads of packs wait on the store as much as on the CPU.
+		// Reads of packs wait on the store as much as on the CPU; a cloud store answers each
+		// after a round trip, so more are kept in flight (restoreBatches says how much that
+		// gained).
 		opts.Workers = max(4, runtime.GOMAXPROCS(0))
+		if !local {
+			opts.Workers *= 2
+		}
 	}
 	abs, err := filepath.Abs(target)
 	if err != nil {
@@ -68,7 +75,8 @@ func Restore(ctx context.Context, r *repo.Repository, snap repo.ID, target strin
 			return err
 		}
 	}
-	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}, dirSlots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	rs := &restorer{r: r, opts: opts, root: abs, progress: &progress{}, dirSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		batchesAtOnce: restoreBatches(local)}
 	if opts.Progress != nil {
 		// Totals come from a first pass over the trees, which are small.
 		if err := rs.walk(ctx, s.Tree, "", func(rel string, n *Node) error {
@@ -135,6 +143,8 @@ type restorer struct {
 	batches chan fileBatch
 	// workers bounds the parts of packs being read and written at once, across batches.
 	workers chan struct{}
+	// batchesAtOnce is how many batches are written at once.
+	batchesAtOnce int
 	// writeErr is the first error writing a batch, which stops the walk.
 	writeErr atomic.Pointer[error]
 	// dirs are the directories restored, parents first, to apply their metadata at the end.

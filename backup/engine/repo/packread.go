@@ -8,10 +8,12 @@ import (
 )
 
 // Reads of several blobs of one pack are merged into one ranged read when the gap between them
-// is under readGap, up to readMax per read: fewer requests to the store, bounded memory.
+// is under readGap, up to readMax per read: fewer requests to the store, bounded memory. 6 MiB
+// rather than 8: as fast (archive.restoreBatches has the numbers) with 8 reads in flight from a
+// cloud store, 16 MiB less held.
 const (
 	readGap = 1 << 20
-	readMax = 8 << 20
+	readMax = 6 << 20
 )
 
 // ReadPackBlobs reads the given blobs of one pack with as few ranged reads as it can, verifies
@@ -73,7 +75,7 @@ func (r *Repository) readRange(ctx context.Context, key string, start, end int64
 
 // rangePool keeps released readMax buffers of pack reads, up to rangeKeep. Not a sync.Pool:
 // that drops its contents every other GC, and a restore runs one every 90 ms or so (its heap is
-// small), so 8 MiB buffers were made, and zeroed by the kernel, again and again (makeslice and
+// small), so readMax buffers were made, and zeroed by the kernel, again and again (makeslice and
 // clear_page 3.7% of a restore's CPU). Buffers are only made when none is free, so the pool
 // never holds more than the most reads ever in flight at once.
 type rangePool struct {
@@ -81,7 +83,7 @@ type rangePool struct {
 	free []*[]byte
 }
 
-// rangeKeep: twice a restore's default workers on two cores.
+// rangeKeep: a restore's default workers from a cloud store on two cores.
 const rangeKeep = 8
 
 // get returns a buffer of at least n bytes.
