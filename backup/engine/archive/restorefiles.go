@@ -237,12 +237,13 @@ func (rs *restorer) write(ctx context.Context, b fileBatch) error {
 	return err
 }
 
-// partMin and partMax (a read's size, at most repo's readMax): each request costs an object store more than its bytes (MinIO reads the object's
-// metadata and checks the signature per GET). Restoring the standard dataset of
-// docs/performance.md from MinIO, parts of at least 2 MiB rather than 256 KiB took MinIO 1.70
-// instead of 2.10 CPU-seconds and the restore 3.06 instead of 3.38 s (medians of 4 pairs, 4/4
-// faster); from a directory they made no difference. 4 and 8 MiB were no better: fewer parts
-// keep fewer workers busy.
+// partMin and partMax bound a part's sealed bytes (partMax is repo's readMax, a read's most).
+// Each request costs an object store more than its bytes (MinIO reads the object's metadata
+// and checks the signature per GET). Restoring the standard dataset of docs/performance.md from
+// MinIO, parts of at least 2 MiB rather than 256 KiB took MinIO 1.70 instead of 2.10
+// CPU-seconds and the restore 3.06 instead of 3.38 s (medians of 4 pairs, 4/4 faster); from a
+// directory they made no difference. 4 and 8 MiB were no better: fewer parts keep fewer workers
+// busy.
 const (
 	partMin = 2 << 20
 	partMax = 6 << 20
