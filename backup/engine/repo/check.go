@@ -62,7 +62,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packs are marked for deletion by %d prune runs; the next prune deletes them", len(marked), len(marks)))
 	}
 	indexed := map[ID][]PackEntry{}
-	err = r.indexFiles(ctx, nil, func(key string, packs []IndexedPack, err error) error {
+	err = r.indexFiles(ctx, func(key string, packs []IndexedPack, err error) error {
 		rep.IndexFiles++
 		if err != nil {
 			if errors.Is(err, objstore.ErrNotFound) {

@@ -169,7 +169,7 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 		return nil, err
 	}
 	st.marked = markedPacks(st.marks)
-	err = r.indexFiles(ctx, nil, func(key string, packs []IndexedPack, err error) error {
+	err = r.indexFiles(ctx, func(key string, packs []IndexedPack, err error) error {
 		if err != nil {
 			return fmt.Errorf("prune needs a readable index (run storkctl repo check): %w", err)
 		}

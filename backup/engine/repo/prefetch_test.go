@@ -26,7 +26,7 @@ func TestIndexPrefetch(t *testing.T) {
 	}
 	var keys []string
 	blobOf := map[string]ID{}
-	if err := r.indexFiles(ctx, nil, func(key string, packs []IndexedPack, err error) error {
+	if err := r.indexFiles(ctx, func(key string, packs []IndexedPack, err error) error {
 		keys = append(keys, key)
 		blobOf[key] = packs[0].Entries[0].ID
 		return err

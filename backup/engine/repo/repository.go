@@ -389,7 +389,7 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
-	return r.indexFiles(ctx, nil, r.addIndexFile)
+	return r.indexFiles(ctx, r.addIndexFile)
 }
 
 // addIndexFile adds one index file's packs to the index.
@@ -423,12 +423,17 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 		err := r.store.List(ctx, prefix, func(o objstore.Object) error { m[o.Key] = true; return nil })
 		return m, err
 	}
-	marks, err := keys("gc/")
-	if err != nil {
-		return err
-	}
-	files, err := keys("index/")
-	if err != nil {
+	// Both listings at once, and the new index files read from this listing rather than a
+	// third: each is a round trip to a cloud store, and a backup refreshes after taking its
+	// lock, when no prune can run (two round trips fewer; an unchanged backup of the standard
+	// dataset through 20 ms a request, 5 alternated pairs on a busy machine: median 681 → 652
+	// ms). A file another backup adds after the listing is missed, as it would be a moment
+	// later: its blobs are uploaded again at worst.
+	var marks, files map[string]bool
+	var g errgroup.Group
+	g.Go(func() (err error) { marks, err = keys("gc/"); return err })
+	g.Go(func() (err error) { files, err = keys("index/"); return err })
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	r.mu.RLock()
@@ -439,15 +444,17 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 	for k := range r.loadedFiles {
 		same = same && files[k]
 	}
+	var added []string
+	for k := range files {
+		if !r.loadedFiles[k] {
+			added = append(added, k)
+		}
+	}
 	r.mu.RUnlock()
 	if !same {
 		return r.LoadIndex(ctx)
 	}
-	err = r.indexFiles(ctx, func(key string) bool {
-		r.mu.RLock()
-		defer r.mu.RUnlock()
-		return !r.loadedFiles[key]
-	}, r.addIndexFile)
+	err := r.readIndexFiles(ctx, added, r.addIndexFile)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return r.LoadIndex(ctx) // a prune is replacing index files right now
 	}
@@ -458,17 +465,20 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 // reason it cannot be read (a *DamagedError when its content is wrong). Files are read in
 // parallel (a repository gains one per backup until a prune merges them); fn is called for one
 // at a time, in no particular order.
-func (r *Repository) indexFiles(ctx context.Context, want func(key string) bool, fn func(key string, packs []IndexedPack, err error) error) error {
+func (r *Repository) indexFiles(ctx context.Context, fn func(key string, packs []IndexedPack, err error) error) error {
 	var keys []string
 	err := r.store.List(ctx, "index/", func(o objstore.Object) error {
-		if want == nil || want(o.Key) {
-			keys = append(keys, o.Key)
-		}
+		keys = append(keys, o.Key)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	return r.readIndexFiles(ctx, keys, fn)
+}
+
+// readIndexFiles is indexFiles for index files already listed.
+func (r *Repository) readIndexFiles(ctx context.Context, keys []string, fn func(key string, packs []IndexedPack, err error) error) error {
 	var mu sync.Mutex
 	call := func(key string, packs []IndexedPack, err error) error {
 		mu.Lock()
