@@ -53,10 +53,8 @@ func TestModule(t *testing.T) {
 		t.Error("go list did not list cmd/stork-repo or its dependencies")
 	}
 	for _, d := range byPath["cmd/stork-repo"].Deps {
-		for _, lib := range controllerLibraries {
-			if strings.HasPrefix(d, lib) {
-				t.Errorf("cmd/stork-repo depends on %s", d)
-			}
+		if controllerLibrary(d) {
+			t.Errorf("cmd/stork-repo depends on %s", d)
 		}
 	}
 }
