@@ -98,7 +98,7 @@ func (r *Repository) gcMarks(ctx context.Context) ([]gcMark, error) {
 			return &DamagedError{Object: o.Key, Detail: "unexpected name"}
 		}
 		m := gcMark{key: o.Key}
-		if err := r.getJSON(ctx, o.Key, id, &m); err != nil {
+		if _, err := r.getJSON(ctx, o.Key, id, &m); err != nil {
 			if errors.Is(err, objstore.ErrNotFound) {
 				return nil // swept meanwhile
 			}

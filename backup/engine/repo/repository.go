@@ -830,13 +830,13 @@ func (r *Repository) putJSON(ctx context.Context, prefix string, v any) (ID, []b
 	return id, sealed, err
 }
 
-// getJSON reads a sealed JSON object and decodes it into v, verifying its name.
-func (r *Repository) getJSON(ctx context.Context, key string, id ID, v any) error {
-	sealed, err := r.store.Get(ctx, key)
-	if err != nil {
-		return err
+// getJSON reads a sealed JSON object and decodes it into v, verifying its name; it returns the
+// sealed bytes too.
+func (r *Repository) getJSON(ctx context.Context, key string, id ID, v any) (sealed []byte, err error) {
+	if sealed, err = r.store.Get(ctx, key); err != nil {
+		return nil, err
 	}
-	return r.decodeJSON(key, id, sealed, v)
+	return sealed, r.decodeJSON(key, id, sealed, v)
 }
 
 // decodeJSON checks the object key against its name id, opens it and decodes it into v.

@@ -55,7 +55,7 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) 
 // snapshot's existence need the store's answer. Others use CachedSnapshot.
 func (r *Repository) LoadSnapshot(ctx context.Context, id ID) (*Snapshot, error) {
 	s := &Snapshot{}
-	if err := r.getJSON(ctx, "snapshots/"+id.String(), id, s); err != nil {
+	if _, err := r.getJSON(ctx, "snapshots/"+id.String(), id, s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -85,12 +85,9 @@ func (r *Repository) readSnapshot(ctx context.Context, id ID) (*Snapshot, error)
 			return s, nil
 		}
 	}
-	sealed, err := r.store.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
 	s := &Snapshot{}
-	if err := r.decodeJSON(key, id, sealed, s); err != nil {
+	sealed, err := r.getJSON(ctx, key, id, s)
+	if err != nil {
 		return nil, err
 	}
 	r.cache.put(key, sealed)
