@@ -12,6 +12,7 @@ import (
 	"stork.dev/stork/backup/engine/archive"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/backup/engine/repo/repotest"
 )
 
 // TestMain lets TestKilledBackup run this test binary as storkctl itself.
@@ -20,16 +21,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	// The repo commands keep manifests in the user's cache directory: the tests' go to a
-	// temporary one (inherited by the storkctl processes they start).
-	cache, err := os.MkdirTemp("", "storkctl-test-cache-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("XDG_CACHE_HOME", cache)
-	code := m.Run()
-	os.RemoveAll(cache)
-	os.Exit(code)
+	os.Exit(repotest.MainWithCacheHome(m))
 }
 
 // TestKilledBackup kills (SIGKILL) `storkctl repo backup` once it has indexed some packs, then

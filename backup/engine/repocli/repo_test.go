@@ -16,20 +16,10 @@ import (
 	"stork.dev/stork/backup/engine/catalog"
 	"stork.dev/stork/backup/engine/objstore"
 	"stork.dev/stork/backup/engine/repo"
+	"stork.dev/stork/backup/engine/repo/repotest"
 )
 
-// TestMain points XDG_CACHE_HOME at a temporary directory: the commands keep manifests in the
-// user's cache directory.
-func TestMain(m *testing.M) {
-	cache, err := os.MkdirTemp("", "repocli-test-cache-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("XDG_CACHE_HOME", cache)
-	code := m.Run()
-	os.RemoveAll(cache)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(repotest.MainWithCacheHome(m)) }
 
 // storkctl runs the commands as `storkctl repo` does.
 func storkctl(t *testing.T, args ...string) (string, error) {

@@ -2,6 +2,7 @@ package repotest
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"stork.dev/stork/backup/engine/objstore"
@@ -25,4 +26,18 @@ func New(t testing.TB, passphrase string) (*repo.Repository, string) {
 	}
 	t.Cleanup(r.Close)
 	return r, url
+}
+
+// MainWithCacheHome runs a package's tests with XDG_CACHE_HOME pointed at a new temporary
+// directory, removed afterwards, and returns their exit code: the repository commands keep
+// manifests in the user's cache directory, and the tests' (and the processes they start,
+// which inherit it) go there instead.
+func MainWithCacheHome(m *testing.M) int {
+	cache, err := os.MkdirTemp("", "stork-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(cache)
+	os.Setenv("XDG_CACHE_HOME", cache)
+	return m.Run()
 }
