@@ -237,7 +237,7 @@ func (rs *restorer) write(ctx context.Context, b fileBatch) error {
 	return err
 }
 
-// partMin and partMax bound a part's sealed bytes (partMax is repo's readMax, a read's most).
+// partMin and partMax bound a part's sealed bytes (partMax: a read's most, repo.ReadMax).
 // Each request costs an object store more than its bytes (MinIO reads the object's metadata
 // and checks the signature per GET). Restoring the standard dataset of docs/performance.md from
 // MinIO, parts of at least 2 MiB rather than 256 KiB took MinIO 1.70 instead of 2.10
@@ -246,7 +246,7 @@ func (rs *restorer) write(ctx context.Context, b fileBatch) error {
 // busy.
 const (
 	partMin = 2 << 20
-	partMax = 6 << 20
+	partMax = repo.ReadMax
 )
 
 // splitByOffset sorts a pack's entries by offset and cuts them into runs of at least size

@@ -8,12 +8,12 @@ import (
 )
 
 // Reads of several blobs of one pack are merged into one ranged read when the gap between them
-// is under readGap, up to readMax per read: fewer requests to the store, bounded memory. 6 MiB
-// rather than 8: as fast (archive.restoreBatches has the numbers) with 8 reads in flight from a
-// cloud store, 16 MiB less held.
+// is under readGap, up to ReadMax per read (archive's restore cuts its parts to it): fewer
+// requests to the store, bounded memory. 6 MiB rather than 8: as fast (archive.restoreBatches
+// has the numbers) with 8 reads in flight from a cloud store, 16 MiB less held.
 const (
 	readGap = 1 << 20
-	readMax = 6 << 20
+	ReadMax = 6 << 20
 )
 
 // ReadPackBlobs reads the given blobs of one pack with as few ranged reads as it can, verifies
@@ -36,7 +36,7 @@ func (r *Repository) ReadPackBlobs(ctx context.Context, pack ID, entries []PackE
 		for ; j < len(entries); j++ {
 			e := entries[j]
 			eEnd := int64(e.Offset) + int64(e.Length)
-			if int64(e.Offset)-end > readGap || eEnd-start > readMax {
+			if int64(e.Offset)-end > readGap || eEnd-start > ReadMax {
 				break
 			}
 			end = max(end, eEnd)
@@ -73,9 +73,9 @@ func (r *Repository) readRange(ctx context.Context, key string, start, end int64
 	return nil
 }
 
-// rangePool keeps released readMax buffers of pack reads, up to rangeKeep. Not a sync.Pool:
+// rangePool keeps released ReadMax buffers of pack reads, up to rangeKeep. Not a sync.Pool:
 // that drops its contents every other GC, and a restore runs one every 90 ms or so (its heap is
-// small), so readMax buffers were made, and zeroed by the kernel, again and again (makeslice and
+// small), so ReadMax buffers were made, and zeroed by the kernel, again and again (makeslice and
 // clear_page 3.7% of a restore's CPU). Buffers are only made when none is free, so the pool
 // never holds more than the most reads ever in flight at once.
 type rangePool struct {
@@ -88,7 +88,7 @@ const rangeKeep = 8
 
 // get returns a buffer of at least n bytes.
 func (p *rangePool) get(n int64) *[]byte {
-	if n <= readMax {
+	if n <= ReadMax {
 		p.mu.Lock()
 		if k := len(p.free); k > 0 {
 			b := p.free[k-1]
@@ -98,14 +98,14 @@ func (p *rangePool) get(n int64) *[]byte {
 		}
 		p.mu.Unlock()
 	}
-	b := make([]byte, max(n, readMax))
+	b := make([]byte, max(n, ReadMax))
 	return &b
 }
 
-// put keeps a buffer for the next read, unless it is a big read's (over readMax) or the pool is
+// put keeps a buffer for the next read, unless it is a big read's (over ReadMax) or the pool is
 // full.
 func (p *rangePool) put(b *[]byte) {
-	if cap(*b) != readMax {
+	if cap(*b) != ReadMax {
 		return
 	}
 	p.mu.Lock()

@@ -7,23 +7,23 @@ import "testing"
 func TestRangePool(t *testing.T) {
 	var p rangePool
 	a := p.get(100 << 10)
-	if cap(*a) != readMax {
-		t.Fatalf("buffer for 100 KiB has capacity %d, want readMax", cap(*a))
+	if cap(*a) != ReadMax {
+		t.Fatalf("buffer for 100 KiB has capacity %d, want ReadMax", cap(*a))
 	}
 	p.put(a)
-	if b := p.get(readMax); b != a {
+	if b := p.get(ReadMax); b != a {
 		t.Error("a released buffer was not reused")
 	}
-	big := p.get(readMax + 1)
-	if cap(*big) < readMax+1 {
-		t.Fatalf("buffer for readMax+1 bytes has capacity %d", cap(*big))
+	big := p.get(ReadMax + 1)
+	if cap(*big) < ReadMax+1 {
+		t.Fatalf("buffer for ReadMax+1 bytes has capacity %d", cap(*big))
 	}
 	p.put(big)
 	if len(p.free) != 0 {
 		t.Errorf("pool keeps %d buffers after a big read's was released, want 0", len(p.free))
 	}
 	for range rangeKeep + 2 {
-		b := make([]byte, readMax)
+		b := make([]byte, ReadMax)
 		p.put(&b)
 	}
 	if len(p.free) != rangeKeep {
